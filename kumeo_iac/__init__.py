@@ -1,0 +1,1 @@
+"""Kumeo: infrastructure as code for distributed agent workflows."""

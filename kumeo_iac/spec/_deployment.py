@@ -1,0 +1,49 @@
+"""How a workflow is watched (`monitor`) and deployed (`deployment`): images, resources, scaling, storage, registry."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import Field
+
+from kumeo_iac.spec._base import SpecNode, arg
+
+
+class Monitor(SpecNode):
+    """What to measure and where to show it."""
+
+    metrics: list[str] = Field(default_factory=list, description="Metric names to expose and chart.")
+    dashboard: str | None = arg("A dashboard name or path.")
+    extra: dict[str, Any] = Field(default_factory=dict, description="Other monitor settings, kept as written.")
+
+
+class Resources(SpecNode):
+    """CPU, memory and image for one resource class (`default`, `ml_models`, `llm`, or an agent id)."""
+
+    cpu: str | int | float | None = arg("CPU request and limit (`\"500m\"`, `\"2\"`).")
+    memory: str | None = arg("Memory request and limit (`\"1Gi\"`).")
+    gpu: bool | int | None = arg("GPUs to request (`true` means one).")
+    image: str | None = arg("An image, or a `base_images` entry (`\"base_images.ml\"`).")
+    extra: dict[str, Any] = Field(default_factory=dict)
+
+
+class Scaling(SpecNode):
+    """Replica bounds and the autoscaling signal."""
+
+    min_replicas: int | None = arg("Fewest replicas per agent.")
+    max_replicas: int | None = arg("Most replicas per agent.")
+    target_lag: int | None = arg("Pending messages per replica that KEDA scales on (when KEDA is enabled).")
+    target_cpu: int | None = arg("CPU utilisation percent the HPA scales on (when KEDA is not enabled).")
+    extra: dict[str, Any] = Field(default_factory=dict)
+
+
+class Deployment(SpecNode):
+    """Everything the Kubernetes side needs that the agent graph does not say."""
+
+    namespace: str | None = arg("Kubernetes namespace (stack config `kumeo:namespace` overrides it).")
+    base_images: dict[str, str] = Field(default_factory=dict, description="Images by class (`default`, `ml`, `llm`).")
+    resources: dict[str, Resources] = Field(default_factory=dict, description="Resources by class or agent id.")
+    storage: dict[str, str] = Field(default_factory=dict, description="Mount paths by name (`models`, `data`).")
+    scaling: Scaling | None = None
+    registry: Any = arg("Registries: a URL, or `{ kumeo: …, user: { url: … }, models: … }`.")
+    extra: dict[str, Any] = Field(default_factory=dict, description="Other deployment settings, kept as written.")
