@@ -21,14 +21,18 @@ class LocatedStr(str):
     """
 
     span: SourceSpan | None
+    content_start: SourceSpan | None
 
-    def __new__(cls, value: str, span: SourceSpan | None = None) -> LocatedStr:
+    def __new__(
+        cls, value: str, span: SourceSpan | None = None, content_start: SourceSpan | None = None
+    ) -> LocatedStr:
         obj = super().__new__(cls, value)
-        obj.span = span
+        obj.span = span  # the opening quote
+        obj.content_start = content_start  # the first character inside the quotes (for positions in expressions)
         return obj
 
     def __reduce__(self) -> tuple[Any, ...]:
-        return (LocatedStr, (str(self), self.span))
+        return (LocatedStr, (str(self), self.span, self.content_start))
 
     def __deepcopy__(self, memo: dict[int, Any]) -> LocatedStr:
         return self
