@@ -143,6 +143,17 @@ class Ref(SpecNode):
     def __str__(self) -> str:
         return ".".join(self.path)
 
+    def __eq__(self, other: object) -> bool:
+        # `input: source` and `input: "source"` say the same thing; resolution treats both as text.
+        if isinstance(other, str):
+            return str(self) == other
+        if isinstance(other, Ref):
+            return self.path == other.path
+        return NotImplemented
+
+    def __hash__(self) -> int:
+        return hash(str(self))
+
 
 class Call(SpecNode):
     """A call that is a value rather than an agent, e.g. ``Database("customers", "SELECT …")`` in a mapping."""

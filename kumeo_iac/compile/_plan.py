@@ -1,0 +1,168 @@
+"""The Plan: what a checked Spec means on NATS and Kubernetes, as plain data.
+
+A Plan is computed by a pure function, serialises to JSON with sorted keys, and drives all three consumers: the
+Pulumi components (`pulumi up`), `kumeo render` (files on disk) and the runtime (`kumeo run` and the pods). Stream
+and consumer configs are kept as the dicts nats.py's ``StreamConfig.as_dict()``/``ConsumerConfig.as_dict()`` give
+(the shapes `nats stream add --config` accepts), so every consumer of the Plan reuses nats.py's own types.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from typing import Any
+
+
+@dataclasses.dataclass(frozen=True)
+class StreamPlan:
+    """One JetStream stream; ``config`` is ``StreamConfig.as_dict()``."""
+
+    name: str
+    role: str  # "internal" | "sources" | "targets"
+    config: dict[str, Any]
+
+
+@dataclasses.dataclass(frozen=True)
+class ConsumerPlan:
+    """One durable pull consumer; ``config`` is ``ConsumerConfig.as_dict()`` (durable_name, filter_subjects, …)."""
+
+    stream: str
+    durable: str
+    agent: str
+    config: dict[str, Any]
+
+
+@dataclasses.dataclass(frozen=True)
+class KeyValuePlan:
+    """One JetStream KV bucket the runtime needs (joins, review queue, LLM cache); ``config`` is KeyValueConfig."""
+
+    bucket: str
+    purpose: str  # "joins" | "reviews" | "llm-cache"
+    config: dict[str, Any]
+
+
+@dataclasses.dataclass(frozen=True)
+class RoutePlan:
+    """A Router rule compiled to a subject: ``condition`` None is the default route."""
+
+    condition: str | None
+    subject: str
+    destination: str  # "target:<address>" or an agent id
+
+
+@dataclasses.dataclass(frozen=True)
+class EndpointPlan:
+    """A source or target as the runtime sees it."""
+
+    kind: str  # NATS | HTTP | Kafka | MQTT | Timer | File
+    address: str
+    subject: str  # the NATS subject events enter on (sources) or are published to (targets)
+    options: dict[str, Any]
+    line: int | None = None
+
+
+@dataclasses.dataclass(frozen=True)
+class AgentPlan:
+    """Everything one agent's worker needs, and what its Kubernetes objects are made from."""
+
+    id: str
+    kind: str
+    inputs: dict[str, str]  # join part (or "" for a single input) → subject
+    input_fields: dict[str, list[str]]  # join part → field path selected from that input's payload
+    output_subject: str
+    dead_letter_subject: str
+    routes: list[RoutePlan]
+    target_subjects: list[str]
+    consumers: list[ConsumerPlan]
+    settings: dict[str, Any]  # the agent's arguments as JSON (kind-specific), resolved against workflow blocks
+    when: str | None
+    timeout_seconds: float
+    max_deliver: int
+    backoff_seconds: list[float]
+    fallback: dict[str, Any] | None  # {"agent": id} or {"value": …}
+    files: list[str]  # model/network/rule files the agent reads (relative to the workflow file)
+    image: str
+    image_class: str  # base | ml | llm
+    replicas: int
+    max_replicas: int
+    resources: dict[str, Any]  # {"requests": {...}, "limits": {...}}
+    line: int | None = None
+
+
+@dataclasses.dataclass(frozen=True)
+class WorkflowPlan:
+    """One workflow on one platform: its NATS objects, its agents and its Kubernetes objects."""
+
+    name: str
+    slug: str  # lower-case DNS-1123 form of the name, used in subjects and object names
+    namespace: str
+    nats_url: str
+    sources: list[EndpointPlan]
+    targets: list[EndpointPlan]
+    streams: list[StreamPlan]
+    key_values: list[KeyValuePlan]
+    agents: list[AgentPlan]
+    kubernetes: list[dict[str, Any]]  # every object as a plain dict, in apply order
+
+    def agent(self, agent_id: str) -> AgentPlan:
+        for a in self.agents:
+            if a.id == agent_id:
+                return a
+        raise KeyError(agent_id)
+
+    @property
+    def consumers(self) -> list[ConsumerPlan]:
+        return [c for a in self.agents for c in a.consumers]
+
+
+@dataclasses.dataclass(frozen=True)
+class Plan:
+    """The whole program compiled: one WorkflowPlan per workflow (integrations already expanded)."""
+
+    workflows: list[WorkflowPlan]
+
+    def workflow(self, name: str) -> WorkflowPlan:
+        for wf in self.workflows:
+            if wf.name == name or wf.slug == name:
+                return wf
+        raise KeyError(name)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    def to_json(self, indent: int | None = 2) -> str:
+        """Deterministic JSON: sorted keys, so the same Spec always gives the same bytes."""
+        return json.dumps(self.to_dict(), indent=indent, sort_keys=True, ensure_ascii=False) + "\n"
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Plan:
+        workflows = []
+        for wf in data["workflows"]:
+            agents = []
+            for a in wf["agents"]:
+                agents.append(
+                    AgentPlan(
+                        **{
+                            **a,
+                            "routes": [RoutePlan(**r) for r in a["routes"]],
+                            "consumers": [ConsumerPlan(**c) for c in a["consumers"]],
+                        }
+                    )
+                )
+            workflows.append(
+                WorkflowPlan(
+                    **{
+                        **wf,
+                        "sources": [EndpointPlan(**s) for s in wf["sources"]],
+                        "targets": [EndpointPlan(**t) for t in wf["targets"]],
+                        "streams": [StreamPlan(**s) for s in wf["streams"]],
+                        "key_values": [KeyValuePlan(**k) for k in wf["key_values"]],
+                        "agents": agents,
+                    }
+                )
+            )
+        return cls(workflows)
+
+    @classmethod
+    def from_json(cls, text: str) -> Plan:
+        return cls.from_dict(json.loads(text))
