@@ -112,6 +112,11 @@ class KumeoSpecError(KumeoError):
 class KumeoCompileError(KumeoError):
     """A checked Spec cannot be turned into a Plan (for example a referenced file is missing)."""
 
+    def __init__(self, message: str, diagnostics: Sequence[Diagnostic] = ()) -> None:
+        self.diagnostics = list(diagnostics)
+        self.span = self.diagnostics[0].span if self.diagnostics else None
+        super().__init__(message)
+
 
 class KumeoDeployError(KumeoError):
     """Pulumi, the Kubernetes provider or a JetStream provider could not apply the Plan."""

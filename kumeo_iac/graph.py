@@ -125,34 +125,40 @@ class WorkflowGraph:
         )
 
     def cycles(self) -> list[list[str]]:
-        """Every elementary cycle found by DFS, each listed once starting from its smallest id."""
+        """Every elementary cycle met by a depth-first search, each listed once from its smallest id.
+
+        Iterative, so a chain of thousands of agents does not exhaust Python's recursion limit.
+        """
         succ: dict[str, list[str]] = {n: [] for n in self.nodes}
         for a, b in self.agent_edges():
             succ.setdefault(a, []).append(b)
         found: set[tuple[str, ...]] = set()
         out: list[list[str]] = []
         color: dict[str, int] = {}
-        stack: list[str] = []
-
-        def visit(n: str) -> None:
-            color[n] = 1
-            stack.append(n)
-            for m in succ.get(n, []):
-                if color.get(m, 0) == 0:
-                    visit(m)
-                elif color.get(m) == 1:
-                    cyc = stack[stack.index(m) :]
+        for root in sorted(succ):
+            if color.get(root):
+                continue
+            path: list[str] = [root]
+            color[root] = 1
+            work: list[Iterator[str]] = [iter(succ.get(root, []))]
+            while work:
+                nxt = next(work[-1], None)
+                if nxt is None:
+                    color[path.pop()] = 2
+                    work.pop()
+                    continue
+                state = color.get(nxt, 0)
+                if state == 0:
+                    color[nxt] = 1
+                    path.append(nxt)
+                    work.append(iter(succ.get(nxt, [])))
+                elif state == 1:
+                    cyc = path[path.index(nxt):]
                     k = cyc.index(min(cyc))
                     norm = tuple(cyc[k:] + cyc[:k])
                     if norm not in found:
                         found.add(norm)
                         out.append(list(norm))
-            stack.pop()
-            color[n] = 2
-
-        for n in sorted(succ):
-            if color.get(n, 0) == 0:
-                visit(n)
         return out
 
     def topological_order(self) -> list[str]:
@@ -233,14 +239,20 @@ def _esc(text: str) -> str:
 
 
 def endpoint_names(endpoint: Endpoint) -> tuple[str, ...]:
-    """The names a source or target can be referred to by: its address and its id."""
+    """The names a source or target can be referred to by: its address and its id (possibly none)."""
     names = [endpoint.address]
     if endpoint.id:
         names.append(endpoint.id)
     return tuple(n for n in names if n)
 
 
-class _Resolver:
+def _endpoint_node(kind: NodeKind, endpoint: Endpoint, index: int) -> NodeRef:
+    # An endpoint missing its address (reported by validation) still needs a node name.
+    names = endpoint_names(endpoint)
+    return NodeRef(kind, names[0] if names else f"{endpoint.kind_name}#{index + 1}")
+
+
+class Resolver:
     """Resolves written references against one workflow's agents, sources, targets and subworkflow inputs."""
 
     def __init__(self, name: str, agents: list[Agent], sources: list[Endpoint], targets: list[Endpoint],
@@ -258,8 +270,8 @@ class _Resolver:
         self.sources = sources
         self.targets = targets
         self.inputs = inputs
-        self.source_refs = [NodeRef("source", endpoint_names(s)[0]) for s in sources]
-        self.target_refs = [NodeRef("target", endpoint_names(t)[0]) for t in targets]
+        self.source_refs = [_endpoint_node("source", s, i) for i, s in enumerate(sources)]
+        self.target_refs = [_endpoint_node("target", t, i) for i, t in enumerate(targets)]
 
     def candidates(self) -> tuple[str, ...]:
         names = ["source", *self.ids, *(f"{i}.output" for i in self.ids), *self.channels]
@@ -276,13 +288,10 @@ class _Resolver:
         The second element lists agent kinds that were referred to ambiguously.
         """
         text = text.strip()
-        if _EXPRESSION_HINT.search(text):
+        if looks_like_expression(text):
             found: list[tuple[NodeRef, tuple[str, ...]]] = []
             ambiguous: list[str] = []
-            for m in _PATH_IN_TEXT.finditer(_strip_quoted(text)):
-                path = m.group(0).replace("?.", ".")
-                if path in ("true", "false", "null", "and", "or", "not", "in"):
-                    continue
+            for path in paths_in(text):
                 one = self.resolve_input(path)
                 if one is None:
                     return None
@@ -336,6 +345,30 @@ class _Resolver:
         return None
 
 
+def resolver_for(workflow: WorkflowSpec | SubworkflowSpec) -> Resolver:
+    """The resolver of one workflow or subworkflow, for callers that need to resolve a single written text."""
+    if isinstance(workflow, WorkflowSpec):
+        return Resolver(workflow.name, workflow.all_agents(), list(workflow.sources), list(workflow.targets), [])
+    return Resolver(workflow.name, list(workflow.agents), [], [], list(workflow.inputs))
+
+
+def looks_like_expression(text: str) -> bool:
+    """Whether a written input is an expression (``a ?? b``) rather than one reference."""
+    return bool(_EXPRESSION_HINT.search(text))
+
+
+_WORDS = frozenset({"true", "false", "null", "and", "or", "not", "in", "True", "False", "None"})
+
+
+def paths_in(text: str) -> list[str]:
+    """The dotted paths an expression-like input reads, quoted strings and keywords left out."""
+    return [
+        m.group(0).replace("?.", ".")
+        for m in _PATH_IN_TEXT.finditer(_strip_quoted(text))
+        if m.group(0) not in _WORDS
+    ]
+
+
 def _strip_quoted(text: str) -> str:
     return re.sub(r"'(?:[^'\\]|\\.)*'|\"(?:[^\"\\]|\\.)*\"", " ", text)
 
@@ -356,25 +389,21 @@ def _router_rules(router: Router) -> Iterator[tuple[str | None, Any, SourceSpan 
     if isinstance(rules, dict):
         for cond, dest in rules.items():
             condition = None if str(cond).strip() == "default" else str(cond)
-            yield condition, dest, span_of(cond, span_of(dest, span))
+            yield condition, dest, span_of(dest, span_of(cond, span))
     elif isinstance(rules, list):
         for rule in rules:
             if isinstance(rule, dict):
                 cond = rule.get("when", rule.get("condition", rule.get("if")))
                 dest = rule.get("to", rule.get("target", rule.get("then")))
-                yield (None if cond in (None, "default") else str(cond)), dest, span_of(cond, span_of(dest, span))
+                yield (None if cond in (None, "default") else str(cond)), dest, span_of(dest, span_of(cond, span))
     if router.default is not None:
         yield None, router.default, router.span_for("default")
 
 
 def build_graph(workflow: WorkflowSpec | SubworkflowSpec) -> WorkflowGraph:
     """Resolve every reference of a workflow (or subworkflow) into nodes and edges; never raises."""
-    if isinstance(workflow, WorkflowSpec):
-        agents = workflow.all_agents()
-        resolver = _Resolver(workflow.name, agents, list(workflow.sources), list(workflow.targets), [])
-    else:
-        agents = list(workflow.agents)
-        resolver = _Resolver(workflow.name, agents, [], [], list(workflow.inputs))
+    resolver = resolver_for(workflow)
+    agents = resolver.agents
     nodes: dict[str, AgentNode] = {}
     edges: list[Edge] = []
     unresolved: list[Unresolved] = []

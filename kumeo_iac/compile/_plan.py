@@ -59,6 +59,8 @@ class EndpointPlan:
     subject: str  # the NATS subject events enter on (sources) or are published to (targets)
     options: dict[str, Any]
     line: int | None = None
+    name: str = ""  # the token used in `kumeo.<wf>.source.<name>` / `.target.<name>` (the id, else the position)
+    stream: str | None = None  # the JetStream stream holding ``subject`` (None: not stored, e.g. Kafka)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -87,6 +89,10 @@ class AgentPlan:
     max_replicas: int
     resources: dict[str, Any]  # {"requests": {...}, "limits": {...}}
     line: int | None = None
+    #: Every resolved input, one entry per (part, subject): ``{"part", "subject", "field", "written", "stream"}``.
+    #: ``inputs`` keeps one subject per part; an input written as ``source`` over two sources, an expression
+    #: (``"a ?? b"``), a Router route or a fallback hand-off gives a part several subjects, listed here.
+    input_bindings: list[dict[str, Any]] = dataclasses.field(default_factory=list)
 
 
 @dataclasses.dataclass(frozen=True)

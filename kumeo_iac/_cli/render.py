@@ -1,0 +1,164 @@
+"""``kumeo render PATH --out DIR``: the Plan of a program as files, identical bytes on every run.
+
+Layout, per workflow (``DIR/<slug>/``)::
+
+    plan.json                                   the workflow's Plan (what the runtime and the components read)
+    kubernetes/NN-<kind>-<name>.yaml            one object per file, NN = apply order (zero-padded)
+    jetstream/streams/<stream>.json             `nats stream add --config FILE`
+    jetstream/consumers/<stream>/<durable>.json `nats consumer add <stream> --config FILE`
+    jetstream/kv/<bucket>.json                  the KV bucket's KeyValueConfig
+
+One object per file (rather than one multi-document file) keeps diffs small and lets `kubectl apply -f DIR` apply
+them in file-name order. Render owns ``plan.json``, ``kubernetes/`` and ``jetstream/`` under ``DIR/<slug>`` and
+replaces them on every run, so files of agents that were removed do not linger.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import runpy
+import shutil
+import sys
+from pathlib import Path
+from typing import Any
+
+from kumeo_iac.errors import Diagnostic, KumeoError, Severity, SourceSpan, sort_diagnostics
+
+__all__ = ["load_program", "render_plan", "run_render"]
+
+
+def _plural(n: int, word: str, plural: str | None = None) -> str:
+    return f"{n} {word if n == 1 else (plural or word + 's')}"
+
+
+def load_program(path: Path) -> tuple[Any, list[Diagnostic]]:
+    """The Program in a `.kumeo` file (parsed) or a Python file (its ``PROGRAM``), and the diagnostics found."""
+    from kumeo_iac.spec import Program
+
+    if path.suffix == ".py":
+        try:
+            namespace = runpy.run_path(str(path))
+        except KumeoError:
+            raise
+        except Exception as exc:  # the user's program failed: say where, no traceback
+            raise KumeoError(f"{path}: error: running the program failed: {type(exc).__name__}: {exc}") from None
+        program = namespace.get("PROGRAM")
+        if not isinstance(program, Program):
+            raise KumeoError(f"{path}: error: the program defines no PROGRAM (a kumeo_iac.spec.Program)")
+        if program.path is None:
+            program.path = str(path)
+        return program, []
+    from kumeo_iac.lang import parse_file
+
+    result = parse_file(path)
+    return result.program, list(result.diagnostics)
+
+
+def _validate(program: Any, base_dir: Path) -> list[Diagnostic]:
+    try:
+        from kumeo_iac.validate import validate
+    except ImportError:  # validation ships separately; compile still refuses what it cannot plan
+        return []
+    return list(validate(program, base_dir=base_dir, strict_files=True))
+
+
+def _dump_yaml(obj: dict[str, Any]) -> str:
+    import yaml
+
+    return yaml.safe_dump(obj, sort_keys=True, default_flow_style=False, allow_unicode=True, width=120)
+
+
+def _dump_json(obj: Any) -> str:
+    return json.dumps(obj, indent=2, sort_keys=True, ensure_ascii=False) + "\n"
+
+
+def render_plan(plan: Any, out: Path) -> list[tuple[str, dict[str, int], Path]]:
+    """Write every workflow of a Plan under ``out``; return (name, counts, directory) per workflow."""
+    from kumeo_iac.compile import Plan
+
+    written = []
+    for wf in plan.workflows:
+        root = out / wf.slug
+        for owned in ("kubernetes", "jetstream"):
+            if (root / owned).is_dir():
+                shutil.rmtree(root / owned)
+        (root / "kubernetes").mkdir(parents=True, exist_ok=True)
+        width = max(2, len(str(len(wf.kubernetes) - 1)))
+        for i, obj in enumerate(wf.kubernetes):
+            name = f"{i:0{width}d}-{obj['kind'].lower()}-{obj['metadata']['name']}.yaml"
+            _write(root / "kubernetes" / name, _dump_yaml(obj))
+        for stream in wf.streams:
+            _write(root / "jetstream" / "streams" / f"{stream.name}.json", _dump_json(stream.config))
+        for consumer in wf.consumers:
+            _write(root / "jetstream" / "consumers" / consumer.stream / f"{consumer.durable}.json",
+                   _dump_json(consumer.config))
+        for kv in wf.key_values:
+            _write(root / "jetstream" / "kv" / f"{kv.bucket}.json", _dump_json(kv.config))
+        _write(root / "plan.json", Plan([wf]).to_json())
+        counts = {"kubernetes": len(wf.kubernetes), "streams": len(wf.streams), "consumers": len(wf.consumers),
+                  "key_values": len(wf.key_values)}
+        written.append((wf.name, counts, root))
+    return written
+
+
+def _write(path: Path, text: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "w", encoding="utf-8", newline="\n") as f:
+        f.write(text)
+
+
+def _diagnostics_of(exc: BaseException, path: Path) -> list[Diagnostic]:
+    found = getattr(exc, "diagnostics", None)
+    if found:
+        return list(found)
+    span = getattr(exc, "span", None)
+    text = str(exc)
+    if isinstance(span, SourceSpan):
+        return [Diagnostic(getattr(exc, "message", text), span)]
+    if text.startswith(f"{path}:"):
+        return [Diagnostic(text.split(": error: ", 1)[-1], SourceSpan(str(path), 1, 1))]
+    return [Diagnostic(text, SourceSpan(str(path), 1, 1))]
+
+
+def _emit(diagnostics: list[Diagnostic], path: Path) -> None:
+    for d in sort_diagnostics(diagnostics):
+        if d.span is None:
+            d = Diagnostic(d.message, SourceSpan(str(path), 1, 1), d.severity, d.hint, d.code)
+        print(d.format(), file=sys.stderr)
+
+
+def run_render(args: argparse.Namespace) -> int:
+    """Parse, validate (missing files are errors), compile and write the Plan; 0 on success, 1 on problems."""
+    path = Path(args.path)
+    out = Path(args.out)
+    try:
+        program, diagnostics = load_program(path)
+        diagnostics += _validate(program, path.parent)
+        errors = [d for d in diagnostics if d.severity is Severity.ERROR]
+        if errors:
+            _emit(diagnostics, path)
+            print(f"{path}: {_plural(len(errors), 'error')}; nothing rendered", file=sys.stderr)
+            return 1
+        _emit(diagnostics, path)  # warnings
+        from kumeo_iac.compile import compile_program
+
+        plan = compile_program(program, base_dir=path.parent)
+        if not plan.workflows:
+            print(f"{path}:1:1: error: the program declares no workflow; nothing to render", file=sys.stderr)
+            return 1
+        written = render_plan(plan, out)
+    except KumeoError as exc:
+        _emit(_diagnostics_of(exc, path), path)
+        return 1
+    except OSError as exc:
+        where = exc.filename or out
+        print(f"{where}: error: {exc.strerror or exc}", file=sys.stderr)
+        return 1
+    for name, counts, root in written:
+        print(
+            f"rendered {name}: {_plural(counts['kubernetes'], 'Kubernetes object')}, "
+            f"{_plural(counts['streams'], 'stream')}, {_plural(counts['consumers'], 'consumer')}, "
+            f"{_plural(counts['key_values'], 'KV bucket')} → {root}"
+        )
+    return 0

@@ -1,0 +1,803 @@
+"""Spec → Plan: the pure, deterministic heart of Kumeo's deployment story.
+
+``compile_program`` reads a checked Program and gives a Plan: subjects, JetStream streams/consumers/KV buckets,
+images, resources and every Kubernetes object as a plain dict. It does no I/O (files are named, never read) and
+gives the same bytes for the same input, so `kumeo render`, the Pulumi components and the runtime agree.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+from pathlib import Path, PurePosixPath
+from typing import Any
+
+from kumeo_iac.compile import _kubernetes as k8s
+from kumeo_iac.compile._integrations import expand_integrations
+from kumeo_iac.compile._names import (
+    Subjects,
+    bucket_name,
+    covers,
+    dns_name,
+    is_dns_label,
+    is_token,
+    minimal_subjects,
+    overlap,
+    slugify,
+    snake,
+    stream_name,
+    token,
+    valid_subject,
+)
+from kumeo_iac.compile._nats import consumer_config, key_value_config, stream_config
+from kumeo_iac.compile._plan import (
+    AgentPlan,
+    ConsumerPlan,
+    EndpointPlan,
+    KeyValuePlan,
+    Plan,
+    RoutePlan,
+    StreamPlan,
+    WorkflowPlan,
+)
+from kumeo_iac.compile._settings import IMAGE_CLASS_KEYS, PlatformSettings
+from kumeo_iac.compile._values import compile_error, duration_seconds, to_json
+from kumeo_iac.errors import KumeoCompileError, SourceSpan
+from kumeo_iac.graph import NodeRef, WorkflowGraph, build_graph
+from kumeo_iac.spec import (
+    LLM,
+    Agent,
+    BayesianNetworkAgent,
+    Custom,
+    Endpoint,
+    HumanReview,
+    MLModel,
+    Program,
+    Resources,
+    RuleEngine,
+)
+from kumeo_iac.spec._workflow import RESOURCE_BLOCKS, WorkflowSpec
+
+DEFAULT_NATS_URL = "nats://nats:4222"
+DEFAULT_TIMEOUT_SECONDS = 30.0
+DEFAULT_RETRY_ATTEMPTS = 3
+DEFAULT_BACKOFF_BASE_SECONDS = 1.0
+DEFAULT_JOIN_TIMEOUT_SECONDS = 300.0
+DEFAULT_REVIEW_TTL_SECONDS = 7 * 24 * 3600.0
+DEFAULT_RESOURCES = {"requests": {"cpu": "100m", "memory": "128Mi"}, "limits": {"cpu": "500m", "memory": "512Mi"}}
+DEFAULT_IMAGE_NAMES = {"base": "agent-base", "ml": "ml-runtime", "llm": "llm-runtime"}
+
+_BLOCK_REF = re.compile(r"(models|data|schemas|config)\.([A-Za-z_][A-Za-z0-9_]*)((?:\.[A-Za-z_][A-Za-z0-9_]*)*)\Z")
+_FILE_EXTENSIONS = {"onnx", "json", "bn", "bif", "xml", "xmlbif", "dmx", "yaml", "yml", "csv", "parquet", "pt",
+                    "pth", "wasm", "txt", "md", "jsonl", "pkl", "joblib", "gguf", "rules", "bin", "safetensors"}
+_SECRET_KEY = re.compile(r"(?i)(api[_-]?key|apikey|password|passwd|secret|access[_-]?token|auth[_-]?token|bearer)\Z")
+_QUANTITY = re.compile(r"[+-]?(\d+(\.\d*)?|\.\d+)([eE][+-]?\d+|[numkMGTPE]|[KMGTPE]i)?\Z")
+_PLACEHOLDER = re.compile(r"\$\{([^{}]*)\}")
+_COMMON_FIELDS = {"span", "arg_spans", "extra_args", "kind", "id", "input", "output_channel", "when", "timeout",
+                  "retry", "fallback"}
+
+
+def compile_program(
+    program: Program, *, base_dir: Path | None = None, settings: PlatformSettings | None = None
+) -> Plan:
+    """Compile a checked Program into a Plan (one WorkflowPlan per workflow, integrations inlined).
+
+    Pure and deterministic; raises :class:`KumeoCompileError` (with the workflow, agent and source span) for what
+    cannot be planned, e.g. an unresolved reference — run validation first for the full list of problems.
+    """
+    if not isinstance(program, Program):
+        raise compile_error(f"compile_program takes a Program, not {type(program).__name__}")
+    settings = settings or PlatformSettings()
+    try:
+        workflows = expand_integrations(program)
+        planners: list[_WorkflowPlanner] = []
+        slugs: dict[str, str] = {}
+        for wf in workflows:
+            planner = _WorkflowPlanner(wf, settings, base_dir)
+            if planner.slug in slugs:
+                raise compile_error(
+                    f"workflows {slugs[planner.slug]!r} and {wf.name!r} have the same slug {planner.slug!r}",
+                    workflow=wf.name, span=wf.span, hint="rename one of them")
+            slugs[planner.slug] = wf.name
+            planners.append(planner)
+        registry = _StreamRegistry()
+        for planner in planners:
+            planner.register_internal(registry)
+        for planner in planners:
+            planner.plan_sources(registry)
+        for planner in planners:
+            planner.plan_targets(registry)
+        return Plan([planner.finish(registry) for planner in planners])
+    except KumeoCompileError:
+        raise
+    except (ValueError, TypeError, KeyError, AttributeError) as exc:  # a malformed Spec: never a traceback
+        raise compile_error(f"cannot plan this program ({type(exc).__name__}: {exc})",
+                            hint="run `kumeo check` on it first") from exc
+
+
+@dataclasses.dataclass
+class _Stream:
+    name: str
+    subjects: list[str]
+    owner: str | None  # workflow slug, None for a stream the user manages
+
+
+class _StreamRegistry:
+    """Every stream of the Plan (and the user's existing ones), so no two capture the same subject."""
+
+    def __init__(self) -> None:
+        self.streams: list[_Stream] = []
+
+    def find(self, subject: str) -> _Stream | None:
+        for stream in self.streams:
+            if any(covers(s, subject) for s in stream.subjects):
+                return stream
+        return None
+
+    def clash(self, subject: str) -> tuple[_Stream, str] | None:
+        for stream in self.streams:
+            for s in stream.subjects:
+                if overlap(s, subject):
+                    return stream, s
+        return None
+
+    def add(self, stream: _Stream) -> None:
+        for existing in self.streams:
+            if existing.name == stream.name:
+                existing.subjects = minimal_subjects(existing.subjects + stream.subjects)
+                return
+        self.streams.append(stream)
+
+
+class _WorkflowPlanner:
+    def __init__(self, wf: WorkflowSpec, settings: PlatformSettings, base_dir: Path | None) -> None:
+        self.wf = wf
+        self.settings = settings
+        self.base_dir = base_dir
+        self.slug = slugify(wf.name)
+        self.subjects = Subjects(self.slug)
+        self.graph: WorkflowGraph = build_graph(wf)
+        self.streams: list[StreamPlan] = []
+        self.deployment = wf.deployment
+        if self.graph.unresolved:
+            u = sorted(self.graph.unresolved, key=lambda u: _span_key(u.span))[0]
+            what = {"input": "input", "route": "route destination", "fallback": "fallback", "output": "output"}
+            hint = f"known: {', '.join(u.candidates[:8])}" if u.candidates else None
+            if u.ambiguous:
+                hint = f"several agents of kind {', '.join(u.ambiguous)}; refer to one by id"
+            raise self.error(f"{what[u.what]} {u.written!r} refers to nothing in the workflow", agent=u.agent,
+                             span=u.span, hint=hint)
+        self.agent_dns: dict[str, str] = {}
+        seen: dict[str, str] = {}
+        for agent_id, node in self.graph.nodes.items():
+            if not is_token(agent_id):
+                raise self.error(f"agent id {agent_id!r} cannot be used in a NATS subject", agent=agent_id,
+                                 span=node.agent.span, hint="use letters, digits, '_' and '-' only")
+            dns = dns_name(agent_id, limit=40)
+            if dns in seen:
+                raise self.error(f"agents {seen[dns]!r} and {agent_id!r} give the same Kubernetes name {dns!r}",
+                                 agent=agent_id, span=node.agent.span, hint="rename one of them")
+            seen[dns] = agent_id
+            self.agent_dns[agent_id] = dns
+        self.namespace = settings.namespace or (self.deployment.namespace if self.deployment else None) or self.slug
+        if not is_dns_label(self.namespace):
+            raise self.error(f"namespace {self.namespace!r} is not a valid Kubernetes name",
+                             hint="lower-case letters, digits and '-', at most 63 characters")
+        self.nats_url = settings.nats_url or (str(wf.nats) if wf.nats else None) or DEFAULT_NATS_URL
+        self.sources = [self._endpoint(e, i, source=True) for i, e in enumerate(wf.sources)]
+        self.targets = [self._endpoint(e, i, source=False) for i, e in enumerate(wf.targets)]
+        self.source_by_ref = {ref.key: ep for ref, ep in zip(self.graph.sources, self.sources)}
+        self.target_by_ref = {ref.key: ep for ref, ep in zip(self.graph.targets, self.targets)}
+
+    # -- helpers ---------------------------------------------------------------------------------------------
+
+    def error(self, message: str, *, agent: str | None = None, span: SourceSpan | None = None,
+              hint: str | None = None) -> KumeoCompileError:
+        return compile_error(message, workflow=self.wf.name, agent=agent, span=span or self.wf.span, hint=hint)
+
+    def _endpoint(self, e: Endpoint, index: int, *, source: bool) -> dict[str, Any]:
+        name = token(e.id) if e.id else str(index)
+        kind = e.kind_name
+        options = to_json(e.options) if isinstance(e.options, dict) else ({} if e.options is None else
+                                                                          {"value": to_json(e.options)})
+        address_field = e.positional[0] if e.positional else None
+        for field in type(e).meaningful_fields():
+            if field in ("id", "options", "kind", "extra_args", address_field):
+                continue
+            value = getattr(e, field)
+            if value is not None:
+                options[field] = to_json(value)
+        if kind == "NATS":
+            subject = str(e.address)
+            if not valid_subject(subject, wildcards=source):
+                raise self.error(f"{'source' if source else 'target'} subject {subject!r} is not a valid NATS "
+                                 f"subject{'' if source else ' (targets take no wildcards)'}",
+                                 span=e.span_for(address_field or "subject"))
+            if overlap(subject, self.subjects.all):
+                raise self.error(f"subject {subject!r} overlaps the workflow's internal subjects "
+                                 f"{self.subjects.all!r}", span=e.span_for(address_field or "subject"),
+                                 hint="choose a subject outside the kumeo.* namespace")
+        else:
+            subject = self.subjects.source(name) if source else self.subjects.target(name)
+        return {"kind": kind, "address": str(e.address), "subject": subject, "options": options,
+                "line": e.span.line if e.span else None, "name": name, "stream": None,
+                "existing_stream": getattr(e, "stream", None) if source else None}
+
+    # -- streams ---------------------------------------------------------------------------------------------
+
+    def _stream(self, role: str | None, subjects: list[str], description: str) -> StreamPlan:
+        name = stream_name(self.slug, role)
+        config = stream_config(name, subjects, description=description, max_age=self.settings.max_age_seconds,
+                               replicas=self.settings.stream_replicas,
+                               metadata={"kumeo.dev/workflow": self.slug, "kumeo.dev/role": role or "internal"})
+        return StreamPlan(name=name, role=role or "internal", config=config)
+
+    def register_internal(self, registry: _StreamRegistry) -> None:
+        clash = registry.clash(self.subjects.all)
+        if clash:
+            raise self.error(f"the workflow's subjects {self.subjects.all!r} overlap {clash[1]!r} of stream "
+                             f"{clash[0].name}")
+        plan = self._stream(None, [self.subjects.all], f"Kumeo workflow {self.wf.name}: agent outputs, routes, "
+                                                       "dead letters and bridged endpoints")
+        self.streams.append(plan)
+        registry.add(_Stream(plan.name, [self.subjects.all], self.slug))
+
+    def plan_sources(self, registry: _StreamRegistry) -> None:
+        for ep in self.sources:
+            if ep["kind"] == "NATS" and ep["existing_stream"]:
+                registry.add(_Stream(str(ep["existing_stream"]), [ep["subject"]], None))
+        own = []
+        for subject in minimal_subjects([ep["subject"] for ep in self.sources
+                                         if ep["kind"] == "NATS" and not ep["existing_stream"]]):
+            if registry.find(subject):
+                continue
+            clash = registry.clash(subject)
+            if clash:
+                raise self.error(f"source subject {subject!r} overlaps {clash[1]!r} of stream {clash[0].name}; "
+                                 "JetStream keeps a subject in one stream only",
+                                 hint=f"point the source at that stream with stream: \"{clash[0].name}\"")
+            own.append(subject)
+        if own:
+            plan = self._stream("sources", own, f"Kumeo workflow {self.wf.name}: source subjects")
+            self.streams.append(plan)
+            registry.add(_Stream(plan.name, own, self.slug))
+        for ep in self.sources:
+            stream = registry.find(ep["subject"])
+            ep["stream"] = stream.name if stream else None
+
+    def plan_targets(self, registry: _StreamRegistry) -> None:
+        own = []
+        for subject in minimal_subjects([ep["subject"] for ep in self.targets if ep["kind"] == "NATS"]):
+            if not registry.find(subject):
+                own.append(subject)
+        if own:
+            plan = self._stream("targets", own, f"Kumeo workflow {self.wf.name}: target subjects")
+            self.streams.append(plan)
+            registry.add(_Stream(plan.name, own, self.slug))
+        for ep in self.targets:
+            stream = registry.find(ep["subject"])
+            ep["stream"] = stream.name if stream else None
+
+    # -- agents ----------------------------------------------------------------------------------------------
+
+    def finish(self, registry: _StreamRegistry) -> WorkflowPlan:
+        order = self.graph.topological_order()
+        routed_to: dict[str, list[tuple[str, str]]] = {}
+        fallback_to: dict[str, list[tuple[str, str]]] = {}
+        for node in self.graph.nodes.values():
+            for route in node.routes:
+                if route.destination.kind == "agent":
+                    routed_to.setdefault(route.destination.name, []).append(
+                        (node.id, self.subjects.route(node.id, route.destination.name)))
+            if node.fallback is not None:
+                fallback_to.setdefault(node.fallback.name, []).append((node.id, self.subjects.fallback(node.id)))
+
+        buckets = self._key_values()
+        bucket_names = {kv.purpose: kv.bucket for kv in buckets}
+        agents = [self._agent(agent_id, registry, routed_to, fallback_to, bucket_names) for agent_id in order]
+        plan = WorkflowPlan(
+            name=self.wf.name,
+            slug=self.slug,
+            namespace=self.namespace,
+            nats_url=self.nats_url,
+            sources=[self._endpoint_plan(ep) for ep in self.sources],
+            targets=[self._endpoint_plan(ep) for ep in self.targets],
+            streams=sorted(self.streams, key=lambda s: s.name),
+            key_values=buckets,
+            agents=agents,
+            kubernetes=[],
+        )
+        return dataclasses.replace(plan, kubernetes=self._kubernetes(plan))
+
+    @staticmethod
+    def _endpoint_plan(ep: dict[str, Any]) -> EndpointPlan:
+        return EndpointPlan(kind=ep["kind"], address=ep["address"], subject=ep["subject"], options=ep["options"],
+                            line=ep["line"], name=ep["name"], stream=ep["stream"])
+
+    def _key_values(self) -> list[KeyValuePlan]:
+        out = []
+        nodes = list(self.graph.nodes.values())
+        replicas = self.settings.stream_replicas
+        joins = [n for n in nodes if n.is_join]
+        if joins:
+            ttl = max(self._join_timeout(n.agent) for n in joins)
+            bucket = bucket_name(self.slug, "joins")
+            out.append(KeyValuePlan(bucket, "joins", key_value_config(
+                bucket, description=f"Kumeo {self.wf.name}: partial joins by event id", ttl=ttl, replicas=replicas)))
+        reviews = [n.agent for n in nodes if isinstance(n.agent, HumanReview)]
+        if reviews:
+            ttl = max(self._review_timeout(a) for a in reviews)
+            bucket = bucket_name(self.slug, "reviews")
+            out.append(KeyValuePlan(bucket, "reviews", key_value_config(
+                bucket, description=f"Kumeo {self.wf.name}: events waiting for human review", ttl=ttl,
+                replicas=replicas)))
+        if any(isinstance(n.agent, LLM) for n in nodes):
+            bucket = bucket_name(self.slug, "llm_cache")
+            out.append(KeyValuePlan(bucket, "llm-cache", key_value_config(
+                bucket, description=f"Kumeo {self.wf.name}: LLM responses by prompt hash",
+                ttl=self.settings.llm_cache_ttl_seconds, replicas=replicas)))
+        return out
+
+    def _join_timeout(self, agent: Agent) -> float:
+        value = None
+        if isinstance(agent.config, dict):
+            value = agent.config.get("join_timeout")
+        value = agent.extra_args.get("join_timeout", value)
+        if value is None:
+            return DEFAULT_JOIN_TIMEOUT_SECONDS
+        return duration_seconds(value, what="join_timeout", workflow=self.wf.name, agent=agent.id, span=agent.span)
+
+    def _review_timeout(self, agent: Agent) -> float:
+        value = agent.config.get("timeout") if isinstance(agent.config, dict) else None
+        if value is None:
+            return DEFAULT_REVIEW_TTL_SECONDS
+        return duration_seconds(value, what="review timeout", workflow=self.wf.name, agent=agent.id,
+                                span=agent.span_for("config"))
+
+    def _subject_of(self, ref: NodeRef) -> str:
+        if ref.kind == "agent":
+            return self.subjects.output(ref.name)
+        if ref.kind == "source":
+            return self.source_by_ref[ref.key]["subject"]
+        if ref.kind == "target":
+            return self.target_by_ref[ref.key]["subject"]
+        raise KeyError(ref.key)
+
+    def _agent(self, agent_id: str, registry: _StreamRegistry, routed_to: dict[str, list[tuple[str, str]]],
+               fallback_to: dict[str, list[tuple[str, str]]], buckets: dict[str, str]) -> AgentPlan:
+        node = self.graph.nodes[agent_id]
+        agent = node.agent
+        handoffs = routed_to.get(agent_id, []) + fallback_to.get(agent_id, [])
+        bindings: list[dict[str, Any]] = []
+        for b in node.inputs:
+            if agent.input is None and handoffs and b.node.kind == "source":
+                continue  # an agent reached only by routes or fallbacks does not read the sources
+            bindings.append({"part": b.part or "", "subject": self._subject_of(b.node), "field": list(b.field),
+                             "written": b.written})
+        for router_id, subject in routed_to.get(agent_id, []):
+            bindings.append({"part": "", "subject": subject, "field": [], "written": f"route from {router_id}"})
+        for failed_id, subject in fallback_to.get(agent_id, []):
+            bindings.append({"part": "", "subject": subject, "field": [], "written": f"fallback of {failed_id}"})
+        for b in bindings:
+            stream = registry.find(b["subject"])
+            if stream is None:
+                raise self.error(f"no stream captures subject {b['subject']!r}", agent=agent_id, span=agent.span)
+            b["stream"] = stream.name
+        inputs: dict[str, str] = {}
+        input_fields: dict[str, list[str]] = {}
+        for b in bindings:
+            if b["part"] not in inputs:
+                inputs[b["part"]] = b["subject"]
+                input_fields[b["part"]] = b["field"]
+
+        timeout = DEFAULT_TIMEOUT_SECONDS if agent.timeout is None else duration_seconds(
+            agent.timeout, what="timeout", workflow=self.wf.name, agent=agent_id, span=agent.span_for("timeout"))
+        if timeout <= 0:
+            raise self.error("timeout must be positive", agent=agent_id, span=agent.span_for("timeout"))
+        attempts, delays = self._retry(agent)
+        max_deliver = attempts + 1
+
+        consumers = []
+        by_stream: dict[str, list[str]] = {}
+        for b in bindings:
+            by_stream.setdefault(b["stream"], []).append(b["subject"])
+        for stream in sorted(by_stream):
+            owner = next((s.owner for s in registry.streams if s.name == stream), None)
+            durable = agent_id if owner == self.slug else f"{snake(self.slug)}_{agent_id}"
+            config = consumer_config(
+                durable, minimal_subjects(by_stream[stream]),
+                description=f"Kumeo {self.wf.name} agent {agent_id}", timeout=timeout, max_deliver=max_deliver,
+                delays=delays, metadata={"kumeo.dev/workflow": self.slug, "kumeo.dev/agent": agent_id})
+            consumers.append(ConsumerPlan(stream=stream, durable=durable, agent=agent_id, config=config))
+
+        routes = []
+        for route in node.routes:
+            if route.destination.kind == "agent":
+                routes.append(RoutePlan(route.condition, self.subjects.route(agent_id, route.destination.name),
+                                        route.destination.name))
+            else:
+                ep = self.target_by_ref[route.destination.key]
+                routes.append(RoutePlan(route.condition, ep["subject"], f"target:{ep['address']}"))
+        target_subjects = list(dict.fromkeys(self._subject_of(t) for t in node.targets))
+
+        fallback: dict[str, Any] | None = None
+        if node.fallback is not None:
+            fallback = {"agent": node.fallback.name, "subject": self.subjects.fallback(agent_id)}
+        elif agent.fallback is not None:
+            fallback = {"value": to_json(agent.fallback)}
+
+        settings, files = self._settings(agent)
+        if node.is_join:
+            settings["join"] = {"bucket": buckets["joins"], "parts": sorted({b["part"] for b in bindings}),
+                                "timeout_seconds": self._join_timeout(agent)}
+        if isinstance(agent, HumanReview):
+            settings["review_bucket"] = buckets["reviews"]
+        if isinstance(agent, LLM):
+            settings["cache_bucket"] = buckets["llm-cache"]
+        image_class = "ml" if isinstance(agent, (MLModel, BayesianNetworkAgent)) else (
+            "llm" if isinstance(agent, LLM) else "base")
+        replicas, max_replicas = self._replicas()
+        return AgentPlan(
+            id=agent_id,
+            kind=agent.kind_name,
+            inputs=inputs,
+            input_fields=input_fields,
+            output_subject=self.subjects.output(agent_id),
+            dead_letter_subject=self.subjects.dead_letter(agent_id),
+            routes=routes,
+            target_subjects=target_subjects,
+            consumers=consumers,
+            settings=settings,
+            when=str(agent.when) if agent.when is not None else None,
+            timeout_seconds=timeout,
+            max_deliver=max_deliver,
+            backoff_seconds=delays,
+            fallback=fallback,
+            files=files,
+            image=self._image(agent, image_class),
+            image_class=image_class,
+            replicas=replicas,
+            max_replicas=max_replicas,
+            resources=self._resources(agent),
+            line=agent.span.line if agent.span else None,
+            input_bindings=sorted(bindings, key=lambda b: (b["part"], b["subject"], b["written"])),
+        )
+
+    def _retry(self, agent: Agent) -> tuple[int, list[float]]:
+        retry, span = agent.retry, agent.span_for("retry")
+        attempts, base, explicit, factor = DEFAULT_RETRY_ATTEMPTS, DEFAULT_BACKOFF_BASE_SECONDS, None, 2.0
+        if isinstance(retry, bool):
+            attempts = DEFAULT_RETRY_ATTEMPTS if retry else 0
+        elif isinstance(retry, (int, float)):
+            attempts = int(retry)
+        elif isinstance(retry, dict):
+            value = retry.get("attempts", retry.get("max_attempts", retry.get("count", DEFAULT_RETRY_ATTEMPTS)))
+            if isinstance(value, bool) or not isinstance(value, (int, float)):
+                raise self.error(f"retry attempts must be a number, not {value!r}", agent=agent.id, span=span)
+            attempts = int(value)
+            backoff = retry.get("backoff", retry.get("delay"))
+            if isinstance(backoff, list):
+                explicit = [duration_seconds(v, what="retry backoff", workflow=self.wf.name, agent=agent.id,
+                                             span=span) for v in backoff]
+            elif isinstance(backoff, str) and backoff.strip().lower() in ("exponential", "exp"):
+                pass
+            elif isinstance(backoff, str) and backoff.strip().lower() in ("fixed", "constant", "linear"):
+                factor = 1.0
+            elif backoff is not None:
+                base = duration_seconds(backoff, what="retry backoff", workflow=self.wf.name, agent=agent.id,
+                                        span=span)
+            if retry.get("factor") is not None:
+                factor = float(retry["factor"])
+        elif retry is not None:
+            raise self.error(f"retry must be a count or {{ attempts, backoff }}, not {retry!r}", agent=agent.id,
+                             span=span)
+        if not 0 <= attempts <= 100:
+            raise self.error(f"retry attempts must be between 0 and 100, not {attempts}", agent=agent.id, span=span)
+        if explicit is not None:
+            if not explicit:
+                explicit = [base]
+            delays = [explicit[min(i, len(explicit) - 1)] for i in range(attempts)]
+        else:
+            delays = [round(base * factor**i, 3) for i in range(attempts)]
+        return attempts, [float(d) for d in delays]
+
+    def _replicas(self) -> tuple[int, int]:
+        scaling = self.deployment.scaling if self.deployment else None
+        low = scaling.min_replicas if scaling and scaling.min_replicas is not None else 1
+        high = scaling.max_replicas if scaling and scaling.max_replicas is not None else max(low, 1)
+        if low < 1 or high < low:
+            raise self.error(f"scaling needs 1 <= min_replicas <= max_replicas (got {low} and {high})",
+                             span=self.deployment.span if self.deployment else None)
+        return low, high
+
+    # -- resources and images --------------------------------------------------------------------------------
+
+    def _resource_chain(self, agent: Agent) -> list[Resources]:
+        table = self.deployment.resources if self.deployment else {}
+        keys = [agent.id or ""]
+        if isinstance(agent, (MLModel, BayesianNetworkAgent)):
+            keys.append("ml_models")
+        elif isinstance(agent, LLM):
+            keys.append("llm")
+        keys.append("default")
+        return [table[k] for k in keys if k in table]
+
+    def _resources(self, agent: Agent) -> dict[str, Any]:
+        chain = self._resource_chain(agent)
+        requests = dict(DEFAULT_RESOURCES["requests"])
+        limits = dict(DEFAULT_RESOURCES["limits"])
+
+        def first(attr: str) -> tuple[Any, Resources | None]:
+            for r in chain:
+                if getattr(r, attr) is not None:
+                    return getattr(r, attr), r
+            return None, None
+
+        for attr in ("cpu", "memory"):
+            value, owner = first(attr)
+            if value is None:
+                continue
+            quantity = _quantity(value)
+            if quantity is None:
+                raise self.error(f"{attr} {value!r} is not a Kubernetes quantity", agent=agent.id,
+                                 span=owner.span_for(attr) if owner else None, hint='write e.g. "500m", "1Gi"')
+            requests[attr] = limits[attr] = quantity
+        gpu, _ = first("gpu")
+        gpus = (1 if gpu else 0) if isinstance(gpu, bool) else int(gpu or 0)
+        if gpus > 0:
+            limits["nvidia.com/gpu"] = gpus
+        return {"requests": requests, "limits": limits}
+
+    def _image(self, agent: Agent, image_class: str) -> str:
+        overrides = self.settings.runtime_images
+        image: str | None = overrides.get(agent.id or "") or overrides.get(image_class)
+        base_images = self.deployment.base_images if self.deployment else {}
+        span = None
+        if image is None:
+            chain = self._resource_chain(agent)
+            table = self.deployment.resources if self.deployment else {}
+            for r in chain:
+                if r.image is not None and (image_class == "base" or r is not table.get("default")):
+                    image, span = str(r.image), r.span_for("image")
+                    break
+        if image is None:
+            for key in IMAGE_CLASS_KEYS[image_class]:
+                if key in base_images:
+                    image = str(base_images[key])
+                    break
+        if image is None:
+            image = self.settings.images.get(image_class) or (
+                f"{self.settings.image_registry}/{DEFAULT_IMAGE_NAMES[image_class]}:{self.settings.image_tag}")
+        if image.startswith("base_images."):
+            key = image.split(".", 1)[1]
+            if key not in base_images:
+                raise self.error(f"image {image!r} names no entry of deployment.base_images", agent=agent.id,
+                                 span=span, hint=f"entries: {', '.join(sorted(base_images)) or 'none'}")
+            image = str(base_images[key])
+        image = self._interpolate(image, agent=agent.id, span=span)
+        if not image or any(c.isspace() for c in image):
+            raise self.error(f"image {image!r} is not a valid image reference", agent=agent.id, span=span)
+        return image
+
+    def _interpolate(self, text: str, *, agent: str | None, span: SourceSpan | None) -> str:
+        registry = self.deployment.registry if self.deployment else None
+
+        def lookup(expr: str) -> str:
+            name, _, default = expr.partition(":-")
+            name = name.strip()
+            if name.startswith("env."):
+                value = self.settings.env.get(name[4:])
+                if value is None and not _:
+                    raise self.error(f"{text!r} needs environment value {name[4:]!r}", agent=agent, span=span,
+                                     hint="pass it in PlatformSettings.env")
+                return value if value is not None else default
+            path = name.split(".")
+            if path[:2] == ["deployment", "registry"]:
+                path = path[2:]
+            elif path[:1] == ["registry"]:
+                path = path[1:]
+            else:
+                raise self.error(f"cannot resolve ${{{name}}} in {text!r}", agent=agent, span=span)
+            value: Any = registry
+            for part in path:
+                value = value.get(part) if isinstance(value, dict) else None
+            if isinstance(value, dict) and "url" in value:
+                value = value["url"]
+            if value is None:
+                if _:
+                    return default
+                raise self.error(f"cannot resolve ${{{name}}} in {text!r}", agent=agent, span=span,
+                                 hint="define it under deployment.registry")
+            return str(value)
+
+        for _ in range(10):  # innermost placeholders first; a few rounds settle nested defaults
+            new = _PLACEHOLDER.sub(lambda m: lookup(m.group(1)), text)
+            if new == text:
+                break
+            text = new
+        return text
+
+    # -- settings --------------------------------------------------------------------------------------------
+
+    def _settings(self, agent: Agent) -> tuple[dict[str, Any], list[str]]:
+        files: list[str] = []
+        out: dict[str, Any] = {}
+        for name in type(agent).meaningful_fields():
+            if name in _COMMON_FIELDS:
+                continue
+            value = getattr(agent, name)
+            if value is None:
+                continue
+            span = agent.span_for(name)
+            if name == "model":
+                out[name] = self._file_value(self._resolve(value, agent, span, strict=True), files)
+            elif name == "output_schema":
+                resolved = self._resolve(value, agent, span, strict=True)
+                out[name] = self._file_value(resolved, files) if isinstance(resolved, str) else self._nested(
+                    resolved, agent, files)
+            elif name == "config":
+                resolved = self._resolve(value, agent, span, strict=True) if isinstance(value, str) else value
+                out[name] = self._file_value(resolved, files) if isinstance(resolved, str) and _looks_like_file(
+                    resolved) else self._nested(resolved, agent, files)
+            elif name == "context":
+                items = value if isinstance(value, list) else [value]
+                resolved_items = [self._context(v, agent, span, files) for v in items]
+                out[name] = resolved_items if isinstance(value, list) else resolved_items[0]
+            elif name in ("network", "matrix", "wasm") or (name == "rules" and isinstance(agent, RuleEngine)
+                                                           and isinstance(value, str)):
+                out[name] = self._file_value(self._resolve(value, agent, span, strict=False), files)
+            else:
+                out[name] = to_json(value)
+        # Expressions read the workflow's `config` block as `config`; the agent's own `config:` stays apart.
+        if self.wf.config and "config." in _text_of(agent):
+            out["workflow_config"] = to_json(self.wf.config)
+        if isinstance(agent.extra_args.get("lookups"), dict):  # set by an inlined integration
+            out["lookups"] = to_json(agent.extra_args["lookups"])
+        if isinstance(agent, Custom) and agent.entrypoint:
+            out["entrypoint"] = str(agent.entrypoint)
+        self._refuse_secrets(out, agent)
+        return out, sorted(set(files))
+
+    def _resolve(self, value: Any, agent: Agent, span: SourceSpan | None, *, strict: bool) -> Any:
+        """``"models.x"`` → the `models` entry ``x`` (deeper paths walk into it); other values unchanged."""
+        if not isinstance(value, str):
+            return value
+        m = _BLOCK_REF.match(value.strip())
+        if not m or m.group(2).lower() in _FILE_EXTENSIONS and not m.group(3):
+            return value
+        block, key, rest = m.group(1), m.group(2), m.group(3)
+        entries = self.wf.resource_block(block)
+        if key not in entries:
+            if not strict:
+                return value
+            known = ", ".join(sorted(entries)) or "none"
+            raise self.error(f"{value!r} names no entry of the workflow's {block!r} block", agent=agent.id,
+                             span=span, hint=f"entries: {known}")
+        resolved: Any = entries[key]
+        for part in [p for p in rest.split(".") if p]:
+            if not isinstance(resolved, dict) or part not in resolved:
+                if strict:
+                    raise self.error(f"{value!r}: {block}.{key} has no field {part!r}", agent=agent.id, span=span)
+                return value
+            resolved = resolved[part]
+        return to_json(resolved)
+
+    def _file_value(self, value: Any, files: list[str]) -> Any:
+        if isinstance(value, str):
+            files.append(self._relative(value))
+            return {"file": self._relative(value)}
+        value = to_json(value)
+        if isinstance(value, dict) and isinstance(value.get("file"), str):
+            value["file"] = self._relative(value["file"])
+            files.append(value["file"])
+        return value
+
+    def _nested(self, value: Any, agent: Agent, files: list[str]) -> Any:
+        """Resolve ``"<block>.<entry>"`` strings inside an object where they resolve; keep every other value."""
+        if isinstance(value, dict):
+            return {str(k): self._nested(v, agent, files) for k, v in value.items()}
+        if isinstance(value, list):
+            return [self._nested(v, agent, files) for v in value]
+        if isinstance(value, str):
+            resolved = self._resolve(value, agent, None, strict=False)
+            if resolved is not value and str(resolved) != str(value):
+                if isinstance(resolved, str) and _looks_like_file(resolved):
+                    files.append(self._relative(resolved))
+                    return self._relative(resolved)
+                if isinstance(resolved, dict) and isinstance(resolved.get("file"), str):
+                    return self._file_value(resolved, files)
+                return resolved
+            return str(value)
+        return to_json(value)
+
+    def _context(self, value: Any, agent: Agent, span: SourceSpan | None, files: list[str]) -> Any:
+        if isinstance(value, str):
+            for ctx in self.wf.contexts:
+                if ctx.id == value:
+                    data = to_json(ctx)
+                    path = getattr(ctx, "path", None)
+                    if isinstance(path, str):
+                        data["path"] = self._relative(path)
+                        files.append(data["path"])
+                    return data
+            if value.strip().startswith("data."):
+                resolved = self._resolve(value, agent, span, strict=True)
+                name = value.strip().split(".", 2)[1]
+                if isinstance(resolved, str):
+                    files.append(self._relative(resolved))
+                    return {"data": name, "file": self._relative(resolved)}
+                entry = self._file_value(resolved, files)
+                return {"data": name, **entry} if isinstance(entry, dict) else {"data": name, "value": entry}
+        return to_json(value)
+
+    def _relative(self, path: str) -> str:
+        text = str(path)
+        if self.base_dir is not None and PurePosixPath(text).is_absolute():
+            try:
+                return Path(text).relative_to(self.base_dir).as_posix()
+            except ValueError:
+                return text
+        return PurePosixPath(text).as_posix()
+
+    def _refuse_secrets(self, value: Any, agent: Agent) -> None:
+        if isinstance(value, dict):
+            for k, v in value.items():
+                if _SECRET_KEY.match(str(k)) and isinstance(v, str) and v and not v.startswith("${"):
+                    raise self.error(f"argument {k!r} holds a literal secret, which would end up in a ConfigMap",
+                                     agent=agent.id, span=agent.span,
+                                     hint="keep API keys in a Kubernetes Secret (PlatformSettings.secrets) or "
+                                          "write ${env.NAME}")
+                self._refuse_secrets(v, agent)
+        elif isinstance(value, list):
+            for v in value:
+                self._refuse_secrets(v, agent)
+
+    # -- kubernetes ------------------------------------------------------------------------------------------
+
+    def _kubernetes(self, plan: WorkflowPlan) -> list[dict[str, Any]]:
+        plan_json = Plan([plan]).to_json(indent=None)
+        config_map = k8s.plan_config_map(self.slug, self.namespace, plan_json)
+        storage = self.deployment.storage if self.deployment else {}
+        files_mount = self.settings.files_mount_path or storage.get("models") or k8s.DEFAULT_FILES_DIR
+        scaling = self.deployment.scaling if self.deployment else None
+        target_cpu = scaling.target_cpu if scaling and scaling.target_cpu else self.settings.default_target_cpu
+        lag = scaling.target_lag if scaling and scaling.target_lag else self.settings.default_lag_threshold
+        targets = {ep.subject: ep for ep in plan.targets}
+        objects = [config_map]
+        for agent in plan.agents:
+            dns = self.agent_dns[agent.id]
+            objects += k8s.agent_objects(
+                slug=self.slug, namespace=self.namespace, nats_url=self.nats_url, workflow_name=self.wf.name,
+                agent=agent, agent_dns=dns, targets=targets, settings=self.settings, files_mount_path=files_mount,
+                plan_config_map_name=config_map["metadata"]["name"])
+            objects.append(k8s.autoscaler(
+                slug=self.slug, namespace=self.namespace, nats_url=self.nats_url, agent=agent, agent_dns=dns,
+                settings=self.settings, target_cpu=target_cpu, lag_threshold=lag))
+        return k8s.apply_order(objects)
+
+
+def _span_key(span: SourceSpan | None) -> tuple[str, int, int]:
+    return (span.path, span.line, span.column) if span else ("", 0, 0)
+
+
+def _quantity(value: Any) -> str | None:
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, (int, float)):
+        value = f"{value:g}"
+    text = str(value).strip()
+    return text if _QUANTITY.match(text) else None
+
+
+def _looks_like_file(text: str) -> bool:
+    if not text or any(c.isspace() for c in text) or "://" in text:
+        return False
+    suffix = PurePosixPath(text).suffix.lstrip(".").lower()
+    return suffix in _FILE_EXTENSIONS
+
+
+def _text_of(agent: Agent) -> str:
+    return str(to_json({n: getattr(agent, n) for n in type(agent).meaningful_fields()}))
+
+
+__all__ = ["DEFAULT_NATS_URL", "RESOURCE_BLOCKS", "compile_program"]

@@ -1,0 +1,323 @@
+"""Kubernetes objects for one workflow, as plain dicts in apply order.
+
+Per workflow: a ConfigMap ``<slug>-plan`` holding the workflow's Plan JSON (mounted at /etc/kumeo/plan.json).
+Per agent (``<slug>-<agent>``): ServiceAccount, Deployment, metrics Service, PodDisruptionBudget, NetworkPolicy and
+an autoscaler — an autoscaling/v2 HorizontalPodAutoscaler on CPU, or with KEDA a ``keda.sh/v1alpha1`` ScaledObject
+on its consumers' lag, annotated ``kumeo.dev/depends-on: consumer/<stream>/<durable>`` so deployers create it after
+the consumer. Files agents read (models, networks, rules) come from one volume: ``PlatformSettings.files_volume``,
+else a ConfigMap ``<slug>-files`` (keys: paths with ``/`` → ``__``) that the deployer fills from the files.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+from urllib.parse import urlsplit
+
+from kumeo_iac.compile._names import dns_name
+from kumeo_iac.compile._plan import AgentPlan, EndpointPlan
+from kumeo_iac.compile._settings import PlatformSettings
+
+HTTP_PORT = 8080
+PLAN_DIR = "/etc/kumeo"
+PLAN_KEY = "plan.json"
+DEFAULT_FILES_DIR = "/var/lib/kumeo/files"
+RUN_AS = 10001
+
+#: Apply order by kind (the ScaledObject/HPA last: they need their Deployment and, for KEDA, the consumer).
+KIND_ORDER = (
+    "ConfigMap",
+    "ServiceAccount",
+    "Service",
+    "Deployment",
+    "PodDisruptionBudget",
+    "NetworkPolicy",
+    "HorizontalPodAutoscaler",
+    "ScaledObject",
+)
+
+
+def files_key(path: str) -> str:
+    """The ConfigMap key of a file path (keys allow only ``[-._a-zA-Z0-9]``)."""
+    return re.sub(r"[^-._a-zA-Z0-9]", "_", path.replace("/", "__"))
+
+
+def labels(slug: str, name: str, agent_dns: str | None = None) -> dict[str, str]:
+    out = {
+        "app.kubernetes.io/name": name,
+        "app.kubernetes.io/part-of": "kumeo",
+        "app.kubernetes.io/managed-by": "kumeo",
+        "kumeo.dev/workflow": slug,
+    }
+    if agent_dns is not None:
+        out["kumeo.dev/agent"] = agent_dns
+        out["app.kubernetes.io/component"] = "agent"
+    return out
+
+
+def _meta(name: str, namespace: str, lbls: dict[str, str], annotations: dict[str, str] | None = None) -> dict:
+    meta: dict[str, Any] = {"name": name, "namespace": namespace, "labels": dict(lbls)}
+    if annotations:
+        meta["annotations"] = dict(annotations)
+    return meta
+
+
+def plan_config_map(slug: str, namespace: str, plan_json: str) -> dict[str, Any]:
+    name = dns_name(slug, "plan")
+    return {
+        "apiVersion": "v1",
+        "kind": "ConfigMap",
+        "metadata": _meta(name, namespace, labels(slug, name)),
+        "data": {PLAN_KEY: plan_json},
+    }
+
+
+def _port_of(url: str, default: int) -> int:
+    try:
+        parts = urlsplit(url if "://" in url else f"nats://{url}")
+        return parts.port or default
+    except ValueError:
+        return default
+
+
+def _http_port(url: str) -> int:
+    try:
+        parts = urlsplit(url)
+        return parts.port or (443 if parts.scheme == "https" else 80)
+    except ValueError:
+        return 443
+
+
+def _secret_env(settings: PlatformSettings) -> list[dict[str, Any]]:
+    env = []
+    for var in sorted(settings.secrets):
+        ref = settings.secrets[var]
+        secret, _, key = ref.partition("/")
+        env.append({"name": var, "valueFrom": {"secretKeyRef": {"name": secret, "key": key or var}}})
+    return env
+
+
+def agent_objects(
+    *,
+    slug: str,
+    namespace: str,
+    nats_url: str,
+    workflow_name: str,
+    agent: AgentPlan,
+    agent_dns: str,
+    targets: dict[str, EndpointPlan],
+    settings: PlatformSettings,
+    files_mount_path: str,
+    plan_config_map_name: str,
+) -> list[dict[str, Any]]:
+    name = dns_name(slug, agent_dns)
+    lbl = labels(slug, name, agent_dns)
+    selector = {"kumeo.dev/workflow": slug, "kumeo.dev/agent": agent_dns}
+    objects: list[dict[str, Any]] = []
+
+    objects.append({
+        "apiVersion": "v1",
+        "kind": "ServiceAccount",
+        "metadata": _meta(name, namespace, lbl),
+        "automountServiceAccountToken": False,
+    })
+
+    env = [
+        {"name": "NATS_URL", "value": nats_url},
+        {"name": "KUMEO_AGENT", "value": agent.id},
+        {"name": "KUMEO_WORKFLOW", "value": workflow_name},
+    ]
+    volume_mounts = [
+        {"name": "plan", "mountPath": PLAN_DIR, "readOnly": True},
+        {"name": "tmp", "mountPath": "/tmp"},
+    ]
+    volumes: list[dict[str, Any]] = [
+        {"name": "plan", "configMap": {"name": plan_config_map_name, "items": [{"key": PLAN_KEY, "path": PLAN_KEY}]}},
+        {"name": "tmp", "emptyDir": {"sizeLimit": "256Mi"}},
+    ]
+    if agent.files:
+        env.append({"name": "KUMEO_FILES_DIR", "value": files_mount_path})
+        volume_mounts.append({"name": "files", "mountPath": files_mount_path, "readOnly": True})
+        if settings.files_volume is not None:
+            volumes.append({"name": "files", **dict(settings.files_volume)})
+        else:
+            volumes.append({"name": "files", "configMap": {
+                "name": dns_name(slug, "files"),
+                "items": [{"key": files_key(f), "path": f} for f in agent.files],
+            }})
+    if agent.kind in ("LLM", "Custom"):
+        env += _secret_env(settings)
+
+    container_security = {
+        "allowPrivilegeEscalation": False,
+        "readOnlyRootFilesystem": True,
+        "runAsNonRoot": True,
+        "runAsUser": RUN_AS,
+        "runAsGroup": RUN_AS,
+        "capabilities": {"drop": ["ALL"]},
+        "seccompProfile": {"type": "RuntimeDefault"},
+    }
+    probe = {"httpGet": {"path": "/healthz", "port": "http"}, "initialDelaySeconds": 5, "periodSeconds": 10,
+             "timeoutSeconds": 2, "failureThreshold": 3}
+    ready = {**probe, "httpGet": {"path": "/readyz", "port": "http"}, "periodSeconds": 5}
+    container = {
+        "name": "agent",
+        "image": agent.image,
+        "imagePullPolicy": "IfNotPresent",
+        "command": ["python", "-m", "kumeo_iac.runtime"],
+        "args": ["--plan", f"{PLAN_DIR}/{PLAN_KEY}", "--agent", agent.id],
+        "env": env,
+        "ports": [{"name": "http", "containerPort": HTTP_PORT, "protocol": "TCP"}],
+        "livenessProbe": probe,
+        "readinessProbe": ready,
+        "resources": agent.resources,
+        "securityContext": container_security,
+        "volumeMounts": volume_mounts,
+    }
+    objects.append({
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": _meta(name, namespace, lbl),
+        "spec": {
+            "replicas": agent.replicas,
+            "selector": {"matchLabels": selector},
+            "strategy": {"type": "RollingUpdate", "rollingUpdate": {"maxUnavailable": 0, "maxSurge": 1}},
+            "template": {
+                "metadata": {
+                    "labels": lbl,
+                    "annotations": {
+                        "prometheus.io/scrape": "true",
+                        "prometheus.io/port": str(HTTP_PORT),
+                        "prometheus.io/path": "/metrics",
+                    },
+                },
+                "spec": {
+                    "serviceAccountName": name,
+                    "automountServiceAccountToken": False,
+                    "enableServiceLinks": False,
+                    "terminationGracePeriodSeconds": max(30, int(agent.timeout_seconds) + 5),
+                    "securityContext": {
+                        "runAsNonRoot": True,
+                        "runAsUser": RUN_AS,
+                        "runAsGroup": RUN_AS,
+                        "fsGroup": RUN_AS,
+                        "seccompProfile": {"type": "RuntimeDefault"},
+                    },
+                    "containers": [container],
+                    "volumes": volumes,
+                },
+            },
+        },
+    })
+
+    objects.append({
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": _meta(name, namespace, lbl, {
+            "prometheus.io/scrape": "true",
+            "prometheus.io/port": str(HTTP_PORT),
+            "prometheus.io/path": "/metrics",
+        }),
+        "spec": {
+            "type": "ClusterIP",
+            "selector": selector,
+            "ports": [{"name": "http", "port": HTTP_PORT, "targetPort": "http", "protocol": "TCP"}],
+        },
+    })
+
+    budget: dict[str, Any] = {"minAvailable": 1} if agent.replicas > 1 else {"maxUnavailable": 1}
+    objects.append({
+        "apiVersion": "policy/v1",
+        "kind": "PodDisruptionBudget",
+        "metadata": _meta(name, namespace, lbl),
+        "spec": {**budget, "selector": {"matchLabels": selector}},
+    })
+
+    egress_ports: set[tuple[int, str]] = {(53, "UDP"), (53, "TCP"), (_port_of(nats_url, 4222), "TCP")}
+    delivered = {t for t in agent.target_subjects} | {r.subject for r in agent.routes}
+    for endpoint in targets.values():
+        if endpoint.kind == "HTTP" and endpoint.subject in delivered:
+            egress_ports.add((_http_port(endpoint.address), "TCP"))
+    objects.append({
+        "apiVersion": "networking.k8s.io/v1",
+        "kind": "NetworkPolicy",
+        "metadata": _meta(name, namespace, lbl),
+        "spec": {
+            "podSelector": {"matchLabels": selector},
+            "policyTypes": ["Ingress", "Egress"],
+            "ingress": [{
+                "from": [
+                    {"podSelector": {}},
+                    {"namespaceSelector": {"matchLabels": {
+                        "kubernetes.io/metadata.name": settings.monitoring_namespace}}},
+                ],
+                "ports": [{"protocol": "TCP", "port": HTTP_PORT}],
+            }],
+            "egress": [{"ports": [{"protocol": proto, "port": port} for port, proto in sorted(egress_ports)]}],
+        },
+    })
+    return objects
+
+
+def autoscaler(
+    *,
+    slug: str,
+    namespace: str,
+    nats_url: str,
+    agent: AgentPlan,
+    agent_dns: str,
+    settings: PlatformSettings,
+    target_cpu: int,
+    lag_threshold: int,
+) -> dict[str, Any]:
+    name = dns_name(slug, agent_dns)
+    lbl = labels(slug, name, agent_dns)
+    if not settings.keda_enabled:
+        return {
+            "apiVersion": "autoscaling/v2",
+            "kind": "HorizontalPodAutoscaler",
+            "metadata": _meta(name, namespace, lbl),
+            "spec": {
+                "scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": name},
+                "minReplicas": agent.replicas,
+                "maxReplicas": agent.max_replicas,
+                "metrics": [{
+                    "type": "Resource",
+                    "resource": {"name": "cpu", "target": {"type": "Utilization", "averageUtilization": target_cpu}},
+                }],
+            },
+        }
+    monitoring = settings.nats_monitoring_endpoint
+    if not monitoring:
+        host = urlsplit(nats_url if "://" in nats_url else f"nats://{nats_url}").hostname or "nats"
+        monitoring = f"{host}:8222"
+    triggers = [{
+        "type": "nats-jetstream",
+        "metadata": {
+            "natsServerMonitoringEndpoint": monitoring,
+            "account": "$G",
+            "stream": c.stream,
+            "consumer": c.durable,
+            "lagThreshold": str(lag_threshold),
+        },
+    } for c in agent.consumers]
+    depends = ",".join(f"consumer/{c.stream}/{c.durable}" for c in agent.consumers)
+    return {
+        "apiVersion": "keda.sh/v1alpha1",
+        "kind": "ScaledObject",
+        "metadata": _meta(name, namespace, lbl, {"kumeo.dev/depends-on": depends} if depends else None),
+        "spec": {
+            "scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": name},
+            "minReplicaCount": agent.replicas,
+            "maxReplicaCount": agent.max_replicas,
+            "pollingInterval": 15,
+            "cooldownPeriod": 300,
+            "triggers": triggers,
+        },
+    }
+
+
+def apply_order(objects: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Stable sort by kind (agents keep their order within a kind)."""
+    rank = {k: i for i, k in enumerate(KIND_ORDER)}
+    return sorted(objects, key=lambda o: rank.get(o["kind"], len(rank)))

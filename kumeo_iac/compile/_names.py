@@ -1,0 +1,161 @@
+"""Naming rules: slugs, DNS-1123 object names, NATS subjects, stream/consumer/bucket names.
+
+One module decides every name so the Plan, the runtime and the docs agree:
+
+* workflow slug: DNS-1123 label of the name (``FraudDetection`` → ``fraud-detection``); it is also the subject token
+  (NATS subjects allow ``-``), the default namespace and the prefix of every Kubernetes object name;
+* subjects: ``kumeo.<slug>.<agent>.out``, ``kumeo.<slug>.dlq.<agent>``, ``kumeo.<slug>.<router>.route.<agent>``,
+  ``kumeo.<slug>.<agent>.fallback``, ``kumeo.<slug>.source.<n>``, ``kumeo.<slug>.target.<n>``;
+* streams: ``KUMEO_<SLUG>`` (``-`` → ``_``), ``KUMEO_<SLUG>_SOURCES``, ``KUMEO_<SLUG>_TARGETS``;
+* KV buckets: ``kumeo_<slug_snake>_<purpose>``;
+* Kubernetes: ``<slug>-<agent-dns>`` (63 characters at most; longer names keep a stable hash suffix).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+
+_DNS_LABEL = re.compile(r"[a-z]([-a-z0-9]*[a-z0-9])?\Z")
+_TOKEN = re.compile(r"[A-Za-z0-9_-]+\Z")
+
+
+def words(name: str) -> list[str]:
+    """Split CamelCase, snake_case and kebab-case names into lower-case words."""
+    text = re.sub(r"([A-Z]+)([A-Z][a-z])", r"\1 \2", name)
+    text = re.sub(r"([a-z0-9])([A-Z])", r"\1 \2", text)
+    return [w for w in re.split(r"[^a-z0-9]+", text.lower()) if w]
+
+
+def slugify(name: str) -> str:
+    """The DNS-1123 label form of a name (``FraudDetection`` → ``fraud-detection``)."""
+    slug = "-".join(words(name)) or "x"
+    if not slug[0].isalpha():
+        slug = "k-" + slug
+    return shorten(slug)
+
+
+def snake(name: str) -> str:
+    """The snake_case form of a name (``RiskScoring`` → ``risk_scoring``)."""
+    return "_".join(words(name)) or "x"
+
+
+def shorten(name: str, limit: int = 63) -> str:
+    """Cut a DNS name to ``limit`` characters, keeping it unique with a hash of the full name."""
+    if len(name) <= limit:
+        return name
+    digest = hashlib.sha1(name.encode()).hexdigest()[:8]
+    return f"{name[: limit - 9].rstrip('-')}-{digest}"
+
+
+def dns_name(*parts: str, limit: int = 63) -> str:
+    """An object name made of parts (each slugified), valid as a DNS-1035/1123 label."""
+    return shorten("-".join(slugify(p) if not _DNS_LABEL.match(p) else p for p in parts), limit)
+
+
+def is_dns_label(name: str) -> bool:
+    return len(name) <= 63 and bool(_DNS_LABEL.match(name))
+
+
+def is_token(text: str) -> bool:
+    """Whether text is usable as one NATS subject token and as a consumer name."""
+    return bool(_TOKEN.match(text))
+
+
+def token(text: str) -> str:
+    """Make text usable as a subject token (ids of endpoints may be written freely)."""
+    return re.sub(r"[^A-Za-z0-9_-]+", "_", text).strip("_") or "x"
+
+
+def stream_name(slug: str, role: str | None = None) -> str:
+    base = "KUMEO_" + slug.upper().replace("-", "_")
+    return base if role is None else f"{base}_{role.upper()}"
+
+
+def bucket_name(slug: str, purpose: str) -> str:
+    return f"kumeo_{slug.replace('-', '_')}_{purpose.replace('-', '_')}"
+
+
+class Subjects:
+    """The internal subjects of one workflow."""
+
+    def __init__(self, slug: str) -> None:
+        self.prefix = f"kumeo.{slug}"
+
+    @property
+    def all(self) -> str:
+        return f"{self.prefix}.>"
+
+    def output(self, agent: str) -> str:
+        return f"{self.prefix}.{agent}.out"
+
+    def dead_letter(self, agent: str) -> str:
+        return f"{self.prefix}.dlq.{agent}"
+
+    def route(self, router: str, agent: str) -> str:
+        return f"{self.prefix}.{router}.route.{agent}"
+
+    def fallback(self, agent: str) -> str:
+        return f"{self.prefix}.{agent}.fallback"
+
+    def source(self, name: str) -> str:
+        return f"{self.prefix}.source.{name}"
+
+    def target(self, name: str) -> str:
+        return f"{self.prefix}.target.{name}"
+
+
+# -- subject patterns ---------------------------------------------------------------------------------------------
+
+
+def valid_subject(subject: str, *, wildcards: bool) -> bool:
+    if not subject or subject != subject.strip() or any(c.isspace() for c in subject):
+        return False
+    tokens = subject.split(".")
+    for i, tok in enumerate(tokens):
+        if not tok:
+            return False
+        if tok in ("*", ">"):
+            if not wildcards or (tok == ">" and i != len(tokens) - 1):
+                return False
+        elif "*" in tok or ">" in tok:
+            return False
+    return True
+
+
+def covers(pattern: str, subject: str) -> bool:
+    """Whether every subject matched by ``subject`` (a pattern too) is matched by ``pattern``."""
+    p, s = pattern.split("."), subject.split(".")
+    for i, tok in enumerate(p):
+        if tok == ">":
+            return len(s) > i
+        if i >= len(s):
+            return False
+        if tok == "*":
+            if s[i] == ">":
+                return False
+            continue
+        if tok != s[i]:
+            return False
+    return len(s) == len(p)
+
+
+def overlap(a: str, b: str) -> bool:
+    """Whether some literal subject is matched by both patterns (JetStream forbids that across streams)."""
+    x, y = a.split("."), b.split(".")
+    for i in range(max(len(x), len(y))):
+        if i >= len(x) or i >= len(y):
+            return False
+        tx, ty = x[i], y[i]
+        if tx == ">" or ty == ">":
+            return True
+        if tx == "*" or ty == "*" or tx == ty:
+            continue
+        return False
+    return True
+
+
+def minimal_subjects(subjects: list[str]) -> list[str]:
+    """Sorted, without duplicates and without subjects another one already covers."""
+    unique = sorted(set(subjects))
+    return [s for s in unique if not any(o != s and covers(o, s) for o in unique)]

@@ -1,0 +1,54 @@
+"""Platform settings: what a Plan needs to know about the cluster that the Spec does not say."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping
+from typing import Any
+
+#: Image classes and the `deployment.base_images` keys each one reads (first found wins).
+IMAGE_CLASS_KEYS: dict[str, tuple[str, ...]] = {"base": ("base", "default"), "ml": ("ml",), "llm": ("llm",)}
+
+
+@dataclasses.dataclass(frozen=True)
+class PlatformSettings:
+    """Where and how a workflow is deployed; every field has a default that works on a plain cluster.
+
+    Precedence for images: ``runtime_images`` (by agent id, then by class) > the workflow's `deployment.resources`
+    ``image`` > the workflow's `deployment.base_images` > ``images`` > ``<image_registry>/kumeo-<class>:<image_tag>``.
+    """
+
+    #: Kubernetes namespace; default: the workflow's `deployment.namespace`, else its slug.
+    namespace: str | None = None
+    #: NATS URL agents connect to; default: the workflow's `nats:` block, else ``nats://nats:4222``.
+    nats_url: str | None = None
+    #: ``host:port`` of the NATS monitoring endpoint KEDA polls; default: the NATS host on port 8222.
+    nats_monitoring_endpoint: str | None = None
+    image_registry: str = "ghcr.io/kumeo"
+    image_tag: str = "0.1.0"
+    #: Default images by class (``base``, ``ml``, ``llm``), below the workflow's `deployment.base_images`.
+    images: Mapping[str, str] = dataclasses.field(default_factory=dict)
+    #: Overrides by agent id or class, above everything the workflow says.
+    runtime_images: Mapping[str, str] = dataclasses.field(default_factory=dict)
+    keda_enabled: bool = False
+    #: API keys: environment variable → ``"secret-name"`` (key = the variable's name) or ``"secret-name/key"``.
+    #: Only the Secret's name and key reach the Plan, as ``secretKeyRef``s on LLM and Custom agents.
+    secrets: Mapping[str, str] = dataclasses.field(default_factory=dict)
+    #: The Kubernetes volume source holding the files agents read (models, networks, rules), e.g.
+    #: ``{"persistentVolumeClaim": {"claimName": "models", "readOnly": True}}``. Default: a ConfigMap named
+    #: ``<slug>-files`` whose keys are the files' paths with ``/`` replaced by ``__`` (the deployer creates it).
+    files_volume: Mapping[str, Any] | None = None
+    #: Where that volume is mounted; default: the workflow's `deployment.storage.models`, else /var/lib/kumeo/files.
+    files_mount_path: str | None = None
+    #: How long the workflow's streams keep messages.
+    max_age_seconds: float = 7 * 24 * 3600
+    stream_replicas: int = 1
+    #: The namespace Prometheus scrapes from (allowed in by each agent's NetworkPolicy).
+    monitoring_namespace: str = "monitoring"
+    #: Values for ``${env.NAME}`` placeholders in images (compile reads no environment itself).
+    env: Mapping[str, str] = dataclasses.field(default_factory=dict)
+    llm_cache_ttl_seconds: float = 3600.0
+    #: Pending messages per replica KEDA scales on when `deployment.scaling.target_lag` is not given.
+    default_lag_threshold: int = 100
+    #: CPU utilisation percent the HPA targets when `deployment.scaling.target_cpu` is not given.
+    default_target_cpu: int = 70

@@ -1,0 +1,488 @@
+"""Unit tests of compile's rules: names, subjects, streams, consumers, KV buckets, resources, Kubernetes objects."""
+
+from __future__ import annotations
+
+import json
+import re
+
+import pytest
+
+from kumeo_iac.compile import PlatformSettings, compile_program, dns_name, slugify
+from kumeo_iac.compile._names import covers, minimal_subjects, overlap
+from kumeo_iac.compile._nats import consumer_timing
+from kumeo_iac.errors import KumeoCompileError, SourceSpan
+from kumeo_iac.spec import (
+    LLM,
+    NATS,
+    DataProcessor,
+    Deployment,
+    HttpTarget,
+    HumanReview,
+    IntegrationSpec,
+    MLModel,
+    Program,
+    Resources,
+    Router,
+    Scaling,
+    SubworkflowSpec,
+    Timer,
+    WorkflowSpec,
+)
+
+DNS = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?\Z")
+
+
+def program(**kw) -> Program:
+    kw.setdefault("name", "FraudDetection")
+    kw.setdefault("sources", [NATS("transactions.raw")])
+    kw.setdefault("targets", [NATS("alerts")])
+    return Program(workflows=[WorkflowSpec(**kw)])
+
+
+def pipeline(**kw) -> Program:
+    kw.setdefault("agents", [
+        DataProcessor(id="clean", output="tx.clean"),
+        MLModel("forest.onnx", id="score", input="tx.clean", timeout="20s"),
+    ])
+    return program(**kw)
+
+
+def wf_of(prog: Program, **settings):
+    return compile_program(prog, settings=PlatformSettings(**settings) if settings else None).workflows[0]
+
+
+# -- names --------------------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("name, slug", [("FraudDetection", "fraud-detection"), ("HTTPIngest", "http-ingest"),
+                                        ("claims_triage", "claims-triage"), ("A", "a"), ("X2Y", "x2-y")])
+def test_slug_is_dns_1123(name: str, slug: str) -> None:
+    assert slugify(name) == slug
+
+
+def test_long_names_are_shortened_stably() -> None:
+    long = dns_name("w" * 40, "agent_" + "x" * 40)
+    assert len(long) <= 63 and DNS.match(long) and long == dns_name("w" * 40, "agent_" + "x" * 40)
+
+
+def test_every_kubernetes_name_and_label_is_valid() -> None:
+    wf = wf_of(pipeline(name="VeryLongWorkflowNameForTestingPurposes", agents=[
+        DataProcessor(id="an_agent_with_a_really_long_identifier_that_goes_on_and_on")]))
+    for obj in wf.kubernetes:
+        assert DNS.match(obj["metadata"]["name"]) and len(obj["metadata"]["name"]) <= 63
+        for value in obj["metadata"]["labels"].values():
+            assert len(value) <= 63 and re.fullmatch(r"[A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?", value)
+
+
+# -- subjects -----------------------------------------------------------------------------------------------------
+
+
+def test_subjects_follow_the_contract() -> None:
+    wf = wf_of(program(
+        sources=[NATS("orders.new"), Timer("30s", id="tick")],
+        targets=[NATS("orders.ok"), HttpTarget("https://example.com/hook", id="hook")],
+        agents=[
+            DataProcessor(id="clean", input="source.orders.new"),
+            Router(id="route", input="clean.output", rules={"a > 1": "target.hook", "b": "special",
+                                                              "default": "target.orders.ok"}),
+            DataProcessor(id="special"),
+            DataProcessor(id="ticker", input="source.tick", output="target.orders.ok"),
+        ]))
+    assert wf.slug == "fraud-detection"
+    clean = wf.agent("clean")
+    assert clean.output_subject == "kumeo.fraud-detection.clean.out"
+    assert clean.dead_letter_subject == "kumeo.fraud-detection.dlq.clean"
+    assert clean.inputs == {"": "orders.new"}
+    route = wf.agent("route")
+    assert [(r.condition, r.subject, r.destination) for r in route.routes] == [
+        ("a > 1", "kumeo.fraud-detection.target.hook", "target:https://example.com/hook"),
+        ("b", "kumeo.fraud-detection.route.route.special", "special"),
+        (None, "orders.ok", "target:orders.ok"),
+    ]
+    # a route destination without an input of its own reads only its routes, not the sources
+    assert wf.agent("special").inputs == {"": "kumeo.fraud-detection.route.route.special"}
+    assert wf.agent("ticker").inputs == {"": "kumeo.fraud-detection.source.tick"}
+    assert [s.subject for s in wf.sources] == ["orders.new", "kumeo.fraud-detection.source.tick"]
+    assert [t.subject for t in wf.targets] == ["orders.ok", "kumeo.fraud-detection.target.hook"]
+
+
+def test_fallback_agent_reads_the_fallback_subject() -> None:
+    wf = wf_of(program(agents=[DataProcessor(id="main", fallback="backup"), DataProcessor(id="backup")]))
+    assert wf.agent("main").fallback == {"agent": "backup", "subject": "kumeo.fraud-detection.main.fallback"}
+    assert wf.agent("backup").inputs == {"": "kumeo.fraud-detection.main.fallback"}
+
+
+# -- streams ------------------------------------------------------------------------------------------------------
+
+
+def _all_stream_subjects(plan) -> list[tuple[str, str]]:
+    return [(s.name, subj) for wf in plan.workflows for s in wf.streams for subj in s.config["subjects"]]
+
+
+def test_streams_never_overlap_and_capture_every_published_subject() -> None:
+    prog = Program(workflows=[
+        WorkflowSpec(name="A", sources=[NATS("orders.>")], targets=[NATS("alerts.high"), NATS("orders.done")],
+                     agents=[DataProcessor(id="x")]),
+        WorkflowSpec(name="B", sources=[NATS("alerts.high"), NATS("orders.eu")], targets=[NATS("out.b")],
+                     agents=[DataProcessor(id="y")]),
+    ])
+    plan = compile_program(prog)
+    subjects = _all_stream_subjects(plan)
+    for i, (na, a) in enumerate(subjects):
+        for nb, b in subjects[i + 1:]:
+            assert not overlap(a, b), (na, a, nb, b)
+    for wf in plan.workflows:
+        for agent in wf.agents:
+            for subject in [agent.output_subject, agent.dead_letter_subject, *agent.target_subjects,
+                            *(r.subject for r in agent.routes)]:
+                assert any(covers(s, subject) for _, s in subjects), subject
+    a, b = plan.workflows
+    # A's targets are all captured by source streams (orders.> of A, alerts.high of B): no A targets stream
+    assert [s.name for s in a.streams] == ["KUMEO_A", "KUMEO_A_SOURCES"]
+    assert a.targets[0].stream == "KUMEO_B_SOURCES" and a.targets[1].stream == "KUMEO_A_SOURCES"
+    # B's orders.eu is inside A's orders.>: B's consumer binds A's stream under a workflow-qualified durable
+    assert [s.name for s in b.streams] == ["KUMEO_B", "KUMEO_B_SOURCES", "KUMEO_B_TARGETS"]
+    assert {(c.stream, c.durable) for c in b.agent("y").consumers} == {("KUMEO_A_SOURCES", "b_y"),
+                                                                        ("KUMEO_B_SOURCES", "y")}
+
+
+def test_internal_stream_config() -> None:
+    wf = wf_of(pipeline(), max_age_seconds=3600)
+    internal = next(s for s in wf.streams if s.role == "internal")
+    assert internal.name == "KUMEO_FRAUD_DETECTION"
+    assert internal.config["subjects"] == ["kumeo.fraud-detection.>"]
+    assert internal.config["storage"] == "file" and internal.config["retention"] == "limits"
+    assert internal.config["duplicate_window"] >= 120 * 10**9
+    assert internal.config["max_age"] == 3600 * 10**9
+
+
+def test_existing_source_stream_is_bound_not_created() -> None:
+    wf = wf_of(pipeline(sources=[NATS("tx.raw", stream="PAYMENTS")]))
+    assert "KUMEO_FRAUD_DETECTION_SOURCES" not in [s.name for s in wf.streams]
+    assert [c.stream for c in wf.agent("clean").consumers] == ["PAYMENTS"]
+    assert wf.sources[0].stream == "PAYMENTS"
+
+
+def test_source_overlapping_internal_subjects_is_refused() -> None:
+    with pytest.raises(KumeoCompileError, match="overlaps the workflow's internal subjects"):
+        wf_of(pipeline(sources=[NATS("kumeo.>")]))
+
+
+# -- consumers ----------------------------------------------------------------------------------------------------
+
+
+def test_consumer_defaults() -> None:
+    wf = wf_of(pipeline())
+    (consumer,) = wf.agent("score").consumers
+    cfg = consumer.config
+    assert consumer.durable == cfg["durable_name"] == "score"
+    assert cfg["ack_policy"] == "explicit" and cfg["deliver_policy"] == "all"
+    assert cfg["filter_subjects"] == ["kumeo.fraud-detection.clean.out"]
+    assert cfg["max_deliver"] == 4 and wf.agent("score").max_deliver == 4
+    assert wf.agent("score").backoff_seconds == [1.0, 2.0, 4.0]
+    assert cfg["max_ack_pending"] == 1000
+    assert "deliver_subject" not in cfg  # pull
+
+
+@pytest.mark.parametrize("timeout, retry", [("20s", None), ("2m", 5), ("1s", {"attempts": 2, "backoff": "3s"}),
+                                            (30, 0), ("45s", {"attempts": 3, "backoff": ["1s", "10s"]})])
+def test_ack_wait_above_timeout_and_backoff_valid_for_nats_server(timeout, retry) -> None:
+    wf = wf_of(program(agents=[DataProcessor(id="a", timeout=timeout, retry=retry)]))
+    agent = wf.agent("a")
+    cfg = agent.consumers[0].config
+    assert cfg["ack_wait"] > agent.timeout_seconds * 10**9
+    backoff = cfg.get("backoff", [])
+    assert len(backoff) == agent.max_deliver - 1 == len(agent.backoff_seconds)
+    assert cfg["max_deliver"] > len(backoff)  # nats-server: max_deliver must exceed len(backoff)
+    if backoff:
+        assert backoff[0] == cfg["ack_wait"]  # the server sets ack_wait = backoff[0]; pedantic mode demands it
+        assert all(b > agent.timeout_seconds * 10**9 for b in backoff)
+        assert backoff == sorted(backoff)
+
+
+def test_consumer_timing_formula() -> None:
+    assert consumer_timing(30, [1, 2, 4]) == (40, [40, 41, 43])
+    assert consumer_timing(30, []) == (40, [])
+
+
+def test_join_agent_has_one_consumer_per_stream_with_sorted_filters() -> None:
+    wf = wf_of(program(agents=[
+        DataProcessor(id="b"),
+        DataProcessor(id="a"),
+        DataProcessor(id="j", input={"x": "source", "z": "b.output", "y": "a.output"}),
+    ]))
+    consumers = {c.stream: c.config["filter_subjects"] for c in wf.agent("j").consumers}
+    assert consumers == {
+        "KUMEO_FRAUD_DETECTION": ["kumeo.fraud-detection.a.out", "kumeo.fraud-detection.b.out"],
+        "KUMEO_FRAUD_DETECTION_SOURCES": ["transactions.raw"],
+    }
+    assert wf.agent("j").settings["join"]["parts"] == ["x", "y", "z"]
+
+
+# -- KV buckets ---------------------------------------------------------------------------------------------------
+
+
+def test_key_value_buckets_only_when_needed() -> None:
+    assert wf_of(pipeline()).key_values == []
+    wf = wf_of(program(agents=[
+        DataProcessor(id="a"), DataProcessor(id="b"),
+        DataProcessor(id="j", input={"x": "a.output", "y": "b.output"}, config={"join_timeout": "2m"}),
+        HumanReview(id="r", input="j.output"),
+        LLM("ollama/llama3", id="l", prompt="hi", input="r.output"),
+    ]))
+    buckets = {k.purpose: k for k in wf.key_values}
+    assert set(buckets) == {"joins", "reviews", "llm-cache"}
+    assert buckets["joins"].bucket == "kumeo_fraud_detection_joins"
+    assert buckets["joins"].config["ttl"] == 120 * 10**9
+    assert buckets["reviews"].bucket == "kumeo_fraud_detection_reviews"
+    assert buckets["llm-cache"].bucket == "kumeo_fraud_detection_llm_cache"
+    default_join = wf_of(program(agents=[DataProcessor(id="a"), DataProcessor(id="b"),
+                                         DataProcessor(id="j", input={"x": "a.output", "y": "b.output"})]))
+    assert default_join.key_values[0].config["ttl"] == 300 * 10**9
+
+
+# -- settings -----------------------------------------------------------------------------------------------------
+
+
+def test_settings_resolve_workflow_blocks() -> None:
+    wf = wf_of(program(
+        models={"fd": {"file": "models/forest.onnx", "type": "onnx"}},
+        schemas={"scores": "schemas/scores.json"},
+        config={"thresholds": {"high": 0.8}},
+        agents=[
+            MLModel(id="m", model="models.fd", output_schema="schemas.scores"),
+            Router(id="r", input="m.output", rules={"score > config.thresholds.high": "target.alerts"}),
+        ]))
+    m = wf.agent("m")
+    assert m.settings["model"] == {"file": "models/forest.onnx", "type": "onnx"}
+    assert m.settings["output_schema"] == {"file": "schemas/scores.json"}
+    assert m.files == ["models/forest.onnx", "schemas/scores.json"]
+    r = wf.agent("r")
+    assert r.settings["workflow_config"] == {"thresholds": {"high": 0.8}}
+    assert r.settings["rules"] == {"score > config.thresholds.high": "target.alerts"}
+
+
+def test_unresolved_block_reference_is_a_compile_error_with_span() -> None:
+    span = SourceSpan("w.kumeo", 7, 3)
+    agent = MLModel(id="m", model="models.missing", arg_spans={"model": span})
+    with pytest.raises(KumeoCompileError) as info:
+        wf_of(program(agents=[agent]))
+    assert info.value.span == span
+    assert "w.kumeo:7:3: error: workflow 'FraudDetection', agent 'm'" in str(info.value)
+
+
+def test_unresolved_input_is_a_compile_error_not_a_traceback() -> None:
+    with pytest.raises(KumeoCompileError, match="refers to nothing"):
+        wf_of(program(agents=[DataProcessor(id="a", input="nowhere.output")]))
+
+
+def test_literal_api_key_is_refused() -> None:
+    with pytest.raises(KumeoCompileError, match="literal secret"):
+        wf_of(program(agents=[LLM(id="l", provider={"openai": {"api_key": "sk-123"}}, prompt="x")]))
+
+
+# -- resources, images, scaling -----------------------------------------------------------------------------------
+
+
+def test_resources_precedence_agent_then_class_then_default() -> None:
+    wf = wf_of(program(
+        agents=[DataProcessor(id="p"), MLModel("m.onnx", id="m"), MLModel("n.onnx", id="n"),
+                LLM("ollama/llama3", id="l", prompt="x")],
+        deployment=Deployment(resources={
+            "default": Resources(cpu="250m", memory="256Mi"),
+            "ml_models": Resources(cpu="1", memory="2Gi", gpu=True),
+            "n": Resources(memory="8Gi"),
+        })))
+    assert wf.agent("p").resources["requests"] == {"cpu": "250m", "memory": "256Mi"}
+    assert wf.agent("m").resources["limits"] == {"cpu": "1", "memory": "2Gi", "nvidia.com/gpu": 1}
+    assert wf.agent("n").resources["limits"] == {"cpu": "1", "memory": "8Gi", "nvidia.com/gpu": 1}
+    assert wf.agent("l").resources["requests"] == {"cpu": "250m", "memory": "256Mi"}
+
+
+def test_default_resources() -> None:
+    wf = wf_of(pipeline())
+    assert wf.agent("clean").resources == {"requests": {"cpu": "100m", "memory": "128Mi"},
+                                           "limits": {"cpu": "500m", "memory": "512Mi"}}
+
+
+def test_images_precedence() -> None:
+    prog = program(
+        agents=[DataProcessor(id="p"), MLModel("m.onnx", id="m"), LLM("ollama/llama3", id="l", prompt="x")],
+        deployment=Deployment(base_images={"default": "me/base:1", "ml": "me/ml:1"},
+                              resources={"llm": Resources(image="base_images.ml")}))
+    wf = wf_of(prog)
+    assert (wf.agent("p").image, wf.agent("m").image, wf.agent("l").image) == ("me/base:1", "me/ml:1", "me/ml:1")
+    assert wf.agent("l").image_class == "llm"
+    wf = wf_of(prog, runtime_images={"m": "override/m:2"})
+    assert wf.agent("m").image == "override/m:2"
+    assert wf_of(pipeline(), image_tag="9").agent("clean").image == "ghcr.io/kumeo/agent-base:9"
+
+
+def test_replicas_and_hpa_by_default() -> None:
+    wf = wf_of(pipeline(deployment=Deployment(scaling=Scaling(min_replicas=2, max_replicas=6, target_cpu=55))))
+    hpas = [o for o in wf.kubernetes if o["kind"] == "HorizontalPodAutoscaler"]
+    assert len(hpas) == 2 and not [o for o in wf.kubernetes if o["kind"] == "ScaledObject"]
+    assert hpas[0]["apiVersion"] == "autoscaling/v2"
+    assert (hpas[0]["spec"]["minReplicas"], hpas[0]["spec"]["maxReplicas"]) == (2, 6)
+    assert hpas[0]["spec"]["metrics"][0]["resource"]["target"]["averageUtilization"] == 55
+    pdb = next(o for o in wf.kubernetes if o["kind"] == "PodDisruptionBudget")
+    assert pdb["spec"]["minAvailable"] == 1
+    single = wf_of(pipeline())
+    pdb = next(o for o in single.kubernetes if o["kind"] == "PodDisruptionBudget")
+    assert pdb["spec"]["maxUnavailable"] == 1 and "minAvailable" not in pdb["spec"]
+
+
+def test_keda_scaled_object_replaces_hpa() -> None:
+    wf = wf_of(pipeline(deployment=Deployment(scaling=Scaling(max_replicas=3, target_lag=20))), keda_enabled=True,
+               nats_url="nats://nats.infra:4222")
+    assert not [o for o in wf.kubernetes if o["kind"] == "HorizontalPodAutoscaler"]
+    scaled = [o for o in wf.kubernetes if o["kind"] == "ScaledObject"]
+    assert len(scaled) == 2
+    so = next(o for o in scaled if o["metadata"]["name"] == "fraud-detection-score")
+    assert so["apiVersion"] == "keda.sh/v1alpha1"
+    assert so["metadata"]["annotations"]["kumeo.dev/depends-on"] == "consumer/KUMEO_FRAUD_DETECTION/score"
+    trigger = so["spec"]["triggers"][0]
+    assert trigger["type"] == "nats-jetstream"
+    assert trigger["metadata"] == {"natsServerMonitoringEndpoint": "nats.infra:8222", "account": "$G",
+                                   "stream": "KUMEO_FRAUD_DETECTION", "consumer": "score", "lagThreshold": "20"}
+    kinds = [o["kind"] for o in wf.kubernetes]
+    assert kinds.index("ScaledObject") > kinds.index("Deployment")
+
+
+# -- Kubernetes objects -------------------------------------------------------------------------------------------
+
+
+def test_objects_per_agent_and_labels() -> None:
+    wf = wf_of(pipeline())
+    kinds = sorted(o["kind"] for o in wf.kubernetes)
+    assert kinds.count("ConfigMap") == 1
+    for kind in ("ServiceAccount", "Deployment", "Service", "PodDisruptionBudget", "NetworkPolicy",
+                 "HorizontalPodAutoscaler"):
+        assert kinds.count(kind) == 2, kind
+    for obj in wf.kubernetes:
+        labels = obj["metadata"]["labels"]
+        assert labels["app.kubernetes.io/part-of"] == "kumeo"
+        assert labels["kumeo.dev/workflow"] == "fraud-detection"
+        assert "app.kubernetes.io/name" in labels
+        assert obj["metadata"]["namespace"] == "fraud-detection"
+        if obj["kind"] != "ConfigMap":
+            assert labels["kumeo.dev/agent"] in ("clean", "score")
+
+
+def test_restricted_security_on_every_container() -> None:
+    wf = wf_of(pipeline(agents=[LLM("openai/gpt-4o", id="l", prompt="x"), MLModel("m.onnx", id="m")]),
+               secrets={"OPENAI_API_KEY": "llm-keys"})
+    for obj in wf.kubernetes:
+        if obj["kind"] == "ServiceAccount":
+            assert obj["automountServiceAccountToken"] is False
+        if obj["kind"] != "Deployment":
+            continue
+        pod = obj["spec"]["template"]["spec"]
+        assert pod["securityContext"]["runAsNonRoot"] is True
+        assert pod["securityContext"]["seccompProfile"] == {"type": "RuntimeDefault"}
+        assert pod["automountServiceAccountToken"] is False
+        for c in pod["containers"]:
+            sc = c["securityContext"]
+            assert sc["runAsNonRoot"] is True and sc["runAsUser"] == 10001
+            assert sc["allowPrivilegeEscalation"] is False and sc["readOnlyRootFilesystem"] is True
+            assert sc["capabilities"] == {"drop": ["ALL"]}
+            assert sc["seccompProfile"] == {"type": "RuntimeDefault"}
+            assert c["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": "http"}
+            assert c["readinessProbe"]["httpGet"] == {"path": "/readyz", "port": "http"}
+            assert {"name": "http", "containerPort": 8080, "protocol": "TCP"} in c["ports"]
+            assert {m["mountPath"] for m in c["volumeMounts"]} >= {"/tmp", "/etc/kumeo"}
+            assert c["command"] + c["args"][:2] == ["python", "-m", "kumeo_iac.runtime", "--plan",
+                                                    "/etc/kumeo/plan.json"]
+            env = {e["name"]: e for e in c["env"]}
+            assert {"NATS_URL", "KUMEO_AGENT", "KUMEO_WORKFLOW"} <= set(env)
+            if c["args"][-1] == "l":
+                assert env["OPENAI_API_KEY"]["valueFrom"] == {
+                    "secretKeyRef": {"name": "llm-keys", "key": "OPENAI_API_KEY"}}
+            else:
+                assert "OPENAI_API_KEY" not in env
+
+
+def test_secrets_never_reach_the_config_map() -> None:
+    wf = wf_of(pipeline(agents=[LLM("openai/gpt-4o", id="l", prompt="x",
+                                    provider={"openai": {"api_key": "${env.OPENAI_API_KEY}"}})]),
+               secrets={"OPENAI_API_KEY": "llm-keys/openai"})
+    (cm,) = [o for o in wf.kubernetes if o["kind"] == "ConfigMap"]
+    data = json.dumps(cm["data"])
+    assert "llm-keys" not in data and "secretKeyRef" not in data and "sk-" not in data
+    plan = json.loads(cm["data"]["plan.json"])
+    assert plan["workflows"][0]["kubernetes"] == []  # the ConfigMap holds the Plan, not the objects
+    assert plan["workflows"][0]["agents"][0]["id"] == "l"
+
+
+def test_network_policy_egress_allows_dns_nats_and_http_targets() -> None:
+    wf = wf_of(program(targets=[HttpTarget("https://hooks.example.com:8443/x", id="hook")],
+                       agents=[DataProcessor(id="a", output="target.hook")]), nats_url="nats://nats:4333")
+    (np,) = [o for o in wf.kubernetes if o["kind"] == "NetworkPolicy"]
+    ports = {(p["port"], p["protocol"]) for p in np["spec"]["egress"][0]["ports"]}
+    assert ports == {(53, "UDP"), (53, "TCP"), (4333, "TCP"), (8443, "TCP")}
+    assert np["spec"]["ingress"][0]["ports"] == [{"protocol": "TCP", "port": 8080}]
+    assert np["spec"]["policyTypes"] == ["Ingress", "Egress"]
+
+
+def test_service_exposes_metrics() -> None:
+    wf = wf_of(pipeline())
+    svc = next(o for o in wf.kubernetes if o["kind"] == "Service")
+    assert svc["spec"]["ports"][0]["port"] == 8080
+    assert svc["metadata"]["annotations"]["prometheus.io/scrape"] == "true"
+
+
+def test_namespace_and_nats_url_defaults_and_overrides() -> None:
+    wf = wf_of(pipeline(nats="nats://n:4222"))
+    assert (wf.namespace, wf.nats_url) == ("fraud-detection", "nats://n:4222")
+    wf = wf_of(pipeline(deployment=Deployment(namespace="prod")))
+    assert (wf.namespace, wf.nats_url) == ("prod", "nats://nats:4222")
+    assert wf_of(pipeline(), namespace="x").namespace == "x"
+
+
+# -- integrations -------------------------------------------------------------------------------------------------
+
+
+def test_integration_inlines_prefixed_agents() -> None:
+    prog = Program(
+        workflows=[WorkflowSpec(name="W", sources=[NATS("in")], targets=[NATS("out")],
+                                agents=[DataProcessor(id="first", output="clean")])],
+        subworkflows=[SubworkflowSpec(name="Scoring", inputs=["events"], outputs=["result"], agents=[
+            DataProcessor(id="prep", input="input.events"),
+            MLModel("s.onnx", id="model", input="prep.output"),
+        ])],
+        integrations=[IntegrationSpec(workflow="W", use="Scoring", input_mapping={"events": "clean"},
+                                      output_mapping={"result": "target.out"})],
+    )
+    wf = compile_program(prog).workflows[0]
+    assert [a.id for a in wf.agents] == ["first", "scoring_prep", "scoring_model"]
+    assert wf.agent("scoring_prep").inputs == {"": "kumeo.w.first.out"}
+    assert wf.agent("scoring_model").inputs == {"": "kumeo.w.scoring_prep.out"}
+    assert wf.agent("scoring_model").target_subjects == ["out"]
+    assert wf.agent("scoring_model").output_subject == "kumeo.w.scoring_model.out"
+
+
+def test_integration_of_unknown_subworkflow_is_a_compile_error() -> None:
+    prog = Program(workflows=[WorkflowSpec(name="W", agents=[DataProcessor(id="a")])],
+                   integrations=[IntegrationSpec(workflow="W", use="Nope")])
+    with pytest.raises(KumeoCompileError, match="subworkflow 'Nope'"):
+        compile_program(prog)
+
+
+# -- determinism --------------------------------------------------------------------------------------------------
+
+
+def test_compile_is_deterministic() -> None:
+    build = lambda: pipeline(agents=[  # noqa: E731
+        DataProcessor(id="a"), DataProcessor(id="b"),
+        DataProcessor(id="j", input={"y": "b.output", "x": "a.output"}),
+        LLM("ollama/llama3", id="l", prompt="x", input="j.output"),
+    ])
+    first = compile_program(build()).to_json()
+    assert compile_program(build()).to_json() == first
+    assert compile_program(build(), settings=PlatformSettings(keda_enabled=True)).to_json() != first
+
+
+def test_minimal_subjects() -> None:
+    assert minimal_subjects(["a.b", "a.*", "c", "a.*", "a.>"]) == ["a.>", "c"]
+    assert overlap("a.*", "a.b") and overlap("a.>", "a.b.c") and not overlap("a.b", "a.c")
+    assert not overlap("a.*", "a.b.c") and covers("a.>", "a.*") and not covers("a.*", "a.>")
