@@ -1,0 +1,192 @@
+"""The ``kumeo`` command: check, format, draw, render and deploy `.kumeo` programs.
+
+This module only declares the command line; each subcommand lives in ``kumeo_iac._cli.<module>`` and is imported
+when it runs, so ``kumeo check --help`` starts without loading Pulumi, nats, ONNX Runtime or pgmpy. Exit codes:
+0 success, 1 the input has problems (printed gcc-style on stderr), 2 bad usage or an unavailable command,
+3 an internal error (a bug in Kumeo: please report it).
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+from collections.abc import Sequence
+
+__all__ = ["build_parser", "main"]
+
+ISSUES_URL = "https://github.com/kumeo/kumeo/issues"
+
+#: subcommand → (module under kumeo_iac._cli, function taking the parsed args and returning an exit code)
+COMMANDS: dict[str, tuple[str, str]] = {
+    "check": ("check", "run_check"),
+    "fmt": ("check", "run_fmt"),
+    "graph": ("check", "run_graph"),
+    "render": ("render", "run_render"),
+    "run": ("run", "run_run"),
+    "preview": ("deploy", "run_preview"),
+    "up": ("deploy", "run_up"),
+    "destroy": ("deploy", "run_destroy"),
+    "new": ("deploy", "run_new"),
+    "docs": ("check", "run_docs"),
+}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser of the ``kumeo`` command (declarations only; nothing heavy is imported)."""
+    parser = argparse.ArgumentParser(
+        prog="kumeo",
+        description="Infrastructure as code for agent workflows on NATS JetStream and Kubernetes.",
+        epilog="Run `kumeo COMMAND --help` for the options of one command.",
+    )
+    parser.add_argument("--version", action="store_true", help="print the version and exit")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    p = sub.add_parser(
+        "check", help="validate .kumeo files (exit 1 on errors)",
+        description="Parse and validate .kumeo files. Problems are printed on stderr as "
+                    "PATH:LINE:COL: error|warning: MESSAGE; the exit code is 0 when no file has errors.",
+    )
+    p.add_argument("paths", nargs="+", metavar="PATH", help="a .kumeo file, or a directory searched for *.kumeo")
+    p.add_argument("--strict", action="store_true",
+                   help="treat missing model/network/rule files and absent workflow blocks as errors "
+                        "(what render, run and up do)")
+    p.add_argument("-q", "--quiet", action="store_true", help="print errors only (no warnings, no summary)")
+
+    p = sub.add_parser("fmt", help="format .kumeo files in place",
+                       description="Rewrite .kumeo files in the canonical format (comments are kept).")
+    p.add_argument("paths", nargs="+", metavar="PATH", help="a .kumeo file, or a directory searched for *.kumeo")
+    p.add_argument("--check", action="store_true", help="write nothing; exit 1 if a file would change")
+    p.add_argument("--diff", action="store_true", help="write nothing; print a unified diff of the changes")
+
+    p = sub.add_parser("graph", help="draw the agent graph (Mermaid or Graphviz dot)",
+                       description="Print the agent graph of each workflow and subworkflow of a file on stdout.")
+    p.add_argument("path", metavar="PATH", help="a .kumeo file")
+    p.add_argument("--format", choices=("mermaid", "dot"), default="mermaid", help="output format (mermaid)")
+    p.add_argument("--workflow", metavar="NAME", help="draw only this workflow or subworkflow")
+
+    p = sub.add_parser("render", help="write the Plan as Kubernetes YAML and JetStream JSON",
+                       description="Compile a .kumeo file and write the Kubernetes objects (YAML) and JetStream "
+                                   "stream/consumer configs (JSON) to a directory.")
+    p.add_argument("path", metavar="PATH", help="a .kumeo file or a Python program")
+    p.add_argument("--out", metavar="DIR", required=True, help="directory to write to")
+
+    p = sub.add_parser("run", help="run a workflow locally on an embedded NATS server",
+                       description="Run a workflow locally: publish input events and print every event that "
+                                   "reaches a target or a dead-letter subject as one JSON line on stdout.")
+    p.add_argument("path", metavar="PATH", help="a .kumeo file")
+    p.add_argument("--input", metavar="EVENTS.jsonl", help="events to publish, one JSON object a line")
+    p.add_argument("--follow", action="store_true", help="keep running after the input is drained")
+
+    for name, text in (("preview", "show what `up` would change"), ("up", "deploy with Pulumi"),
+                       ("destroy", "remove a deployed stack")):
+        p = sub.add_parser(name, help=text, description=f"{text[0].upper()}{text[1:]} (a Pulumi stack).")
+        p.add_argument("path", metavar="PATH", help="a .kumeo file or a Python program")
+        p.add_argument("--stack", metavar="NAME", required=True, help="the Pulumi stack")
+        p.add_argument("--config", metavar="KEY=VALUE", action="append", default=[], type=_key_value,
+                       help="stack configuration (repeatable)")
+
+    p = sub.add_parser("new", help="create a new Kumeo project", description="Create a new Kumeo project.")
+    p.add_argument("name", metavar="NAME", help="the project name")
+    p.add_argument("--dir", metavar="DIR", help="where to create it (default: ./NAME)")
+
+    # Hidden: regenerates docs/language.md from the Spec (`kumeo docs --out docs/language.md`).
+    p = sub.add_parser("docs")
+    p.add_argument("--out", metavar="FILE", help="write to FILE instead of stdout")
+    p.add_argument("--check", action="store_true", help="exit 1 if FILE is not up to date")
+    return parser
+
+
+def _key_value(text: str) -> tuple[str, str]:
+    key, sep, value = text.partition("=")
+    if not sep or not key:
+        raise argparse.ArgumentTypeError(f"expected KEY=VALUE, got {text!r}")
+    return key, value
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the ``kumeo`` command with ``argv`` (default: the process arguments) and return its exit code."""
+    parser = build_parser()
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exc:  # --help and usage errors
+        return exc.code if isinstance(exc.code, int) else 2
+    if args.version:
+        from importlib.metadata import PackageNotFoundError, version
+
+        try:
+            print(f"kumeo {version('kumeo-iac')}")
+        except PackageNotFoundError:
+            print("kumeo (not installed)")
+        return 0
+    if not args.command:
+        parser.print_help(sys.stderr)
+        return 2
+    module_name, function_name = COMMANDS[args.command]
+    qualified = f"kumeo_iac._cli.{module_name}"
+    try:
+        module = importlib.import_module(qualified)
+        run = getattr(module, function_name)
+    except ModuleNotFoundError as exc:
+        if exc.name not in (qualified, "kumeo_iac._cli"):
+            return _missing_dependency(args.command, exc)
+        print(f"kumeo: error: `kumeo {args.command}` is not available in this version ({qualified} is missing)",
+              file=sys.stderr)
+        return 2
+    except AttributeError:
+        print(f"kumeo: error: `kumeo {args.command}` is not available in this version "
+              f"({qualified}.{function_name} is missing)", file=sys.stderr)
+        return 2
+    try:
+        return int(run(args) or 0)
+    except KeyboardInterrupt:
+        print("kumeo: interrupted", file=sys.stderr)
+        return 130
+    except BrokenPipeError:  # `kumeo graph x.kumeo | head`
+        return 0
+    except ModuleNotFoundError as exc:
+        return _missing_dependency(args.command, exc)
+    except Exception as exc:  # the boundary: a KumeoError the command did not handle, or a bug
+        from kumeo_iac.errors import KumeoError
+
+        if isinstance(exc, KumeoError):
+            _print_kumeo_error(exc)
+            return 1
+        return _internal_error(exc)
+
+
+def _print_kumeo_error(exc: Exception) -> None:
+    diagnostics = getattr(exc, "diagnostics", None)
+    if diagnostics:
+        for d in diagnostics:
+            print(d.format().replace("\n", "\\n"), file=sys.stderr)
+    else:
+        print(f"kumeo: error: {exc}", file=sys.stderr)
+
+
+def _missing_dependency(command: str, exc: ModuleNotFoundError) -> int:
+    extra = {"pulumi": "pulumi", "pulumi_kubernetes": "pulumi", "nats": "nats", "onnxruntime": "ml",
+             "numpy": "ml", "pgmpy": "bayes", "httpx": "llm"}.get((exc.name or "").split(".")[0])
+    hint = f"; install it with `pip install 'kumeo-iac[{extra}]'`" if extra else ""
+    print(f"kumeo: error: `kumeo {command}` needs the Python package '{exc.name}', which is not installed{hint}",
+          file=sys.stderr)
+    return 2
+
+
+def _internal_error(exc: BaseException) -> int:
+    import traceback
+
+    where = traceback.extract_tb(exc.__traceback__)[-1] if exc.__traceback__ else None
+    at = f" (at {where.filename}:{where.lineno})" if where else ""
+    print(f"kumeo: internal error: {type(exc).__name__}: {exc}{at}", file=sys.stderr)
+    print(f"kumeo: this is a bug in Kumeo, not in your program; please report it at {ISSUES_URL} with the "
+          f"command you ran (set KUMEO_DEBUG=1 for the full traceback)", file=sys.stderr)
+    import os
+
+    if os.environ.get("KUMEO_DEBUG"):
+        traceback.print_exception(exc)
+    return 3
+
+
+if __name__ == "__main__":
+    sys.exit(main())

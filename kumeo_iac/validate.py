@@ -1,0 +1,1023 @@
+"""Semantic checks of a parsed program: everything that parses but does not make sense, reported all at once.
+
+:func:`validate` is pure: it takes a :class:`~kumeo_iac.spec.Program` and returns every
+:class:`~kumeo_iac.errors.Diagnostic` it finds, sorted by file, line and column, each pointing at the exact place
+(``PATH:LINE:COL``) and saying what is wrong and what to do, with a did-you-mean where a name was misspelt.
+:func:`check_file` and :func:`load` add the file handling the CLI and Python users need.
+
+Files a workflow refers to (models, networks, decision tables, rule files, wasm modules) that do not exist, and
+references to a workflow-level block that the file does not declare at all (``"models.x"`` with no ``models``
+block: an external registry may provide it), are warnings here, because ``kumeo check`` is also used while a
+project is being put together; ``strict_files=True`` (what ``render``, ``run`` and ``up`` use) makes them errors.
+"""
+
+from __future__ import annotations
+
+import difflib
+import re
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+from typing import Any
+
+from kumeo_iac.errors import (
+    Diagnostic,
+    KumeoError,
+    KumeoExpressionError,
+    KumeoValidationError,
+    Severity,
+    SourceSpan,
+    sort_diagnostics,
+)
+from kumeo_iac.graph import WorkflowGraph, build_graph, looks_like_expression, paths_in, resolver_for
+from kumeo_iac.spec import (
+    Agent,
+    BayesianNetworkAgent,
+    BayesianNetworkContext,
+    Call,
+    Custom,
+    DataProcessor,
+    DecisionMatrix,
+    HumanReview,
+    KindSpec,
+    KnowledgeBase,
+    LocatedStr,
+    MLModel,
+    Program,
+    Ref,
+    RuleEngine,
+    Router,
+    SubworkflowSpec,
+    WorkflowSpec,
+    span_of,
+)
+
+__all__ = ["WORKFLOW_BLOCKS", "check_file", "check_program", "load", "validate"]
+
+#: Every block a workflow may contain (the singular spellings are accepted for lists).
+WORKFLOW_BLOCKS = (
+    "source",
+    "sources",
+    "target",
+    "targets",
+    "context",
+    "contexts",
+    "preprocessors",
+    "agents",
+    "monitor",
+    "deployment",
+    "nats",
+    "models",
+    "data",
+    "schemas",
+    "config",
+)
+
+# A reference to a workflow-level entry: "models.fraud_detector", "config.risk_thresholds.high", "base_images.ml".
+_BLOCK_REF = re.compile(r"(models|data|schemas|config|base_images)\.([A-Za-z_][A-Za-z0-9_-]*)((?:\.[A-Za-z0-9_-]+)*)")
+_IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+_DURATION = re.compile(r"\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?\s*")
+_RETRY_KEYS = ("attempts", "backoff")
+# Keys of a DataProcessor's config whose items may be computed fields written "name: expression".
+_COMPUTED_KEYS = ("features", "computed", "compute", "derive")
+
+
+# -- public API ---------------------------------------------------------------------------------------------------
+
+
+def validate(program: Program, *, base_dir: Path | None = None, strict_files: bool = False) -> list[Diagnostic]:
+    """Every problem of a program, sorted by position; an empty list means the program is valid.
+
+    ``base_dir`` is where relative file paths are looked up (default: the directory of ``program.path``; without
+    either, files are not checked). ``strict_files`` turns missing files and absent workflow-level blocks from
+    warnings into errors.
+    """
+    if base_dir is None and program.path:
+        base_dir = Path(program.path).parent
+    checker = _Checker(program, base_dir, strict_files)
+    checker.run()
+    return sort_diagnostics(_dedupe(checker.diagnostics))
+
+
+def check_program(program: Program, *, base_dir: Path | None = None, strict_files: bool = False) -> Program:
+    """Return the program unchanged if it is valid; raise :class:`KumeoValidationError` listing every error."""
+    diagnostics = validate(program, base_dir=base_dir, strict_files=strict_files)
+    if any(d.is_error for d in diagnostics):
+        raise KumeoValidationError(diagnostics)
+    return program
+
+
+def check_file(path: str | Path, *, strict_files: bool = False) -> list[Diagnostic]:
+    """Parse and validate one `.kumeo` file; syntax errors, unreadable files and bad bytes become diagnostics."""
+    from kumeo_iac.lang import parse_file
+
+    path = Path(path)
+    try:
+        result = parse_file(path)
+    except KumeoError as exc:
+        return sort_diagnostics(_diagnostics_of(exc, str(path)))
+    diagnostics = list(result.diagnostics)
+    if result.program is not None:
+        diagnostics += validate(result.program, base_dir=path.parent, strict_files=strict_files)
+    return sort_diagnostics(_dedupe(diagnostics))
+
+
+def load(path: str | Path, *, strict_files: bool = False) -> Program:
+    """Parse and validate a `.kumeo` file into a checked Program.
+
+    Raises :class:`~kumeo_iac.errors.KumeoSyntaxError` when the file does not parse and
+    :class:`KumeoValidationError` (carrying every diagnostic, warnings included) when it does not make sense.
+    """
+    from kumeo_iac.lang import parse_file
+
+    path = Path(path)
+    result = parse_file(path)
+    diagnostics = list(result.diagnostics)
+    if result.program is not None:
+        diagnostics += validate(result.program, base_dir=path.parent, strict_files=strict_files)
+    if result.program is None or any(d.is_error for d in diagnostics):
+        raise KumeoValidationError(diagnostics or [Diagnostic(f"{path}: the file declares nothing usable")])
+    return result.program
+
+
+def _diagnostics_of(exc: KumeoError, path: str) -> list[Diagnostic]:
+    """The diagnostics a Kumeo error carries, with a file position even when the error had none."""
+    found = list(getattr(exc, "diagnostics", None) or [])
+    if not found:
+        found = [Diagnostic(str(exc) or type(exc).__name__, None)]
+    return [d if d.span is not None else Diagnostic(d.message, SourceSpan(path, 1, 1), d.severity, d.hint, d.code)
+            for d in found]
+
+
+def _dedupe(diagnostics: Iterable[Diagnostic]) -> list[Diagnostic]:
+    seen: set[tuple[Any, ...]] = set()
+    out = []
+    for d in diagnostics:
+        key = (d.span, d.message, d.severity)
+        if key not in seen:
+            seen.add(key)
+            out.append(d)
+    return out
+
+
+# -- helpers ------------------------------------------------------------------------------------------------------
+
+
+def _closest(word: str, candidates: Iterable[str]) -> str | None:
+    """The candidate closest to ``word`` (or to one of its dotted/slashed prefixes), if close enough."""
+    pool = sorted({c for c in candidates if c and c != word})
+    if not pool or not word:
+        return None
+    words = [word]
+    for sep in (".", "/"):
+        parts = word.split(sep)
+        words += [sep.join(parts[:i]) for i in range(len(parts) - 1, 0, -1)]
+    best: tuple[float, str] | None = None
+    for w in words:
+        for c in pool:
+            ratio = difflib.SequenceMatcher(None, w, c).ratio()
+            if ratio >= 0.6 and (best is None or ratio > best[0]):
+                best = (ratio, c)
+    return best[1] if best else None
+
+
+def _did_you_mean(word: str, candidates: Iterable[str]) -> str:
+    match = _closest(word, candidates)
+    return f"; did you mean '{match}'?" if match else ""
+
+
+def _a(noun: str) -> str:
+    """``noun`` with the article a sentence needs (``an engine``, ``a provider``, ``rules``)."""
+    if noun.endswith("s") and not noun.endswith("ss"):
+        return noun
+    return ("an " if noun[:1] in "aeiou" else "a ") + noun
+
+
+def _line_col(text: str, index: int) -> tuple[int, int]:
+    line = text.count("\n", 0, index) + 1
+    start = text.rfind("\n", 0, index) + 1
+    return line, index - start + 1
+
+
+def _index_of(text: str, line: int, column: int) -> int:
+    index = 0
+    for _ in range(line - 1):
+        nl = text.find("\n", index)
+        if nl < 0:
+            break
+        index = nl + 1
+    return min(index + max(column, 1) - 1, len(text))
+
+
+def _text(value: Any) -> str | None:
+    """The written text of a string or bare path, or ``None`` for anything else."""
+    if isinstance(value, Ref):
+        return str(value)
+    if isinstance(value, str):
+        return str(value)
+    return None
+
+
+def _parse_duration(value: Any) -> bool:
+    if isinstance(value, bool):
+        return False
+    if isinstance(value, (int, float)):
+        return value >= 0
+    return isinstance(value, str) and _DURATION.fullmatch(value) is not None
+
+
+def _strings(value: Any) -> Iterator[Any]:
+    """Every string inside a value (objects, lists, nested), as written (LocatedStr keeps its span)."""
+    if isinstance(value, str):
+        yield value
+    elif isinstance(value, dict):
+        for v in value.values():
+            yield from _strings(v)
+    elif isinstance(value, (list, tuple)):
+        for v in value:
+            yield from _strings(v)
+
+
+def _expression_module() -> Any:
+    try:
+        import kumeo_iac.expr as expr
+    except ImportError:  # pragma: no cover - only while the expression package is being written
+        return None
+    return expr if hasattr(expr, "compile_expression") else None
+
+
+# -- the checker --------------------------------------------------------------------------------------------------
+
+
+class _Checker:
+    """Walks one program once and collects diagnostics; never raises on a malformed Spec."""
+
+    def __init__(self, program: Program, base_dir: Path | None, strict_files: bool) -> None:
+        self.program = program
+        self.base_dir = base_dir
+        self.strict = strict_files
+        self.diagnostics: list[Diagnostic] = []
+        self.default_span = SourceSpan(program.path, 1, 1) if program.path else None
+        self.expr = _expression_module()
+        self._compiled: dict[str, Any] = {}
+
+    # diagnostics
+
+    def error(self, message: str, span: SourceSpan | None, code: str, hint: str | None = None) -> None:
+        self.diagnostics.append(Diagnostic(message, span or self.default_span, Severity.ERROR, hint, code))
+
+    def warning(self, message: str, span: SourceSpan | None, code: str, hint: str | None = None) -> None:
+        self.diagnostics.append(Diagnostic(message, span or self.default_span, Severity.WARNING, hint, code))
+
+    def soft(self, message: str, span: SourceSpan | None, code: str) -> None:
+        """A warning while a project is put together, an error under ``strict_files``."""
+        (self.error if self.strict else self.warning)(message, span, code)
+
+    # program
+
+    def run(self) -> None:
+        p = self.program
+        if not (p.workflows or p.subworkflows or p.integrations):
+            self.warning("the file declares no workflow; add `workflow NAME { … }`", self.default_span, "empty")
+        self._check_names()
+        hosts: dict[str, list[WorkflowSpec]] = {}
+        for integration in p.integrations:
+            wf = next((w for w in p.workflows if w.name == integration.workflow), None)
+            if wf is not None:
+                hosts.setdefault(str(integration.use), []).append(wf)
+        for wf in p.workflows:
+            self._check_workflow(wf)
+        for sw in p.subworkflows:
+            self._check_subworkflow(sw, hosts.get(sw.name, []))
+        for integration in p.integrations:
+            self._check_integration(integration)
+
+    def _check_names(self) -> None:
+        first: dict[str, tuple[str, SourceSpan | None]] = {}
+        for kind, node in [*(("workflow", w) for w in self.program.workflows),
+                           *(("subworkflow", s) for s in self.program.subworkflows)]:
+            span = node.span_for("name")
+            if node.name in first:
+                other_kind, other_span = first[node.name]
+                where = f" on line {other_span.line}" if other_span else ""
+                self.error(
+                    f"{kind} name '{node.name}' is already used by the {other_kind}{where}; "
+                    f"give each workflow and subworkflow its own name",
+                    span, "duplicate-workflow",
+                )
+            else:
+                first[node.name] = (kind, span)
+
+    # workflows
+
+    def _check_workflow(self, wf: WorkflowSpec) -> None:
+        for name, value in wf.extra_blocks.items():
+            span = wf.arg_spans.get(f"extra:{name}") or wf.arg_spans.get(name) or span_of(name, wf.span)
+            self.error(
+                f"workflow '{wf.name}' has no block '{name}'"
+                + (_did_you_mean(name, WORKFLOW_BLOCKS) or f"; the blocks are {', '.join(_BLOCK_LIST)}"),
+                span, "unknown-block",
+            )
+        for source in wf.sources:
+            self._check_arguments(source, f"source {source.kind_name}('{source.address}')")
+        for target in wf.targets:
+            self._check_arguments(target, f"target {target.kind_name}('{target.address}')")
+        self._check_contexts(wf.contexts)
+        agents = wf.all_agents()
+        self._check_agents(agents, wf.name)
+        graph = build_graph(wf)
+        self._check_graph(graph, agents, has_sources=bool(wf.sources), owner=wf, workflow_label="workflow")
+        context_ids = [c.id for c in wf.contexts if c.id]
+        ids = {a.id for a in agents if a.id}
+        for agent in agents:
+            self._check_agent_values(agent, [wf], context_ids, ids)
+        self._check_deployment(wf)
+        for ctx in wf.contexts:
+            self._check_context_files(ctx)
+
+    def _check_subworkflow(self, sw: SubworkflowSpec, hosts: list[WorkflowSpec]) -> None:
+        self._check_contexts(sw.contexts)
+        self._check_agents(list(sw.agents), sw.name)
+        graph = build_graph(sw)
+        self._check_graph(graph, list(sw.agents), has_sources=bool(sw.inputs), owner=sw,
+                          workflow_label="subworkflow")
+        context_ids = [c.id for c in sw.contexts if c.id]
+        ids = {a.id for a in sw.agents if a.id}
+        for agent in sw.agents:
+            self._check_agent_values(agent, hosts, context_ids, ids)
+        for ctx in sw.contexts:
+            self._check_context_files(ctx)
+
+    def _check_integration(self, integration: Any) -> None:
+        p = self.program
+        workflow_names = [w.name for w in p.workflows]
+        sub_names = [s.name for s in p.subworkflows]
+        wf = next((w for w in p.workflows if w.name == str(integration.workflow)), None)
+        sw = next((s for s in p.subworkflows if s.name == str(integration.use)), None)
+        if wf is None:
+            hint = _did_you_mean(str(integration.workflow), workflow_names)
+            if not hint and str(integration.workflow) in sub_names:
+                hint = "; it is a subworkflow: name it in `use:` and the workflow that hosts it in `workflow:`"
+            self.error(
+                f"integration names workflow '{integration.workflow}', which this file does not declare"
+                + (hint or f"; declared workflows: {', '.join(workflow_names) or 'none'}"),
+                integration.span_for("workflow"), "unknown-workflow",
+            )
+        if sw is None:
+            self.error(
+                f"integration uses subworkflow '{integration.use}', which this file does not declare"
+                + (_did_you_mean(str(integration.use), sub_names)
+                   or f"; declared subworkflows: {', '.join(sub_names) or 'none'}"),
+                integration.span_for("use"), "unknown-workflow",
+            )
+            return
+        resolver = None
+        if wf is not None:
+            resolver = resolver_for(wf)
+        for mapping, declared, what, field in (
+            (integration.input_mapping, sw.inputs, "input", "input_mapping"),
+            (integration.output_mapping, sw.outputs, "output", "output_mapping"),
+        ):
+            fallback = integration.span_for(field)
+            for key, value in mapping.items():
+                # Mapping keys are stored as plain str; the value sits on the key's line.
+                span = span_of(key) or integration.arg_spans.get(f"{field}:{key}") or span_of(value, fallback)
+                if str(key) not in declared:
+                    self.error(
+                        f"subworkflow '{sw.name}' declares no {what} '{key}'"
+                        + (_did_you_mean(str(key), declared)
+                           or f"; its {what}s are: {', '.join(declared) or 'none'}"),
+                        span, "unknown-mapping",
+                    )
+                text = _text(value)
+                if resolver is None or text is None or isinstance(value, Call):
+                    continue
+                value_span = span_of(value, span)
+                if what == "input":
+                    if resolver.resolve_input(text) is None:
+                        self.error(
+                            f"input mapping '{key}' of the integration of '{sw.name}' refers to '{text}', which is "
+                            f"nothing in workflow '{wf.name}'" + _did_you_mean(text, resolver.candidates()),
+                            value_span, "unresolved-reference",
+                        )
+                elif resolver.resolve_destination(text) is None:
+                    self.error(
+                        f"output mapping '{key}' of the integration of '{sw.name}' sends to '{text}', which is no "
+                        f"target or agent of workflow '{wf.name}'"
+                        + _did_you_mean(text, resolver.target_candidates()),
+                        value_span, "unresolved-reference",
+                    )
+            for name in declared:
+                if what == "input" and name not in {str(k) for k in mapping}:
+                    self.warning(
+                        f"input '{name}' of subworkflow '{sw.name}' is not mapped by this integration, so its "
+                        f"agents receive nothing from it; add it to `mapping: {{ input: {{ … }} }}`",
+                        integration.span, "unmapped-input",
+                    )
+
+    # arguments
+
+    def _check_arguments(self, node: KindSpec, label: str) -> None:
+        names = node.argument_names()
+        for name in node.extra_args:
+            span = node.arg_spans.get(f"extra:{name}") or node.span
+            self.error(
+                f"{label} has no argument '{name}'"
+                + (_did_you_mean(name, names) or f"; {node.kind_name} takes: {', '.join(names)}"),
+                span, "unknown-argument",
+            )
+        missing = [a for a in node.required_arguments() if not node.given(a)]
+        for a in missing:
+            self.error(f"{label} needs {_a(a)}: add `{a}: …`", node.span, "missing-argument")
+        for group in node.required_one_of:
+            if not any(node.given(a) for a in group):
+                self.error(
+                    f"{label} needs {' or '.join(_a(a) for a in group)}: add one of "
+                    + ", ".join(f"`{a}: …`" for a in group),
+                    node.span, "missing-argument",
+                )
+
+    def _check_contexts(self, contexts: list[Any]) -> None:
+        first: dict[str, Any] = {}
+        for ctx in contexts:
+            self._check_arguments(ctx, f"context {ctx.kind_name} '{ctx.id}'")
+            if ctx.id in first:
+                other = first[ctx.id].span
+                where = f" on line {other.line}" if other else ""
+                self.error(
+                    f"context id '{ctx.id}' is already used by the context{where}; give one of them another "
+                    f"`id:`", ctx.span_for("id"), "duplicate-id",
+                )
+            elif ctx.id:
+                first[ctx.id] = ctx
+
+    def _check_agents(self, agents: list[Agent], owner: str) -> None:
+        first: dict[str, Agent] = {}
+        for agent in agents:
+            self._check_arguments(agent, f"{agent.kind_name} '{agent.id}'")
+            if agent.id in first:
+                other = first[agent.id].span
+                where = f" on line {other.line}" if other else ""
+                self.error(
+                    f"agent id '{agent.id}' is already used by the {first[agent.id].kind_name} agent{where} of "
+                    f"'{owner}'; give one of them another `id:`", agent.span_for("id"), "duplicate-id",
+                )
+            elif agent.id:
+                first[agent.id] = agent
+
+    # the graph
+
+    def _check_graph(self, graph: WorkflowGraph, agents: list[Agent], *, has_sources: bool,
+                     owner: WorkflowSpec | SubworkflowSpec, workflow_label: str) -> None:
+        by_kind: dict[str, list[str]] = {}
+        for a in agents:
+            by_kind.setdefault(a.kind_name, []).append(a.id or "")
+        bad_inputs: set[str] = set()
+        for u in graph.unresolved:
+            if u.what == "input":
+                bad_inputs.add(u.agent)
+                if self._input_is_broken_expression(u.written):
+                    continue  # reported where the expression fails to parse
+                if u.ambiguous:
+                    kind = u.ambiguous[0]
+                    ids = by_kind.get(kind, [])
+                    self.error(
+                        f"input '{u.written}' of agent '{u.agent}' is ambiguous: {workflow_label} '{graph.name}' "
+                        f"has {len(ids)} {kind} agents ({', '.join(ids)}); name one by id, e.g. '{ids[0]}.output'",
+                        u.span, "ambiguous-reference",
+                    )
+                    continue
+                self.error(self._unresolved_input_message(u, graph), u.span, "unresolved-reference")
+            elif u.what == "route":
+                self.error(
+                    f"route '{u.written}' of router '{u.agent}' leads nowhere: no target or agent has that name"
+                    + (_did_you_mean(u.written, u.candidates)
+                       or f"; write `target.<subject>` or an agent id ({', '.join(u.candidates) or 'none'})"),
+                    u.span, "unresolved-reference",
+                )
+            else:
+                self.error(
+                    f"output '{u.written}' of agent '{u.agent}' names no target of {workflow_label} '{graph.name}'"
+                    + (_did_you_mean(u.written, u.candidates)
+                       or "; declare the target in `target:` or use a plain channel name"),
+                    u.span, "unresolved-reference",
+                )
+        order = {a.id: i for i, a in enumerate(agents)}
+        in_cycle: set[str] = set()
+        for cycle in graph.cycles():
+            in_cycle.update(cycle)
+            k = min(range(len(cycle)), key=lambda i: order.get(cycle[i], 0))
+            cycle = cycle[k:] + cycle[:k]
+            node = graph.nodes[cycle[0]]
+            self.error(
+                f"agents form a cycle: {' → '.join([*cycle, cycle[0]])}; an event would go round forever — "
+                f"change the input of one of them",
+                node.agent.span, "cycle",
+            )
+        if not graph.nodes:
+            return
+        if not has_sources:
+            if isinstance(owner, WorkflowSpec):
+                self.error(
+                    f"workflow '{owner.name}' has agents but no source; add e.g. `source: NATS(\"subject\")`",
+                    owner.span, "no-source",
+                )
+            else:
+                self.error(
+                    f"subworkflow '{owner.name}' has agents but declares no inputs; add e.g. "
+                    f"`input: [\"name\"]` and read it with `input.name`",
+                    owner.span, "no-source",
+                )
+            return
+        reachable = graph.reachable_from_sources()
+        tainted = set(bad_inputs) | in_cycle
+        succ: dict[str, set[str]] = {}
+        for a, b in graph.agent_edges():
+            succ.setdefault(a, set()).add(b)
+        todo = list(tainted)
+        while todo:
+            for m in succ.get(todo.pop(), ()):
+                if m not in tainted:
+                    tainted.add(m)
+                    todo.append(m)
+        for agent_id, node in graph.nodes.items():
+            if agent_id in reachable or agent_id in tainted:
+                continue
+            self.warning(
+                f"agent '{agent_id}' receives no events: nothing from a source reaches its input; "
+                f"connect its `input:` to a source or another agent, or remove it",
+                node.agent.span, "unreachable",
+            )
+
+    def _input_is_broken_expression(self, written: str) -> bool:
+        if self.expr is None or not looks_like_expression(written):
+            return False
+        return self._compile(written) is None
+
+    def _unresolved_input_message(self, u: Any, graph: WorkflowGraph) -> str:
+        written = u.written
+        if looks_like_expression(written):
+            # Name the one path of the expression that resolves to nothing.
+            for path in paths_in(written):
+                if not self._path_resolves(graph, path):
+                    return (
+                        f"input '{written}' of agent '{u.agent}': '{path}' refers to nothing"
+                        + (_did_you_mean(path, u.candidates) or "; write `source`, an agent id or an output name")
+                    )
+        return (
+            f"input '{written}' of agent '{u.agent}' refers to nothing"
+            + (_did_you_mean(written, u.candidates)
+               or "; write `source`, `<agent id>.output` or a name another agent declared with `output:`")
+        )
+
+    def _path_resolves(self, graph: WorkflowGraph, path: str) -> bool:
+        resolver = getattr(self, "_resolvers", {}).get(graph.name)
+        if resolver is None:
+            owner = next((w for w in self.program.workflows if w.name == graph.name), None) or next(
+                (s for s in self.program.subworkflows if s.name == graph.name), None
+            )
+            if owner is None:
+                return True
+            resolver = resolver_for(owner)
+            self.__dict__.setdefault("_resolvers", {})[graph.name] = resolver
+        result = resolver.resolve_input(path)
+        return result is not None
+
+    # values of one agent
+
+    def _check_output_typo(self, written: Any, label: str, fallback: SourceSpan | None, agent_ids: set[str]) -> None:
+        """``risk.outptu`` resolves (as field ``outptu`` of risk's output) but is almost surely a typo."""
+        head, _, rest = str(written).strip().partition(".")
+        second = re.split(r"[./]", rest)[0] if rest else ""
+        if head not in agent_ids or not second or second == "output":
+            return
+        if difflib.SequenceMatcher(None, second, "output").ratio() >= 0.7:
+            fixed = f"{head}.output{rest[len(second):]}"
+            self.error(f"input '{written}' of {label} reads field '{second}' of agent '{head}'; did you mean "
+                       f"'{fixed}'?", span_of(written, fallback), "unresolved-reference")
+
+    def _check_agent_values(self, agent: Agent, hosts: list[WorkflowSpec], context_ids: list[str],
+                            agent_ids: set[str]) -> None:
+        label = f"{agent.kind_name} '{agent.id}'"
+        # expressions
+        if agent.when is not None:
+            self._check_expression(_relocated(agent.when, agent.arg_spans.get("when")), f"`when` of {label}",
+                                   agent.span_for("when"), hosts)
+        if isinstance(agent, HumanReview) and agent.trigger is not None:
+            self._check_expression(_relocated(agent.trigger, agent.arg_spans.get("trigger")),
+                                   f"`trigger` of {label}", agent.span_for("trigger"), hosts)
+        if isinstance(agent, Router):
+            self._check_router_rules(agent, label, hosts)
+        if isinstance(agent, (DecisionMatrix, RuleEngine)) and isinstance(agent.rules, list):
+            for i, rule in enumerate(agent.rules):
+                if not isinstance(rule, dict):
+                    continue
+                for key in ("when", "condition", "if"):
+                    cond = rule.get(key)
+                    if isinstance(cond, str):
+                        self._check_expression(cond, f"`{key}` of rule {i + 1} of {label}",
+                                               span_of(cond, agent.span_for("rules")), hosts)
+        if isinstance(agent, DataProcessor) and isinstance(agent.config, dict):
+            self._check_computed_fields(agent, label, hosts)
+        for part in _input_texts(agent.input):
+            self._check_output_typo(part, label, agent.span_for("input"), agent_ids)
+            if isinstance(part, Ref):
+                continue
+            if looks_like_expression(str(part)):
+                self._check_expression(part, f"input '{part}' of {label}", span_of(part, agent.span_for("input")),
+                                       hosts, config_paths=False)
+        # references to workflow-level entries and files
+        self._check_entry_refs(agent, label, hosts)
+        self._check_context_refs(agent, label, hosts, context_ids)
+        self._check_agent_files(agent, label, hosts)
+        # timeout, retry, fallback
+        if agent.timeout is not None and not _parse_duration(agent.timeout):
+            self.error(
+                f"timeout {_show(agent.timeout)} of {label} is not a duration; write e.g. \"30s\", \"2m\", "
+                f"\"1h\", \"500ms\" or a number of seconds",
+                span_of(agent.timeout, agent.span_for("timeout")), "bad-duration",
+            )
+        self._check_retry(agent, label)
+        if isinstance(agent, HumanReview) and isinstance(agent.config, dict):
+            t = agent.config.get("timeout")
+            if t is not None and not _parse_duration(t):
+                self.error(
+                    f"review timeout {_show(t)} of {label} is not a duration; write e.g. \"24h\" or \"30m\"",
+                    span_of(t, agent.span_for("config")), "bad-duration",
+                )
+
+    def _check_router_rules(self, agent: Router, label: str, hosts: list[WorkflowSpec]) -> None:
+        rules = agent.rules
+        fallback = agent.span_for("rules")
+        if isinstance(rules, dict):
+            for cond in rules:
+                if str(cond).strip() == "default":
+                    continue
+                self._check_expression(cond, f"rule '{cond}' of {label}", span_of(cond, fallback), hosts)
+        elif isinstance(rules, list):
+            for i, rule in enumerate(rules):
+                if not isinstance(rule, dict):
+                    continue
+                cond = rule.get("when", rule.get("condition", rule.get("if")))
+                if isinstance(cond, str) and cond.strip() != "default":
+                    self._check_expression(cond, f"rule {i + 1} of {label}", span_of(cond, fallback), hosts)
+        elif rules is not None:
+            self.error(
+                f"rules of {label} must be an object `{{ \"condition\": \"target.subject\", \"default\": … }}` "
+                f"or a list of `{{ when: …, to: … }}`", fallback, "bad-value",
+            )
+
+    def _check_computed_fields(self, agent: DataProcessor, label: str, hosts: list[WorkflowSpec]) -> None:
+        config = agent.config
+        fallback = agent.span_for("config")
+        for key in _COMPUTED_KEYS:
+            items = config.get(key)
+            if isinstance(items, dict):
+                for name, expression in items.items():
+                    if isinstance(expression, str):
+                        self._check_expression(expression, f"computed field '{name}' of {label}",
+                                               span_of(expression, fallback), hosts)
+            elif isinstance(items, list):
+                for item in items:
+                    if not isinstance(item, str) or ":" not in item:
+                        continue
+                    name, _, rest = item.partition(":")
+                    offset = len(name) + 1 + (len(rest) - len(rest.lstrip()))
+                    where = f"computed field '{name.strip()}' of {label}"
+                    if not _IDENTIFIER.fullmatch(name.strip()):
+                        self.error(
+                            f"{where}: '{name.strip()}' is not a field name; write \"name: expression\"",
+                            span_of(item, fallback), "bad-value",
+                        )
+                        continue
+                    self._check_expression(item, where, span_of(item, fallback), hosts, offset=offset)
+
+    def _check_expression(self, written: Any, where: str, span: SourceSpan | None, hosts: list[WorkflowSpec],
+                          *, offset: int = 0, config_paths: bool = True) -> None:
+        if self.expr is None:
+            return
+        text = str(written)[offset:]
+        try:
+            expression = self._compiled[text] if text in self._compiled else self._compile_or_raise(text)
+        except KumeoExpressionError as exc:
+            self.error(f"{where} does not parse: {exc.message}", self._locate(written, offset, exc.span, span),
+                       "expression", exc.hint)
+            return
+        if not config_paths:
+            return
+        for path in _paths_of(expression):
+            if len(path) < 2 or path[0] != "config":
+                continue
+            for wf in hosts:
+                self._check_config_path(wf, path, where, written, offset, text, span)
+
+    def _compile(self, text: str) -> Any:
+        try:
+            return self._compiled[text] if text in self._compiled else self._compile_or_raise(text)
+        except KumeoExpressionError:
+            return None
+
+    def _compile_or_raise(self, text: str) -> Any:
+        try:
+            compiled = self.expr.compile_expression(text)
+        except KumeoExpressionError:
+            raise
+        except KumeoError as exc:  # any other failure of the compiler, reported like a syntax error
+            raise KumeoExpressionError(str(exc)) from None
+        self._compiled[text] = compiled
+        return compiled
+
+    def _locate(self, written: Any, offset: int, rel: SourceSpan | None, fallback: SourceSpan | None
+                ) -> SourceSpan | None:
+        """The file position of a position inside an expression that starts ``offset`` characters into a string."""
+        start = getattr(written, "content_start", None)
+        if start is None:
+            return fallback
+        content = str(written)
+        expr_text = content[offset:]
+        index = offset + (_index_of(expr_text, rel.line, rel.column) if rel is not None else 0)
+        line, column = _line_col(content, index)
+        inner = SourceSpan(start.path, line, column)
+        try:
+            return self.expr.locate(inner, start)
+        except Exception:  # pragma: no cover - defensive: a position is never worth a crash
+            if line == 1:
+                return SourceSpan(start.path, start.line, start.column + column - 1)
+            return SourceSpan(start.path, start.line + line - 1, column)
+
+    def _check_config_path(self, wf: WorkflowSpec, path: tuple[str, ...], where: str, written: Any, offset: int,
+                           text: str, span: SourceSpan | None) -> None:
+        dotted = ".".join(path)
+        position = self._path_position(written, offset, text, path, span)
+        if not wf.config:
+            self.soft(
+                f"{where} reads '{dotted}' but workflow '{wf.name}' has no `config` block; add "
+                f"`config: {{ {path[1]}: … }}`", position, "missing-block",
+            )
+            return
+        current: Any = wf.config
+        for i, part in enumerate(path[1:], start=1):
+            if not isinstance(current, dict):
+                return  # a file reference or a value: nothing more to check statically
+            if part not in current:
+                prefix = ".".join(path[:i])
+                self.error(
+                    f"{where} reads '{dotted}', but '{prefix}' has no entry '{part}'"
+                    + (_did_you_mean(part, [str(k) for k in current])
+                       or f"; its entries are: {', '.join(str(k) for k in current) or 'none'}"),
+                    position, "unknown-entry",
+                )
+                return
+            current = current[part]
+
+    def _path_position(self, written: Any, offset: int, text: str, path: tuple[str, ...],
+                       fallback: SourceSpan | None) -> SourceSpan | None:
+        pattern = r"\b" + r"\s*(?:\?\.|\.)\s*".join(re.escape(p) for p in path) + r"\b"
+        m = re.search(pattern, _blank_quoted(text))
+        if m is None:
+            return fallback
+        line, column = _line_col(text, m.start())
+        return self._locate(written, offset, SourceSpan("", line, column), fallback)
+
+    def _check_entry_refs(self, agent: Agent, label: str, hosts: list[WorkflowSpec]) -> None:
+        for field, what in (("model", "model"), ("output_schema", "output schema"), ("config", "config"),
+                            ("rules", "rules"), ("network", "network"), ("matrix", "matrix")):
+            if field not in type(agent).model_fields:
+                continue
+            value = getattr(agent, field)
+            fallback = agent.span_for(field)
+            direct = _text(value)
+            if direct is not None:
+                if _BLOCK_REF.fullmatch(direct.strip()):
+                    for wf in hosts:
+                        self._resolve_entry(wf, direct.strip(), span_of(value, fallback), f"{what} of {label}")
+                continue
+            if field in ("config", "model", "rules") and isinstance(value, (dict, list)):
+                for s in _strings(value):
+                    if _BLOCK_REF.fullmatch(s.strip()):
+                        for wf in hosts:
+                            self._resolve_entry(wf, s.strip(), span_of(s, fallback), f"{what} of {label}")
+
+    def _resolve_entry(self, wf: WorkflowSpec, text: str, span: SourceSpan | None, where: str,
+                       *, quiet: bool = False) -> Any:
+        """The entry a ``block.name[.more]`` reference points at, reporting why when there is none (unless
+        ``quiet``: the reference was already reported where it was first checked)."""
+        m = _BLOCK_REF.fullmatch(text)
+        if m is None:
+            return None
+        block, name, rest = m.group(1), m.group(2), m.group(3)
+        if block == "base_images":
+            entries: dict[str, Any] = dict(wf.deployment.base_images) if wf.deployment else {}
+            block_label = "deployment.base_images"
+        else:
+            entries = wf.resource_block(block)
+            block_label = block
+        if not entries:
+            if not quiet:
+                self.soft(
+                    f"{where} refers to '{text}', but workflow '{wf.name}' has no `{block_label}` block; fine if "
+                    f"an external registry provides it, but `kumeo render`, `run` and `up` will refuse it — add "
+                    f"`{block_label}: {{ {name}: … }}`", span, "missing-block",
+                )
+            return None
+        if name not in entries:
+            if quiet:
+                return None
+            self.error(
+                f"{where} refers to '{text}', but the `{block_label}` block has no entry '{name}'"
+                + (_did_you_mean(name, [str(k) for k in entries])
+                   or f"; its entries are: {', '.join(str(k) for k in entries)}"),
+                span, "unknown-entry",
+            )
+            return None
+        current = entries[name]
+        walked = [block, name]
+        for part in [p for p in rest.split(".") if p]:
+            if not isinstance(current, dict):
+                return current
+            if part not in current:
+                if quiet:
+                    return None
+                self.error(
+                    f"{where} refers to '{text}', but '{'.'.join(walked)}' has no entry '{part}'"
+                    + _did_you_mean(part, [str(k) for k in current]),
+                    span, "unknown-entry",
+                )
+                return None
+            current = current[part]
+            walked.append(part)
+        return current
+
+    def _check_context_refs(self, agent: Agent, label: str, hosts: list[WorkflowSpec],
+                            context_ids: list[str]) -> None:
+        value = agent.context
+        items = value if isinstance(value, list) else [value]
+        fallback = agent.span_for("context")
+        for item in items:
+            text = _text(item)
+            if text is None:
+                continue
+            text = text.strip()
+            span = span_of(item, fallback)
+            if _BLOCK_REF.fullmatch(text):
+                for wf in hosts:
+                    self._resolve_entry(wf, text, span, f"context of {label}")
+                continue
+            if not _IDENTIFIER.fullmatch(text):
+                continue  # an inline query or text, read as written
+            if text in context_ids:
+                continue
+            data_names = [f"data.{k}" for wf in hosts for k in wf.data]
+            self.error(
+                f"context '{text}' of {label} names no context"
+                + (_did_you_mean(text, [*context_ids, *data_names])
+                   or (f"; declared contexts: {', '.join(context_ids)}" if context_ids
+                       else "; declare it in the workflow's `context:` (e.g. `KnowledgeBase(\"kb.json\", "
+                            f"id: \"{text}\")`) or use a `data` entry (`\"data.{text}\"`)")),
+                span, "unresolved-reference",
+            )
+
+    def _check_retry(self, agent: Agent, label: str) -> None:
+        retry = agent.retry
+        if retry is None:
+            return
+        span = span_of(retry, agent.span_for("retry"))
+        if isinstance(retry, bool) or (isinstance(retry, (int, float)) and (retry < 0 or retry != int(retry))):
+            self.error(f"retry {_show(retry)} of {label} must be a whole number of retries (0 or more) or "
+                       f"`{{ attempts: 3, backoff: \"1s\" }}`", span, "bad-retry")
+        elif isinstance(retry, (int, float)):
+            return
+        elif isinstance(retry, dict):
+            for key, value in retry.items():
+                key_span = span_of(key, span)
+                if key not in _RETRY_KEYS:
+                    self.error(f"retry of {label} has no setting '{key}'"
+                               + (_did_you_mean(str(key), _RETRY_KEYS) or "; use `attempts` and `backoff`"),
+                               key_span, "bad-retry")
+                elif key == "attempts" and (isinstance(value, bool) or not isinstance(value, int) or value < 0):
+                    self.error(f"retry attempts {_show(value)} of {label} must be a whole number, 0 or more",
+                               span_of(value, key_span), "bad-retry")
+                elif key == "backoff" and not _parse_duration(value):
+                    self.error(f"retry backoff {_show(value)} of {label} is not a duration; write e.g. \"1s\"",
+                               span_of(value, key_span), "bad-duration")
+        else:
+            self.error(f"retry {_show(retry)} of {label} must be a whole number of retries (0 or more) or "
+                       f"`{{ attempts: 3, backoff: \"1s\" }}`", span, "bad-retry")
+
+    # files
+
+    def _check_agent_files(self, agent: Agent, label: str, hosts: list[WorkflowSpec]) -> None:
+        if self.base_dir is None:
+            return
+        checks: list[tuple[str, Any]] = []
+        if isinstance(agent, (MLModel, BayesianNetworkAgent)):
+            checks.append(("model", agent.model))
+        if isinstance(agent, BayesianNetworkAgent):
+            checks.append(("network", agent.network))
+        if isinstance(agent, DecisionMatrix):
+            checks.append(("matrix", agent.matrix))
+        if isinstance(agent, RuleEngine) and isinstance(agent.rules, str):
+            checks.append(("rules", agent.rules))
+        if isinstance(agent, Custom):
+            checks.append(("wasm", agent.wasm))
+        for field, value in checks:
+            for file, written_span in self._files_of(value, hosts, agent.span_for(field)):
+                self._check_file(file, written_span, f"{field} file '{file}' of {label}")
+
+    def _files_of(self, value: Any, hosts: list[WorkflowSpec], fallback: SourceSpan | None
+                  ) -> Iterator[tuple[str, SourceSpan | None]]:
+        if value is None:
+            return
+        text = _text(value)
+        span = span_of(value, fallback)
+        if text is not None:
+            if _BLOCK_REF.fullmatch(text.strip()):
+                for wf in hosts:
+                    entry = self._resolve_entry(wf, text.strip(), span, "", quiet=True)
+                    yield from self._files_of(entry, [], span)
+                return
+            yield text, span
+        elif isinstance(value, dict):
+            file = value.get("file", value.get("path"))
+            if isinstance(file, str):
+                yield file, span_of(file, fallback)
+
+    def _check_context_files(self, ctx: Any) -> None:
+        if self.base_dir is None or not isinstance(ctx, (BayesianNetworkContext, KnowledgeBase)):
+            return
+        if isinstance(ctx.path, str):
+            self._check_file(ctx.path, span_of(ctx.path, ctx.span_for("path")),
+                             f"file '{ctx.path}' of context {ctx.kind_name} '{ctx.id}'")
+
+    def _check_file(self, file: str, span: SourceSpan | None, what: str) -> None:
+        assert self.base_dir is not None
+        if not file or "${" in file or "://" in file or "{{" in file:
+            return
+        path = Path(file)
+        if not path.is_absolute():
+            path = self.base_dir / path
+        if path.exists():
+            return
+        self.soft(
+            f"{what} does not exist (looked for {path}); `kumeo render`, `run` and `up` will refuse it — "
+            f"create the file or fix the path", span, "missing-file",
+        )
+
+    # deployment
+
+    def _check_deployment(self, wf: WorkflowSpec) -> None:
+        if wf.deployment is None:
+            return
+        for name, resources in wf.deployment.resources.items():
+            image = resources.image
+            if isinstance(image, str) and image.startswith("base_images."):
+                self._resolve_entry(wf, image, span_of(image, resources.span_for("image")),
+                                    f"image of resources '{name}'")
+
+
+_BLOCK_LIST = ("source", "target", "context", "preprocessors", "agents", "monitor", "deployment", "nats", "models",
+               "data", "schemas", "config")
+
+
+
+
+def _relocated(value: str, quote: SourceSpan | None) -> Any:
+    """A string of a typed field (which pydantic stores as a plain ``str``) with its position restored from the
+    argument's span, which points at the opening quote."""
+    if getattr(value, "content_start", None) is not None or quote is None:
+        return value
+    return LocatedStr(value, quote, SourceSpan(quote.path, quote.line, quote.column + 1))
+
+
+
+
+def _show(value: Any) -> str:
+    return f'"{value}"' if isinstance(value, str) else repr(value)
+
+
+def _blank_quoted(text: str) -> str:
+    """The text with quoted literals blanked out (same length), so a search never matches inside a string."""
+    return re.sub(r"'(?:[^'\\]|\\.)*'|\"(?:[^\"\\]|\\.)*\"", lambda m: " " * len(m.group(0)), text)
+
+
+def _input_texts(value: Any) -> Iterator[Any]:
+    """Every written reference of an input (strings and bare paths), joins included."""
+    if isinstance(value, (str, Ref)):
+        yield value
+    elif isinstance(value, dict):
+        for v in value.values():
+            yield from _input_texts(v)
+    elif isinstance(value, list):
+        for v in value:
+            yield from _input_texts(v)
+
+
+def _paths_of(expression: Any) -> list[tuple[str, ...]]:
+    """The dotted paths an expression reads, as tuples of names (whatever shape the expression reports them in)."""
+    out = []
+    for path in getattr(expression, "paths", ()) or ():
+        if isinstance(path, str):
+            out.append(tuple(p for p in re.split(r"\?\.|\.", path) if p))
+        elif isinstance(path, (tuple, list)):
+            out.append(tuple(str(p) for p in path if isinstance(p, str)))
+    return out
+
