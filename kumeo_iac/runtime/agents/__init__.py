@@ -1,0 +1,21 @@
+"""The agent kinds the runtime can run, one module per kind, loaded only when a worker runs that kind.
+
+    agent = create_agent(workflow_plan.agent("policy"), workflow_plan, base_dir)
+    await agent.start()
+    emits = await agent.process(event)   # list[Emit]
+"""
+
+from kumeo_iac.runtime.agents._common import AGENT_CONFIG_KEY, WORKFLOW_CONFIG_KEY
+from kumeo_iac.runtime.agents._common import scope as expression_scope
+from kumeo_iac.runtime.agents._registry import KINDS, UnavailableAgent, agent_class, create_agent, register
+
+__all__ = [
+    "AGENT_CONFIG_KEY",
+    "KINDS",
+    "UnavailableAgent",
+    "WORKFLOW_CONFIG_KEY",
+    "agent_class",
+    "create_agent",
+    "expression_scope",
+    "register",
+]
