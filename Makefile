@@ -34,7 +34,7 @@ bench: $(STAMP)
 	@for script in benchmarks/bench_*.py; do echo "== $$script"; $(PY) $$script || exit 1; done
 
 docs: $(STAMP)
-	$(PY) -m kumeo_iac._docs > docs/language.md
+	$(PY) -m kumeo_iac._docs
 
 clean:
 	rm -rf $(VENV) out .pytest_cache .hypothesis

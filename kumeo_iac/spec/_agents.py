@@ -132,6 +132,7 @@ class RuleEngine(Agent):
     kind: Literal["RuleEngine"] = "RuleEngine"
 
     rules: Any = arg("A rules file (`rules.json`) or inline rules `[{ when: \"expr\", set: {…} }]`.", required=True)
+    hit_policy: str | None = arg("`all` (default: every matching rule applies, in order) or `first`.")
 
 
 class Router(Agent):
