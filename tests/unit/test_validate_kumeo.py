@@ -209,7 +209,7 @@ def test_integration_checks():
     assert msgs["integration names workflow 'WW', which this file does not declare; did you mean 'W'?"] == \
         pos(text, "WW")
     # The Spec keeps mapping keys as plain str, so the diagnostic points at the key's value, on the same line.
-    assert msgs["subworkflow 'Cov' declares no output 'verdikt'; did you mean 'verdict'?"] == pos(text, "target.out")
+    assert msgs["subworkflow 'Cov' declares no output 'verdikt'; did you mean 'verdict'?"] == pos(text, "\"verdikt\"")
 
 
 def test_cycle_unreachable_and_no_source():

@@ -1,0 +1,109 @@
+"""Deploying a `.kumeo` file with Pulumi's Automation API: an inline program, no Pulumi.yaml needed.
+
+``kumeo up fraud.kumeo --stack dev`` runs :func:`workflow_program` through ``auto.create_or_select_stack``; the
+same function runs under mocks in the tests, so what the tests check is what ``up`` deploys. The Automation API
+drives the ``pulumi`` CLI, so :func:`pulumi_cli` is checked first.
+"""
+
+from __future__ import annotations
+
+import os
+import runpy
+import shutil
+from collections.abc import Callable, Iterable
+from pathlib import Path
+from typing import Any
+
+from kumeo_iac.components._config import CONFIG_NAMESPACE, SECRET_CONFIG_KEYS
+
+PULUMI_INSTALL_URL = "https://www.pulumi.com/docs/install/"
+
+PULUMI_MISSING = (
+    "the `pulumi` CLI is not installed (or not on PATH); `kumeo preview|up|destroy` drive it through Pulumi's "
+    f"Automation API. Install it ({PULUMI_INSTALL_URL}, e.g. `curl -fsSL https://get.pulumi.com | sh`), then "
+    "run `pulumi login --local` to keep stack state on this machine (or `pulumi login` for Pulumi Cloud)."
+)
+
+
+def pulumi_cli() -> str | None:
+    """The path of the ``pulumi`` executable, or ``None`` when it is not installed."""
+    return shutil.which("pulumi")
+
+
+def project_name(path: str | os.PathLike[str]) -> str:
+    """The Pulumi project a file deploys as: its (single) workflow's slug, else the file's stem."""
+    from kumeo_iac.compile._names import slugify
+
+    path = Path(path)
+    if path.suffix == ".kumeo":
+        from kumeo_iac.lang import parse_file
+
+        workflows = parse_file(str(path)).program.workflows
+        if len(workflows) == 1:
+            return slugify(workflows[0].name)
+    return slugify(path.stem)
+
+
+def workflow_program(path: str | os.PathLike[str], *, resource_name: str | None = None) -> Callable[[], None]:
+    """The Pulumi program deploying one file: a `.kumeo` workflow, or a Python Pulumi program (run as is)."""
+    path = Path(path).resolve()
+
+    def program() -> None:
+        import pulumi
+
+        from kumeo_iac.components._workflow import Workflow
+
+        if path.suffix == ".py":
+            runpy.run_path(str(path), run_name="__main__")
+            return
+        workflow = Workflow.from_file(resource_name or project_name(path), path)
+        pulumi.export("namespace", workflow.namespace)
+        pulumi.export("streams", workflow.stream_names)
+        pulumi.export("subjects", workflow.subjects)
+        pulumi.export("deployments", workflow.deployments)
+
+    return program
+
+
+def stack_config(pairs: Iterable[tuple[str, str]]) -> dict[str, Any]:
+    """``--config key=value`` pairs as Automation API config: bare keys go under ``kumeo:``, API keys are secret."""
+    from pulumi import automation as auto
+
+    config: dict[str, Any] = {}
+    for key, value in pairs:
+        full = key if ":" in key else f"{CONFIG_NAMESPACE}:{key}"
+        bare = full.split(":", 1)[1]
+        secret = full.startswith(f"{CONFIG_NAMESPACE}:") and (
+            bare in SECRET_CONFIG_KEYS or bare.startswith("secrets.")
+        )
+        config[full] = auto.ConfigValue(value=value, secret=secret)
+    return config
+
+
+def select_stack(
+    path: str | os.PathLike[str], stack_name: str, config: Iterable[tuple[str, str]] = (), *, work_dir: str | None = None
+) -> Any:
+    """Create or select ``stack_name`` for the file's inline program, with its config set.
+
+    The workspace lives in ``.kumeo/pulumi/<project>`` next to the file so the stack's settings file persists
+    between runs (state itself goes wherever ``pulumi login`` points).
+    """
+    from pulumi import automation as auto
+
+    path = Path(path).resolve()
+    project = project_name(path)
+    work_dir = work_dir or str(path.parent / ".kumeo" / "pulumi" / project)
+    os.makedirs(work_dir, exist_ok=True)
+    stack = auto.create_or_select_stack(
+        stack_name=stack_name,
+        project_name=project,
+        program=workflow_program(path, resource_name=project),
+        opts=auto.LocalWorkspaceOptions(
+            work_dir=work_dir,
+            project_settings=auto.ProjectSettings(name=project, runtime="python"),
+        ),
+    )
+    values = stack_config(config)
+    if values:
+        stack.set_all_config(values)
+    return stack
