@@ -320,7 +320,9 @@ class _WorkflowPlanner:
         replicas = self.settings.stream_replicas
         joins = [n for n in nodes if n.is_join]
         if joins:
-            ttl = max(self._join_timeout(n.agent) for n in joins)
+            # Entries must outlive the longest join timeout so the runtime's sweep can dead-letter an
+            # incomplete join before the bucket forgets it.
+            ttl = 2 * max(self._join_timeout(n.agent) for n in joins)
             bucket = bucket_name(self.slug, "joins")
             out.append(KeyValuePlan(bucket, "joins", key_value_config(
                 bucket, description=f"Kumeo {self.wf.name}: partial joins by event id", ttl=ttl, replicas=replicas)))

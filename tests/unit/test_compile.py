@@ -233,7 +233,7 @@ def test_key_value_buckets_only_when_needed() -> None:
     buckets = {k.purpose: k for k in wf.key_values}
     assert set(buckets) == {"joins", "reviews", "llm-cache"}
     assert buckets["joins"].bucket == "kumeo_fraud_detection_joins"
-    assert buckets["joins"].config["ttl"] == 120 * 10**9
+    assert buckets["joins"].config["ttl"] == 2 * 120 * 10**9  # twice the join timeout
     assert buckets["reviews"].bucket == "kumeo_fraud_detection_reviews"
     assert buckets["llm-cache"].bucket == "kumeo_fraud_detection_llm_cache"
     default_join = wf_of(program(agents=[DataProcessor(id="a"), DataProcessor(id="b"),

@@ -1,0 +1,883 @@
+"""The worker: runs one agent of a WorkflowPlan on NATS JetStream, with at-least-once input and deduped output.
+
+One worker owns everything about NATS for its agent, so agent kinds only compute (see ``_agent.py``):
+
+1. **Consume.** Each of the agent's durable pull consumers (created from the Plan's config if missing) is read by a
+   pull loop that keeps one pull request of ``batch_size`` messages open on the server and hands over whatever
+   has arrived, so a busy stream is read in batches and a quiet one with no batching delay.
+2. **Process.** Each message becomes an :class:`Event` (id from ``Kumeo-Event-Id``, or derived from the source
+   stream position so a redelivered source message keeps its id). ``when`` false passes the payload on unchanged;
+   otherwise the agent runs under ``timeout_seconds``.
+3. **Publish, then ack.** Every Emit is published with ``Nats-Msg-Id = <event-id>:<agent>[:<n>]``; the input is
+   acked only after every PubAck. A crash in between redelivers the input, and JetStream's duplicate window drops
+   the re-publish, so nothing downstream is doubled and nothing is lost.
+4. **Fail.** A transient error NAKs with the agent's backoff delay; ``EventRejected``, or the last allowed
+   delivery, sends a dead letter (or the fallback) and acks.
+5. **Reconnect.** nats.py reconnects the connection but not a pull consumer (nats.py#504: the server forgets the
+   open pull request). On every reconnect, and whenever a pull request goes unanswered past its expiry, the worker
+   re-binds: checks the consumer still exists (recreating it from the Plan if the server lost it), renews its
+   inbox subscription if it was closed, and issues a fresh pull request.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import json
+import logging
+import time
+from pathlib import Path
+from typing import Any
+
+import nats
+import nats.errors
+import nats.js.errors
+from nats.aio.client import Client as NATS
+from nats.aio.msg import Msg
+from nats.js.api import ConsumerConfig
+
+from kumeo_iac.compile._plan import AgentPlan, ConsumerPlan, WorkflowPlan
+from kumeo_iac.errors import KumeoError, KumeoRuntimeError
+from kumeo_iac.runtime import envelope
+from kumeo_iac.runtime._agent import Emit, Event, EventRejected, RuntimeAgent
+from kumeo_iac.runtime._health import HealthServer
+from kumeo_iac.runtime._joins import JoinStore
+from kumeo_iac.runtime._metrics import WorkerMetrics
+from kumeo_iac.runtime.agents._common import WORKFLOW_CONFIG_KEY
+from kumeo_iac.runtime.agents._common import scope as expression_scope
+
+log = logging.getLogger("kumeo.runtime")
+
+_STATUS = "Status"
+_STATUS_HEARTBEAT = "100"
+_STATUS_DONE = frozenset({"404", "408", "409"})  # no messages / request expired / request ended (see description)
+_DEFAULT_JOIN_TTL_SECONDS = 300.0
+#: An event that takes longer than this makes the rest of its batch run concurrently (see ``_process``).
+_SEQUENTIAL_LIMIT_SECONDS = 0.002
+
+
+class _Stop:
+    """Queue sentinel: wakes a pull loop (stop or re-bind)."""
+
+
+_WAKE = _Stop()
+
+
+def subject_matches(pattern: str, subject: str) -> bool:
+    """Whether a literal subject matches a NATS subject pattern (``*`` one token, ``>`` the rest)."""
+    p, s = pattern.split("."), subject.split(".")
+    for i, token in enumerate(p):
+        if token == ">":
+            return len(s) > i
+        if i >= len(s) or (token != "*" and token != s[i]):
+            return False
+    return len(p) == len(s)
+
+
+class _Puller:
+    """One durable pull consumer read with a single open pull request (see the module docstring, step 1)."""
+
+    def __init__(self, worker: Worker, plan: ConsumerPlan) -> None:
+        self.worker = worker
+        self.plan = plan
+        self.stream = plan.stream
+        self.durable = plan.durable
+        self.queue: asyncio.Queue[tuple[int, Msg] | _Stop] = asyncio.Queue()
+        self.bound = False
+        self._sub: Any = None
+        self._inbox = ""
+        self._generation = -1  # the connection generation the pull request was made on
+        self._outstanding = 0
+        self._deadline = 0.0
+
+    @property
+    def needs_rebind(self) -> bool:
+        return self._generation != self.worker.generation
+
+    async def bind(self) -> None:
+        """Make sure the consumer exists, the inbox is subscribed, and forget any pull request of the past."""
+        worker = self.worker
+        nc = worker.nc
+        generation = worker.generation
+        await worker.ensure_consumer(self.plan)
+        if self._sub is None or self._sub._closed:
+            self._inbox = nc.new_inbox()
+
+            async def deliver(msg: Msg) -> None:
+                self.queue.put_nowait((self._generation, msg))
+
+            self._sub = await nc.subscribe(self._inbox, cb=deliver, pending_msgs_limit=-1, pending_bytes_limit=-1)
+        self._generation = generation
+        self._outstanding = 0
+        self.bound = True
+
+    async def _request(self) -> None:
+        worker = self.worker
+        expires = worker.fetch_expires
+        request = {"batch": worker.batch_size, "expires": int(expires * 1e9)}
+        api = f"{worker.js_api_prefix}.CONSUMER.MSG.NEXT.{self.stream}.{self.durable}"
+        await worker.nc.publish(api, json.dumps(request).encode(), reply=self._inbox)
+        self._outstanding = worker.batch_size
+        self._deadline = time.monotonic() + expires + 1.0
+
+    async def next_batch(self) -> list[Msg]:
+        """Wait for messages (at most until the pull request expires) and return every one that has arrived."""
+        worker = self.worker
+        if self._outstanding <= 0 or time.monotonic() > self._deadline:
+            if not worker.nc.is_connected:
+                await worker.wait_connected(1.0)
+                return []
+            await self._request()
+        msgs: list[Msg] = []
+        timeout = max(self._deadline - time.monotonic(), 0.001)
+        try:
+            item = await asyncio.wait_for(self.queue.get(), timeout)
+        except TimeoutError:
+            # Not even the server's 408 came back: the request was lost (a reconnect, a restarted server, a
+            # deleted consumer). Re-bind, which re-checks the consumer, before pulling again.
+            self._outstanding = 0
+            self._generation = -1
+            return msgs
+        while True:
+            if isinstance(item, _Stop):
+                break
+            generation, msg = item
+            status = msg.headers.get(_STATUS) if msg.headers else None
+            if status and not msg.data:
+                if status in _STATUS_DONE and generation == self._generation:
+                    self._outstanding = 0
+                    if status == "409":
+                        # "Consumer Deleted", "Leadership Change", "Exceeded MaxWaiting"…: bind afresh.
+                        log.info("pull request on %s/%s ended: %s", self.stream, self.durable,
+                                 msg.headers.get("Description"))
+                        self._generation = -1
+            elif status != _STATUS_HEARTBEAT:
+                self._outstanding -= 1
+                msgs.append(msg)
+            if len(msgs) >= worker.batch_size or self.queue.empty():
+                break
+            item = self.queue.get_nowait()
+        return msgs
+
+    def wake(self) -> None:
+        self.queue.put_nowait(_WAKE)
+
+    async def close(self) -> list[Msg]:
+        """Unsubscribe and return the messages that arrived but were never handed over (to be NAKed)."""
+        self.bound = False
+        if self._sub is not None:
+            with contextlib.suppress(Exception):
+                await self._sub.unsubscribe()
+            self._sub = None
+        left: list[Msg] = []
+        while not self.queue.empty():
+            item = self.queue.get_nowait()
+            if not isinstance(item, _Stop):
+                msg = item[1]
+                if not (msg.headers and msg.headers.get(_STATUS)):
+                    left.append(msg)
+        return left
+
+
+@dataclasses.dataclass
+class _Outgoing:
+    subject: str
+    data: bytes
+    headers: dict[str, str]
+    kind: str  # "out" | "dlq" | "fallback"
+
+
+@dataclasses.dataclass
+class _Work:
+    """One delivered message on its way through the worker."""
+
+    msg: Msg
+    event_id: str
+    attempt: int
+    payload: Any
+    raw: bytes
+    part: str
+    traceparent: str
+    event: Event | None = None
+    outcome: list[Emit] | BaseException | None = None
+    passthrough: Any = dataclasses.field(default=None)
+    passthrough_set: bool = False
+    join_complete: bool = False
+    done: bool = False  # already answered (acked/naked) before publishing
+    outgoing: list[_Outgoing] = dataclasses.field(default_factory=list)
+    nak_delay: float | None = None  # set: NAK instead of ACK after publishing
+    dead_lettered: bool = False
+
+
+class Worker:
+    """Runs one agent of a workflow on NATS JetStream until stopped.
+
+    ``agent`` is the RuntimeAgent to run; when None it is created from the agent kind's registry entry. Use
+    ``await worker.start()`` then ``await worker.run()`` (returns once :meth:`stop` has drained the worker), or
+    ``async with Worker(...)`` for a worker running in the background.
+    """
+
+    def __init__(
+        self,
+        plan: WorkflowPlan,
+        agent_id: str,
+        nats_url: str | None = None,
+        base_dir: str | Path = ".",
+        agent: RuntimeAgent | None = None,
+        *,
+        batch_size: int = 64,
+        fetch_expires: float = 5.0,
+        publish_timeout: float = 5.0,
+        health_port: int | None = None,
+        health_host: str = "0.0.0.0",
+        join_ttl_seconds: float | None = None,
+        join_sweep_seconds: float | None = None,
+        lag_interval: float = 5.0,
+        connect_timeout: float = 30.0,
+        reconnect_wait: float = 0.25,
+        stop_timeout: float | None = None,
+    ) -> None:
+        self.workflow = plan
+        self.plan: AgentPlan = plan.agent(agent_id)
+        self.agent_id = agent_id
+        self.nats_url = nats_url or plan.nats_url
+        self.base_dir = Path(base_dir)
+        self.agent = agent
+        self.batch_size = batch_size
+        self.fetch_expires = fetch_expires
+        self.publish_timeout = publish_timeout
+        self.lag_interval = lag_interval
+        self.connect_timeout = connect_timeout
+        self.reconnect_wait = reconnect_wait
+        self.stop_timeout = stop_timeout if stop_timeout is not None else self.plan.timeout_seconds + 10.0
+        self.metrics = WorkerMetrics(plan.name, agent_id)
+        self.js_api_prefix = "$JS.API"
+
+        join = self.plan.settings.get("join") if isinstance(self.plan.settings, dict) else None
+        self._join_settings: dict[str, Any] | None = join if isinstance(join, dict) else None
+        if self._join_settings is None and len(self.plan.inputs) > 1:
+            self._join_settings = {"parts": sorted(self.plan.inputs)}
+        ttl = join_ttl_seconds
+        if ttl is None and self._join_settings is not None:
+            ttl = self._join_settings.get("timeout_seconds")
+        self.join_ttl_seconds = float(ttl) if ttl else _DEFAULT_JOIN_TTL_SECONDS
+        self.join_sweep_seconds = join_sweep_seconds or min(max(self.join_ttl_seconds / 4, 0.5), 30.0)
+
+        self._bindings = self._input_bindings()
+        self._binding_cache: dict[str, tuple[str, list[str]]] = {}
+        self.generation = 0
+        self.nc: NATS = NATS()
+        self.js: Any = None
+        self.joins: JoinStore | None = None
+        self._when: Any = None
+        self._pullers = [_Puller(self, c) for c in self.plan.consumers]
+        self._health = (
+            HealthServer(self.is_ready, self.metrics.render, host=health_host, port=health_port)
+            if health_port is not None
+            else None
+        )
+        self._background: list[asyncio.Task[None]] = []
+        self._connected = asyncio.Event()
+        self._stopping = False
+        self._started = False
+        self._running: asyncio.Future[None] | None = None
+        self._closed = False
+        self._batches = 0
+        self._run_task: asyncio.Task[None] | None = None
+
+    # -- facts -----------------------------------------------------------------------------------------------
+
+    @property
+    def health_port(self) -> int | None:
+        return self._health.port if self._health is not None else None
+
+    def is_ready(self) -> bool:
+        """True while NATS is connected and every consumer is bound (what ``/readyz`` reports)."""
+        return (
+            self._started
+            and not self._stopping
+            and self.nc.is_connected
+            and all(p.bound for p in self._pullers)
+        )
+
+    # -- lifecycle -------------------------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Connect, create what is missing (consumers, the joins bucket), start the agent and the endpoints."""
+        if self._started:
+            return
+        if self._health is not None:
+            await self._health.start()
+        if self.agent is None:
+            self.agent = self._create_agent()
+        await self._connect()
+        if self.plan.when:
+            from kumeo_iac.expr import compile_expression
+
+            self._when = compile_expression(self.plan.when)
+        if self._join_settings is not None:
+            self.joins = await self._open_joins()
+        await self.agent.start()
+        for puller in self._pullers:
+            await puller.bind()
+        self._started = True
+        self._background.append(asyncio.create_task(self._refresh_lag(), name="kumeo-lag"))
+        if self.joins is not None:
+            self._background.append(asyncio.create_task(self._sweep_joins(), name="kumeo-join-sweep"))
+        log.info("worker %s/%s started on %s (%d consumer(s))", self.workflow.name, self.agent_id, self.nats_url,
+                 len(self._pullers))
+
+    async def run(self) -> None:
+        """Process events until :meth:`stop`; in-flight events finish before this returns."""
+        await self.start()
+        loop = asyncio.get_running_loop()
+        self._running = loop.create_future()
+        try:
+            await asyncio.gather(*(self._consume(p) for p in self._pullers))
+        finally:
+            if not self._running.done():
+                self._running.set_result(None)
+
+    async def stop(self) -> None:
+        """Stop fetching, let in-flight events finish (publish and ack), NAK what was fetched but not started,
+        and drain the connection. Safe to call more than once."""
+        if self._closed:
+            return
+        self._stopping = True
+        for puller in self._pullers:
+            puller.wake()
+        if self._running is not None:
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(asyncio.shield(self._running), self.stop_timeout)
+        self._closed = True
+        for task in self._background:
+            task.cancel()
+        for task in self._background:
+            with contextlib.suppress(BaseException):
+                await task
+        for puller in self._pullers:
+            for msg in await puller.close():
+                with contextlib.suppress(Exception):
+                    await msg.nak()
+        if self.agent is not None and self._started:
+            try:
+                await self.agent.stop()
+            except Exception:
+                log.exception("agent %s failed to stop cleanly", self.agent_id)
+        if not self.nc.is_closed:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(self.nc.drain(), 5.0)
+            if not self.nc.is_closed:
+                with contextlib.suppress(Exception):
+                    await self.nc.close()
+        if self._health is not None:
+            await self._health.stop()
+        log.info("worker %s/%s stopped", self.workflow.name, self.agent_id)
+
+    async def __aenter__(self) -> Worker:  # noqa: PYI034 - a Worker subclass would return itself anyway
+        await self.start()
+        self._run_task = asyncio.create_task(self.run())
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.stop()
+        if self._run_task is not None:
+            with contextlib.suppress(Exception):
+                await self._run_task
+
+    # -- NATS --------------------------------------------------------------------------------------------------
+
+    async def _connect(self) -> None:
+        async def disconnected() -> None:
+            self._connected.clear()
+            if not self._closed:
+                log.warning("worker %s: disconnected from NATS", self.agent_id)
+
+        async def reconnected() -> None:
+            self.generation += 1  # every puller re-binds before its next pull request
+            self._connected.set()
+            for puller in self._pullers:
+                puller.wake()
+            log.warning("worker %s: reconnected to NATS", self.agent_id)
+
+        async def error(exc: Exception) -> None:
+            log.debug("worker %s: NATS error: %r", self.agent_id, exc)
+
+        from kumeo_providers._jetstream import connect
+
+        try:
+            self.nc = await connect(
+                self.nats_url,
+                timeout_s=self.connect_timeout,
+                name=f"kumeo-{self.workflow.slug}-{self.agent_id}",
+                allow_reconnect=True,
+                max_reconnect_attempts=-1,
+                reconnect_time_wait=self.reconnect_wait,
+                disconnected_cb=disconnected,
+                reconnected_cb=reconnected,
+                error_cb=error,
+            )
+        except KumeoError as exc:
+            raise KumeoRuntimeError(f"worker {self.workflow.name}/{self.agent_id}: {exc}") from exc
+        self._connected.set()
+        self.js = self.nc.jetstream()
+        self.js_api_prefix = self.js._prefix
+
+    async def wait_connected(self, timeout: float) -> bool:
+        with contextlib.suppress(asyncio.TimeoutError):
+            await asyncio.wait_for(self._connected.wait(), timeout)
+        return self.nc.is_connected
+
+    async def ensure_consumer(self, plan: ConsumerPlan) -> None:
+        """Create the consumer from the Plan if the server does not have it (a fresh server, or one that lost it)."""
+        try:
+            await self.js.consumer_info(plan.stream, plan.durable)
+            return
+        except nats.js.errors.NotFoundError:
+            pass
+        from kumeo_providers._jetstream import ensure_consumer
+
+        await ensure_consumer(self.js, plan.stream, ConsumerConfig.from_response(dict(plan.config)))
+
+    async def _open_joins(self) -> JoinStore:
+        assert self._join_settings is not None
+        bucket = self._join_settings.get("bucket")
+        kv_plan = next(
+            (kv for kv in self.workflow.key_values if (bucket and kv.bucket == bucket) or
+             (not bucket and kv.purpose == "joins")), None)
+        if kv_plan is None:
+            raise KumeoRuntimeError(
+                f"agent {self.agent_id} joins several inputs but workflow {self.workflow.name} has no joins KV "
+                "bucket in its Plan; recompile the workflow"
+            )
+        try:
+            kv = await self.js.key_value(kv_plan.bucket)
+        except nats.js.errors.BucketNotFoundError:
+            from kumeo_providers._jetstream import (
+                ensure_key_value,
+                key_value_config_from_inputs,
+            )
+
+            config = dict(kv_plan.config)
+            config["ttl"] = (config.get("ttl") or 0) / 1e9 or None  # the Plan keeps the wire's nanoseconds
+            await ensure_key_value(self.js, key_value_config_from_inputs(config))
+            kv = await self.js.key_value(kv_plan.bucket)
+        parts = list(self._join_settings.get("parts") or sorted(self.plan.inputs))
+        return JoinStore(kv, self.agent_id, parts, self.join_ttl_seconds)
+
+    def _create_agent(self) -> RuntimeAgent:
+        from kumeo_iac.runtime.agents._registry import create_agent
+
+        return create_agent(self.plan, self.workflow, self.base_dir)
+
+    def _input_bindings(self) -> list[tuple[str, str, list[str]]]:
+        """(subject pattern, part, field path) of every input, most specific subject first."""
+        out: list[tuple[str, str, list[str]]] = []
+        for b in self.plan.input_bindings:
+            out.append((b["subject"], b.get("part") or "", list(b.get("field") or [])))
+        if not out:
+            for part, subject in self.plan.inputs.items():
+                out.append((subject, part, list(self.plan.input_fields.get(part) or [])))
+        out.sort(key=lambda b: ("*" in b[0] or ">" in b[0], -len(b[0])))
+        return out
+
+    def _binding_for(self, subject: str) -> tuple[str, list[str]]:
+        found = self._binding_cache.get(subject)
+        if found is not None:
+            return found
+        found = ("", [])
+        for pattern, part, field in self._bindings:
+            if subject_matches(pattern, subject):
+                found = (part, field)
+                break
+        else:
+            if len(self._bindings) == 1:
+                found = (self._bindings[0][1], self._bindings[0][2])
+        if len(self._binding_cache) < 10_000:  # wildcard inputs could see unboundedly many subjects
+            self._binding_cache[subject] = found
+        return found
+
+    # -- the pull loop -----------------------------------------------------------------------------------------
+
+    async def _consume(self, puller: _Puller) -> None:
+        delay = 0.05
+        while not self._stopping:
+            try:
+                if puller.needs_rebind:
+                    if not await self.wait_connected(1.0):
+                        continue
+                    await puller.bind()
+                    log.info("worker %s: consumer %s/%s bound", self.agent_id, puller.stream, puller.durable)
+                msgs = await puller.next_batch()
+                delay = 0.05
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # noqa: BLE001 - a NATS hiccup: re-bind and carry on
+                puller.bound = False
+                puller._generation = -1
+                log.warning("worker %s: consumer %s/%s: %r; re-binding", self.agent_id, puller.stream,
+                            puller.durable, exc)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 2.0)
+                continue
+            if msgs:
+                await self._handle_batch(msgs)
+
+    # -- one batch -------------------------------------------------------------------------------------------
+
+    async def _handle_batch(self, msgs: list[Msg]) -> None:
+        started = time.perf_counter()
+        works = [self._receive(m) for m in msgs]
+        if self.joins is not None:
+            await self._collect_joins(works)
+        self._prepare(works)
+        await self._process(works)
+        for work in works:
+            if not work.done:
+                self._plan_outgoing(work)
+        await self._publish_and_answer(works)
+        elapsed = time.perf_counter() - started
+        for _ in works:
+            self.metrics.observe_processing(elapsed)
+        self._batches += 1
+
+    def _receive(self, msg: Msg) -> _Work:
+        self.metrics.events_in += 1
+        headers = msg.headers or {}
+        try:
+            meta = msg.metadata
+            attempt = meta.num_delivered or 1
+            stream, sequence = meta.stream, meta.sequence.stream
+        except Exception:  # noqa: BLE001 - not a JetStream message (should not happen on a pull consumer)
+            attempt, stream, sequence = 1, "", 0
+        event_id = envelope.header(headers, envelope.EVENT_ID) or envelope.source_event_id(
+            stream, sequence, envelope.header(headers, envelope.MSG_ID))
+        part, field = self._binding_for(msg.subject)
+        raw = msg.data or b""
+        work = _Work(msg=msg, event_id=event_id, attempt=attempt, payload=None, raw=raw, part=part,
+                     traceparent=envelope.next_traceparent(envelope.header(headers, envelope.TRACEPARENT), event_id))
+        try:
+            work.payload = json.loads(raw) if raw else None
+        except ValueError:
+            try:
+                work.payload = raw.decode("utf-8")  # a source sending plain text: the event is that string
+            except UnicodeDecodeError:
+                work.outcome = EventRejected("payload is neither JSON nor UTF-8 text")
+        if work.outcome is None:
+            try:
+                data = _select(work.payload, field) if self.joins is None else work.payload
+            except EventRejected as exc:
+                work.outcome = exc
+            else:
+                work.event = Event(id=event_id, data=data, subject=msg.subject, attempt=attempt,
+                                   headers=dict(headers))
+        return work
+
+    async def _collect_joins(self, works: list[_Work]) -> None:
+        assert self.joins is not None
+        for work in works:
+            if work.outcome is not None or work.event is None:
+                continue
+            try:
+                parent = envelope.header(work.msg.headers, envelope.TRACEPARENT)
+                result = await self.joins.add(work.event_id, work.part, work.payload, traceparent=parent)
+            except Exception as exc:  # noqa: BLE001 - the bucket is unreachable: retry the part later
+                work.outcome = exc
+                continue
+            if result.state == "waiting" or result.state == "done":
+                # Stored (or a duplicate of a join already emitted): the part is safe in the bucket.
+                work.done = True
+                await self._answer(work.msg, None)
+            elif result.state == "expired":
+                work.outcome = EventRejected(
+                    f"part '{work.part}' arrived after its join expired ({self.join_ttl_seconds:g} s)")
+            else:
+                data: dict[str, Any] = {}
+                try:
+                    for pattern, part, field in self._bindings:
+                        if part in result.parts and part not in data:
+                            data[part] = _select(result.parts[part], field)
+                except EventRejected as exc:
+                    work.outcome = exc
+                    continue
+                work.join_complete = True
+                work.payload = result.parts
+                work.traceparent = envelope.next_traceparent(result.traceparent, work.event_id)
+                work.event = Event(id=work.event_id, data=data, subject=work.msg.subject, attempt=work.attempt,
+                                   headers=dict(work.msg.headers or {}))
+
+    def _prepare(self, works: list[_Work]) -> None:
+        """Apply ``when``: an event it does not select passes on unchanged."""
+        if self._when is None:
+            return
+        for work in works:
+            if work.done or work.outcome is not None or work.event is None:
+                continue
+            try:
+                # `when` sees what every agent condition sees: the fields, `input` and the workflow `config`.
+                selected = self._when.truthy(
+                    expression_scope(work.event.data, self.plan.settings.get(WORKFLOW_CONFIG_KEY) or {})
+                )
+            except KumeoError as exc:
+                work.outcome = EventRejected(f"when {self.plan.when!r}: {exc}")
+                continue
+            if not selected:
+                work.passthrough = work.payload if work.join_complete else work.raw
+                work.passthrough_set = True
+
+    async def _process(self, works: list[_Work]) -> None:
+        todo = [w for w in works if not w.done and w.outcome is None and w.event is not None and not w.passthrough_set]
+        if not todo:
+            return
+        agent = self.agent
+        assert agent is not None
+        timeout = self.plan.timeout_seconds
+        if type(agent).process_batch is not RuntimeAgent.process_batch:
+            try:
+                results = await asyncio.wait_for(agent.process_batch([w.event for w in todo]), timeout)  # type: ignore[misc]
+            except Exception as exc:  # noqa: BLE001 - the whole batch failed: each event retries on its own
+                results = [_timeout_error(exc, timeout)] * len(todo)
+            for work, result in zip(todo, results):
+                work.outcome = result
+            return
+
+        async def one(event: Event) -> list[Emit] | BaseException:
+            try:
+                async with asyncio.timeout(timeout):
+                    return await agent.process(event)
+            except Exception as exc:  # noqa: BLE001 - the agent's failure is the event's outcome
+                return _timeout_error(exc, timeout)
+
+        # Events run one after the other while the agent answers at once (a task per event would cost more than
+        # the work); as soon as one takes a while (I/O: an LLM, a model server) the rest run concurrently.
+        clock = time.perf_counter
+        for index, work in enumerate(todo):
+            began = clock()
+            work.outcome = await one(work.event)  # type: ignore[arg-type]
+            if clock() - began > _SEQUENTIAL_LIMIT_SECONDS and index + 1 < len(todo):
+                rest = todo[index + 1:]
+                results = await asyncio.gather(*(one(w.event) for w in rest))  # type: ignore[arg-type]
+                for other, result in zip(rest, results):
+                    other.outcome = result
+                return
+
+    def _plan_outgoing(self, work: _Work) -> None:
+        if work.passthrough_set:
+            data = work.passthrough if isinstance(work.passthrough, bytes) else _dumps(work.passthrough)
+            self._add_outputs(work, [(None, data)])
+            return
+        outcome = work.outcome
+        if isinstance(outcome, BaseException):
+            self.metrics.events_failed += 1
+            final = isinstance(outcome, EventRejected) or work.attempt >= self.plan.max_deliver
+            if not final:
+                work.nak_delay = self._retry_delay(work.attempt)
+                log.info("worker %s: event %s attempt %d failed, retrying: %s", self.agent_id, work.event_id,
+                         work.attempt, _reason(outcome))
+                return
+            self._final_failure(work, outcome)
+            return
+        emits = outcome if isinstance(outcome, list) else []
+        if not emits:
+            # The contract says an agent always emits; one that does not still must not drop the event.
+            emits = [Emit(work.event.data if work.event is not None else work.payload)]
+        self._add_outputs(work, [(e.subject, _dumps(e.data)) for e in emits])
+
+    def _add_outputs(self, work: _Work, emits: list[tuple[str | None, bytes]]) -> None:
+        for index, (subject, data) in enumerate(emits):
+            msg_id = envelope.dedupe_id(work.event_id, self.agent_id, index)
+            subjects = [subject] if subject else [self.plan.output_subject, *self.plan.target_subjects]
+            for n, target in enumerate(dict.fromkeys(subjects)):
+                # One id per (emit, subject): a target in the same stream as the output must not be deduped away.
+                mid = msg_id if n == 0 else f"{msg_id}@{target}"
+                headers = envelope.build_headers(event_id=work.event_id, agent=self.agent_id, attempt=work.attempt,
+                                                 traceparent=work.traceparent, msg_id=mid)
+                work.outgoing.append(_Outgoing(target, data, headers, "out"))
+
+    def _final_failure(self, work: _Work, error: BaseException) -> None:
+        reason = _reason(error)
+        fallback = self.plan.fallback or {}
+        if "value" in fallback:
+            log.warning("worker %s: event %s failed (%s); emitting the fallback value", self.agent_id,
+                        work.event_id, reason)
+            self._add_outputs(work, [(None, _dumps(fallback["value"]))])
+            return
+        if fallback.get("agent") or fallback.get("subject"):
+            subject = fallback.get("subject") or f"kumeo.{self.workflow.slug}.{self.agent_id}.fallback"
+            headers = envelope.build_headers(
+                event_id=work.event_id, agent=self.agent_id, attempt=work.attempt, traceparent=work.traceparent,
+                msg_id=f"{envelope.dedupe_id(work.event_id, self.agent_id)}:fallback", error=reason)
+            data = _dumps(work.payload) if work.join_complete else work.raw
+            work.outgoing.append(_Outgoing(subject, data, headers, "fallback"))
+            log.warning("worker %s: event %s failed (%s); handed to fallback %s", self.agent_id, work.event_id,
+                        reason, fallback.get("agent"))
+            return
+        # A join part failing on its own (it came too late) is one of several dead letters of its event id.
+        suffix = f"dlq:{work.part}" if self.joins is not None and not work.join_complete else "dlq"
+        work.outgoing.append(
+            self._dead_letter(work.event_id, work.payload, work.attempt, reason, work.traceparent, suffix))
+        work.dead_lettered = True
+        log.warning("worker %s: event %s dead-lettered after attempt %d: %s", self.agent_id, work.event_id,
+                    work.attempt, reason)
+
+    def _dead_letter(self, event_id: str, payload: Any, attempt: int, reason: str, traceparent: str,
+                     suffix: str = "dlq") -> _Outgoing:
+        headers = envelope.build_headers(event_id=event_id, agent=self.agent_id, attempt=attempt,
+                                         traceparent=traceparent,
+                                         msg_id=f"{envelope.dedupe_id(event_id, self.agent_id)}:{suffix}", error=reason)
+        body = {"error": reason, "agent": self.agent_id, "input": payload, "attempt": attempt}
+        return _Outgoing(self.plan.dead_letter_subject, _dumps(body), headers, "dlq")
+
+    def _retry_delay(self, attempt: int) -> float:
+        delays = self.plan.backoff_seconds
+        if not delays:
+            return 0.0
+        return float(delays[min(attempt - 1, len(delays) - 1)])
+
+    async def _publish_and_answer(self, works: list[_Work]) -> None:
+        """Publish every outgoing message of the batch at once, wait for the PubAcks, then ack (or NAK) inputs.
+
+        A work whose publishes failed is retried twice within the batch (the duplicate window makes re-publishing
+        the ones that did land harmless); after that its input is NAKed so JetStream redelivers it later.
+        """
+        pending = [w for w in works if not w.done]
+        for round_ in range(3):
+            futures: list[tuple[_Work, asyncio.Future[Any]]] = []
+            failed: set[int] = set()
+            for work in pending:
+                for out in work.outgoing:
+                    try:
+                        future = await self.js.publish_async(out.subject, out.data, headers=dict(out.headers))
+                    except Exception as exc:  # noqa: BLE001 - not connected, too many stalled publishes
+                        log.debug("publish to %s failed: %r", out.subject, exc)
+                        failed.add(id(work))
+                        break
+                    futures.append((work, future))
+            if futures:
+                _, not_done = await asyncio.wait([f for _, f in futures], timeout=self.publish_timeout)
+                for future in not_done:
+                    future.cancel()
+            for work, future in futures:
+                if future.cancelled() or future.exception() is not None:
+                    if not future.cancelled():
+                        log.debug("publish failed: %r", future.exception())
+                    failed.add(id(work))
+            retry: list[_Work] = []
+            for work in pending:
+                if id(work) in failed:
+                    retry.append(work)
+                else:
+                    await self._finish(work)
+            pending = retry
+            if not pending or self._stopping:
+                break
+            await asyncio.sleep(0.2 * (round_ + 1))
+        for work in pending:
+            # Publishing failed (NATS unreachable): let JetStream redeliver the event later.
+            self.metrics.events_failed += 1
+            await self._answer(work.msg, self._retry_delay(work.attempt) or 1.0)
+
+    async def _finish(self, work: _Work) -> None:
+        for out in work.outgoing:
+            if out.kind == "out":
+                self.metrics.events_out += 1
+            elif out.kind == "dlq":
+                self.metrics.events_dead_lettered += 1
+        if work.nak_delay is not None:
+            await self._answer(work.msg, work.nak_delay)
+            return
+        if work.join_complete and self.joins is not None:
+            try:
+                await self.joins.complete(work.event_id)
+            except Exception as exc:  # noqa: BLE001 - output is published; a redelivery re-publishes (deduped)
+                log.warning("worker %s: could not close join %s: %r", self.agent_id, work.event_id, exc)
+                await self._answer(work.msg, 0.5)
+                return
+        await self._answer(work.msg, None)
+
+    async def _answer(self, msg: Msg, nak_delay: float | None) -> None:
+        try:
+            if nak_delay is None:
+                await msg.ack()
+            else:
+                await msg.nak(delay=nak_delay)
+        except Exception as exc:  # noqa: BLE001 - lost with the connection: JetStream redelivers after ack_wait
+            log.debug("answer failed: %r", exc)
+
+    # -- background -----------------------------------------------------------------------------------------
+
+    async def _refresh_lag(self) -> None:
+        while True:
+            try:
+                total = 0
+                for puller in self._pullers:
+                    info = await self.js.consumer_info(puller.stream, puller.durable)
+                    total += int(info.num_pending or 0)
+                self.metrics.consumer_lag = total
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # noqa: BLE001 - metrics must not kill the worker
+                log.debug("consumer lag refresh failed: %r", exc)
+            await asyncio.sleep(self.lag_interval)
+
+    async def _sweep_joins(self) -> None:
+        assert self.joins is not None
+        while True:
+            await asyncio.sleep(self.join_sweep_seconds)
+            try:
+                await self.sweep_joins()
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # noqa: BLE001 - the next sweep tries again
+                log.debug("join sweep failed: %r", exc)
+
+    async def sweep_joins(self) -> int:
+        """Dead-letter every join of this agent older than the join TTL; returns how many it dead-lettered."""
+        if self.joins is None or not self.nc.is_connected:
+            return 0
+        count = 0
+        for expired in await self.joins.claim_expired():
+            reason = (f"join incomplete after {self.join_ttl_seconds:g} s: missing part(s) "
+                      f"{', '.join(expired.missing)}")
+            out = self._dead_letter(expired.event_id, expired.parts, 1, reason,
+                                    envelope.next_traceparent(expired.traceparent, expired.event_id))
+            await self.js.publish(out.subject, out.data, headers=out.headers, timeout=self.publish_timeout)
+            await self.joins.forget(expired.key)
+            self.metrics.events_dead_lettered += 1
+            count += 1
+            log.warning("worker %s: join %s dead-lettered: %s", self.agent_id, expired.event_id, reason)
+        return count
+
+
+# -- helpers ------------------------------------------------------------------------------------------------------
+
+
+def _dumps(data: Any) -> bytes:
+    return json.dumps(data, separators=(",", ":"), ensure_ascii=False).encode()
+
+
+def _reason(error: BaseException) -> str:
+    text = str(error) or type(error).__name__
+    if not isinstance(error, KumeoError):
+        text = f"{type(error).__name__}: {text}"
+    return envelope.one_line(text)
+
+
+def _timeout_error(exc: BaseException, timeout: float) -> BaseException:
+    if isinstance(exc, asyncio.TimeoutError):
+        return TimeoutError(f"agent did not answer within {timeout:g} s")
+    return exc
+
+
+def _select(payload: Any, field: list[str]) -> Any:
+    """The part of a payload an input selects (``risk.output.score`` → ``payload["score"]``)."""
+    value = payload
+    for name in field:
+        if isinstance(value, dict) and name in value:
+            value = value[name]
+        elif isinstance(value, list) and name.isdigit() and int(name) < len(value):
+            value = value[int(name)]
+        else:
+            raise EventRejected(f"the input has no field '{'.'.join(field)}'")
+    return value

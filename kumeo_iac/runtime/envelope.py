@@ -1,0 +1,129 @@
+"""The envelope every Kumeo message carries: header names, event ids, dedupe ids and W3C trace context.
+
+The payload of a message is its JSON body; everything the runtime needs to know about it travels in headers, so an
+event can cross any number of hops without being wrapped. The names live here once and every module imports them:
+
+- ``Kumeo-Event-Id``: one id per input event, kept across hops (a join's parts share it).
+- ``Nats-Msg-Id``: ``<event-id>:<agent>`` (``:<n>`` for an agent's n-th extra message for one event), so
+  JetStream's dedupe window drops the re-publish of a redelivered step.
+- ``traceparent``: W3C trace context; a new trace per input event, a new span per hop, the trace id kept.
+- ``Kumeo-Agent``, ``Kumeo-Attempt``: who produced the message, on which delivery of its input.
+- ``Kumeo-Error``: on dead letters, the reason in one line.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+import uuid
+from collections.abc import Mapping
+from typing import Final
+
+EVENT_ID: Final = "Kumeo-Event-Id"
+MSG_ID: Final = "Nats-Msg-Id"
+TRACEPARENT: Final = "traceparent"
+AGENT: Final = "Kumeo-Agent"
+ATTEMPT: Final = "Kumeo-Attempt"
+ERROR: Final = "Kumeo-Error"
+
+#: The longest ``Kumeo-Error`` value we send; headers are not the place for tracebacks.
+MAX_ERROR_CHARS: Final = 500
+
+_TRACEPARENT_RE: Final = re.compile(r"^([0-9a-f]{2})-([0-9a-f]{32})-([0-9a-f]{16})-([0-9a-f]{2})$")
+_ZERO_TRACE: Final = "0" * 32
+_ZERO_SPAN: Final = "0" * 16
+
+
+def new_event_id() -> str:
+    """A fresh event id for an event that enters the workflow without one (a random UUID, hex)."""
+    return uuid.uuid4().hex
+
+
+def source_event_id(stream: str, stream_sequence: int, msg_id: str | None = None) -> str:
+    """The id of an event read from a source subject: stable across redeliveries of the same stream message.
+
+    A publisher's ``Nats-Msg-Id`` is the event's identity when it gave one; otherwise the stream and sequence are,
+    so every agent reading the same source message, and every redelivery of it, agrees on the id.
+    """
+    if msg_id:
+        return msg_id
+    return f"{stream}-{stream_sequence}"
+
+
+def dedupe_id(event_id: str, agent: str, index: int = 0) -> str:
+    """The ``Nats-Msg-Id`` of an agent's output for one event: ``<event-id>:<agent>`` and ``:<n>`` for n > 0."""
+    base = f"{event_id}:{agent}"
+    return f"{base}:{index}" if index else base
+
+
+def new_span_id() -> str:
+    while True:
+        span = os.urandom(8).hex()
+        if span != _ZERO_SPAN:
+            return span
+
+
+def trace_id_for(event_id: str) -> str:
+    """The trace id of a new trace for ``event_id``: derived from it, so a redelivered source event keeps its trace."""
+    trace = hashlib.sha256(event_id.encode()).hexdigest()[:32]
+    return trace if trace != _ZERO_TRACE else "1" * 32
+
+
+def parse_traceparent(value: str | None) -> tuple[str, str, str] | None:
+    """Return ``(trace_id, parent_span_id, flags)`` of a valid W3C ``traceparent``, or None."""
+    if not value:
+        return None
+    match = _TRACEPARENT_RE.match(value.strip().lower())
+    if match is None:
+        return None
+    version, trace, span, flags = match.groups()
+    if version == "ff" or trace == _ZERO_TRACE or span == _ZERO_SPAN:
+        return None
+    return trace, span, flags
+
+
+def next_traceparent(parent: str | None, event_id: str) -> str:
+    """The ``traceparent`` of one hop: the parent's trace with a new span id, or a new trace for a new event."""
+    parsed = parse_traceparent(parent)
+    if parsed is None:
+        return f"00-{trace_id_for(event_id)}-{new_span_id()}-01"
+    trace, _, flags = parsed
+    return f"00-{trace}-{new_span_id()}-{flags}"
+
+
+def one_line(text: str, limit: int = MAX_ERROR_CHARS) -> str:
+    """Squash ``text`` into one header-safe line of at most ``limit`` characters."""
+    line = " ".join(str(text).split())
+    line = line.encode("ascii", "backslashreplace").decode("ascii")
+    return line if len(line) <= limit else line[: limit - 3] + "..."
+
+
+def build_headers(
+    *,
+    event_id: str,
+    agent: str,
+    attempt: int,
+    traceparent: str,
+    msg_id: str | None = None,
+    error: str | None = None,
+) -> dict[str, str]:
+    """The headers of one message an agent publishes; ``msg_id`` defaults to :func:`dedupe_id`."""
+    headers = {
+        EVENT_ID: event_id,
+        MSG_ID: msg_id if msg_id is not None else dedupe_id(event_id, agent),
+        TRACEPARENT: traceparent,
+        AGENT: agent,
+        ATTEMPT: str(attempt),
+    }
+    if error is not None:
+        headers[ERROR] = one_line(error)
+    return headers
+
+
+def header(headers: Mapping[str, str] | None, name: str) -> str | None:
+    """A header's value, or None; tolerant of a missing header map."""
+    if not headers:
+        return None
+    value = headers.get(name)
+    return value if value else None
