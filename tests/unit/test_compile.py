@@ -238,7 +238,7 @@ def test_key_value_buckets_only_when_needed() -> None:
     assert buckets["llm-cache"].bucket == "kumeo_fraud_detection_llm_cache"
     default_join = wf_of(program(agents=[DataProcessor(id="a"), DataProcessor(id="b"),
                                          DataProcessor(id="j", input={"x": "a.output", "y": "b.output"})]))
-    assert default_join.key_values[0].config["ttl"] == 300 * 10**9
+    assert default_join.key_values[0].config["ttl"] == 2 * 300 * 10**9
 
 
 # -- settings -----------------------------------------------------------------------------------------------------
