@@ -459,9 +459,8 @@ class Worker:
                 key_value_config_from_inputs,
             )
 
-            config = dict(kv_plan.config)
-            config["ttl"] = (config.get("ttl") or 0) / 1e9 or None  # the Plan keeps the wire's nanoseconds
-            await ensure_key_value(self.js, key_value_config_from_inputs(config))
+            # The Plan keeps the wire shape (nanoseconds); the providers' conversion reads it as such.
+            await ensure_key_value(self.js, key_value_config_from_inputs(dict(kv_plan.config)))
             kv = await self.js.key_value(kv_plan.bucket)
         parts = list(self._join_settings.get("parts") or sorted(self.plan.inputs))
         return JoinStore(kv, self.agent_id, parts, self.join_ttl_seconds)

@@ -1,0 +1,104 @@
+"""JetStream streams, consumers and key-value buckets for Kumeo: Pulumi resources and the async core beneath them.
+
+The async core (``ensure_stream``, ``ensure_consumer``, ``ensure_key_value``, ``connect``, …) needs only nats-py and
+is what ``kumeo run`` uses. The Pulumi resources (``Stream``, ``Consumer``, ``KeyValue`` and their providers) are
+imported on first use, so the local runner never pays for importing Pulumi.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+from kumeo_providers._jetstream import (
+    ConfigFieldError,
+    Outcome,
+    connect,
+    consumer_config_from_inputs,
+    consumer_config_to_inputs,
+    delete_consumer,
+    delete_key_value,
+    delete_stream,
+    ensure_consumer,
+    ensure_key_value,
+    ensure_stream,
+    find_consumer,
+    find_key_value,
+    find_stream,
+    key_value_config_from_inputs,
+    key_value_config_from_stream,
+    key_value_config_to_inputs,
+    key_value_stream_name,
+    stream_config_from_inputs,
+    stream_config_to_inputs,
+    with_jetstream,
+)
+
+if TYPE_CHECKING:
+    from kumeo_providers.consumer import CONSUMER_REPLACE_FIELDS, Consumer, ConsumerArgs, ConsumerProvider
+    from kumeo_providers.key_value import KEY_VALUE_REPLACE_FIELDS, KeyValue, KeyValueArgs, KeyValueProvider
+    from kumeo_providers.stream import STREAM_REPLACE_FIELDS, Stream, StreamArgs, StreamProvider
+
+_PULUMI_EXPORTS = {
+    "Stream": "stream",
+    "StreamArgs": "stream",
+    "StreamProvider": "stream",
+    "STREAM_REPLACE_FIELDS": "stream",
+    "Consumer": "consumer",
+    "ConsumerArgs": "consumer",
+    "ConsumerProvider": "consumer",
+    "CONSUMER_REPLACE_FIELDS": "consumer",
+    "KeyValue": "key_value",
+    "KeyValueArgs": "key_value",
+    "KeyValueProvider": "key_value",
+    "KEY_VALUE_REPLACE_FIELDS": "key_value",
+}
+
+__all__ = [
+    "CONSUMER_REPLACE_FIELDS",
+    "KEY_VALUE_REPLACE_FIELDS",
+    "STREAM_REPLACE_FIELDS",
+    "ConfigFieldError",
+    "Consumer",
+    "ConsumerArgs",
+    "ConsumerProvider",
+    "KeyValue",
+    "KeyValueArgs",
+    "KeyValueProvider",
+    "Outcome",
+    "Stream",
+    "StreamArgs",
+    "StreamProvider",
+    "connect",
+    "consumer_config_from_inputs",
+    "consumer_config_to_inputs",
+    "delete_consumer",
+    "delete_key_value",
+    "delete_stream",
+    "ensure_consumer",
+    "ensure_key_value",
+    "ensure_stream",
+    "find_consumer",
+    "find_key_value",
+    "find_stream",
+    "key_value_config_from_inputs",
+    "key_value_config_from_stream",
+    "key_value_config_to_inputs",
+    "key_value_stream_name",
+    "stream_config_from_inputs",
+    "stream_config_to_inputs",
+    "with_jetstream",
+]
+
+
+def __getattr__(name: str) -> Any:
+    module = _PULUMI_EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'kumeo_providers' has no attribute {name!r}")
+    value = getattr(importlib.import_module(f"kumeo_providers.{module}"), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(__all__)

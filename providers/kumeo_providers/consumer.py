@@ -1,0 +1,199 @@
+"""The durable JetStream consumer as a Pulumi resource: ``Consumer(name, ConsumerArgs(stream=..., config=...))``.
+
+Which changes replace the consumer (delete, then create: its delivery and ack state restart from the deliver
+policy) and which update it in place follows nats-server's ``checkNewConsumerConfig`` (``server/consumer.go``),
+verified against nats-server 2.15:
+
+Replaced — the server refuses to change them on a live consumer:
+  * ``durable_name`` / ``name``; ``stream``; ``server_url``
+  * ``deliver_policy``, ``opt_start_seq``, ``opt_start_time`` (where delivery starts)
+  * ``ack_policy``, ``replay_policy``
+  * ``idle_heartbeat``, ``flow_control`` (push consumers)
+  * ``max_waiting`` (pull consumers), ``mem_storage``
+  * ``deliver_subject`` set or cleared (pull ↔ push); changing it between two subjects is an update
+
+Everything else is updated in place: ``ack_wait``, ``max_deliver``, ``backoff``, ``filter_subject(s)`` (since
+nats-server 2.10), ``description``, ``max_ack_pending``, ``rate_limit_bps``, ``sample_freq``, ``headers_only``,
+``inactive_threshold``, ``num_replicas``, ``metadata``, ``pause_until``, ….
+
+Note that when ``backoff`` is set the server uses its first step as the ack wait and reports ``ack_wait`` as that
+value; the desired ``ack_wait`` is kept as written so a refresh does not show a false drift.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping
+from typing import Any, ClassVar
+
+import pulumi
+from nats.js import JetStreamContext
+from nats.js.api import ConsumerConfig
+from pulumi.dynamic import CheckFailure, CheckResult, Resource
+
+from kumeo_providers._jetstream import (
+    _ensure_consumer,
+    consumer_config_from_inputs,
+    consumer_config_to_inputs,
+    delete_consumer,
+    find_consumer,
+)
+from kumeo_providers._provider import (
+    JetStreamProvider,
+    connection_props,
+    contains_unknown,
+    name_failures,
+    unwrap,
+    with_secret_outputs,
+)
+
+__all__ = ["CONSUMER_REPLACE_FIELDS", "Consumer", "ConsumerArgs", "ConsumerProvider"]
+
+# Fields whose every change replaces the consumer.
+CONSUMER_REPLACE_FIELDS: frozenset[str] = frozenset(
+    {
+        "name",
+        "durable_name",
+        "deliver_policy",
+        "opt_start_seq",
+        "opt_start_time",
+        "ack_policy",
+        "replay_policy",
+        "idle_heartbeat",
+        "flow_control",
+        "max_waiting",
+        "mem_storage",
+    }
+)
+
+
+class ConsumerProvider(JetStreamProvider):
+    """Creates, updates, reads and deletes one durable JetStream consumer (a Pulumi dynamic provider)."""
+
+    kind = "consumer"
+    config_type = ConsumerConfig
+    identity_keys = ("server_url", "stream")
+    extra_input_keys = ("stream",)
+    server_defaults: ClassVar[Mapping[str, Any]] = {
+        "opt_start_seq": 0,
+        "flow_control": False,
+        "mem_storage": False,
+        "headers_only": False,
+        "max_waiting": 512,
+        "max_deliver": -1,
+        "num_replicas": 0,
+        "deliver_subject": "",
+    }
+    zero_means_server_default = frozenset({"ack_wait", "idle_heartbeat", "inactive_threshold"})
+
+    def replaces_on_change(self, field: str, old: Any, new: Any) -> bool:
+        if field in CONSUMER_REPLACE_FIELDS:
+            return True
+        if field == "deliver_subject":
+            return bool(old) != bool(new)
+        return False
+
+    def check(self, olds: dict[str, Any], news: dict[str, Any]) -> CheckResult:
+        result = super().check(olds, news)
+        stream = unwrap(news.get("stream"))
+        if not (isinstance(stream, str) and contains_unknown(stream)):
+            result.failures.extend(name_failures(stream, "stream", "stream"))
+        return result
+
+    def check_config(self, config: ConsumerConfig, inputs: Mapping[str, Any]) -> list[CheckFailure]:
+        failures = name_failures(config.durable_name, "config.durable_name", "durable consumer")
+        if config.name and config.durable_name and config.name != config.durable_name:
+            failures.append(
+                CheckFailure("config.name", f"name {config.name!r} must equal durable_name {config.durable_name!r}")
+            )
+        if config.backoff and config.max_deliver is not None and 0 < config.max_deliver < len(config.backoff):
+            failures.append(
+                CheckFailure(
+                    "config.backoff",
+                    f"backoff has {len(config.backoff)} steps but max_deliver is {config.max_deliver}; "
+                    "raise max_deliver to at least the number of steps (or -1 for unlimited)",
+                )
+            )
+        if config.ack_wait is not None and config.ack_wait <= 0:
+            failures.append(
+                CheckFailure("config.ack_wait", f"expected a positive number of seconds, got {config.ack_wait}")
+            )
+        return failures
+
+    def resource_id(self, inputs: Mapping[str, Any]) -> str:
+        return f"{inputs['stream']}/{self._durable(inputs)}"
+
+    def identity_outputs(self, inputs: Mapping[str, Any]) -> dict[str, Any]:
+        durable = self._durable(inputs)
+        return {"stream": inputs["stream"], "durable": durable, "name": durable}
+
+    def project_field(self, field: str, desired: Any, live: Mapping[str, Any]) -> Any:
+        if field == "ack_wait" and live.get("backoff"):
+            return desired  # the server reports backoff[0] here
+        if field == "num_replicas" and not live.get("num_replicas"):
+            return desired  # 0 means "as many as the stream"
+        return super().project_field(field, desired, live)
+
+    async def apply(self, js: JetStreamContext, inputs: Mapping[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+        info, _outcome = await _ensure_consumer(js, inputs["stream"], consumer_config_from_inputs(inputs["config"]))
+        return self.identity_outputs(inputs), consumer_config_to_inputs(info.config)
+
+    async def fetch(self, js: JetStreamContext, inputs: Mapping[str, Any]) -> dict[str, Any] | None:
+        info = await find_consumer(js, inputs["stream"], self._durable(inputs))
+        return None if info is None else consumer_config_to_inputs(info.config)
+
+    async def remove(self, js: JetStreamContext, inputs: Mapping[str, Any]) -> None:
+        await delete_consumer(js, inputs["stream"], self._durable(inputs))
+
+    @staticmethod
+    def _durable(inputs: Mapping[str, Any]) -> str:
+        config = inputs["config"]
+        return str(config.get("durable_name") or config.get("name"))
+
+
+@dataclasses.dataclass
+class ConsumerArgs:
+    """The inputs of a :class:`Consumer`: its stream, its nats-py ConsumerConfig and the NATS server.
+
+    Pass ``stream=my_stream.name`` (an output) rather than a plain string, so Pulumi creates the stream first and
+    replaces the consumer whenever it replaces the stream.
+    """
+
+    stream: pulumi.Input[str]
+    config: ConsumerConfig | Mapping[str, Any] | pulumi.Input[Mapping[str, Any]]
+    server_url: pulumi.Input[str]
+    user: pulumi.Input[str] | None = None
+    password: pulumi.Input[str] | None = None
+    token: pulumi.Input[str] | None = None
+    creds_file: pulumi.Input[str] | None = None
+    connect_timeout_s: pulumi.Input[float] | None = None
+
+    @classmethod
+    def from_mapping(cls, args: Mapping[str, Any]) -> ConsumerArgs:
+        return cls(**dict(args))
+
+    def to_props(self) -> dict[str, Any]:
+        config = consumer_config_to_inputs(self.config) if isinstance(self.config, ConsumerConfig) else self.config
+        return connection_props(self, {"stream": self.stream, "config": config})
+
+
+class Consumer(Resource):
+    """A durable JetStream consumer managed by Pulumi; its ``config`` is nats-py's ConsumerConfig as a plain dict."""
+
+    name: pulumi.Output[str]
+    stream: pulumi.Output[str]
+    durable: pulumi.Output[str]
+    server_url: pulumi.Output[str]
+    config: pulumi.Output[dict[str, Any]]
+    live_config: pulumi.Output[dict[str, Any]]
+
+    def __init__(
+        self,
+        resource_name: str,
+        args: ConsumerArgs | Mapping[str, Any],
+        opts: pulumi.ResourceOptions | None = None,
+    ) -> None:
+        args = args if isinstance(args, ConsumerArgs) else ConsumerArgs.from_mapping(args)
+        props = args.to_props()
+        props.update({"name": None, "durable": None, "live_config": None})
+        super().__init__(ConsumerProvider(), resource_name, props, with_secret_outputs(opts))

@@ -1,0 +1,179 @@
+"""Stream, Consumer and KeyValue registered under Pulumi mocks.
+
+Mocks stand in for the Pulumi engine because no Pulumi CLI exists on this machine: they record what each resource
+registers (type token, inputs) without running the providers; the providers themselves are exercised against a
+real nats-server in tests/integration/test_providers_dynamic.py.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+
+import dill
+import pulumi
+import pytest
+from nats.js.api import AckPolicy, ConsumerConfig, KeyValueConfig, StorageType, StreamConfig
+from pulumi.runtime.rpc import is_rpc_secret, unwrap_rpc_secret
+
+from kumeo_providers import (
+    Consumer,
+    ConsumerArgs,
+    ConsumerProvider,
+    KeyValue,
+    KeyValueArgs,
+    Stream,
+    StreamArgs,
+    StreamProvider,
+)
+
+pytestmark = pytest.mark.timeout(60)
+
+DYNAMIC = "pulumi-python:dynamic:Resource"
+URL = "nats://nats.bus:4222"
+SECOND = 1_000_000_000
+
+
+class RecordingMocks(pulumi.runtime.Mocks):
+    """Answers every registration with its inputs plus the outputs a provider would add."""
+
+    def __init__(self) -> None:
+        self.resources: list[pulumi.runtime.MockResourceArgs] = []
+
+    def new_resource(self, args: pulumi.runtime.MockResourceArgs):
+        self.resources.append(args)
+        state = dict(args.inputs)
+        config = state.get("config") or {}
+        name = config.get("name") or config.get("durable_name") or config.get("bucket")
+        state.update({"name": name, "live_config": config})
+        if "durable_name" in config:
+            state["durable"] = config["durable_name"]
+        if "bucket" in config:
+            state.update({"bucket": name, "stream": f"KV_{name}"})
+        return f"{args.name}-id", state
+
+    def call(self, args: pulumi.runtime.MockCallArgs):
+        return {}, None
+
+    def registered(self, name: str) -> pulumi.runtime.MockResourceArgs:
+        (match,) = [r for r in self.resources if r.name == name]
+        return match
+
+
+@pytest.fixture
+def mocks():
+    # A fresh loop of our own: pytest-asyncio closes the default one, and Pulumi's mocks need a usable loop.
+    loop = asyncio.new_event_loop()
+    asyncio.set_event_loop(loop)
+    recorder = RecordingMocks()
+    pulumi.runtime.set_mocks(recorder, project="kumeo", stack="test", preview=False)
+    try:
+        yield recorder
+    finally:
+        loop.close()
+        asyncio.set_event_loop(None)
+
+
+def provider_of(resource: pulumi.runtime.MockResourceArgs):
+    serialized = resource.inputs["__provider"]
+    if is_rpc_secret(serialized):
+        serialized = unwrap_rpc_secret(serialized)
+    return dill.loads(base64.b64decode(serialized))
+
+
+@pulumi.runtime.test
+def test_a_stream_registers_as_a_dynamic_resource_with_its_config(mocks):
+    stream = Stream(
+        "orders",
+        StreamArgs(
+            config=StreamConfig(name="ORDERS", subjects=["orders.>"], storage=StorageType.FILE, max_age=3600),
+            server_url=URL,
+            password="s3cret",
+            user="deployer",
+        ),
+    )
+
+    def check(values):
+        name, config = values
+        registered = mocks.registered("orders")
+        assert registered.typ == DYNAMIC
+        assert registered.inputs["server_url"] == URL
+        assert registered.inputs["config"]["name"] == "ORDERS"
+        assert registered.inputs["config"]["subjects"] == ["orders.>"]
+        assert registered.inputs["config"]["storage"] == "file"
+        assert registered.inputs["config"]["max_age"] == 3600 * SECOND
+        assert is_rpc_secret(registered.inputs["password"])  # credentials travel as Pulumi secrets
+        assert unwrap_rpc_secret(registered.inputs["password"]) == "s3cret"
+        assert isinstance(provider_of(registered), StreamProvider)
+        assert name == "ORDERS"
+        # What the engine hands back: ints as floats, which the providers turn back into ints.
+        assert isinstance(config["max_age"], float)
+
+    return pulumi.Output.all(stream.name, stream.config).apply(check)
+
+
+@pulumi.runtime.test
+def test_a_consumer_takes_its_stream_from_the_streams_output(mocks):
+    stream = Stream("orders", {"config": {"name": "ORDERS", "subjects": ["orders.>"]}, "server_url": URL})
+    consumer = Consumer(
+        "scorer",
+        ConsumerArgs(
+            stream=stream.name,
+            config=ConsumerConfig(
+                durable_name="scorer",
+                ack_policy=AckPolicy.EXPLICIT,
+                ack_wait=12.0,
+                max_deliver=4,
+                backoff=[12.0, 15.0],
+                filter_subject="orders.new",
+            ),
+            server_url=URL,
+        ),
+    )
+
+    def check(values):
+        durable, stream_name = values
+        registered = mocks.registered("scorer")
+        assert registered.typ == DYNAMIC
+        assert registered.inputs["stream"] == "ORDERS"
+        assert registered.inputs["config"]["durable_name"] == "scorer"
+        assert registered.inputs["config"]["ack_policy"] == "explicit"
+        assert registered.inputs["config"]["backoff"] == [12 * SECOND, 15 * SECOND]
+        assert isinstance(provider_of(registered), ConsumerProvider)
+        assert (durable, stream_name) == ("scorer", "ORDERS")
+
+    return pulumi.Output.all(consumer.durable, consumer.stream).apply(check)
+
+
+@pulumi.runtime.test
+def test_a_key_value_bucket_registers_with_history_and_ttl(mocks):
+    bucket = KeyValue("joins", KeyValueArgs(config=KeyValueConfig(bucket="joins", history=5, ttl=60.0), server_url=URL))
+
+    def check(values):
+        name, stream = values
+        registered = mocks.registered("joins")
+        assert registered.typ == DYNAMIC
+        assert registered.inputs["config"] == {"bucket": "joins", "history": 5, "ttl": 60 * SECOND, "replicas": 1}
+        assert (name, stream) == ("joins", "KV_joins")
+
+    return pulumi.Output.all(bucket.name, bucket.stream).apply(check)
+
+
+@pulumi.runtime.test
+def test_a_plan_dict_in_wire_shape_is_accepted_as_is(mocks):
+    plan_config = ConsumerConfig(durable_name="explain", ack_wait=40.0, max_deliver=3).as_dict()
+    consumer = Consumer(
+        "explain",
+        {
+            "stream": "KUMEO_DEMO",
+            "config": {k: getattr(v, "value", v) for k, v in plan_config.items()},
+            "server_url": URL,
+        },
+    )
+
+    def check(durable):
+        registered = mocks.registered("explain")
+        assert registered.inputs["config"]["ack_wait"] == 40 * SECOND
+        assert durable == "explain"
+
+    return consumer.durable.apply(check)
