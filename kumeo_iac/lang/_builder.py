@@ -267,6 +267,8 @@ class Builder:
                 "write `integration { workflow: MyWorkflow, use: MySubworkflow, mapping: { … } }`",
             )
             return None
+        if decl.name:
+            fields["name"] = decl.name
         return self.construct(IntegrationSpec, fields, spans, self.span(decl), where)
 
     def mapping(self, node: ValueNode, fields: dict[str, Any], spans: dict[str, SourceSpan]) -> None:

@@ -291,7 +291,8 @@ class _Formatter:
                 self.omit_ids = _default_ids(decl.agents)
                 self.body(f"subworkflow {decl.name} {{", self.subworkflow_children(decl), child.end)
             else:
-                self.body("integration {", self.integration_children(decl), child.end)
+                head = f"integration {decl.name} {{" if decl.name else "integration {"
+                self.body(head, self.integration_children(decl), child.end)
         self.flush(None, 0, everything=True)
         return "\n".join(self.lines) + "\n" if self.lines else ""
 

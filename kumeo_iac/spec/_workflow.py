@@ -209,6 +209,7 @@ class IntegrationSpec(SpecNode):
 
     workflow: str
     use: str
+    name: str | None = Field(default=None, description="An optional name (`integration Name { … }`).")
     input_mapping: dict[str, Any] = Field(default_factory=dict)
     output_mapping: dict[str, Any] = Field(default_factory=dict)
 

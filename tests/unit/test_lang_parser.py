@@ -393,3 +393,18 @@ def test_crlf_and_bom_do_not_move_positions() -> None:
     wf = ok(text).program.workflows[0]
     assert pos(wf.span) == (1, 1) and pos(wf.arg_spans["sources"]) == (2, 11)
     assert wf.config["t"] == "x\ny"
+
+
+def test_an_integration_keeps_its_name_through_parse_and_fmt() -> None:
+    from kumeo_iac.lang import format_text, parse
+
+    text = (
+        'subworkflow S { input: ["a"] agents: [DataProcessor(id: "x", input: input.a)] }\n'
+        'workflow W { source: NATS("in") agents: [DataProcessor(id: "d")] }\n'
+        'integration Link { workflow: W, use: S, mapping: { input: { "a": d.output } } }\n'
+    )
+    program = parse(text).program
+    assert program.integrations[0].name == "Link"
+    formatted = format_text(text)
+    assert "integration Link {" in formatted
+    assert parse(formatted).program == program
