@@ -3,6 +3,9 @@
 Kubernetes probes and Prometheus scrapes are a few tiny GET requests a minute, so the server is the standard
 library's ``asyncio.start_server`` speaking just enough HTTP/1.1 (one request per connection); it runs on the
 worker's own event loop, which also means a stuck loop fails the liveness probe, as it should.
+
+An agent may mount its own routes under a path prefix (:meth:`HealthServer.mount`; HumanReview serves its review
+API at ``/reviews``); those requests may use any method and carry a body (``Content-Length``, at most 1 MiB).
 """
 
 from __future__ import annotations
@@ -10,13 +13,19 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 
 from kumeo_iac.runtime._metrics import CONTENT_TYPE
 
 log = logging.getLogger("kumeo.runtime")
 
-_REASONS = {200: "OK", 404: "Not Found", 405: "Method Not Allowed", 503: "Service Unavailable"}
+_REASONS = {200: "OK", 400: "Bad Request", 404: "Not Found", 405: "Method Not Allowed", 409: "Conflict",
+            413: "Content Too Large", 422: "Unprocessable Content", 500: "Internal Server Error",
+            503: "Service Unavailable"}
+_MAX_BODY = 1 << 20
+
+#: A mounted route: (method, target, lower-cased headers, body) → (status, body, content type).
+Handler = Callable[[str, str, dict[str, str], bytes], Awaitable[tuple[int, str, str]]]
 
 
 class HealthServer:
@@ -35,6 +44,11 @@ class HealthServer:
         self._host = host
         self._port = port
         self._server: asyncio.Server | None = None
+        self._mounts: list[tuple[str, Handler]] = []
+
+    def mount(self, prefix: str, handler: Handler) -> None:
+        """Hand every request whose path is ``prefix`` or below it to ``handler``."""
+        self._mounts.append((prefix.rstrip("/"), handler))
 
     @property
     def port(self) -> int:
@@ -56,14 +70,26 @@ class HealthServer:
     async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         try:
             request_line = await asyncio.wait_for(reader.readline(), 5.0)
-            # Read and ignore the request headers.
+            headers: dict[str, str] = {}
             while True:
                 line = await asyncio.wait_for(reader.readline(), 5.0)
                 if line in (b"\r\n", b"\n", b""):
                     break
+                name, _, value = line.decode("latin-1").partition(":")
+                headers[name.strip().lower()] = value.strip()
             parts = request_line.decode("latin-1").split()
             method, path = (parts[0], parts[1]) if len(parts) >= 2 else ("", "")
-            status, body, content_type = self._respond(method, path.split("?", 1)[0])
+            handler = self._mounted(path.split("?", 1)[0])
+            if handler is None:
+                status, body, content_type = self._respond(method, path.split("?", 1)[0])
+            else:
+                declared = headers.get("content-length", "0")
+                length = int(declared) if declared.isdigit() else 0
+                if length > _MAX_BODY:
+                    status, body, content_type = 413, '{"error": "request body too large"}\n', "application/json"
+                else:
+                    data = await asyncio.wait_for(reader.readexactly(length), 5.0) if length > 0 else b""
+                    status, body, content_type = await handler(method, path, headers, data)
             payload = body.encode()
             head = (
                 f"HTTP/1.1 {status} {_REASONS.get(status, '')}\r\n"
@@ -73,7 +99,7 @@ class HealthServer:
             )
             writer.write(head.encode() + (payload if method != "HEAD" else b""))
             await writer.drain()
-        except (TimeoutError, ConnectionError):
+        except (TimeoutError, ConnectionError, asyncio.IncompleteReadError):
             pass
         except Exception:  # a probe must never take the worker down
             log.exception("health endpoint failed")
@@ -81,6 +107,12 @@ class HealthServer:
             writer.close()
             with contextlib.suppress(Exception):
                 await writer.wait_closed()
+
+    def _mounted(self, path: str) -> Handler | None:
+        for prefix, handler in self._mounts:
+            if path == prefix or path.startswith(prefix + "/"):
+                return handler
+        return None
 
     def _respond(self, method: str, path: str) -> tuple[int, str, str]:
         text = "text/plain; charset=utf-8"

@@ -27,6 +27,7 @@ import dataclasses
 import json
 import logging
 import time
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -237,8 +238,11 @@ class Worker:
         connect_timeout: float = 30.0,
         reconnect_wait: float = 0.25,
         stop_timeout: float | None = None,
+        connect_options: Mapping[str, Any] | None = None,
     ) -> None:
         self.workflow = plan
+        #: Extra ``connect`` options: credentials (user/password, token, creds_file), inbox_prefix, tls.
+        self.connect_options = dict(connect_options or {})
         self.plan: AgentPlan = plan.agent(agent_id)
         self.agent_id = agent_id
         self.nats_url = nats_url or plan.nats_url
@@ -285,6 +289,7 @@ class Worker:
         self._closed = False
         self._batches = 0
         self._run_task: asyncio.Task[None] | None = None
+        self._contexts: Any = None  # kumeo_iac.runtime.contexts.Contexts when the agent reads workflow contexts
 
     # -- facts -----------------------------------------------------------------------------------------------
 
@@ -318,7 +323,13 @@ class Worker:
             self._when = compile_expression(self.plan.when)
         if self._join_settings is not None:
             self.joins = await self._open_joins()
+        self.agent.host = self  # release() and mount_http() for kinds that park events (HumanReview)
         await self.agent.start()
+        if self.plan.settings.get("context"):
+            # Workflow contexts (a Bayesian network) are loaded once here; pgmpy only for agents that read one.
+            from kumeo_iac.runtime.contexts import load_contexts
+
+            self._contexts = await load_contexts(self.plan, self.base_dir)
         for puller in self._pullers:
             await puller.bind()
         self._started = True
@@ -417,6 +428,7 @@ class Worker:
                 disconnected_cb=disconnected,
                 reconnected_cb=reconnected,
                 error_cb=error,
+                **self.connect_options,
             )
         except KumeoError as exc:
             raise KumeoRuntimeError(f"worker {self.workflow.name}/{self.agent_id}: {exc}") from exc
@@ -530,6 +542,8 @@ class Worker:
         works = [self._receive(m) for m in msgs]
         if self.joins is not None:
             await self._collect_joins(works)
+        if self._contexts:
+            self._add_contexts(works)
         self._prepare(works)
         await self._process(works)
         for work in works:
@@ -606,6 +620,16 @@ class Worker:
                 work.event = Event(id=work.event_id, data=data, subject=work.msg.subject, attempt=work.attempt,
                                    headers=dict(work.msg.headers or {}))
 
+    def _add_contexts(self, works: list[_Work]) -> None:
+        """Add each workflow context's answer to the event (``risk.fraud``), before ``when`` and the agent see it."""
+        for work in works:
+            if work.done or work.outcome is not None or work.event is None:
+                continue
+            try:
+                work.event.data = self._contexts.enrich(work.event.data)
+            except Exception as exc:  # noqa: BLE001 - EventRejected (a value naming no state) is final, others retry
+                work.outcome = exc
+
     def _prepare(self, works: list[_Work]) -> None:
         """Apply ``when``: an event it does not select passes on unchanged."""
         if self._when is None:
@@ -678,21 +702,50 @@ class Worker:
             self._final_failure(work, outcome)
             return
         emits = outcome if isinstance(outcome, list) else []
+        if not emits and isinstance(outcome, list) and self.agent is not None and self.agent.parks_events:
+            return  # parked durably by the agent (see _agent.py): ack, publish nothing now; release() later
         if not emits:
             # The contract says an agent always emits; one that does not still must not drop the event.
             emits = [Emit(work.event.data if work.event is not None else work.payload)]
         self._add_outputs(work, [(e.subject, _dumps(e.data)) for e in emits])
 
     def _add_outputs(self, work: _Work, emits: list[tuple[str | None, bytes]]) -> None:
+        work.outgoing.extend(self._outputs(work.event_id, work.attempt, work.traceparent, emits))
+
+    def _outputs(self, event_id: str, attempt: int, traceparent: str,
+                 emits: list[tuple[str | None, bytes]]) -> list[_Outgoing]:
+        out: list[_Outgoing] = []
         for index, (subject, data) in enumerate(emits):
-            msg_id = envelope.dedupe_id(work.event_id, self.agent_id, index)
+            msg_id = envelope.dedupe_id(event_id, self.agent_id, index)
             subjects = [subject] if subject else [self.plan.output_subject, *self.plan.target_subjects]
             for n, target in enumerate(dict.fromkeys(subjects)):
                 # One id per (emit, subject): a target in the same stream as the output must not be deduped away.
                 mid = msg_id if n == 0 else f"{msg_id}@{target}"
-                headers = envelope.build_headers(event_id=work.event_id, agent=self.agent_id, attempt=work.attempt,
-                                                 traceparent=work.traceparent, msg_id=mid)
-                work.outgoing.append(_Outgoing(target, data, headers, "out"))
+                headers = envelope.build_headers(event_id=event_id, agent=self.agent_id, attempt=attempt,
+                                                 traceparent=traceparent, msg_id=mid)
+                out.append(_Outgoing(target, data, headers, "out"))
+        return out
+
+    # -- the agent's host (see _agent.AgentHost) -------------------------------------------------------------
+
+    async def release(self, event_id: str, emits: list[Emit], *, traceparent: str | None = None,
+                      attempt: int = 1) -> None:
+        """Publish the output of an event the agent parked earlier, with the envelope of a normal hop.
+
+        The dedupe ids are the ones the event would have had without parking, so a release repeated within the
+        stream's duplicate window (two replicas, a crash before the agent recorded it) is dropped by JetStream.
+        """
+        hop = envelope.next_traceparent(traceparent, event_id)
+        for out in self._outputs(event_id, attempt, hop, [(e.subject, _dumps(e.data)) for e in emits]):
+            await self.js.publish(out.subject, out.data, headers=dict(out.headers), timeout=self.publish_timeout)
+            self.metrics.events_out += 1
+
+    def mount_http(self, prefix: str, handler: Any) -> bool:
+        """Serve ``prefix`` on the worker's HTTP server (the health port); False when it runs without one."""
+        if self._health is None:
+            return False
+        self._health.mount(prefix, handler)
+        return True
 
     def _final_failure(self, work: _Work, error: BaseException) -> None:
         reason = _reason(error)

@@ -37,11 +37,11 @@ KINDS: dict[str, KindEntry] = {
     "Router": KindEntry(f"{_PACKAGE}.router:RouterAgent"),
     "DecisionMatrix": KindEntry(f"{_PACKAGE}.decision_matrix:DecisionMatrixAgent"),
     "RuleEngine": KindEntry(f"{_PACKAGE}.rule_engine:RuleEngineAgent"),
-    "MLModel": KindEntry(None, extra="ml"),
-    "LLM": KindEntry(None, extra="llm"),
-    "BayesianNetwork": KindEntry(None, extra="bayes"),
-    "HumanReview": KindEntry(None),
-    "Custom": KindEntry(None),
+    "MLModel": KindEntry(f"{_PACKAGE}.ml_model:MLModelAgent", extra="ml"),
+    "LLM": KindEntry(f"{_PACKAGE}.llm:LLMAgent", extra="llm"),
+    "BayesianNetwork": KindEntry(f"{_PACKAGE}.bayesian_network:BayesianNetworkAgent", extra="bayes"),
+    "HumanReview": KindEntry(f"{_PACKAGE}.human_review:HumanReviewAgent"),
+    "Custom": KindEntry(f"{_PACKAGE}.custom:CustomAgent"),
 }
 
 #: Other names the language accepts for a kind (kept in step with the Spec's ``kind_aliases``).

@@ -1,0 +1,140 @@
+"""HumanReview (alias HumanInLoop): events wait in the workflow's reviews KV bucket until a person decides.
+
+The event is never held unacked: ``process`` stores the pending review in KV (key ``<agent>.<review-id>``) and
+returns no emit, which for this kind (``parks_events``) tells the worker to ack the input and publish nothing. The
+event is published later, with its original event id, dedupe id ``<event-id>:<agent>`` and trace, when a reviewer
+approves or rejects it over the review API, or when its timeout applies ``on_timeout``. Both decisions are
+released to the agent's normal outputs with ``review: {decision, reviewer, comments, …}`` added, so a Router after
+the review can send ``review?.decision == 'rejected'`` elsewhere. Events the ``trigger`` does not select pass on
+unchanged. See docs/agents.md, "HumanReview".
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from typing import Any
+
+from kumeo_iac.errors import KumeoRuntimeError
+from kumeo_iac.runtime import envelope
+from kumeo_iac.runtime._agent import Emit, Event
+from kumeo_iac.runtime.agents._common import KindAgent, holds
+from kumeo_iac.runtime.review import (
+    NatsKeyValue,
+    Review,
+    ReviewAPI,
+    ReviewQueue,
+    ReviewSettings,
+    ReviewStore,
+    WebhookNotifier,
+)
+
+__all__ = ["HumanReviewAgent"]
+
+log = logging.getLogger("kumeo.runtime.review")
+
+#: The bucket a hand-built Plan without a reviews bucket uses (``kumeo_<slug>_reviews``, like compile names it).
+_DEFAULT_BUCKET = "kumeo_{slug}_reviews"
+
+
+class HumanReviewAgent(KindAgent):
+    """Parks each selected event as a pending review and releases it once it is decided."""
+
+    kind_name = "HumanReview"
+    options_in_config = True
+    parks_events = True
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.queue: ReviewQueue | None = None
+        self.api: ReviewAPI | None = None
+        self.review_settings: ReviewSettings | None = None
+        self._trigger: Any = None
+        self._notifier: WebhookNotifier | None = None
+        self._sweeper: asyncio.Task[None] | None = None
+
+    async def start(self) -> None:
+        settings = ReviewSettings.from_config(self.agent_config(), self.label,
+                                              interface=self.settings.get("interface"))
+        self.review_settings = settings
+        trigger = self.settings.get("trigger")
+        self._trigger = self.compile(trigger, "trigger") if trigger else None
+        if self.queue is None:  # tests may hand in a queue over an in-memory store
+            if self.host is None:
+                raise KumeoRuntimeError(f"{self.label}: needs a worker (reviews live in the workflow's KV bucket)")
+            kv = await self._open_bucket()
+            self._notifier = WebhookNotifier()
+            self.queue = ReviewQueue(ReviewStore(NatsKeyValue(kv), self.plan.id), settings,
+                                     workflow=self.workflow.name, release=self._release, notifier=self._notifier,
+                                     base_url=settings.base_url)
+            with contextlib.suppress(Exception):
+                self.queue.bucket_ttl = await self.queue.store.kv.ttl()
+        self.api = ReviewAPI(self.queue)
+        if self.host is not None and not self.host.mount_http(ReviewAPI.prefix, self.api.handle):
+            log.warning("%s: the worker runs without an HTTP port, so the review API is not served; start it with "
+                        "--health-port to let reviewers act", self.label)
+        self._sweeper = asyncio.create_task(self._sweep_forever(), name=f"kumeo-review-sweep-{self.plan.id}")
+
+    async def stop(self) -> None:
+        if self._sweeper is not None:
+            self._sweeper.cancel()
+            with contextlib.suppress(BaseException):
+                await self._sweeper
+            self._sweeper = None
+        if self._notifier is not None:
+            await self._notifier.aclose()
+            self._notifier = None
+
+    async def process(self, event: Event) -> list[Emit]:
+        if self.queue is None:
+            raise KumeoRuntimeError(f"{self.label}: process() called before start()")
+        payload = self.payload(event.data)
+        if self._trigger is not None and not holds(self._trigger, self.scope(payload), f"{self.label}: trigger"):
+            return [Emit(event.data)]
+        await self.queue.park(event.id, payload, envelope.header(event.headers, envelope.TRACEPARENT))
+        return []  # parked durably: the worker acks the input; the decision releases the event
+
+    async def sweep(self) -> Any:
+        """One pass of the timeout/release sweeper (it also runs in the background every ``sweep_interval``)."""
+        assert self.queue is not None
+        return await self.queue.sweep()
+
+    async def _sweep_forever(self) -> None:
+        assert self.review_settings is not None
+        while True:
+            try:
+                await self.sweep()
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # noqa: BLE001 - NATS hiccup: the next sweep tries again
+                log.debug("%s: review sweep failed: %r", self.label, exc)
+            await asyncio.sleep(self.review_settings.sweep_seconds)
+
+    async def _release(self, review: Review) -> None:
+        if self.host is None:
+            raise KumeoRuntimeError(f"{self.label}: cannot release review {review.id} without a worker")
+        await self.host.release(review.event_id, [Emit(review.released_event())], traceparent=review.traceparent)
+
+    async def _open_bucket(self) -> Any:
+        import nats.js.errors
+        from kumeo_providers._jetstream import (
+            ensure_key_value,
+            key_value_config_from_inputs,
+        )
+        from nats.js.api import KeyValueConfig
+
+        assert self.host is not None
+        bucket = self.settings.get("review_bucket") or _DEFAULT_BUCKET.format(
+            slug=self.workflow.slug.replace("-", "_"))
+        js = self.host.js
+        try:
+            return await js.key_value(bucket)
+        except nats.js.errors.BucketNotFoundError:
+            pass
+        plan = next((kv for kv in self.workflow.key_values if kv.bucket == bucket), None)
+        # The Plan keeps the wire shape (nanoseconds); the providers' conversion reads it as such.
+        config = (key_value_config_from_inputs(dict(plan.config)) if plan is not None
+                  else KeyValueConfig(bucket=bucket, history=1, description="Kumeo: events waiting for review"))
+        await ensure_key_value(js, config)
+        return await js.key_value(bucket)

@@ -1,0 +1,135 @@
+"""The review HTTP API, served under ``/reviews`` on the worker's HTTP server (the health/metrics port).
+
+====================================  =========================================================================
+``GET  /reviews``                     open reviews (pending and escalated), oldest first;
+                                      ``?status=all|pending|escalated|approved|rejected`` for others
+``GET  /reviews/{id}``                one review: payload, display fields, rounds, deadline, ``revision``
+``POST /reviews/{id}/comment``        ``{reviewer, comment, fields?, revision?}``: a round; the review stays open
+``POST /reviews/{id}/approve``        ``{reviewer, comment?, fields?, revision?}``: decide and release the event
+``POST /reviews/{id}/reject``         same; the event is released with ``review.decision == "rejected"``
+====================================  =========================================================================
+
+Answers are JSON. ``revision`` (in the body, or an ``If-Match`` header) makes an action conditional: if the review
+changed since that revision the answer is **409** and nothing is written, so two reviewers racing on one review
+cannot both win. Without it an action applies to the latest revision (a comment written in between is kept), but
+acting on a review that is already decided is a 409 too. Other errors: 400 (body is not a JSON object), 404 (no
+such review), 405, 422 (no reviewer, a field that is not editable), 503 (NATS unreachable).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from typing import Any
+from urllib.parse import parse_qs, unquote
+
+from kumeo_iac.runtime.review._model import (
+    InvalidReviewAction,
+    ReviewConflict,
+    ReviewError,
+    ReviewNotFound,
+    ReviewStatus,
+)
+from kumeo_iac.runtime.review._queue import ReviewQueue
+
+__all__ = ["ReviewAPI"]
+
+log = logging.getLogger("kumeo.runtime.review")
+
+_JSON = "application/json"
+_ACTIONS = ("comment", "approve", "reject")
+
+
+class ReviewAPI:
+    """Routes review requests to a :class:`ReviewQueue`; mount :meth:`handle` at :attr:`prefix`."""
+
+    prefix = "/reviews"
+
+    def __init__(self, queue: ReviewQueue) -> None:
+        self.queue = queue
+
+    async def handle(self, method: str, target: str, headers: dict[str, str], body: bytes) -> tuple[int, str, str]:
+        path, _, query = target.partition("?")
+        parts = [unquote(p) for p in path[len(self.prefix):].split("/") if p]
+        try:
+            if not parts:
+                if method not in ("GET", "HEAD"):
+                    return _error(405, "use GET /reviews")
+                return await self._list(parse_qs(query))
+            if len(parts) == 1:
+                if method not in ("GET", "HEAD"):
+                    return _error(405, f"use GET /reviews/{parts[0]}, or POST "
+                                       f"/reviews/{parts[0]}/approve|reject|comment")
+                return _ok((await self.queue.store.get(parts[0])).to_api())
+            if len(parts) == 2 and parts[1] in _ACTIONS:
+                if method != "POST":
+                    return _error(405, f"use POST /reviews/{parts[0]}/{parts[1]}")
+                return await self._act(parts[0], parts[1], headers, body)
+            return _error(404, f"no such route: {method} {path} (see GET /reviews)")
+        except ReviewNotFound as exc:
+            return _error(404, str(exc))
+        except ReviewConflict as exc:
+            return _error(409, str(exc))
+        except InvalidReviewAction as exc:
+            return _error(422, str(exc))
+        except ReviewError as exc:
+            return _error(500, str(exc))
+        except Exception as exc:  # noqa: BLE001 - the bucket is unreachable (NATS down): try again later
+            log.warning("review API %s %s failed: %r", method, path, exc)
+            return _error(503, f"the review store is unavailable: {type(exc).__name__}; try again")
+
+    async def _list(self, query: dict[str, list[str]]) -> tuple[int, str, str]:
+        wanted = (query.get("status") or ["open"])[0]
+        reviews = await self.queue.store.list()
+        if wanted == "open":
+            reviews = [r for r in reviews if r.is_open]
+        elif wanted != "all":
+            try:
+                status = ReviewStatus(wanted)
+            except ValueError:
+                return _error(400, f"status {wanted!r}: use open, all, "
+                                   + ", ".join(s.value for s in ReviewStatus))
+            reviews = [r for r in reviews if r.status is status]
+        return _ok({"agent": self.queue.agent, "reviews": [r.summary() for r in reviews]})
+
+    async def _act(self, review_id: str, action: str, headers: dict[str, str], body: bytes) -> tuple[int, str, str]:
+        try:
+            request = json.loads(body or b"{}")
+        except ValueError as exc:
+            return _error(400, f"the body is not JSON: {exc}")
+        if not isinstance(request, dict):
+            return _error(400, "the body must be a JSON object: {reviewer, comment, fields?, revision?}")
+        revision = _revision(request.get("revision"), headers.get("if-match"))
+        text = request.get("comment")
+        if text is not None and not isinstance(text, str):
+            raise InvalidReviewAction("'comment' must be a string")
+        kwargs: dict[str, Any] = {"reviewer": request.get("reviewer"), "text": text,
+                                  "fields": request.get("fields"), "revision": revision}
+        if action == "comment":
+            review = await self.queue.comment(review_id, **kwargs)
+        elif action == "approve":
+            review = await self.queue.approve(review_id, **kwargs)
+        else:
+            review = await self.queue.reject(review_id, **kwargs)
+        return _ok(review.to_api())
+
+
+def _revision(body_value: Any, if_match: str | None) -> int | None:
+    value = body_value
+    if value is None and if_match:
+        value = if_match.removeprefix("W/").strip('"')
+    if value is None:
+        return None
+    try:
+        revision = int(value)
+    except (TypeError, ValueError):
+        raise InvalidReviewAction(f"'revision' must be the integer revision you read, got {value!r}") from None
+    return revision
+
+
+def _ok(data: Any) -> tuple[int, str, str]:
+    return 200, json.dumps(data, ensure_ascii=False) + "\n", _JSON
+
+
+def _error(status: int, message: str) -> tuple[int, str, str]:
+    return status, json.dumps({"error": message}, ensure_ascii=False) + "\n", _JSON

@@ -1,0 +1,287 @@
+"""HumanReview on a real nats-server: events parked in KV and acked, decided over the worker's HTTP API, released
+to the agent's outputs with the review attached, timeouts, webhooks, and a worker restart that loses nothing."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import time
+from typing import Any
+
+import httpx
+import pytest
+from worker_support import (
+    Harness,
+    agent_plan,
+    create_streams,
+    new_slug,
+    publish_events,
+    read_subject,
+    source_subject,
+    stream_names,
+    wait_count,
+    workflow_plan,
+)
+
+from kumeo_iac.runtime import envelope
+
+pytestmark = [pytest.mark.nats, pytest.mark.timeout(60)]
+
+AGENT = "adjuster"
+
+
+@pytest.fixture
+async def harness(nats_url):
+    h = await Harness(nats_url).open()
+    yield h
+    await h.close()
+
+
+async def _setup(harness: Harness, config: dict[str, Any], *, trigger: str | None = None,
+                 targets: list[str] | None = None, slug: str | None = None):
+    slug = slug or new_slug()
+    plan_agent = agent_plan(slug, AGENT, {"": source_subject(slug)}, kind="HumanReview", targets=targets)
+    plan_agent.settings.update({"interface": "web", "config": config, "review_bucket": f"kumeo_{slug}_reviews"})
+    if trigger:
+        plan_agent.settings["trigger"] = trigger
+    plan = workflow_plan(slug, [plan_agent], harness.url)
+    await create_streams(harness.js, plan)
+    return slug, plan
+
+
+async def _start(harness: Harness, plan) -> tuple[Any, httpx.AsyncClient]:
+    worker = await harness.run_worker(plan, AGENT, None, health_port=0, health_host="127.0.0.1")
+    client = httpx.AsyncClient(base_url=f"http://127.0.0.1:{worker.health_port}", timeout=5.0)
+    return worker, client
+
+
+async def _wait_reviews(client: httpx.AsyncClient, n: int, timeout: float = 10.0) -> list[dict[str, Any]]:
+    deadline = time.monotonic() + timeout
+    reviews: list[dict[str, Any]] = []
+    while time.monotonic() < deadline:
+        response = await client.get("/reviews")
+        assert response.status_code == 200, response.text
+        reviews = response.json()["reviews"]
+        if len(reviews) >= n:
+            return reviews
+        await asyncio.sleep(0.05)
+    raise AssertionError(f"expected {n} open reviews, found {len(reviews)}")
+
+
+async def _outputs(harness: Harness, slug: str, n: int, timeout: float = 10.0) -> list[Any]:
+    internal, _ = stream_names(slug)
+    out = f"kumeo.{slug}.{AGENT}.out"
+    assert await wait_count(harness.js, internal, out, n, timeout) >= n
+    return await read_subject(harness.js, internal, out)
+
+
+CONFIG = {"ui": {"title": "Large claim", "fields": [{"field": "claim_id", "label": "Claim"}, "amount"]},
+          "timeout": "1h", "on_timeout": "reject"}
+
+
+async def test_an_approved_review_releases_the_event_with_the_review_and_its_original_ids(harness):
+    slug, plan = await _setup(harness, CONFIG, trigger="amount > 1000")
+    worker, client = await _start(harness, plan)
+    async with client:
+        trace = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
+        await harness.js.publish(source_subject(slug), json.dumps({"claim_id": "c1", "amount": 5000}).encode(),
+                                 headers={envelope.EVENT_ID: "claim-1", envelope.TRACEPARENT: trace})
+        await publish_events(harness.js, source_subject(slug), [{"claim_id": "small", "amount": 10}])
+
+        # The small claim is not selected by the trigger: it passes straight through, unchanged.
+        (passed,) = await _outputs(harness, slug, 1)
+        assert json.loads(passed.data) == {"claim_id": "small", "amount": 10}
+
+        (review,) = await _wait_reviews(client, 1)
+        assert review["id"] == "claim-1" and review["status"] == "pending" and review["title"] == "Large claim"
+        assert [f["value"] for f in review["fields"]] == ["c1", 5000]
+        # The input was acked at once: nothing waits unacked on the consumer for 48 hours.
+        _, sources = stream_names(slug)
+        info = await harness.js.consumer_info(sources, AGENT)
+        assert info.num_ack_pending == 0 and info.num_pending == 0
+        # ... and the review is durable in the workflow's KV bucket.
+        kv = await harness.js.key_value(f"kumeo_{slug}_reviews")
+        stored = json.loads((await kv.get(f"{AGENT}.claim-1")).value)
+        assert stored["status"] == "pending" and stored["headers"][envelope.TRACEPARENT] == trace
+
+        response = await client.post("/reviews/claim-1/approve",
+                                      json={"reviewer": "ana", "comment": "receipts check out",
+                                            "fields": {"amount": 4800}})
+        assert response.status_code == 200, response.text
+        assert response.json()["status"] == "approved" and response.json()["released"] is True
+
+        msgs = await _outputs(harness, slug, 2)
+        released = msgs[1]
+        data = json.loads(released.data)
+        assert data["claim_id"] == "c1" and data["amount"] == 4800
+        assert data["review"]["decision"] == "approved" and data["review"]["reviewer"] == "ana"
+        assert data["review"]["comments"][0]["comment"] == "receipts check out"
+        assert released.headers[envelope.EVENT_ID] == "claim-1"
+        assert released.headers[envelope.MSG_ID] == f"claim-1:{AGENT}"
+        assert released.headers[envelope.TRACEPARENT].split("-")[1] == trace.split("-")[1]  # same trace
+
+        assert (await client.get("/reviews")).json()["reviews"] == []
+        again = await client.post("/reviews/claim-1/reject", json={"reviewer": "bo"})
+        assert again.status_code == 409 and "already decided" in again.json()["error"]
+    assert worker.metrics.events_out == 2
+
+
+async def test_a_rejected_review_is_released_too_so_a_router_can_route_it(harness):
+    slug = new_slug()
+    target = source_subject(slug, "decided")  # a workflow target (stored in the sources stream, not consumed)
+    slug, plan = await _setup(harness, CONFIG, targets=[target], slug=slug)
+    _, client = await _start(harness, plan)
+    async with client:
+        await publish_events(harness.js, source_subject(slug), [{"claim_id": "c2", "amount": 20000}])
+        (review,) = await _wait_reviews(client, 1)
+        response = await client.post(f"/reviews/{review['id']}/reject", json={"reviewer": "bo", "comment": "fraud"})
+        assert response.status_code == 200 and response.json()["status"] == "rejected"
+        (msg,) = await _outputs(harness, slug, 1)
+        assert json.loads(msg.data)["review"]["decision"] == "rejected"
+        _, sources = stream_names(slug)
+        assert await wait_count(harness.js, sources, target, 1) == 1
+        (to_target,) = await read_subject(harness.js, sources, target)
+        assert json.loads(to_target.data)["review"]["comments"][0]["comment"] == "fraud"
+
+
+async def test_comment_rounds_then_a_race_where_the_stale_reviewer_gets_409(harness):
+    slug, plan = await _setup(harness, CONFIG)
+    _, client = await _start(harness, plan)
+    async with client:
+        await publish_events(harness.js, source_subject(slug), [{"claim_id": "c3", "amount": 3000}])
+        (review,) = await _wait_reviews(client, 1)
+        rid = review["id"]
+        seen = (await client.get(f"/reviews/{rid}")).json()
+        r1 = await client.post(f"/reviews/{rid}/comment", json={"reviewer": "ana", "comment": "photos?",
+                                                               "revision": seen["revision"]})
+        assert r1.status_code == 200 and r1.json()["status"] == "pending"
+        r2 = await client.post(f"/reviews/{rid}/comment", json={"reviewer": "bo", "comment": "attached",
+                                                               "fields": {"amount": 2900}})
+        assert r2.status_code == 200 and len(r2.json()["rounds"]) == 2
+        current = r2.json()["revision"]
+
+        # Two reviewers decide on the same revision at once: exactly one wins, the other gets 409.
+        approve, reject = await asyncio.gather(
+            client.post(f"/reviews/{rid}/approve", json={"reviewer": "ana", "revision": current}),
+            client.post(f"/reviews/{rid}/reject", json={"reviewer": "cy", "revision": current}),
+        )
+        assert sorted([approve.status_code, reject.status_code]) == [200, 409]
+        # The stale first read is refused too.
+        stale = await client.post(f"/reviews/{rid}/comment", json={"reviewer": "dd", "comment": "late",
+                                                                  "revision": seen["revision"]})
+        assert stale.status_code == 409
+
+        (msg,) = await _outputs(harness, slug, 1)
+        data = json.loads(msg.data)
+        assert data["amount"] == 2900 and data["review"]["rounds"] == 3
+        assert [c["comment"] for c in data["review"]["comments"]] == ["photos?", "attached"]
+
+
+class _WebhookReceiver:
+    """A loopback HTTP server recording JSON POSTs; the first ``fail_first`` requests get a 503."""
+
+    def __init__(self, fail_first: int = 0) -> None:
+        self.received: list[dict[str, Any]] = []
+        self.requests = 0
+        self.fail_first = fail_first
+        self.server: asyncio.Server | None = None
+
+    @property
+    def url(self) -> str:
+        assert self.server is not None
+        return f"http://127.0.0.1:{self.server.sockets[0].getsockname()[1]}/hook"
+
+    async def __aenter__(self) -> _WebhookReceiver:  # noqa: PYI034 - a test helper, never subclassed
+        self.server = await asyncio.start_server(self._handle, "127.0.0.1", 0)
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        assert self.server is not None
+        self.server.close()
+
+    async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        headers = {}
+        await reader.readline()
+        while (line := await reader.readline()) not in (b"\r\n", b""):
+            name, _, value = line.decode().partition(":")
+            headers[name.strip().lower()] = value.strip()
+        body = await reader.readexactly(int(headers.get("content-length", 0)))
+        self.requests += 1
+        status = "503 Service Unavailable" if self.requests <= self.fail_first else "204 No Content"
+        if self.requests > self.fail_first:
+            self.received.append(json.loads(body))
+        writer.write(f"HTTP/1.1 {status}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n".encode())
+        await writer.drain()
+        writer.close()
+
+    async def wait(self, n: int, timeout: float = 10.0) -> list[dict[str, Any]]:
+        deadline = time.monotonic() + timeout
+        while len(self.received) < n and time.monotonic() < deadline:
+            await asyncio.sleep(0.05)
+        return self.received
+
+
+async def test_a_timeout_escalates_notifies_and_then_releases_as_configured(harness, monkeypatch):
+    async with _WebhookReceiver(fail_first=1) as hook, _WebhookReceiver() as escalation:
+        monkeypatch.setenv("KUMEO_TEST_HOOK", hook.url)
+        config = {**CONFIG, "notifications": {"webhook": "${env.KUMEO_TEST_HOOK}", "email": "team@example.com"},
+                  "timeout": "600ms", "on_timeout": "escalate", "escalation_timeout": "600ms",
+                  "escalation_path": [escalation.url, "claims-lead"], "sweep_interval": "100ms"}
+        slug, plan = await _setup(harness, config)
+        _, client = await _start(harness, plan)
+        async with client:
+            await publish_events(harness.js, source_subject(slug), [{"claim_id": "c4", "amount": 9000}])
+            # The webhook answered 503 once: the notification was retried and arrived.
+            (pending,) = await hook.wait(1)
+            assert pending["event"] == "review.pending" and pending["agent"] == AGENT
+            assert pending["review"]["fields"][0]["value"] == "c4" and pending["email"] == ["team@example.com"]
+            assert pending["url"] == f"/reviews/{pending['review']['id']}"
+
+            # After the deadline the review is escalated (still open) and the escalation path is told.
+            (escalated,) = await escalation.wait(1)
+            assert escalated["event"] == "review.escalated" and escalated["escalation_path"][1] == "claims-lead"
+            rid = escalated["review"]["id"]
+            assert (await client.get(f"/reviews/{rid}")).json()["status"] == "escalated"
+            assert [r["id"] for r in (await client.get("/reviews")).json()["reviews"]] == [rid]
+
+            # Nobody acts on the escalation either: it is released with decision "escalated".
+            (msg,) = await _outputs(harness, slug, 1)
+            review = json.loads(msg.data)["review"]
+            assert review["decision"] == "escalated" and review["timed_out"] and review["escalated"]
+
+
+@pytest.mark.parametrize("on_timeout", ["approve", "reject"])
+async def test_a_timeout_approves_or_rejects(harness, on_timeout):
+    slug, plan = await _setup(harness, {**CONFIG, "timeout": "300ms", "on_timeout": on_timeout,
+                                        "sweep_interval": "100ms"})
+    await _start(harness, plan)
+    await publish_events(harness.js, source_subject(slug), [{"claim_id": "c5", "amount": 9000}])
+    (msg,) = await _outputs(harness, slug, 1)
+    review = json.loads(msg.data)["review"]
+    assert review["decision"] == {"approve": "approved", "reject": "rejected"}[on_timeout]
+    assert review["timed_out"] is True and review["reviewer"] == "kumeo:timeout"
+
+
+async def test_pending_reviews_survive_a_worker_restart(harness):
+    slug, plan = await _setup(harness, CONFIG)
+    worker, client = await _start(harness, plan)
+    await publish_events(harness.js, source_subject(slug), [{"claim_id": f"r{i}", "amount": 7000} for i in range(3)])
+    async with client:
+        reviews = await _wait_reviews(client, 3)
+    await worker.stop()
+    harness.workers.remove(worker)
+
+    # A new worker (a new pod) finds every pending review in KV and serves it.
+    worker2, client2 = await _start(harness, plan)
+    async with client2:
+        again = await _wait_reviews(client2, 3)
+        assert [r["id"] for r in again] == [r["id"] for r in reviews]
+        response = await client2.post(f"/reviews/{reviews[1]['id']}/approve", json={"reviewer": "ana"})
+        assert response.status_code == 200
+        (msg,) = await _outputs(harness, slug, 1)
+        assert json.loads(msg.data)["claim_id"] == "r1"
+        assert msg.headers[envelope.EVENT_ID] == reviews[1]["event_id"]
+        assert len(await _wait_reviews(client2, 2)) == 2
+    with contextlib.suppress(Exception):
+        await worker2.stop()
