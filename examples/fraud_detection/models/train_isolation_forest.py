@@ -5,6 +5,10 @@ Run from the repository root with scikit-learn and skl2onnx installed (they are 
 
 The training data is synthetic and seeded, so the exported model is reproducible. Features, in input order:
 amount, hour, merchant_category, country_mismatch (all float32).
+
+The ONNX graph outputs ``label`` (1 normal, -1 anomaly) and ``scores`` (sklearn's ``decision_function``). The
+model's ``offset_`` is stored in the ONNX metadata as ``kumeo.score_offset`` so the MLModel agent can turn
+``scores`` back into the paper's anomaly score, ``-(scores + offset_) == -score_samples(x)`` in (0, 1].
 """
 
 from __future__ import annotations
@@ -33,6 +37,8 @@ def main() -> None:
     x = normal_transactions(rng, 4000)
     model = IsolationForest(n_estimators=60, max_samples=256, contamination=0.02, random_state=7).fit(x)
     onx = to_onnx(model, x[:1], target_opset={"": 17, "ai.onnx.ml": 3})
+    entry = onx.metadata_props.add()
+    entry.key, entry.value = "kumeo.score_offset", repr(float(model.offset_))
     out = HERE / "isolation_forest.onnx"
     out.write_bytes(onx.SerializeToString())
     print(f"wrote {out} ({out.stat().st_size} bytes), features: {', '.join(FEATURES)}")
