@@ -11,11 +11,13 @@ from kumeo_iac.compile._plan import (
     ConsumerPlan,
     EndpointPlan,
     KeyValuePlan,
+    NatsIdentity,
     Plan,
     RoutePlan,
     StreamPlan,
     WorkflowPlan,
 )
+from kumeo_iac.compile._security import derive_password, derive_passwords, render_nats_config
 from kumeo_iac.compile._settings import PlatformSettings
 
 __all__ = [
@@ -23,6 +25,7 @@ __all__ = [
     "ConsumerPlan",
     "EndpointPlan",
     "KeyValuePlan",
+    "NatsIdentity",
     "Plan",
     "PlatformSettings",
     "RoutePlan",
@@ -31,7 +34,10 @@ __all__ = [
     "WorkflowPlan",
     "bucket_name",
     "compile_program",
+    "derive_password",
+    "derive_passwords",
     "dns_name",
+    "render_nats_config",
     "slugify",
     "stream_name",
 ]

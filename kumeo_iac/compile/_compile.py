@@ -40,6 +40,8 @@ from kumeo_iac.compile._plan import (
     StreamPlan,
     WorkflowPlan,
 )
+from kumeo_iac.compile._observability import observability_objects
+from kumeo_iac.compile._security import agent_identity
 from kumeo_iac.compile._settings import IMAGE_CLASS_KEYS, PlatformSettings
 from kumeo_iac.compile._values import compile_error, duration_seconds, to_json
 from kumeo_iac.errors import KumeoCompileError, SourceSpan
@@ -295,6 +297,7 @@ class _WorkflowPlanner:
         buckets = self._key_values()
         bucket_names = {kv.purpose: kv.bucket for kv in buckets}
         agents = [self._agent(agent_id, registry, routed_to, fallback_to, bucket_names) for agent_id in order]
+        agents = [dataclasses.replace(a, identity=agent_identity(self.slug, a, buckets)) for a in agents]
         plan = WorkflowPlan(
             name=self.wf.name,
             slug=self.slug,
@@ -328,7 +331,8 @@ class _WorkflowPlanner:
                 bucket, description=f"Kumeo {self.wf.name}: partial joins by event id", ttl=ttl, replicas=replicas)))
         reviews = [n.agent for n in nodes if isinstance(n.agent, HumanReview)]
         if reviews:
-            ttl = max(self._review_timeout(a) for a in reviews)
+            # Twice the longest review timeout: a review must outlive its deadline and an escalation round.
+            ttl = 2 * max(self._review_timeout(a) for a in reviews)
             bucket = bucket_name(self.slug, "reviews")
             out.append(KeyValuePlan(bucket, "reviews", key_value_config(
                 bucket, description=f"Kumeo {self.wf.name}: events waiting for human review", ttl=ttl,
@@ -775,6 +779,7 @@ class _WorkflowPlanner:
             objects.append(k8s.autoscaler(
                 slug=self.slug, namespace=self.namespace, nats_url=self.nats_url, agent=agent, agent_dns=dns,
                 settings=self.settings, target_cpu=target_cpu, lag_threshold=lag))
+        objects += observability_objects(plan, self.settings)
         return k8s.apply_order(objects)
 
 

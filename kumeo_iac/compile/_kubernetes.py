@@ -16,6 +16,7 @@ from urllib.parse import urlsplit
 
 from kumeo_iac.compile._names import dns_name
 from kumeo_iac.compile._plan import AgentPlan, EndpointPlan
+from kumeo_iac.compile._security import credentials_secret_name, identity_env, tls_mount
 from kumeo_iac.compile._settings import PlatformSettings
 
 HTTP_PORT = 8080
@@ -97,6 +98,15 @@ def _secret_env(settings: PlatformSettings) -> list[dict[str, Any]]:
     return env
 
 
+#: The workflow's scaling bounds on every Deployment and autoscaler, for policies (replicas within bounds).
+MIN_REPLICAS_ANNOTATION = "kumeo.dev/min-replicas"
+MAX_REPLICAS_ANNOTATION = "kumeo.dev/max-replicas"
+
+
+def scaling_annotations(agent: AgentPlan) -> dict[str, str]:
+    return {MIN_REPLICAS_ANNOTATION: str(agent.replicas), MAX_REPLICAS_ANNOTATION: str(agent.max_replicas)}
+
+
 def agent_objects(
     *,
     slug: str,
@@ -147,6 +157,13 @@ def agent_objects(
             }})
     if agent.kind in ("LLM", "Custom"):
         env += _secret_env(settings)
+    if settings.nats_auth and agent.identity is not None:
+        env += identity_env(agent.identity, credentials_secret_name(slug, agent_dns))
+    if settings.nats_tls:
+        tls_env, tls_volume_mount, tls_volume = tls_mount(settings.nats_tls)
+        env += tls_env
+        volume_mounts.append(tls_volume_mount)
+        volumes.append(tls_volume)
 
     container_security = {
         "allowPrivilegeEscalation": False,
@@ -177,7 +194,7 @@ def agent_objects(
     objects.append({
         "apiVersion": "apps/v1",
         "kind": "Deployment",
-        "metadata": _meta(name, namespace, lbl),
+        "metadata": _meta(name, namespace, lbl, scaling_annotations(agent)),
         "spec": {
             "replicas": agent.replicas,
             "selector": {"matchLabels": selector},
@@ -276,7 +293,7 @@ def autoscaler(
         return {
             "apiVersion": "autoscaling/v2",
             "kind": "HorizontalPodAutoscaler",
-            "metadata": _meta(name, namespace, lbl),
+            "metadata": _meta(name, namespace, lbl, scaling_annotations(agent)),
             "spec": {
                 "scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": name},
                 "minReplicas": agent.replicas,
@@ -305,7 +322,8 @@ def autoscaler(
     return {
         "apiVersion": "keda.sh/v1alpha1",
         "kind": "ScaledObject",
-        "metadata": _meta(name, namespace, lbl, {"kumeo.dev/depends-on": depends} if depends else None),
+        "metadata": _meta(name, namespace, lbl, {**scaling_annotations(agent),
+                                                  **({"kumeo.dev/depends-on": depends} if depends else {})}),
         "spec": {
             "scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": name},
             "minReplicaCount": agent.replicas,

@@ -64,6 +64,21 @@ class EndpointPlan:
 
 
 @dataclasses.dataclass(frozen=True)
+class NatsIdentity:
+    """An agent's own NATS user and the subjects it may use, nothing more (see ``kumeo_iac.compile._security``).
+
+    ``publish``/``subscribe`` are allow lists (sorted); the server denies everything else. ``inbox_prefix`` is the
+    agent's private reply prefix: its pull requests, JetStream API replies and publish acks arrive there, and no
+    other user may subscribe to it. The password is never in the Plan: compile names only the Secret holding it.
+    """
+
+    user: str
+    publish: list[str]
+    subscribe: list[str]
+    inbox_prefix: str
+
+
+@dataclasses.dataclass(frozen=True)
 class AgentPlan:
     """Everything one agent's worker needs, and what its Kubernetes objects are made from."""
 
@@ -93,6 +108,8 @@ class AgentPlan:
     #: ``inputs`` keeps one subject per part; an input written as ``source`` over two sources, an expression
     #: (``"a ?? b"``), a Router route or a fallback hand-off gives a part several subjects, listed here.
     input_bindings: list[dict[str, Any]] = dataclasses.field(default_factory=list)
+    #: The agent's NATS user and permissions (None in Plans written before identities existed).
+    identity: NatsIdentity | None = None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -152,6 +169,7 @@ class Plan:
                             **a,
                             "routes": [RoutePlan(**r) for r in a["routes"]],
                             "consumers": [ConsumerPlan(**c) for c in a["consumers"]],
+                            "identity": NatsIdentity(**a["identity"]) if a.get("identity") else None,
                         }
                     )
                 )

@@ -52,3 +52,19 @@ class PlatformSettings:
     default_lag_threshold: int = 100
     #: CPU utilisation percent the HPA targets when `deployment.scaling.target_cpu` is not given.
     default_target_cpu: int = 70
+    #: Per-agent NATS users: each Deployment reads NATS_USER (a value) and NATS_PASSWORD (``secretKeyRef`` to the
+    #: Secret ``<slug>-<agent>-nats``, key ``password``) and uses its own inbox prefix. The deployer creates the
+    #: Secrets (the Workflow component does when ``kumeo:natsAuthSeed`` is set) and the server's authorization
+    #: block (``kumeo_iac.compile.render_nats_config``). Identities are in the Plan either way.
+    nats_auth: bool = False
+    #: TLS to NATS: ``{"secret": NAME}`` mounts that Secret (keys ``ca.crt``, ``tls.crt``, ``tls.key`` unless
+    #: ``ca``/``cert``/``key`` name others; ``cert`` and ``key`` may be ``""`` when the server does not verify
+    #: clients) at /etc/kumeo/nats-tls and sets NATS_TLS_CA/NATS_TLS_CERT/NATS_TLS_KEY. Workers always verify
+    #: the server's certificate against that CA.
+    nats_tls: Mapping[str, Any] | None = None
+    #: Add a Prometheus Operator PodMonitor (``monitoring.coreos.com/v1``) per workflow scraping every agent's
+    #: ``/metrics``; pods carry ``prometheus.io/*`` annotations either way (see ``_observability.py``).
+    pod_monitor: bool = False
+    #: Extra labels on the PodMonitor and the Grafana dashboard ConfigMap (e.g. ``{"release": "prometheus"}`` for
+    #: a Prometheus Operator that selects monitors by label).
+    monitoring_labels: Mapping[str, str] = dataclasses.field(default_factory=dict)

@@ -2,7 +2,9 @@
 
 Keys: ``namespace``, ``natsUrl`` (what agents connect to in the cluster), ``jetstreamUrl`` (what the deployer's
 machine reaches to create streams; defaults to ``natsUrl``), ``imageRegistry``, ``keda`` (bool), ``createNamespace``
-(bool), ``manageJetStream`` (bool), ``natsToken`` (secret), and API keys as Pulumi secrets: the well-known ones below, plus any others as a
+(bool), ``manageJetStream`` (bool), ``buildImages`` (bool: build agent images and pin Deployments to them),
+``pushImages`` (bool), ``natsToken`` (secret), ``natsAuthSeed`` (secret: per-agent NATS users, see
+docs/security.md), ``natsTlsSecret`` (the Secret with the NATS CA and client certificate), and API keys as Pulumi secrets: the well-known ones below, plus any others as a
 secret object ``kumeo:secrets`` (``pulumi config set --secret --path 'kumeo:secrets.MY_TOKEN' …``).
 """
 
@@ -35,9 +37,18 @@ class StackConfig:
     keda: bool | None = None
     create_namespace: bool | None = None
     manage_jetstream: bool | None = None
+    #: Build one image per image class and pin Deployments to it (``kumeo:buildImages``).
+    build_images: bool | None = None
+    #: Push the images the component builds (``kumeo:pushImages``).
+    push_images: bool | None = None
     #: A NATS auth token for creating streams (``pulumi config set --secret kumeo:natsToken …``).
     nats_token: pulumi.Output[str] | None = None
     secrets: dict[str, pulumi.Output[str]] = dataclasses.field(default_factory=dict)
+    #: The seed every NATS password is derived from (``pulumi config set --secret kumeo:natsAuthSeed …``); when
+    #: set, each agent connects as its own NATS user and the deployer as ``kumeo-deployer``.
+    nats_auth_seed: pulumi.Output[str] | None = None
+    #: The Secret (ca.crt, tls.crt, tls.key) agents use for TLS to NATS.
+    nats_tls_secret: str | None = None
 
 
 def read_stack_config() -> StackConfig:
@@ -70,6 +81,10 @@ def read_stack_config() -> StackConfig:
         keda=config.get_bool("keda"),
         create_namespace=config.get_bool("createNamespace"),
         manage_jetstream=config.get_bool("manageJetStream"),
+        build_images=config.get_bool("buildImages"),
+        push_images=config.get_bool("pushImages"),
         nats_token=config.get_secret("natsToken"),
+        nats_auth_seed=config.get_secret("natsAuthSeed"),
+        nats_tls_secret=config.get("natsTlsSecret"),
         secrets=secrets,
     )

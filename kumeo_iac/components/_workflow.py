@@ -59,6 +59,9 @@ class WorkflowArgs:
     strict_files: bool = True
     #: A Plan computed elsewhere; skips validation and compilation.
     plan: Plan | WorkflowPlan | None = None
+    #: Build one image per image class the agents use (True, or a ``kumeo_iac.images.ImageBuild``) and pin the
+    #: Deployments to ``repository:tag@sha256:…``. Config: ``kumeo:buildImages`` (and ``kumeo:pushImages``).
+    build_images: Any = None
 
 
 _ARG_FIELDS = frozenset(f.name for f in dataclasses.fields(WorkflowArgs))
@@ -117,20 +120,25 @@ class Workflow(pulumi.ComponentResource):
         #: JetStream resources by Plan key (``stream/<name>``, ``consumer/<stream>/<durable>``, ``kv/<bucket>``).
         self.jetstream: dict[str, pulumi.Resource] = {}
         if _first(args.manage_jetstream, config.manage_jetstream, True):
-            token = config.nats_token
+            auth: dict[str, Any] = {"token": config.nats_token}
+            if config.nats_auth_seed is not None:  # per-agent users: the deployer has a user of its own too
+                from kumeo_iac.compile._security import DEPLOYER_USER, derive_password
+
+                auth = {"user": DEPLOYER_USER, "password": pulumi.Output.secret(
+                    config.nats_auth_seed.apply(lambda seed: derive_password(seed, DEPLOYER_USER)))}
             for s in plan.streams:
                 self.jetstream[f"stream/{s.name}"] = _jetstream.stream(
-                    f"{resource_name}-stream-{s.name}", s, jetstream_url, child(), token=token
+                    f"{resource_name}-stream-{s.name}", s, jetstream_url, child(), **auth
                 )
             for kv in plan.key_values:
                 self.jetstream[f"kv/{kv.bucket}"] = _jetstream.key_value(
-                    f"{resource_name}-kv-{kv.bucket}", kv, jetstream_url, child(), token=token
+                    f"{resource_name}-kv-{kv.bucket}", kv, jetstream_url, child(), **auth
                 )
             for c in plan.consumers:
                 stream = self.jetstream.get(f"stream/{c.stream}")
                 self.jetstream[f"consumer/{c.stream}/{c.durable}"] = _jetstream.consumer(
                     f"{resource_name}-consumer-{c.stream}-{c.durable}", c, jetstream_url, child(stream),
-                    stream=stream, token=token,
+                    stream=stream, **auth,
                 )
 
         # -- Kubernetes -------------------------------------------------------------------------------------------
@@ -145,6 +153,15 @@ class Workflow(pulumi.ComponentResource):
             )
             self.kubernetes["Namespace"] = namespace_resource
 
+        # -- images (opt-in) --------------------------------------------------------------------------------------
+        #: Image resources by image class (``base``, ``ml``, ``llm``) with their repository, when built here.
+        self.images: dict[str, tuple[pulumi.Resource, str]] = {}
+        if _first(args.build_images, config.build_images, False):
+            from kumeo_iac.components._images import image_build, pin_image, workflow_images
+
+            build = image_build(_first(args.build_images, config.build_images), config.push_images)
+            self.images = workflow_images(resource_name, plan, build, args.base_dir, child())
+
         objects = list(plan.kubernetes)
         files = _files_config_map(plan, args.base_dir, labels)
         if files is not None:
@@ -152,6 +169,7 @@ class Workflow(pulumi.ComponentResource):
         secrets = {**config.secrets, **dict(args.secrets)}
         if secrets:
             objects = _with_secrets(plan, objects, secrets, labels)
+        objects = _with_nats_credentials(plan, objects, config.nats_auth_seed, labels)
 
         for obj in objects:
             metadata = obj.get("metadata") or {}
@@ -164,6 +182,9 @@ class Workflow(pulumi.ComponentResource):
                         "declare; recompile the workflow"
                     )
                 depends_on.append(self.jetstream[dependency])
+            if self.images:
+                obj, image = pin_image(plan, obj, self.images)
+                depends_on.append(image)
             key = f"{obj['kind']}/{metadata.get('name')}"
             self.kubernetes[key] = kubernetes_resource(
                 f"{resource_name}-{_kind_slug(obj['kind'])}-{metadata.get('name')}",
@@ -274,6 +295,8 @@ def _plan_for(
         image_registry=_first(args.image_registry, config.image_registry),
         keda_enabled=_first(args.keda, config.keda),
         secrets=_secret_refs(program, args, config),
+        nats_auth=True if config.nats_auth_seed is not None else None,
+        nats_tls={"secret": config.nats_tls_secret} if config.nats_tls_secret else None,
     )
     plan = compile_program(program, base_dir=Path(base_dir) if base_dir else None, settings=platform)
     return _select(plan, args.workflow or (program.workflows[0].name if len(program.workflows) == 1 else None))
@@ -498,6 +521,46 @@ def _with_secret_env(obj: dict[str, Any], name: str, keys: list[str]) -> dict[st
             {"name": k, "valueFrom": {"secretKeyRef": {"name": name, "key": k}}} for k in keys if k not in names
         )
     return obj
+
+
+def _with_nats_credentials(
+    plan: WorkflowPlan, objects: list[dict[str, Any]], seed: pulumi.Output[str] | None, labels: dict[str, str]
+) -> list[dict[str, Any]]:
+    """Add one Secret per agent holding its NATS password, derived from ``kumeo:natsAuthSeed``, before its pods.
+
+    The Deployments compiled with ``nats_auth`` read ``NATS_PASSWORD`` from ``<slug>-<agent>-nats``; the values
+    are Pulumi secrets (encrypted in state, masked in previews) and never reach the Plan.
+    """
+    wanted: list[tuple[str, str]] = []  # (secret name, NATS user)
+    for obj in objects:
+        if obj.get("kind") != "Deployment":
+            continue
+        for c in obj["spec"]["template"]["spec"].get("containers", []):
+            env = {e.get("name"): e for e in c.get("env") or []}
+            ref = ((env.get("NATS_PASSWORD") or {}).get("valueFrom") or {}).get("secretKeyRef")
+            if ref and "value" in (env.get("NATS_USER") or {}):
+                wanted.append((ref["name"], env["NATS_USER"]["value"]))
+    if not wanted:
+        return objects
+    if seed is None:
+        raise KumeoDeployError(
+            f"workflow {plan.name!r} was compiled with per-agent NATS users (nats_auth) but no seed to derive their "
+            "passwords from; run `pulumi config set --secret kumeo:natsAuthSeed \"$(openssl rand -base64 32)\"`"
+        )
+    from kumeo_iac.compile._security import PASSWORD_KEY, derive_password
+
+    at = next((i for i, o in enumerate(objects) if o.get("kind") == "Deployment"), len(objects))
+    result = objects[:at]
+    for name, user in sorted(set(wanted)):
+        result.append({
+            "apiVersion": "v1",
+            "kind": "Secret",
+            "metadata": {"name": name, "namespace": plan.namespace,
+                         "labels": {**labels, "app.kubernetes.io/name": name}},
+            "type": "Opaque",
+            "stringData": {PASSWORD_KEY: pulumi.Output.secret(seed.apply(lambda s, u=user: derive_password(s, u)))},
+        })
+    return result + objects[at:]
 
 
 def _subjects(plan: WorkflowPlan) -> dict[str, Any]:

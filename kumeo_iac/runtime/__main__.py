@@ -6,7 +6,9 @@
                                 [--health-port 8080] [--base-dir DIR]
 
 ``NATS_URL``, ``KUMEO_AGENT``, ``KUMEO_WORKFLOW``, ``KUMEO_PLAN`` and ``KUMEO_HEALTH_PORT`` provide defaults, so
-a Deployment only mounts the Plan's ConfigMap and sets a few variables. SIGTERM (or SIGINT) stops fetching, lets
+a Deployment only mounts the Plan's ConfigMap and sets a few variables. The agent's NATS identity comes from
+``NATS_USER``/``NATS_PASSWORD`` (or ``NATS_TOKEN``, ``NATS_CREDS``), ``NATS_INBOX_PREFIX`` and, for TLS,
+``NATS_TLS_CA``/``NATS_TLS_CERT``/``NATS_TLS_KEY`` (see docs/security.md). SIGTERM (or SIGINT) stops fetching, lets
 in-flight events finish and be acked, drains the connection and exits 0; a worker that cannot start exits 1
 with one line on stderr saying why.
 """
@@ -20,7 +22,9 @@ import logging
 import os
 import signal
 import sys
+from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 from kumeo_iac.errors import KumeoError
 
@@ -42,6 +46,31 @@ def _parser() -> argparse.ArgumentParser:
                         help="run this RuntimeAgent ('module:Class') instead of the kind's own implementation")
     parser.add_argument("--log-level", default=env("KUMEO_LOG_LEVEL", "INFO"))
     return parser
+
+
+def nats_connect_options(env: Mapping[str, str]) -> dict[str, Any]:
+    """The worker's NATS credentials, inbox prefix and TLS context, from its environment (empty values ignored)."""
+    options: dict[str, Any] = {}
+    for var, option in (("NATS_USER", "user"), ("NATS_PASSWORD", "password"), ("NATS_TOKEN", "token"),
+                        ("NATS_CREDS", "creds_file"), ("NATS_INBOX_PREFIX", "inbox_prefix")):
+        if env.get(var):
+            options[option] = env[var]
+    ca, cert, key = env.get("NATS_TLS_CA"), env.get("NATS_TLS_CERT"), env.get("NATS_TLS_KEY")
+    if ca or cert:
+        import ssl
+
+        if cert and not key:
+            raise KumeoError("NATS_TLS_CERT is set but NATS_TLS_KEY is not; give the client key too")
+        try:
+            context = ssl.create_default_context(ssl.Purpose.SERVER_AUTH, cafile=ca or None)
+            if cert:
+                context.load_cert_chain(cert, key)
+        except (OSError, ssl.SSLError) as exc:
+            raise KumeoError(f"cannot load the NATS TLS files (NATS_TLS_CA/CERT/KEY): {exc}") from exc
+        options["tls"] = context
+        if env.get("NATS_TLS_HOSTNAME"):
+            options["tls_hostname"] = env["NATS_TLS_HOSTNAME"]
+    return options
 
 
 def _load_agent_class(target: str) -> type:
@@ -99,6 +128,7 @@ async def _main(args: argparse.Namespace) -> int:
         agent,
         batch_size=args.batch_size,
         health_port=None if args.health_port < 0 else args.health_port,
+        connect_options=nats_connect_options(os.environ),
     )
 
     loop = asyncio.get_running_loop()

@@ -2,7 +2,9 @@
 
 The async core (``ensure_stream``, ``ensure_consumer``, ``ensure_key_value``, ``connect``, …) needs only nats-py and
 is what ``kumeo run`` uses. The Pulumi resources (``Stream``, ``Consumer``, ``KeyValue`` and their providers) are
-imported on first use, so the local runner never pays for importing Pulumi.
+imported on first use, so the local runner never pays for importing Pulumi. ``Image`` (a container image built
+through the Docker Engine API, tagged with its context's content hash) is the one resource that is not JetStream; it
+needs the docker SDK.
 """
 
 from __future__ import annotations
@@ -10,6 +12,7 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING, Any
 
+from kumeo_providers._audit import AUDIT_STREAM, AUDIT_SUBJECT, read_audit
 from kumeo_providers._jetstream import (
     ConfigFieldError,
     Outcome,
@@ -36,6 +39,7 @@ from kumeo_providers._jetstream import (
 
 if TYPE_CHECKING:
     from kumeo_providers.consumer import CONSUMER_REPLACE_FIELDS, Consumer, ConsumerArgs, ConsumerProvider
+    from kumeo_providers.image import IMAGE_REPLACE_FIELDS, Image, ImageArgs, ImageProvider
     from kumeo_providers.key_value import KEY_VALUE_REPLACE_FIELDS, KeyValue, KeyValueArgs, KeyValueProvider
     from kumeo_providers.stream import STREAM_REPLACE_FIELDS, Stream, StreamArgs, StreamProvider
 
@@ -52,16 +56,26 @@ _PULUMI_EXPORTS = {
     "KeyValueArgs": "key_value",
     "KeyValueProvider": "key_value",
     "KEY_VALUE_REPLACE_FIELDS": "key_value",
+    "Image": "image",
+    "ImageArgs": "image",
+    "ImageProvider": "image",
+    "IMAGE_REPLACE_FIELDS": "image",
 }
 
 __all__ = [
+    "AUDIT_STREAM",
+    "AUDIT_SUBJECT",
     "CONSUMER_REPLACE_FIELDS",
+    "IMAGE_REPLACE_FIELDS",
     "KEY_VALUE_REPLACE_FIELDS",
     "STREAM_REPLACE_FIELDS",
     "ConfigFieldError",
     "Consumer",
     "ConsumerArgs",
     "ConsumerProvider",
+    "Image",
+    "ImageArgs",
+    "ImageProvider",
     "KeyValue",
     "KeyValueArgs",
     "KeyValueProvider",
@@ -85,6 +99,7 @@ __all__ = [
     "key_value_config_from_stream",
     "key_value_config_to_inputs",
     "key_value_stream_name",
+    "read_audit",
     "stream_config_from_inputs",
     "stream_config_to_inputs",
     "with_jetstream",

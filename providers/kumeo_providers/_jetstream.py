@@ -9,8 +9,9 @@ reads; Pulumi hands its ints back as floats, and the ``from`` direction turns th
 
 The server decides what "differs" means: creating a stream that exists with the same configuration succeeds, a
 different one is refused with err_code 10058, and only then is the stream updated. Every ensure function logs its
-outcome (created, updated or unchanged) on the ``kumeo_providers.jetstream`` logger; that is also where a deploy
-audit record belongs.
+outcome (created, updated or unchanged) on the ``kumeo_providers.jetstream`` logger, and reports every change
+(created, updated, deleted) to :func:`kumeo_providers._audit.record_change`, which records it on the KUMEO_AUDIT
+stream while a provider has auditing on (:func:`kumeo_providers._audit.auditing`).
 """
 
 from __future__ import annotations
@@ -230,7 +231,8 @@ async def ensure_stream(js: JetStreamContext, config: StreamConfig) -> StreamInf
 
 async def _ensure_stream(js: JetStreamContext, config: StreamConfig) -> tuple[StreamInfo, Outcome]:
     name = _require_name(config.name, "stream", "name")
-    existed = await find_stream(js, name) is not None
+    before = await find_stream(js, name)
+    existed = before is not None
     try:
         info = await js.add_stream(config)
         outcome = Outcome.UNCHANGED if existed else Outcome.CREATED
@@ -245,11 +247,13 @@ async def _ensure_stream(js: JetStreamContext, config: StreamConfig) -> tuple[St
     except (TimeoutError, nats.errors.Error) as exc:
         raise _deploy_error("create", "stream", name, exc) from exc
     _log.info("stream %s %s", name, outcome.value)
+    await _audit(outcome, "stream", name, before.config if before else None, config if not existed else info.config)
     return info, outcome
 
 
 async def delete_stream(js: JetStreamContext, name: str) -> bool:
     """Delete the stream and every message and consumer in it; return False when it did not exist."""
+    before = await find_stream(js, name) if _auditing() else None
     try:
         deleted = bool(await js.delete_stream(name))
     except NotFoundError:
@@ -257,6 +261,7 @@ async def delete_stream(js: JetStreamContext, name: str) -> bool:
     except (TimeoutError, APIError, nats.errors.Error) as exc:
         raise _deploy_error("delete", "stream", name, exc) from exc
     _log.info("stream %s deleted", name)
+    await _audit_delete("stream", name, before.config if before else None)
     return deleted
 
 
@@ -303,11 +308,14 @@ async def _ensure_consumer(js: JetStreamContext, stream: str, config: ConsumerCo
     else:
         outcome = Outcome.UPDATED
     _log.info("consumer %s %s", where, outcome.value)
+    await _audit(outcome, "consumer", where, before.config if before else None,
+                 config if before is None else info.config)
     return info, outcome
 
 
 async def delete_consumer(js: JetStreamContext, stream: str, durable: str) -> bool:
     """Delete the consumer; return False when it (or its stream) did not exist."""
+    before = await find_consumer(js, stream, durable) if _auditing() else None
     try:
         deleted = bool(await js.delete_consumer(stream, durable))
     except NotFoundError:
@@ -315,6 +323,7 @@ async def delete_consumer(js: JetStreamContext, stream: str, durable: str) -> bo
     except (TimeoutError, APIError, nats.errors.Error) as exc:
         raise _deploy_error("delete", "consumer", f"{stream}/{durable}", exc) from exc
     _log.info("consumer %s/%s deleted", stream, durable)
+    await _audit_delete("consumer", f"{stream}/{durable}", before.config if before else None)
     return deleted
 
 
@@ -387,6 +396,8 @@ async def _ensure_key_value(js: JetStreamContext, config: KeyValueConfig) -> tup
                 raise _deploy_error("update", "key-value bucket", bucket, exc) from exc
             outcome = Outcome.UPDATED
     _log.info("key-value bucket %s %s", bucket, outcome.value)
+    await _audit(outcome, "key-value bucket", bucket, key_value_config_from_stream(live.config) if live else None,
+                 config if live is None else key_value_config_from_stream(info.config))
     return info, outcome
 
 
@@ -412,6 +423,7 @@ def _key_value_stream_update(live: StreamConfig, config: KeyValueConfig) -> Stre
 
 async def delete_key_value(js: JetStreamContext, bucket: str) -> bool:
     """Delete the bucket and every key in it; return False when it did not exist."""
+    before = await find_key_value(js, bucket) if _auditing() else None
     try:
         deleted = bool(await js.delete_key_value(bucket))
     except NotFoundError:
@@ -419,7 +431,32 @@ async def delete_key_value(js: JetStreamContext, bucket: str) -> bool:
     except (TimeoutError, APIError, nats.errors.Error) as exc:
         raise _deploy_error("delete", "key-value bucket", bucket, exc) from exc
     _log.info("key-value bucket %s deleted", bucket)
+    await _audit_delete("key-value bucket", bucket, key_value_config_from_stream(before.config) if before else None)
     return deleted
+
+
+# -- audit ------------------------------------------------------------------------------------------------------
+
+_ACTIONS = {Outcome.CREATED: "create", Outcome.UPDATED: "update"}
+
+
+def _auditing() -> bool:
+    from kumeo_providers._audit import is_auditing
+
+    return is_auditing()
+
+
+async def _audit(outcome: Outcome, kind: str, name: str, before: Any, after: Any) -> None:
+    if outcome in _ACTIONS:
+        from kumeo_providers._audit import record_change
+
+        await record_change(kind, _ACTIONS[outcome], name, None if outcome is Outcome.CREATED else before, after)
+
+
+async def _audit_delete(kind: str, name: str, before: Any) -> None:
+    from kumeo_providers._audit import record_change
+
+    await record_change(kind, "delete", name, before, None)
 
 
 # -- errors -----------------------------------------------------------------------------------------------------

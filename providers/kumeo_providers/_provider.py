@@ -29,6 +29,7 @@ from pulumi.dynamic import (
 from pulumi.runtime.rpc import UNKNOWN, is_rpc_secret, unwrap_rpc_secret
 
 from kumeo_iac.errors import KumeoDeployError
+from kumeo_providers._audit import auditing
 from kumeo_providers._jetstream import (
     ConfigFieldError,
     canonical_inputs,
@@ -211,12 +212,12 @@ class JetStreamProvider(ResourceProvider):
 
     def create(self, props: dict[str, Any]) -> CreateResult:
         inputs = self._inputs(props)
-        identity, live = run_sync(lambda: self._with_js(inputs, lambda js: self.apply(js, inputs)))
+        identity, live = run_sync(lambda: self._with_js(inputs, lambda js: self.apply(js, inputs), audit=True))
         return CreateResult(self.resource_id(inputs), self._outputs(inputs, inputs["config"], live, identity))
 
     def update(self, _id: str, _olds: dict[str, Any], news: dict[str, Any]) -> UpdateResult:
         inputs = self._inputs(news)
-        identity, live = run_sync(lambda: self._with_js(inputs, lambda js: self.apply(js, inputs)))
+        identity, live = run_sync(lambda: self._with_js(inputs, lambda js: self.apply(js, inputs), audit=True))
         return UpdateResult(self._outputs(inputs, inputs["config"], live, identity))
 
     def read(self, id_: str, props: dict[str, Any]) -> ReadResult:
@@ -244,7 +245,7 @@ class JetStreamProvider(ResourceProvider):
 
     def delete(self, _id: str, props: dict[str, Any]) -> None:
         inputs = self._inputs(props)
-        run_sync(lambda: self._with_js(inputs, lambda js: self.remove(js, inputs)))
+        run_sync(lambda: self._with_js(inputs, lambda js: self.remove(js, inputs), audit=True))
 
     # -- internals -------------------------------------------------------------------------------------------
 
@@ -258,14 +259,22 @@ class JetStreamProvider(ResourceProvider):
         inputs["config"] = canonical_inputs(dict(raw))
         return inputs
 
-    async def _with_js(self, inputs: Mapping[str, Any], action: Callable[[JetStreamContext], Awaitable[_R]]) -> _R:
+    async def _with_js(
+        self, inputs: Mapping[str, Any], action: Callable[[JetStreamContext], Awaitable[_R]], *, audit: bool = False
+    ) -> _R:
+        """Connect and run ``action``; with ``audit``, every change it makes is recorded on KUMEO_AUDIT."""
         url = inputs.get("server_url")
         if not url:
             raise KumeoDeployError(f"a {self.kind} needs server_url, e.g. 'nats://127.0.0.1:4222'")
         timeout = inputs.get("connect_timeout_s") or DEFAULT_CONNECT_TIMEOUT_S
+
+        async def audited(js: JetStreamContext) -> _R:
+            async with auditing(js, actor=f"pulumi:{self.kind}", server=str(url)):
+                return await action(js)
+
         return await with_jetstream(
             url,
-            action,
+            audited if audit else action,
             timeout_s=float(timeout),
             user=inputs.get("user"),
             password=inputs.get("password"),

@@ -11,7 +11,7 @@ import pytest
 from kumeo_iac.compile import AgentPlan, RoutePlan, WorkflowPlan
 from kumeo_iac.errors import KumeoRuntimeError, KumeoSyntaxError
 from kumeo_iac.runtime._agent import Event, EventRejected, RuntimeAgent
-from kumeo_iac.runtime.agents import KINDS, UnavailableAgent, agent_class, create_agent
+from kumeo_iac.runtime.agents import KINDS, agent_class, create_agent
 from kumeo_iac.runtime.agents import _common
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
@@ -418,20 +418,10 @@ def test_registry_maps_every_spec_kind() -> None:
 
 @pytest.mark.parametrize("kind", ["DataProcessor", "DataNormalizer", "MissingValueHandler", "Router",
                                   "DecisionMatrix", "RuleEngine", "MLModel", "BayesianNetwork",
-                                  "HumanReview", "HumanInLoop", "Custom"])
+                                  "HumanReview", "HumanInLoop", "Custom", "LLM"])
 def test_registry_resolves_implemented_kinds(kind: str) -> None:
     cls = agent_class(kind)
     assert issubclass(cls, RuntimeAgent) and cls.__module__.startswith("kumeo_iac.runtime.agents.")
-
-
-@pytest.mark.parametrize("kind", ["LLM"])
-async def test_unavailable_kind_fails_at_start(kind: str) -> None:
-    agent = make(kind, {})
-    assert isinstance(agent, UnavailableAgent)
-    canonical = "HumanReview" if kind == "HumanInLoop" else kind
-    message = f"^agent 'a': agent kind '{canonical}' is not available in this runtime yet$"
-    with pytest.raises(KumeoRuntimeError, match=message):
-        await agent.start()
 
 
 async def test_unknown_kind_fails_at_start() -> None:

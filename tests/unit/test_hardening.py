@@ -1,0 +1,191 @@
+"""Kubernetes hardening, checked on the rendered objects of every example (examples/**/*.kumeo) and scenario.
+
+For every pod: the restricted Pod Security Standard (non-root, seccomp RuntimeDefault, no privilege escalation,
+all capabilities dropped, read-only root filesystem, only restricted volume types, no host namespaces), resource
+requests and limits; for every agent: a NetworkPolicy allowing egress only to DNS, NATS and the HTTP endpoints it
+delivers to and ingress only on the metrics port, a ServiceAccount that mounts no token and no RBAC at all, and a
+PodDisruptionBudget. Each check also runs with per-agent NATS users, TLS and KEDA on, and those objects are
+validated against the Kubernetes 1.30 schema.
+"""
+
+from __future__ import annotations
+
+import json
+import runpy
+from pathlib import Path
+from urllib.parse import urlsplit
+
+import pytest
+
+from kumeo_iac.compile import PlatformSettings, compile_program
+from kumeo_iac.compile._kubernetes import HTTP_PORT
+
+ROOT = Path(__file__).resolve().parents[2]
+SCENARIOS = sorted(p for p in (ROOT / "tests" / "scenarios").iterdir() if p.is_dir() and not p.name.startswith(("_", ".")))
+EXAMPLES = sorted((ROOT / "examples").glob("**/*.kumeo"))
+SECURED = {"nats_auth": True, "nats_tls": {"secret": "nats-client-tls"}}
+RESTRICTED_VOLUMES = {"configMap", "secret", "emptyDir", "persistentVolumeClaim", "projected", "downwardAPI",
+                      "csi", "ephemeral"}
+RBAC_KINDS = {"Role", "RoleBinding", "ClusterRole", "ClusterRoleBinding"}
+
+
+def _program(source: Path):
+    if source.suffix == ".kumeo":
+        from kumeo_iac.lang import parse_file
+
+        result = parse_file(source)
+        assert result.ok, [d.format() for d in result.diagnostics]
+        return result.program, source.parent, {}
+    settings_file = source / "settings.json"
+    settings = json.loads(settings_file.read_text()) if settings_file.exists() else {}
+    if (source / "workflow.kumeo").exists():
+        program, _, _ = _program(source / "workflow.kumeo")
+        return program, source, settings
+    return runpy.run_path(str(source / "program.py"))["PROGRAM"], source, settings
+
+
+CASES = [(f"example:{p.relative_to(ROOT)}", p) for p in EXAMPLES] + [(f"scenario:{d.name}", d) for d in SCENARIOS]
+VARIANTS = {"default": {}, "secured": SECURED, "secured-keda": {**SECURED, "keda_enabled": True}}
+
+
+def _plans():
+    for label, source in CASES:
+        program, base, settings = _program(source)
+        for variant, extra in VARIANTS.items():
+            plan = compile_program(program, base_dir=base, settings=PlatformSettings(**{**settings, **extra}))
+            for wf in plan.workflows:
+                yield f"{label}[{variant}]", wf
+
+
+PLANS = list(_plans())
+IDS = [label for label, _ in PLANS]
+
+
+def _objects(wf, kind):
+    return [o for o in wf.kubernetes if o["kind"] == kind]
+
+
+def _pods(wf):
+    return [(d["metadata"]["name"], d["spec"]["template"]["spec"]) for d in _objects(wf, "Deployment")]
+
+
+def test_every_example_and_scenario_is_covered():
+    assert len(EXAMPLES) >= 2 and len(SCENARIOS) >= 5
+    assert all(_objects(wf, "Deployment") for _, wf in PLANS)
+
+
+@pytest.mark.parametrize("label, wf", PLANS, ids=IDS)
+def test_every_pod_meets_the_restricted_pod_security_standard(label, wf):
+    for name, pod in _pods(wf):
+        where = f"{label} {name}"
+        assert pod["securityContext"]["runAsNonRoot"] is True, where
+        assert pod["securityContext"]["seccompProfile"] == {"type": "RuntimeDefault"}, where
+        assert pod["securityContext"].get("runAsUser", 1) != 0, where
+        for host in ("hostNetwork", "hostPID", "hostIPC"):
+            assert not pod.get(host), where
+        for volume in pod.get("volumes", []):
+            kinds = set(volume) - {"name"}
+            assert kinds <= RESTRICTED_VOLUMES, f"{where}: volume {volume['name']} is {kinds}"
+        for c in pod.get("initContainers", []) + pod["containers"]:
+            sc = c["securityContext"]
+            assert sc["allowPrivilegeEscalation"] is False, where
+            assert sc["readOnlyRootFilesystem"] is True, where
+            assert sc["runAsNonRoot"] is True and sc.get("runAsUser", 1) != 0, where
+            assert sc["capabilities"] == {"drop": ["ALL"]}, where  # nothing added back
+            assert not sc.get("privileged"), where
+            assert sc["seccompProfile"] == {"type": "RuntimeDefault"}, where
+            assert "hostPort" not in json.dumps(c.get("ports", [])), where
+
+
+@pytest.mark.parametrize("label, wf", PLANS, ids=IDS)
+def test_every_container_has_resource_requests_and_limits(label, wf):
+    for name, pod in _pods(wf):
+        for c in pod.get("initContainers", []) + pod["containers"]:
+            for part in ("requests", "limits"):
+                assert c["resources"][part].get("cpu") and c["resources"][part].get("memory"), f"{label} {name}"
+
+
+def _selector_of(obj):
+    return obj["spec"].get("podSelector", obj["spec"].get("selector", {})).get("matchLabels")
+
+
+@pytest.mark.parametrize("label, wf", PLANS, ids=IDS)
+def test_network_policies_allow_only_nats_dns_declared_endpoints_and_metrics(label, wf):
+    policies = {json.dumps(_selector_of(p), sort_keys=True): p for p in _objects(wf, "NetworkPolicy")}
+    nats_port = urlsplit(wf.nats_url if "://" in wf.nats_url else f"nats://{wf.nats_url}").port or 4222
+    http_targets = {t.subject: t for t in wf.targets if t.kind == "HTTP"}
+    for deployment in _objects(wf, "Deployment"):
+        selector = deployment["spec"]["selector"]["matchLabels"]
+        policy = policies.get(json.dumps(selector, sort_keys=True))
+        assert policy is not None, f"{label}: no NetworkPolicy selects {deployment['metadata']['name']}"
+        spec = policy["spec"]
+        assert sorted(spec["policyTypes"]) == ["Egress", "Ingress"]
+        for rule in spec["ingress"]:
+            assert rule["ports"] == [{"protocol": "TCP", "port": HTTP_PORT}], label
+        agent = wf.agent(next(e["value"] for e in deployment["spec"]["template"]["spec"]["containers"][0]["env"]
+                              if e["name"] == "KUMEO_AGENT"))
+        delivered = set(agent.target_subjects) | {r.subject for r in agent.routes}
+        allowed = {(53, "UDP"), (53, "TCP"), (nats_port, "TCP")}
+        for subject in delivered & set(http_targets):
+            address = urlsplit(http_targets[subject].address)
+            allowed.add((address.port or (443 if address.scheme == "https" else 80), "TCP"))
+        egress = {(p["port"], p["protocol"]) for rule in spec["egress"] for p in rule["ports"]}
+        assert egress <= allowed, f"{label} {agent.id}: egress {sorted(egress - allowed)} is more than it needs"
+        assert (nats_port, "TCP") in egress and (53, "UDP") in egress
+        assert all(rule.get("ports") for rule in spec["egress"]), "an egress rule without ports allows everything"
+
+
+@pytest.mark.parametrize("label, wf", PLANS, ids=IDS)
+def test_rbac_service_accounts_mount_no_token_and_agents_get_no_roles(label, wf):
+    assert not [o for o in wf.kubernetes if o["kind"] in RBAC_KINDS], f"{label}: agents need no Kubernetes API"
+    accounts = {a["metadata"]["name"]: a for a in _objects(wf, "ServiceAccount")}
+    for deployment in _objects(wf, "Deployment"):
+        pod = deployment["spec"]["template"]["spec"]
+        account = accounts.get(pod["serviceAccountName"])
+        assert account is not None, f"{label}: {pod['serviceAccountName']} is not created"
+        assert account["automountServiceAccountToken"] is False
+        assert pod["automountServiceAccountToken"] is False
+    assert len(accounts) == len(_objects(wf, "Deployment"))  # one identity per agent, shared by none
+
+
+@pytest.mark.parametrize("label, wf", PLANS, ids=IDS)
+def test_every_deployment_has_a_pod_disruption_budget(label, wf):
+    budgets = [json.dumps(_selector_of(b), sort_keys=True) for b in _objects(wf, "PodDisruptionBudget")]
+    for deployment in _objects(wf, "Deployment"):
+        selector = json.dumps(deployment["spec"]["selector"]["matchLabels"], sort_keys=True)
+        assert budgets.count(selector) == 1, f"{label} {deployment['metadata']['name']}"
+
+
+@pytest.mark.parametrize("label, wf", [(lbl, wf) for lbl, wf in PLANS if "[secured" in lbl],
+                         ids=[lbl for lbl in IDS if "[secured" in lbl])
+def test_secured_pods_read_their_own_credentials_and_tls_from_secrets(label, wf):
+    for deployment in _objects(wf, "Deployment"):
+        pod = deployment["spec"]["template"]["spec"]
+        env = {e["name"]: e for e in pod["containers"][0]["env"]}
+        agent = wf.agent(env["KUMEO_AGENT"]["value"])
+        assert env["NATS_USER"]["value"] == agent.identity.user
+        ref = env["NATS_PASSWORD"]["valueFrom"]["secretKeyRef"]
+        assert ref["key"] == "password" and ref["name"].endswith("-nats")
+        assert "value" not in env["NATS_PASSWORD"]
+        assert env["NATS_TLS_CA"]["value"].startswith("/etc/kumeo/nats-tls/")
+        (tls,) = [v for v in pod["volumes"] if v["name"] == "nats-tls"]
+        assert tls["secret"]["secretName"] == "nats-client-tls"
+    names = [json.dumps(d["spec"]["template"]["spec"]["containers"][0]["env"]) for d in _objects(wf, "Deployment")]
+    assert len(set(names)) == len(names)
+
+
+def test_secured_objects_are_valid_for_kubernetes_1_30():
+    kubernetes_validate = pytest.importorskip("kubernetes_validate")
+    checked = 0
+    for label, wf in PLANS:
+        if "[secured]" not in label:
+            continue
+        for obj in wf.kubernetes:
+            if obj["apiVersion"].startswith("keda.sh/") or obj["apiVersion"].startswith("monitoring.coreos.com/"):
+                continue
+            try:
+                kubernetes_validate.validate(json.loads(json.dumps(obj)), "1.30", strict=True)
+            except kubernetes_validate.ValidationError as exc:
+                pytest.fail(f"{label} {obj['kind']}/{obj['metadata']['name']}: {exc.message}")
+            checked += 1
+    assert checked
