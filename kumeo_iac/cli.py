@@ -1,4 +1,4 @@
-"""The ``kumeo`` command: check, format, draw, render and deploy `.kumeo` programs.
+"""The ``kumeo`` command: check, format, draw, render, run and deploy `.kumeo` programs.
 
 This module only declares the command line; each subcommand lives in ``kumeo_iac._cli.<module>`` and is imported
 when it runs, so ``kumeo check --help`` starts without loading Pulumi, nats, ONNX Runtime or pgmpy. Exit codes:
@@ -24,10 +24,13 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "graph": ("check", "run_graph"),
     "render": ("render", "run_render"),
     "run": ("run", "run_run"),
+    "send": ("run", "run_send"),
+    "tail": ("run", "run_tail"),
     "preview": ("deploy", "run_preview"),
     "up": ("deploy", "run_up"),
     "destroy": ("deploy", "run_destroy"),
     "new": ("deploy", "run_new"),
+    "dashboard": ("dashboard", "run_dashboard"),
     "docs": ("check", "run_docs"),
 }
 
@@ -73,10 +76,49 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("run", help="run a workflow locally on an embedded NATS server",
                        description="Run a workflow locally: publish input events and print every event that "
-                                   "reaches a target or a dead-letter subject as one JSON line on stdout.")
+                                   "reaches a target or a dead-letter subject as one JSON line on stdout "
+                                   '({"subject", "event_id", "data"}; dead letters add "error"). Progress goes '
+                                   "to stderr. Exits when the input is drained: every input event reached a "
+                                   "target or a dead-letter subject and no agent holds an event, or nothing "
+                                   "moved for a short quiet period.")
     p.add_argument("path", metavar="PATH", help="a .kumeo file")
-    p.add_argument("--input", metavar="EVENTS.jsonl", help="events to publish, one JSON object a line")
-    p.add_argument("--follow", action="store_true", help="keep running after the input is drained")
+    p.add_argument("--input", metavar="EVENTS.jsonl",
+                   help="events to publish, one JSON object a line ('-': standard input)")
+    p.add_argument("--follow", action="store_true",
+                   help="keep running after the input is drained, until Ctrl-C or SIGTERM")
+    p.add_argument("--processes", action="store_true",
+                   help="run each agent as its own process (python -m kumeo_iac.runtime), like pods")
+    p.add_argument("--nats", metavar="URL", help="use this NATS server instead of an embedded one")
+    p.add_argument("--timeout", metavar="SECONDS", type=float, default=60.0,
+                   help="give up (exit 1, naming the agents still holding events) if the input has not "
+                        "drained after this long (60)")
+    p.add_argument("--llm", choices=("local",), help="'local': run LLM agents on an embedded SmolLM2 server")
+    p.add_argument("--workflow", metavar="NAME", help="the workflow the input goes to (default: the first)")
+    p.add_argument("--source", metavar="ID",
+                   help="the source the input goes to, by id, address or subject (default: the first)")
+    p.add_argument("-v", "--verbose", action="store_true", help="log what the agents and adapters do")
+
+    p = sub.add_parser("send", help="publish events to a NATS subject",
+                       description="Publish events with the Kumeo envelope (Kumeo-Event-Id, Nats-Msg-Id, "
+                                   "traceparent): through JetStream when a stream captures SUBJECT, on core NATS "
+                                   "otherwise. Prints one JSON line per event sent.")
+    p.add_argument("subject", metavar="SUBJECT", help="the subject to publish to")
+    what = p.add_mutually_exclusive_group(required=True)
+    what.add_argument("--data", metavar="JSON", help="one event (a JSON object; an array sends each element)")
+    what.add_argument("--file", metavar="EVENTS.jsonl", help="events, one JSON object a line ('-': stdin)")
+    p.add_argument("--nats", metavar="URL", default=_nats_default(), help="the NATS server ($NATS_URL, else "
+                                                                         "nats://127.0.0.1:4222)")
+    p.add_argument("--event-id", metavar="ID", help="the event id (ID-1, ID-2… for several events); default: new")
+
+    p = sub.add_parser("tail", help="print the messages on NATS subjects as JSON lines",
+                       description='Print each message on the subjects as {"subject", "event_id", "data"} '
+                                   '(dead letters add "error"), one JSON line each, like `kumeo run`.')
+    p.add_argument("subjects", nargs="+", metavar="SUBJECT", help="subjects to watch (wildcards allowed)")
+    p.add_argument("--nats", metavar="URL", default=_nats_default(), help="the NATS server ($NATS_URL, else "
+                                                                         "nats://127.0.0.1:4222)")
+    p.add_argument("--count", metavar="N", type=int, help="exit after N messages")
+    p.add_argument("--timeout", metavar="SECONDS", type=float,
+                   help="exit after this long (1 if --count messages did not arrive by then)")
 
     for name, text in (("preview", "show what `up` would change"), ("up", "deploy with Pulumi"),
                        ("destroy", "remove a deployed stack")):
@@ -85,6 +127,33 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--stack", metavar="NAME", required=True, help="the Pulumi stack")
         p.add_argument("--config", metavar="KEY=VALUE", action="append", default=[], type=_key_value,
                        help="stack configuration (repeatable)")
+
+    p = sub.add_parser("dashboard", help="the web UI: live graph, inspector, reviews, code and visual editors",
+                       description="Serve the Kumeo web UI for PATH (a .kumeo file, or a directory of them) on this "
+                                   "machine: the workflow running on NATS (`kumeo run --follow`, or a cluster's), "
+                                   "its dead letters and review queue, and the editors. See docs/ui.md.")
+    p.add_argument("path", nargs="?", metavar="PATH", help="a .kumeo file or a directory (default: .)")
+    p.add_argument("--nats", metavar="URL", default=_nats_default(), help="the NATS server ($NATS_URL, else "
+                                                                         "nats://127.0.0.1:4222)")
+    p.add_argument("--port", type=int, default=8765, help="the HTTP port (8765; 0 picks a free one)")
+    p.add_argument("--host", default="127.0.0.1", help="the address to listen on (127.0.0.1)")
+    p.add_argument("--auth", choices=("local", "oidc"), default="local",
+                   help="'local': a random token printed on start, loopback only (default); 'oidc': bearer tokens")
+    p.add_argument("--oidc-issuer", metavar="URL", help="the provider's issuer (its discovery document is read)")
+    p.add_argument("--oidc-audience", metavar="AUD", help="the audience tokens must carry (this API's client id)")
+    p.add_argument("--oidc-client-id", metavar="ID", help="the client id the web page signs in with "
+                                                           "(default: the audience)")
+    p.add_argument("--oidc-jwks-url", metavar="URL", help="the signing keys (default: from discovery)")
+    p.add_argument("--oidc-roles-claim", metavar="CLAIM", default="roles",
+                   help="the claim holding roles or groups, dotted for nested claims (roles)")
+    p.add_argument("--oidc-role", metavar="VALUE=ROLE", action="append", default=[],
+                   help="map a claim value to viewer|reviewer|admin (repeatable)")
+    p.add_argument("--oidc-default-role", choices=("viewer", "reviewer", "admin"),
+                   help="the role of a signed-in user whose claim names none (default: refused)")
+    p.add_argument("--metrics", metavar="AGENT=URL", action="append", default=[],
+                   help="an agent's /metrics URL, for latency and failures (repeatable)")
+    p.add_argument("--metrics-discover", action="store_true",
+                   help="scrape each agent's metrics Service (when the dashboard runs inside the cluster)")
 
     p = sub.add_parser("new", help="create a new Kumeo project", description="Create a new Kumeo project.")
     p.add_argument("name", metavar="NAME", help="the project name")
@@ -95,6 +164,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", metavar="FILE", help="write to FILE instead of stdout")
     p.add_argument("--check", action="store_true", help="exit 1 if FILE is not up to date")
     return parser
+
+
+def _nats_default() -> str:
+    import os
+
+    return os.environ.get("NATS_URL") or "nats://127.0.0.1:4222"
 
 
 def _key_value(text: str) -> tuple[str, str]:

@@ -767,6 +767,10 @@ class Worker:
             return
         # A join part failing on its own (it came too late) is one of several dead letters of its event id.
         suffix = f"dlq:{work.part}" if self.joins is not None and not work.join_complete else "dlq"
+        replay_of = (work.msg.headers or {}).get(envelope.REPLAY_OF)
+        if replay_of:
+            # A replayed event that fails again is a new dead letter, not a duplicate of the first one.
+            suffix += f":replay:{replay_of}"
         work.outgoing.append(
             self._dead_letter(work.event_id, work.payload, work.attempt, reason, work.traceparent, suffix))
         work.dead_lettered = True

@@ -26,6 +26,10 @@ TRACEPARENT: Final = "traceparent"
 AGENT: Final = "Kumeo-Agent"
 ATTEMPT: Final = "Kumeo-Attempt"
 ERROR: Final = "Kumeo-Error"
+#: Set on a dead letter's input when someone replays it (dashboard); names the dead letter (`<stream>/<seq>`).
+REPLAY_OF: Final = "Kumeo-Replay-Of"
+#: Who replayed it.
+REPLAYED_BY: Final = "Kumeo-Replayed-By"
 
 #: The longest ``Kumeo-Error`` value we send; headers are not the place for tracebacks.
 MAX_ERROR_CHARS: Final = 500

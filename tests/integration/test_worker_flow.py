@@ -240,3 +240,27 @@ async def test_several_emits_for_one_event_are_all_published(harness):
     assert await wait_count(harness.js, internal, f"kumeo.{slug}.a.out", 3) == 3
     msgs = await read_subject(harness.js, internal, f"kumeo.{slug}.a.out")
     assert [m.headers[envelope.MSG_ID] for m in msgs] == ["e:a", "e:a:1", "e:a:2"]
+
+
+
+async def test_a_replayed_event_that_fails_again_is_dead_lettered_again(harness):
+    """A replay (as the dashboard makes it) that fails again must not be swallowed as a duplicate dead letter."""
+    slug, plan = await _setup(harness, max_deliver=5)
+
+    def behaviour(event):
+        raise EventRejected("still broken")
+
+    await harness.run_worker(plan, "a", make_agent(Scripted, plan, "a", behaviour=behaviour))
+    await publish_events(harness.js, source_subject(slug), [{"n": 1}])
+    internal, _ = stream_names(slug)
+    assert await wait_count(harness.js, internal, f"kumeo.{slug}.dlq.a", 1) == 1
+    (first,) = await read_subject(harness.js, internal, f"kumeo.{slug}.dlq.a")
+    event_id = first.headers[envelope.EVENT_ID]
+    await harness.js.publish(
+        source_subject(slug),
+        json.dumps({"n": 1}).encode(),
+        headers={envelope.EVENT_ID: event_id, envelope.MSG_ID: f"{event_id}:replay:1", envelope.REPLAY_OF: "S/1"},
+    )
+    assert await wait_count(harness.js, internal, f"kumeo.{slug}.dlq.a", 2) == 2
+    dead = await read_subject(harness.js, internal, f"kumeo.{slug}.dlq.a")
+    assert {m.headers[envelope.EVENT_ID] for m in dead} == {event_id}

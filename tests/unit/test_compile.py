@@ -355,7 +355,7 @@ def test_keda_scaled_object_replaces_hpa() -> None:
 def test_objects_per_agent_and_labels() -> None:
     wf = wf_of(pipeline())
     kinds = sorted(o["kind"] for o in wf.kubernetes)
-    assert kinds.count("ConfigMap") == 1
+    assert kinds.count("ConfigMap") == 2  # the plan and the Grafana dashboard
     for kind in ("ServiceAccount", "Deployment", "Service", "PodDisruptionBudget", "NetworkPolicy",
                  "HorizontalPodAutoscaler"):
         assert kinds.count(kind) == 2, kind
@@ -406,7 +406,7 @@ def test_secrets_never_reach_the_config_map() -> None:
     wf = wf_of(pipeline(agents=[LLM("openai/gpt-4o", id="l", prompt="x",
                                     provider={"openai": {"api_key": "${env.OPENAI_API_KEY}"}})]),
                secrets={"OPENAI_API_KEY": "llm-keys/openai"})
-    (cm,) = [o for o in wf.kubernetes if o["kind"] == "ConfigMap"]
+    (cm,) = [o for o in wf.kubernetes if o["kind"] == "ConfigMap" and o["metadata"]["name"].endswith("-plan")]
     data = json.dumps(cm["data"])
     assert "llm-keys" not in data and "secretKeyRef" not in data and "sk-" not in data
     plan = json.loads(cm["data"]["plan.json"])

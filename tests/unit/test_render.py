@@ -53,7 +53,7 @@ def test_render_writes_the_layout_and_prints_a_summary(project: Path, tmp_path: 
     out = tmp_path / "out"
     assert render(project, out) == 0
     summary = capsys.readouterr().out
-    assert summary.startswith("rendered FraudDetection: 13 Kubernetes objects, 3 streams, 2 consumers, 0 KV buckets")
+    assert summary.startswith("rendered FraudDetection: 14 Kubernetes objects, 3 streams, 2 consumers, 0 KV buckets")
     root = out / "fraud-detection"
     assert summary.rstrip().endswith(str(root))
     files = snapshot(root)
