@@ -1,0 +1,90 @@
+"""Agent images for the Workflow component: one :class:`kumeo_providers.Image` per image class the workflow uses,
+and Deployments pinned to what was built (``repository:tag@sha256:…``).
+
+Opt-in (``Workflow(..., build_images=True)`` or ``pulumi config set kumeo:buildImages true``), since most teams build
+and push images in CI and deploy the names the Plan already holds.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import os
+from typing import Any
+
+import pulumi
+
+from kumeo_iac.compile._plan import WorkflowPlan
+from kumeo_iac.images import ImageBuild, class_repository, repository_of, workflow_contexts
+
+
+def image_build(value: Any, push: bool | None) -> ImageBuild:
+    """The ImageBuild for a ``build_images`` argument (True or an ImageBuild) and the ``kumeo:pushImages`` config."""
+    build = value if isinstance(value, ImageBuild) else ImageBuild()
+    if push is not None and not isinstance(value, ImageBuild):
+        build = ImageBuild(**{**build.__dict__, "push": push})
+    return build
+
+
+def workflow_images(
+    resource_name: str, plan: WorkflowPlan, build: ImageBuild, base_dir: str | None, opts: pulumi.ResourceOptions
+) -> dict[str, tuple[pulumi.Resource, str]]:
+    """Image resources by image class, each with the repository it builds into."""
+    from kumeo_providers.image import Image, ImageArgs
+
+    contexts = workflow_contexts(plan, build, base_dir)
+    labels = {"kumeo.dev/workflow": plan.slug}
+    isolation = build.isolation or os.environ.get("KUMEO_BUILD_ISOLATION") or None
+    images: dict[str, tuple[pulumi.Resource, str]] = {}
+    for image_class, context in contexts.items():
+        repository = class_repository(plan, image_class, build)
+        image = Image(
+            f"{resource_name}-image-{image_class}",
+            ImageArgs(
+                context=os.fspath(context.path.resolve()),
+                repository=repository,
+                dockerfile=context.dockerfile,
+                build_args=dict(context.build_args),
+                labels={**labels, **context.labels},
+                push=build.push,
+                registry=dict(build.registry) if build.registry else None,
+                isolation=isolation,
+                docker_host=build.docker_host,
+                timeout_s=build.timeout_s,
+            ),
+            opts,
+        )
+        images[image_class] = (image, repository)
+    return images
+
+
+def pin_image(
+    plan: WorkflowPlan, obj: dict[str, Any], images: dict[str, tuple[pulumi.Resource, str]]
+) -> tuple[dict[str, Any], pulumi.Resource | None]:
+    """A Deployment whose agent container uses the built image's ``ref``, and the Image it now depends on.
+
+    Agents given an image of their own (a repository other than their class's) keep it; the Plan is not modified.
+    """
+    if obj.get("kind") != "Deployment" or not images:
+        return obj, None
+    containers = obj.get("spec", {}).get("template", {}).get("spec", {}).get("containers", [])
+    agent_ids = {_agent_arg(c.get("args") or []) for c in containers}
+    agent = next((a for a in plan.agents if a.id in agent_ids), None)
+    if agent is None or agent.image_class not in images:
+        return obj, None
+    image, repository = images[agent.image_class]
+    if repository_of(agent.image) != repository:
+        return obj, None
+    pinned = json.loads(json.dumps(obj))  # a private copy: the Plan stays untouched
+    for container in pinned["spec"]["template"]["spec"]["containers"]:
+        if container.get("image") == agent.image:
+            container["image"] = image.ref  # type: ignore[attr-defined]
+    return pinned, image
+
+
+def _agent_arg(args: list[Any]) -> str | None:
+    """The agent id a worker container runs (``--agent ID`` in its args, as compile writes them)."""
+    for flag, value in itertools.pairwise(args):
+        if flag == "--agent":
+            return str(value)
+    return None
