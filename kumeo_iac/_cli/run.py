@@ -1,0 +1,447 @@
+"""``kumeo run``, ``kumeo send`` and ``kumeo tail``: workflows running on NATS, from this terminal.
+
+stdout carries results only, one JSON line per message on a target or dead-letter subject
+(``{"subject", "event_id", "data"}``, dead letters add ``"error"``), so it can be piped into ``jq`` or a file;
+progress, notes and problems go to stderr. Exit codes: 0 drained (dead letters are results too), 1 the workflow or
+the input has problems or the run did not drain in time, 2 bad usage, 130/143 interrupted by SIGINT/SIGTERM
+(without ``--follow``; with it, a signal is the normal way to stop and exits 0 after draining).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import logging
+import os
+import signal
+import sys
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+from kumeo_iac.errors import Diagnostic, KumeoError, SourceSpan, sort_diagnostics
+
+__all__ = ["run_run", "run_send", "run_tail"]
+
+DEFAULT_NATS_URL = "nats://127.0.0.1:4222"
+#: With --follow, how long a signal waits for events in flight before stopping the agents.
+FOLLOW_DRAIN_SECONDS = 10.0
+
+
+def _err(text: str) -> None:
+    print(text, file=sys.stderr, flush=True)
+
+
+class _Stdout:
+    """Writes result lines to stdout; a closed pipe (``kumeo run … | head``) silences it instead of failing."""
+
+    def __init__(self) -> None:
+        self.closed = False
+
+    def write(self, line: str) -> None:
+        if self.closed:
+            return
+        try:
+            sys.stdout.write(line + "\n")
+            sys.stdout.flush()
+        except BrokenPipeError:
+            self.closed = True
+            with contextlib.suppress(Exception):
+                devnull = os.open(os.devnull, os.O_WRONLY)
+                os.dup2(devnull, sys.stdout.fileno())
+
+
+# -- kumeo run ----------------------------------------------------------------------------------------------------
+
+
+def _load_plan(path: Path) -> Any:
+    """Parse, validate strictly (missing files are errors) and compile; KumeoError carries the diagnostics."""
+    from kumeo_iac.compile import compile_program
+
+    if path.suffix == ".py":
+        from kumeo_iac._cli.render import _validate, load_program
+        from kumeo_iac.errors import KumeoValidationError
+
+        program, diagnostics = load_program(path)
+        diagnostics += _validate(program, path.parent)
+        if program is None or any(d.is_error for d in diagnostics):
+            raise KumeoValidationError(diagnostics)
+    else:
+        from kumeo_iac.validate import load
+
+        if not path.exists():
+            raise KumeoError(f"{path}: error: no such file")
+        program = load(path, strict_files=True)
+    return compile_program(program, base_dir=path.parent)
+
+
+def _print_error(exc: KumeoError, path: Path) -> None:
+    diagnostics = getattr(exc, "diagnostics", None)
+    if diagnostics:
+        for d in sort_diagnostics(diagnostics):
+            if d.span is None:
+                d = Diagnostic(d.message, SourceSpan(str(path), 1, 1), d.severity, d.hint, d.code)
+            _err(d.format().replace("\n", "\\n"))
+        return
+    text = str(exc)
+    _err(text if ": error: " in text else f"kumeo: error: {text}")
+
+
+def run_run(args: argparse.Namespace) -> int:
+    """``kumeo run PATH``: run the workflow locally and print every result and dead letter as a JSON line."""
+    path = Path(args.path)
+    if args.timeout is not None and args.timeout <= 0:
+        _err("kumeo run: error: --timeout must be a positive number of seconds")
+        return 2
+    try:
+        plan = _load_plan(path)
+    except KumeoError as exc:
+        _print_error(exc, path)
+        return 1
+    if not plan.workflows:
+        _err(f"{path}:1:1: error: the program declares no workflow; nothing to run")
+        return 1
+
+    from kumeo_iac.runtime.io import refusals
+
+    refused = [r for wf in plan.workflows for r in refusals(wf)]
+    if refused:
+        for r in refused:
+            _err(r.format(str(path)))
+        return 1
+
+    events = None
+    if args.input:
+        from kumeo_iac.local._events import read_events
+
+        try:
+            events = read_events(args.input)
+        except KumeoError as exc:
+            _err(str(exc))
+            return 1
+        for problem in events.problems:
+            _err(problem)
+    elif not args.follow:
+        found = sorted((path.parent / "events").glob("*.jsonl")) if (path.parent / "events").is_dir() else []
+        if found:
+            listed = ", ".join(str(f) for f in found)
+            _err(f"kumeo run: error: no --input given; the workflow's directory has sample events: {listed}")
+            _err(f"kumeo run: pass them with --input {found[0]} (or --input - to read standard input)")
+            return 2
+
+    level = logging.INFO if args.verbose else logging.WARNING
+    from kumeo_iac.local._progress import Progress, ProgressLogHandler
+
+    progress = Progress()
+    handler = ProgressLogHandler(progress)
+    root = logging.getLogger()
+    root.addHandler(handler)
+    root.setLevel(level)
+    logging.getLogger("nats").setLevel(logging.CRITICAL)  # its reconnect chatter at shutdown says nothing new
+    logging.getLogger("kumeo_providers").setLevel(max(level, logging.WARNING))
+    try:
+        return asyncio.run(_run(args, plan, path, events, progress))
+    finally:
+        progress.close()
+        root.removeHandler(handler)
+
+
+async def _run(args: argparse.Namespace, plan: Any, path: Path, events: Any, progress: Any) -> int:
+    from kumeo_iac.local._runner import LocalRunner
+
+    loop = asyncio.get_running_loop()
+    stop = asyncio.Event()
+    received: list[int] = []
+
+    def on_signal(sig: int) -> None:
+        received.append(sig)
+        stop.set()
+        if len(received) == 2:
+            progress.note("stopping (again: the agents get 15 s to finish, then are killed)")
+
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, on_signal, sig)
+
+    stdout = _Stdout()
+    exit_code = 0
+    async with contextlib.AsyncExitStack() as stack:
+        try:
+            if args.llm == "local":
+                plan = await _use_local_llm(plan, stack, progress)
+            runner = LocalRunner(plan, base_dir=path.parent, nats_url=args.nats, processes=args.processes,
+                                 on_output=lambda o: stdout.write(o.to_json()),
+                                 log_level="INFO" if args.verbose else "WARNING")
+            stack.push_async_callback(runner.stop)
+            if not await _until(runner.start(), stop):
+                return _interrupted(received, progress)
+            agents = sum(len(wf.agents) for wf in plan.workflows)
+            names = ", ".join(wf.name for wf in plan.workflows)
+            how = "one process each" if args.processes else "in-process"
+            where = f"{runner.url} (embedded)" if runner.embedded else runner.url
+            progress.note(f"workflow {names}: {agents} agent{'s' if agents != 1 else ''} ({how}) on NATS {where}")
+            for gateway in runner.gateways:
+                for source in gateway.sources:
+                    if source.endpoint.kind == "HTTP":
+                        progress.note(f"HTTP source {source.endpoint.address!r} listening on {source.url}")
+            for agent_id, url in runner.agent_urls().items():
+                progress.note(f"agent '{agent_id}' serves its API on {url}")
+            live = [s for g in runner.gateways for s in g.sources if s.endpoint.kind in ("HTTP", "Timer")]
+            if live and not args.follow:
+                progress.note("HTTP and Timer sources run only while the input drains; add --follow to keep them")
+
+            if events is not None:
+                _, source = runner.source_for(args.workflow, args.source)
+                token = "" if runner.embedded else f"{uuid.uuid4().hex[:8]}-"
+                pairs = [(f"{token}{events.stem}-{line}", payload) for line, payload in events.events]
+                count = await runner.publish(source.subject, pairs)
+                extra = f" ({len(events.problems)} bad line{'s' if len(events.problems) != 1 else ''} skipped)" \
+                    if events.problems else ""
+                progress.note(f"published {count} event{'s' if count != 1 else ''} from {events.name} to "
+                              f"{source.subject}{extra}")
+
+            def tick() -> None:
+                progress.published = runner.published + runner.source_events()
+                progress.results = runner.results
+                progress.dead_letters = runner.dead_letters
+                progress.in_flight = runner.in_flight
+                progress.update()
+
+            if args.follow:
+                progress.note("following; Ctrl-C or SIGTERM stops (events in flight are finished first)")
+                watch = asyncio.ensure_future(runner.wait_failure())
+                ticker = asyncio.ensure_future(_tick_forever(tick))
+                try:
+                    await _until(watch, stop)
+                finally:
+                    ticker.cancel()
+                for gateway in runner.gateways:
+                    await gateway.stop_sources()
+                result = await runner.drain(min(args.timeout, FOLLOW_DRAIN_SECONDS), tick=tick)
+                tick()
+                progress.update(force=True)
+                if not result.drained:
+                    progress.note(f"stopped with events still in flight: {'; '.join(result.holding)}")
+                else:
+                    progress.note("stopped")
+                exit_code = 0
+            else:
+                began = time.monotonic()
+                result = await _until(runner.drain(args.timeout, tick=tick), stop)
+                if result is False:
+                    return _interrupted(received, progress)
+                tick()
+                progress.update(force=True)
+                if not result.drained:
+                    _err(f"kumeo run: error: the workflow did not drain within {args.timeout:g} s; still holding "
+                         f"events: {'; '.join(result.holding)}")
+                    exit_code = 1
+                else:
+                    progress.note(f"drained in {time.monotonic() - began:.1f} s: {runner.published} in, "
+                                  f"{runner.results} result{'s' if runner.results != 1 else ''}, "
+                                  f"{runner.dead_letters} dead letter{'s' if runner.dead_letters != 1 else ''}")
+                    if result.unreached:
+                        shown = ", ".join(result.unreached[:5]) + (" …" if len(result.unreached) > 5 else "")
+                        progress.note(f"{len(result.unreached)} event(s) reached no target or dead-letter subject "
+                                      f"(held in a join, or the workflow has no target for them): {shown}")
+        except KumeoError as exc:
+            _print_error(exc, path)
+            exit_code = 1
+    if events is not None and events.problems:
+        n = len(events.problems)
+        _err(f"kumeo run: error: {n} line{'s' if n != 1 else ''} of {events.name} "
+             f"{'were not valid events' if n != 1 else 'was not a valid event'} (see above)")
+        exit_code = exit_code or 1
+    return exit_code
+
+
+async def _use_local_llm(plan: Any, stack: contextlib.AsyncExitStack, progress: Any) -> Any:
+    try:
+        from kumeo_iac.local._llm import LocalLLM, use_local_llm
+    except ModuleNotFoundError as exc:
+        if exc.name != "kumeo_iac.local._llm":
+            raise
+        raise KumeoError("--llm local needs the embedded LLM server (kumeo_iac.local._llm), which is not in this "
+                         "version of Kumeo yet; run without --llm, or point the LLM agents at a server") from None
+    from kumeo_iac.compile import Plan
+
+    if not any(a.kind == "LLM" for wf in plan.workflows for a in wf.agents):
+        progress.note("--llm local: the workflow has no LLM agent; no LLM server started")
+        return plan
+    llm = await stack.enter_async_context(LocalLLM())
+    progress.note(f"LLM agents use {llm.model} at {llm.base_url}")
+    return Plan([use_local_llm(wf, llm.base_url, llm.model) for wf in plan.workflows])
+
+
+async def _until(awaitable: Any, stop: asyncio.Event) -> Any:
+    """Await ``awaitable`` unless ``stop`` is set first (then cancel it and return False)."""
+    task = asyncio.ensure_future(awaitable)
+    waiter = asyncio.ensure_future(stop.wait())
+    try:
+        await asyncio.wait({task, waiter}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        waiter.cancel()
+    if task.done():
+        result = task.result()
+        return True if result is None else result
+    task.cancel()
+    with contextlib.suppress(BaseException):
+        await task
+    return False
+
+
+async def _tick_forever(tick: Any) -> None:
+    while True:
+        tick()
+        await asyncio.sleep(0.5)
+
+
+def _interrupted(received: list[int], progress: Any) -> int:
+    sig = received[0] if received else signal.SIGINT
+    progress.note(f"interrupted ({signal.Signals(sig).name}); stopping")
+    return 128 + int(sig)
+
+
+# -- kumeo send ---------------------------------------------------------------------------------------------------
+
+
+def run_send(args: argparse.Namespace) -> int:
+    """``kumeo send SUBJECT``: publish events with the Kumeo envelope (JetStream when a stream captures SUBJECT)."""
+    payloads: list[tuple[str, Any]] = []
+    problems: list[str] = []
+    if args.data is not None:
+        try:
+            value = json.loads(args.data)
+        except ValueError as exc:
+            _err(f"kumeo send: error: --data is not valid JSON: {getattr(exc, 'msg', exc)} "
+                 f"(column {getattr(exc, 'colno', '?')})")
+            return 2
+        items = value if isinstance(value, list) else [value]
+        payloads = [(f"--data[{i}]" if isinstance(value, list) else "--data", v) for i, v in enumerate(items)]
+    else:
+        from kumeo_iac.local._events import read_events
+
+        try:
+            read = read_events(args.file)
+        except KumeoError as exc:
+            _err(str(exc))
+            return 1
+        problems = read.problems
+        for problem in problems:
+            _err(problem)
+        payloads = [(f"{read.name}:{line}", payload) for line, payload in read.events]
+    code = asyncio.run(_send(args.subject, payloads, args.nats, event_id=args.event_id))
+    if problems:
+        _err(f"kumeo send: error: {len(problems)} line(s) of {args.file} not sent (see above)")
+        return code or 1
+    return code
+
+
+async def _send(subject: str, payloads: list[tuple[str, Any]], url: str, *, event_id: str | None) -> int:
+    import nats.js.errors
+
+    from kumeo_iac.runtime import envelope
+    from kumeo_iac.runtime.io import source_headers
+
+    nc = await _connect(url)
+    if nc is None:
+        return 1
+    try:
+        js = nc.jetstream()
+        try:
+            stream: str | None = await js.find_stream_name_by_subject(subject)
+        except nats.js.errors.NotFoundError:
+            stream = None
+        except Exception:  # noqa: BLE001 - no JetStream on this server: core NATS it is
+            stream = None
+        if stream is None:
+            _err(f"kumeo send: no stream captures {subject}; publishing on core NATS (only current subscribers "
+                 "get it)")
+        for index, (_, payload) in enumerate(payloads):
+            eid = event_id if event_id and len(payloads) == 1 else (
+                f"{event_id}-{index + 1}" if event_id else envelope.new_event_id())
+            data = json.dumps(payload, separators=(",", ":"), ensure_ascii=False).encode()
+            headers = source_headers(eid, "kumeo-send")
+            line: dict[str, Any] = {"subject": subject, "event_id": eid}
+            if stream is not None:
+                ack = await js.publish(subject, data, headers=headers, timeout=5.0)
+                line.update(stream=ack.stream, seq=ack.seq)
+                if ack.duplicate:
+                    line["duplicate"] = True
+            else:
+                await nc.publish(subject, data, headers=headers)
+            print(json.dumps(line), flush=True)
+        await nc.flush(timeout=5)
+        _err(f"kumeo send: sent {len(payloads)} event{'s' if len(payloads) != 1 else ''} to {subject}"
+             f"{f' (stream {stream})' if stream else ''}")
+        return 0
+    except Exception as exc:  # noqa: BLE001 - the boundary of a NATS command: one line, no traceback
+        _err(f"kumeo send: error: publishing to {subject} failed: {type(exc).__name__}: {exc}")
+        return 1
+    finally:
+        with contextlib.suppress(Exception):
+            await nc.close()
+
+
+async def _connect(url: str) -> Any:
+    from kumeo_providers._jetstream import connect
+
+    try:
+        return await connect(url, timeout_s=5.0, name="kumeo-cli")
+    except KumeoError as exc:
+        _err(f"kumeo: error: {exc}")
+        return None
+
+
+# -- kumeo tail ---------------------------------------------------------------------------------------------------
+
+
+def run_tail(args: argparse.Namespace) -> int:
+    """``kumeo tail SUBJECT...``: print each message on the subjects as ``{"subject", "event_id", "data"}``."""
+    if args.count is not None and args.count <= 0:
+        _err("kumeo tail: error: --count must be positive")
+        return 2
+    return asyncio.run(_tail(args.subjects, args.nats, args.count, args.timeout))
+
+
+async def _tail(subjects: list[str], url: str, count: int | None, timeout: float | None) -> int:
+    from kumeo_iac.local._runner import output_of
+
+    loop = asyncio.get_running_loop()
+    stop = asyncio.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    nc = await _connect(url)
+    if nc is None:
+        return 1
+    stdout = _Stdout()
+    seen = 0
+
+    async def on_message(msg: Any) -> None:
+        nonlocal seen
+        if count is not None and seen >= count:
+            return
+        seen += 1
+        stdout.write(output_of(msg).to_json())
+        if count is not None and seen >= count:
+            stop.set()
+
+    try:
+        for subject in subjects:
+            await nc.subscribe(subject, cb=on_message, pending_msgs_limit=-1, pending_bytes_limit=-1)
+        await nc.flush(timeout=5)
+        _err(f"kumeo tail: listening on {', '.join(subjects)}" + (f" for {count} message(s)" if count else ""))
+        try:
+            await asyncio.wait_for(stop.wait(), timeout)
+        except TimeoutError:
+            _err(f"kumeo tail: {seen} message(s) in {timeout:g} s")
+            return 1 if count is not None else 0
+        return 0
+    except Exception as exc:  # noqa: BLE001 - a bad subject, a lost server: one line
+        _err(f"kumeo tail: error: {type(exc).__name__}: {exc}")
+        return 1
+    finally:
+        with contextlib.suppress(Exception):
+            await nc.close()

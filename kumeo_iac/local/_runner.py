@@ -1,0 +1,526 @@
+"""The local runner behind `kumeo run`: a Plan running on NATS JetStream on this machine, with zero setup.
+
+:class:`LocalRunner` starts (or connects to) a nats-server, creates the Plan's streams, consumers and KV buckets with
+the same ``ensure_*`` functions the Pulumi providers use, starts every agent (asyncio tasks in this process, or one
+``python -m kumeo_iac.runtime`` process per agent, like pods) and each workflow's :class:`~kumeo_iac.runtime.io.
+Gateway` (HTTP/Timer/File sources, HTTP/File targets), then watches every target subject and every dead-letter
+subject ``kumeo.<slug>.dlq.>`` and reports each message seen there as an output.
+
+**The drain rule** (:meth:`LocalRunner.drain`). Polled every 50 ms once every finite source (the input, File
+sources) has published what it has:
+
+1. *idle*: every consumer — the agents', checked upstream first in topological order, then the target adapters'
+   — has ``num_pending == 0`` and ``num_ack_pending == 0`` (an event waiting for a retry counts as pending), on
+   two polls in a row; then a flush of the output subscription makes sure every output already stored has been
+   seen (workers ack an input only after the server stored its outputs, and the server routes a message to core
+   subscribers before it answers the PubAck);
+2. drained when idle and *every input event has reached a target or a dead-letter subject*; otherwise (an event
+   held in an incomplete join, a workflow with no target, live HTTP/Timer sources) when idle has held with no new
+   output for the *quiet period* (0.5 s);
+3. not drained after ``timeout`` seconds: the result names the agents and targets still holding events.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import json
+import logging
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Iterable
+from pathlib import Path
+from typing import Any
+
+from kumeo_iac.errors import KumeoError, KumeoRuntimeError
+
+__all__ = ["DrainResult", "LocalRunner", "Output"]
+
+log = logging.getLogger("kumeo.local")
+
+POLL_SECONDS = 0.05
+QUIET_SECONDS = 0.5
+READY_TIMEOUT_SECONDS = 60.0
+#: Agent kinds whose worker serves an HTTP API of their own (the review queue) beside /healthz.
+_SERVES_HTTP = frozenset({"HumanReview", "HumanInLoop"})
+
+
+@dataclasses.dataclass(frozen=True)
+class Output:
+    """One message seen on a target or dead-letter subject: what `kumeo run` prints as one JSON line."""
+
+    subject: str
+    event_id: str | None
+    data: Any
+    error: str | None = None
+
+    @property
+    def dead_letter(self) -> bool:
+        return self.error is not None
+
+    def to_dict(self) -> dict[str, Any]:
+        out = {"subject": self.subject, "event_id": self.event_id, "data": self.data}
+        if self.error is not None:
+            out["error"] = self.error
+        return out
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), ensure_ascii=False)
+
+
+@dataclasses.dataclass(frozen=True)
+class DrainResult:
+    """How a drain ended: ``drained`` False means the timeout passed with ``holding`` still non-empty."""
+
+    drained: bool
+    elapsed: float
+    holding: list[str]
+    unreached: list[str]  # input event ids that reached no target or dead-letter subject
+
+
+def output_of(msg: Any) -> Output:
+    """The Output of a message on a target or dead-letter subject (also what `kumeo tail` prints)."""
+    from kumeo_iac.runtime import envelope
+
+    headers = msg.headers or {}
+    try:
+        data: Any = json.loads(msg.data) if msg.data else None
+    except ValueError:
+        data = msg.data.decode("utf-8", "replace")
+    error = envelope.header(headers, envelope.ERROR)
+    if error is None and ".dlq." in f".{msg.subject}." and isinstance(data, dict) and "error" in data:
+        error = str(data["error"])
+    return Output(msg.subject, envelope.header(headers, envelope.EVENT_ID), data, error)
+
+
+class LocalRunner:
+    """Runs every workflow of a Plan locally until :meth:`stop`.
+
+    ``nats_url`` None starts an embedded nats-server (free port, temporary store, removed on stop). ``processes``
+    runs each agent as a ``python -m kumeo_iac.runtime`` child process. ``on_output`` is called for every message
+    seen on a target or dead-letter subject.
+    """
+
+    def __init__(
+        self,
+        plan: Any,
+        *,
+        base_dir: str | Path = ".",
+        nats_url: str | None = None,
+        processes: bool = False,
+        on_output: Callable[[Output], None] | None = None,
+        http_port: int | None = None,
+        fetch_expires: float = 1.0,
+        log_level: str = "WARNING",
+    ) -> None:
+        self.plan = plan
+        self.workflows = list(plan.workflows)
+        self.base_dir = Path(base_dir)
+        self.external_url = nats_url
+        self.processes = processes
+        self.on_output = on_output
+        self.http_port = http_port
+        self.fetch_expires = fetch_expires
+        self.log_level = log_level
+        self.server: Any = None
+        self.nc: Any = None
+        self.js: Any = None
+        self.gateways: list[Any] = []
+        self.workers: list[Any] = []
+        self.children: list[tuple[str, subprocess.Popen[bytes]]] = []
+        self.input_ids: set[str] = set()
+        self.seen_ids: set[str] = set()
+        self.outputs = 0
+        self.results = 0
+        self.dead_letters = 0
+        self.published = 0
+        self.holding_now: list[str] = []
+        self.in_flight = 0
+        self._tasks: list[asyncio.Task[Any]] = []
+        self._subs: list[Any] = []
+        self._tmp: tempfile.TemporaryDirectory[str] | None = None
+        self._failure: BaseException | None = None
+        self._stopped = False
+
+    # -- facts -----------------------------------------------------------------------------------------------
+
+    @property
+    def url(self) -> str:
+        if self.external_url:
+            return self.external_url
+        return self.server.url if self.server is not None else ""
+
+    @property
+    def embedded(self) -> bool:
+        return self.external_url is None
+
+    def agent_urls(self) -> dict[str, str]:
+        """``{agent id: http://127.0.0.1:PORT}`` of in-process workers serving HTTP (HumanReview's review API)."""
+        return {w.agent_id: f"http://127.0.0.1:{w.health_port}" for w in self.workers if w.health_port}
+
+    def output_subjects(self) -> list[str]:
+        """Every target subject of every workflow, and each workflow's dead-letter wildcard."""
+        subjects: list[str] = []
+        for wf in self.workflows:
+            subjects += [t.subject for t in wf.targets]
+            subjects.append(f"kumeo.{wf.slug}.dlq.>")
+        return list(dict.fromkeys(subjects))
+
+    # -- lifecycle -------------------------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Server, streams, consumers and buckets, output subscription, agents, then the gateways."""
+        from kumeo_iac.runtime.io import Gateway
+
+        try:
+            gateways = [Gateway(wf, self.base_dir, http_host="127.0.0.1", http_port=self.http_port,
+                                http_default_port=0) for wf in self.workflows]
+            if self.embedded:
+                from kumeo_iac.local._nats_server import NatsServer
+
+                self.server = NatsServer()
+                await asyncio.to_thread(self.server.start)
+            await self._connect()
+            await self._create_jetstream_objects()
+            for subject in self.output_subjects():
+                self._subs.append(await self.nc.subscribe(subject, cb=self._on_message, pending_msgs_limit=-1,
+                                                          pending_bytes_limit=-1))
+            await self.nc.flush()
+            if self.processes:
+                await self._start_processes()
+            else:
+                await self._start_workers()
+            for gateway in gateways:
+                await gateway.start(self.nc)
+                self.gateways.append(gateway)
+        except BaseException:
+            await self.stop()
+            raise
+
+    async def _connect(self) -> None:
+        from kumeo_providers._jetstream import connect
+
+        try:
+            self.nc = await connect(self.url, timeout_s=10.0 if self.embedded else 5.0, name="kumeo-run",
+                                    allow_reconnect=True, max_reconnect_attempts=-1, reconnect_time_wait=0.25)
+        except KumeoError as exc:
+            raise KumeoRuntimeError(str(exc)) from exc
+        self.js = self.nc.jetstream()
+
+    async def _create_jetstream_objects(self) -> None:
+        from kumeo_providers._jetstream import (
+            consumer_config_from_inputs,
+            ensure_consumer,
+            ensure_key_value,
+            ensure_stream,
+            key_value_config_from_inputs,
+            stream_config_from_inputs,
+        )
+
+        for wf in self.workflows:
+            for stream in wf.streams:
+                await ensure_stream(self.js, stream_config_from_inputs(dict(stream.config)))
+            for kv in wf.key_values:
+                await ensure_key_value(self.js, key_value_config_from_inputs(dict(kv.config)))
+            for consumer in wf.consumers:
+                await ensure_consumer(self.js, consumer.stream, consumer_config_from_inputs(dict(consumer.config)))
+
+    async def _start_workers(self) -> None:
+        from kumeo_iac.runtime._worker import Worker
+
+        for wf in self.workflows:
+            for agent in wf.agents:
+                # A HumanReview agent serves its review API on the worker's HTTP port: give it one (loopback).
+                http = {"health_port": 0, "health_host": "127.0.0.1"} if agent.kind in _SERVES_HTTP else {}
+                worker = Worker(wf, agent.id, self.url, self.base_dir, fetch_expires=self.fetch_expires, **http)
+                try:
+                    await worker.start()
+                except BaseException:
+                    await worker.stop()
+                    raise
+                self.workers.append(worker)
+                self._tasks.append(asyncio.create_task(self._watch_worker(wf.name, agent.id, worker.run())))
+
+    async def _watch_worker(self, workflow: str, agent: str, run: Any) -> None:
+        try:
+            await run
+        except asyncio.CancelledError:
+            raise
+        except BaseException as exc:  # noqa: BLE001 - reported by drain()/wait()
+            if not self._stopped:
+                self._failure = KumeoRuntimeError(f"workflow '{workflow}': agent '{agent}' failed: {exc}")
+
+    async def _start_processes(self) -> None:
+        from kumeo_iac.compile import Plan
+
+        self._tmp = tempfile.TemporaryDirectory(prefix="kumeo-run-")
+        plan_file = Path(self._tmp.name) / "plan.json"
+        plan_file.write_text(Plan(self.workflows).to_json(), encoding="utf-8")
+        env = dict(os.environ)
+        package_root = str(Path(__file__).resolve().parents[2])
+        env["PYTHONPATH"] = os.pathsep.join(p for p in (package_root, env.get("PYTHONPATH")) if p)
+        for wf in self.workflows:
+            for agent in wf.agents:
+                cmd = [sys.executable, "-m", "kumeo_iac.runtime", "--plan", str(plan_file), "--agent", agent.id,
+                       "--workflow", wf.slug, "--nats", self.url,
+                       "--health-port", "0" if agent.kind in _SERVES_HTTP else "-1",
+                       "--base-dir", str(self.base_dir.resolve()), "--log-level", self.log_level]
+                # stdout stays ours (results only); the agents' logs share our stderr. A session of their own:
+                # Ctrl-C reaches us, and we stop them in order.
+                child = subprocess.Popen(  # noqa: ASYNC220 - Popen returns at once; the children are polled
+                    cmd, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, env=env, start_new_session=True)
+                self.children.append((f"{wf.name}/{agent.id}", child))
+        self._tasks.append(asyncio.create_task(self._watch_children()))
+        await self._wait_children_ready()
+
+    async def _wait_children_ready(self) -> None:
+        """Every agent process has an open pull request on each of its consumers (it started), or one exited."""
+        deadline = time.monotonic() + READY_TIMEOUT_SECONDS
+        pending = [(c.stream, c.durable) for wf in self.workflows for c in wf.consumers]
+        while pending:
+            self._raise_failure()
+            still = []
+            for stream, durable in pending:
+                try:
+                    info = await self.js.consumer_info(stream, durable)
+                    if not (info.num_waiting or 0):
+                        still.append((stream, durable))
+                except Exception:  # noqa: BLE001 - not there yet
+                    still.append((stream, durable))
+            pending = still
+            if pending and time.monotonic() > deadline:
+                names = ", ".join(d for _, d in pending)
+                raise KumeoRuntimeError(f"agent processes did not start within {READY_TIMEOUT_SECONDS:g} s "
+                                        f"(consumers without a reader: {names})")
+            if pending:
+                await asyncio.sleep(0.1)
+
+    async def _watch_children(self) -> None:
+        while not self._stopped:
+            for name, child in self.children:
+                code = child.poll()
+                if code is not None and not self._stopped:
+                    self._failure = KumeoRuntimeError(
+                        f"agent process {name} (pid {child.pid}) exited with code {code}; its error is above")
+                    return
+            await asyncio.sleep(0.1)
+
+    def _raise_failure(self) -> None:
+        if self._failure is not None:
+            raise self._failure
+
+    def check(self) -> None:
+        """Raise the failure of an agent (a worker task that died, an agent process that exited), if any."""
+        self._raise_failure()
+
+    async def stop(self) -> None:
+        """Stop sources, then agents (in-flight events finish and are acked), then targets, then the server."""
+        if self._stopped:
+            return
+        self._stopped = True
+        for gateway in self.gateways:
+            with contextlib.suppress(Exception):
+                await gateway.stop_sources()
+        for worker in self.workers:
+            try:
+                await worker.stop()
+            except Exception:
+                log.exception("worker did not stop cleanly")
+        await self._stop_children()
+        for gateway in self.gateways:
+            with contextlib.suppress(Exception):
+                await gateway.stop()
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(BaseException):
+                await asyncio.wait_for(task, 5.0)
+        if self.nc is not None and not self.nc.is_closed:
+            for sub in self._subs:
+                with contextlib.suppress(Exception):
+                    await sub.unsubscribe()
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(self.nc.close(), 5.0)
+        if self.server is not None:
+            await asyncio.to_thread(self.server.cleanup)
+        if self._tmp is not None:
+            self._tmp.cleanup()
+
+    async def _stop_children(self, timeout: float = 15.0) -> None:
+        for _, child in self.children:
+            if child.poll() is None:
+                with contextlib.suppress(ProcessLookupError):
+                    child.send_signal(signal.SIGTERM)
+        deadline = time.monotonic() + timeout
+        for _, child in self.children:
+            while child.poll() is None and time.monotonic() < deadline:
+                await asyncio.sleep(0.05)
+            if child.poll() is None:
+                with contextlib.suppress(ProcessLookupError):
+                    child.kill()
+                await asyncio.to_thread(child.wait)
+
+    async def __aenter__(self) -> LocalRunner:  # noqa: PYI034 - as Worker does
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.stop()
+
+    # -- input and output ------------------------------------------------------------------------------------
+
+    def source_for(self, workflow: str | None = None, source: str | None = None) -> tuple[Any, Any]:
+        """(workflow, source endpoint) the input goes to: the named ones, else the first workflow's first source."""
+        if workflow is None:
+            wf = self.workflows[0]
+        else:
+            found = [w for w in self.workflows if workflow in (w.name, w.slug)]
+            if not found:
+                names = ", ".join(w.name for w in self.workflows)
+                raise KumeoRuntimeError(f"no workflow {workflow!r} (workflows: {names})")
+            wf = found[0]
+        if not wf.sources:
+            raise KumeoRuntimeError(f"workflow '{wf.name}' has no source to publish the input to")
+        if source is None:
+            return wf, wf.sources[0]
+        for ep in wf.sources:
+            if source in (ep.name, ep.address, ep.subject):
+                return wf, ep
+        names = ", ".join(ep.address for ep in wf.sources)
+        raise KumeoRuntimeError(f"workflow '{wf.name}' has no source {source!r} (sources: {names})")
+
+    async def publish(self, subject: str, events: Iterable[tuple[str, Any]], *, producer: str = "input") -> int:
+        """Publish ``(event_id, payload)`` pairs on ``subject`` with their envelope; return how many were stored."""
+        from kumeo_iac.runtime.io import source_headers
+
+        count = 0
+        chunk: list[Any] = []
+        for event_id, payload in events:
+            self.input_ids.add(event_id)
+            data = json.dumps(payload, separators=(",", ":"), ensure_ascii=False).encode()
+            chunk.append(await self.js.publish_async(subject, data, headers=source_headers(event_id, producer)))
+            if len(chunk) >= 1000:
+                await asyncio.gather(*chunk)
+                count += len(chunk)
+                chunk = []
+        if chunk:
+            await asyncio.gather(*chunk)
+            count += len(chunk)
+        self.published += count
+        return count
+
+    async def _on_message(self, msg: Any) -> None:
+        output = output_of(msg)
+        self.outputs += 1
+        if output.dead_letter:
+            self.dead_letters += 1
+        else:
+            self.results += 1
+        if output.event_id:
+            self.seen_ids.add(output.event_id)
+        if self.on_output is not None:
+            try:
+                self.on_output(output)
+            except Exception as exc:  # noqa: BLE001 - a broken stdout must not stop the run
+                log.debug("on_output failed: %r", exc)
+
+    # -- draining --------------------------------------------------------------------------------------------
+
+    def _consumers(self) -> list[tuple[str, str, str]]:
+        """(label, stream, durable), agents upstream first (topological order), then the target adapters."""
+        out = []
+        for wf in self.workflows:
+            for agent in wf.agents:
+                for c in agent.consumers:
+                    out.append((f"agent '{agent.id}'" if len(self.workflows) == 1
+                                else f"agent '{wf.name}/{agent.id}'", c.stream, c.durable))
+        for gateway in self.gateways:
+            for adapter in gateway.targets:
+                for stream, durable in adapter.consumers:
+                    out.append((f"target {adapter.endpoint.address!r}", stream, durable))
+        return out
+
+    async def holding(self) -> list[str]:
+        """Who still holds events, e.g. ``agent 'score' (3 waiting, 1 in progress)``; empty when all is idle."""
+        found: dict[str, list[int]] = {}
+        in_flight = 0
+        for label, stream, durable in self._consumers():
+            try:
+                info = await self.js.consumer_info(stream, durable)
+                pending, acking = int(info.num_pending or 0), int(info.num_ack_pending or 0)
+            except Exception:  # noqa: BLE001 - unknown: count it as busy, the next poll asks again
+                pending, acking = 0, 1
+            in_flight += pending + acking
+            if pending or acking:
+                total = found.setdefault(label, [0, 0])
+                total[0] += pending
+                total[1] += acking
+        self.in_flight = in_flight
+        return [f"{label} ({p} waiting, {a} in progress)" for label, (p, a) in found.items()]
+
+    def source_events(self) -> int:
+        """How many events the workflows' own sources (HTTP, Timer, File) have published so far."""
+        return sum(int(getattr(s, "published", 0)) + int(getattr(s, "accepted", 0)) + int(getattr(s, "fired", 0))
+                   for g in self.gateways for s in g.sources)
+
+    def sources_finished(self) -> bool:
+        return all(g.sources_finished for g in self.gateways)
+
+    async def drain(self, timeout: float, *, quiet: float = QUIET_SECONDS,
+                    tick: Callable[[], None] | None = None) -> DrainResult:
+        """Wait until the workflows are drained (see the module docstring) or ``timeout`` seconds have passed."""
+        began = time.monotonic()
+        deadline = began + timeout
+        idle_polls = 0
+        quiet_since: float | None = None
+        outputs_then = -1
+        while True:
+            self._raise_failure()
+            now = time.monotonic()
+            if now >= deadline:
+                holding = await self.holding()
+                if not self.sources_finished():
+                    holding.append("a File source still reading")
+                return DrainResult(False, now - began, holding or ["nothing (no output for the quiet period yet)"],
+                                   self.unreached())
+            if self.sources_finished():
+                holding = await self.holding()
+                self.holding_now = holding
+                idle_polls = idle_polls + 1 if not holding else 0
+                if idle_polls >= 2:
+                    await self._settle()
+                    if not self.unreached():
+                        return DrainResult(True, time.monotonic() - began, [], [])
+                    if quiet_since is None or self.outputs != outputs_then:
+                        quiet_since, outputs_then = time.monotonic(), self.outputs
+                    elif time.monotonic() - quiet_since >= quiet:
+                        return DrainResult(True, time.monotonic() - began, [], self.unreached())
+                else:
+                    quiet_since = None
+            if tick is not None:
+                tick()
+            await asyncio.sleep(POLL_SECONDS)
+
+    async def _settle(self) -> None:
+        """Make sure every output the server routed to us before now has been handed to :meth:`_on_message`."""
+        with contextlib.suppress(Exception):
+            await self.nc.flush(timeout=2)
+        for _ in range(200):
+            if all(sub.pending_msgs == 0 for sub in self._subs):
+                break
+            await asyncio.sleep(0.005)
+        await asyncio.sleep(0)
+
+    def unreached(self) -> list[str]:
+        return sorted(self.input_ids - self.seen_ids)
+
+    async def wait_failure(self) -> None:
+        """Return (raising it) when an agent fails; runs until cancelled otherwise (for --follow)."""
+        while True:
+            self._raise_failure()
+            await asyncio.sleep(0.1)

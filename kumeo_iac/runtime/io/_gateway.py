@@ -1,0 +1,106 @@
+"""The gateway of a workflow: every source and target adapter it needs, started and stopped together.
+
+`kumeo run` runs it in-process beside the workers; in a cluster it is meant to run as one small pod per workflow
+(``python -m kumeo_iac.runtime.io --plan PLAN.json``). NATS sources and targets need no adapter: agents read and
+write those subjects themselves.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from kumeo_iac.runtime.io._common import Adapter, refusals
+
+if TYPE_CHECKING:
+    from kumeo_iac.compile import WorkflowPlan
+
+__all__ = ["Gateway"]
+
+log = logging.getLogger("kumeo.io")
+
+
+class Gateway:
+    """The source and target adapters of one workflow.
+
+    Raises the first :class:`~kumeo_iac.runtime.io.EndpointRefused` at construction for a Kafka or MQTT endpoint
+    (see :func:`refusals` for all of them). ``http_host``/``http_port`` override where HTTP sources listen
+    (``http_port=0``: any free port, what tests want); ``http_default_port`` is the port of an HTTP source that
+    names none (`kumeo run` passes 0 and prints the URL).
+    """
+
+    def __init__(self, workflow: WorkflowPlan, base_dir: str | Path = ".", *, http_host: str | None = None,
+                 http_port: int | None = None, http_default_port: int | None = None,
+                 start_sources: bool = True) -> None:
+        refused = refusals(workflow)
+        if refused:
+            raise refused[0]
+        from kumeo_iac.runtime.io._file_source import FileSource
+        from kumeo_iac.runtime.io._file_target import FileTarget
+        from kumeo_iac.runtime.io._http_source import HttpSource
+        from kumeo_iac.runtime.io._http_target import HttpTarget
+        from kumeo_iac.runtime.io._timer_source import TimerSource
+
+        self.workflow = workflow
+        self.base_dir = Path(base_dir)
+        self.sources: list[Adapter] = []
+        self.targets: list[Adapter] = []
+        if start_sources:
+            for ep in workflow.sources:
+                if ep.kind == "HTTP":
+                    extra = {} if http_default_port is None else {"default_port": http_default_port}
+                    self.sources.append(HttpSource(workflow, ep, host=http_host, port=http_port, **extra))
+                elif ep.kind == "Timer":
+                    self.sources.append(TimerSource(workflow, ep))
+                elif ep.kind == "File":
+                    self.sources.append(FileSource(workflow, ep, base_dir=self.base_dir))
+        for ep in workflow.targets:
+            if ep.kind == "HTTP":
+                self.targets.append(HttpTarget(workflow, ep))
+            elif ep.kind == "File":
+                self.targets.append(FileTarget(workflow, ep, base_dir=self.base_dir))
+        self._started: list[Adapter] = []
+
+    @property
+    def adapters(self) -> list[Adapter]:
+        return [*self.targets, *self.sources]
+
+    @property
+    def consumers(self) -> list[tuple[str, str]]:
+        return [c for a in self.targets for c in a.consumers]
+
+    @property
+    def sources_finished(self) -> bool:
+        """True when every finite source (a File source) has published what it has; HTTP and Timer sources are
+        live and never hold up a drain."""
+        return all(a.finished for a in self.sources)
+
+    async def start(self, nc: Any) -> None:
+        """Start targets first (so nothing a source lets in finds its target missing), then sources."""
+        try:
+            for adapter in self.adapters:
+                await adapter.start(nc)
+                self._started.append(adapter)
+                log.info("workflow %s: %s started", self.workflow.name, adapter.label)
+        except BaseException:
+            await self.stop()
+            raise
+
+    async def stop_sources(self) -> None:
+        for adapter in reversed(self._started):
+            if adapter.role == "source":
+                with contextlib.suppress(Exception):
+                    await adapter.stop()
+
+    async def stop(self) -> None:
+        """Stop sources (no new events), then targets (each finishes the batch it holds)."""
+        await self.stop_sources()
+        for adapter in reversed(self._started):
+            if adapter.role == "target":
+                try:
+                    await adapter.stop()
+                except Exception:
+                    log.exception("%s did not stop cleanly", adapter.label)
+        self._started.clear()
