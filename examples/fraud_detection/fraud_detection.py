@@ -10,7 +10,7 @@ from __future__ import annotations
 from kumeo_iac.spec import (
     LLM,
     NATS,
-    BayesianNetwork,
+    BayesianNetworkContext,
     DataProcessor,
     DecisionMatrix,
     Deployment,
@@ -47,12 +47,12 @@ explain = LLM(
     "ollama/llama3",
     id="explain",
     input=anomaly.output,
-    when="anomaly_score > 0.4",
+    when="anomaly_score > 0.6",
     prompt=(
         "\n        You review card payments. Transaction {{tx_id}}: amount {{amount}}, hour {{hour}},\n"
         "        anomaly score {{anomaly_score}}. In one sentence, say why it may or may not be fraud.\n      "
     ),
-    max_tokens=64,
+    max_tokens=48,
     timeout="30s",
     retry=2,
 )
@@ -71,7 +71,11 @@ WORKFLOW = WorkflowSpec(
     name="FraudDetection",
     source=NATS("payments.transactions"),
     target=[NATS("payments.alerts.block"), NATS("payments.alerts.review"), NATS("payments.cleared")],
-    context=BayesianNetwork("models/risk.bn", id="risk"),
+    context=BayesianNetworkContext(
+        "models/risk.bn",
+        id="risk",
+        options={"evidence": {"night": "night", "foreign": "country_mismatch", "high_value": "is_high_value"}},
+    ),
     config={"thresholds": {"block": 0.8, "review": 0.5}, "high_value": 1000},
     agents=[normalize, anomaly, explain, policy, dispatch],
     monitor=Monitor(

@@ -30,7 +30,7 @@ from kumeo_iac.images._hash import content_tag, context_files
 #: The image classes agents are compiled to (``AgentPlan.image_class``).
 IMAGE_CLASSES: tuple[str, ...] = ("base", "ml", "llm")
 #: The kumeo-iac extras each image class installs.
-IMAGE_EXTRAS: dict[str, str] = {"base": "nats", "ml": "nats,ml,bayes", "llm": "nats,llm"}
+IMAGE_EXTRAS: dict[str, str] = {"base": "runtime", "ml": "runtime,ml,bayes", "llm": "runtime,llm"}
 #: The base image the Dockerfiles default to: Debian bookworm's python3.11, built on this machine
 #: (runtime_images/scripts/build-base-rootfs.sh). With a registry, build with KUMEO_BASE_IMAGE=python:3.11-slim.
 LOCAL_BASE_IMAGE = "localhost/kumeo-python:3.11-bookworm"

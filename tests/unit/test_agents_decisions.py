@@ -232,20 +232,21 @@ async def test_matrix_bad_settings_fail_at_start(settings: dict[str, Any], messa
 
 
 @pytest.mark.parametrize(
-    ("event", "decision", "risk"),
+    ("event", "decision", "level"),
     [
-        ({"anomaly_score": 0.85, "amount": 10, "country_mismatch": False}, "block", "high"),
-        ({"anomaly_score": 0.65, "amount": 2000, "country_mismatch": False}, "block", "high"),
-        ({"anomaly_score": 0.65, "amount": 20, "country_mismatch": False}, "review", "medium"),
-        ({"anomaly_score": 0.55, "amount": 20, "country_mismatch": True}, "review", "medium"),
-        ({"anomaly_score": 0.1, "amount": 5000, "country_mismatch": True}, "allow", "low"),
+        ({"anomaly_score": 0.85, "amount": 10, "risk": {"fraud": 0.005}}, "block", "high"),
+        ({"anomaly_score": 0.65, "amount": 20, "risk": {"fraud": 0.12}}, "block", "high"),
+        ({"anomaly_score": 0.65, "amount": 2000, "risk": {"fraud": 0.005}}, "block", "high"),
+        ({"anomaly_score": 0.65, "amount": 20, "risk": {"fraud": 0.005}}, "review", "medium"),
+        ({"anomaly_score": 0.1, "amount": 5000, "risk": {"fraud": 0.2}}, "review", "medium"),
+        ({"anomaly_score": 0.1, "amount": 5000, "risk": {"fraud": 0.005}}, "allow", "low"),
     ],
 )
-async def test_matrix_fraud_policy_dmx(event: dict[str, Any], decision: str, risk: str) -> None:
+async def test_matrix_fraud_policy_dmx(event: dict[str, Any], decision: str, level: str) -> None:
     base = EXAMPLES / "fraud_detection"
     for matrix in ("policy.dmx", {"file": "policy.dmx"}):
         agent = await started("DecisionMatrix", {"matrix": matrix, "context": {"id": "risk"}}, base_dir=base)
-        assert await one(agent, event) == {**event, "decision": decision, "risk": risk}
+        assert await one(agent, event) == {**event, "decision": decision, "risk_level": level}
 
 
 async def test_matrix_dmx_collect_and_unique_override(tmp_path: Path) -> None:
@@ -464,7 +465,7 @@ async def test_fraud_example_policy_and_dispatch_from_the_plan() -> None:
     base = EXAMPLES / "fraud_detection"
     event = {"tx_id": "t1", "amount": 20, "anomaly_score": 0.55, "country_mismatch": True}
     [(subject, decided)] = await _run_plan_agent(workflow, "policy", event, base)
-    assert subject is None and decided == {**event, "decision": "review", "risk": "medium"}
+    assert subject is None and decided == {**event, "decision": "review", "risk_level": "medium"}
     assert await _run_plan_agent(workflow, "dispatch", decided, base) == [("payments.alerts.review", decided)]
     cleared = {**event, "decision": "allow"}
     assert await _run_plan_agent(workflow, "dispatch", cleared, base) == [("payments.cleared", cleared)]

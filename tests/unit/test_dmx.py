@@ -42,26 +42,30 @@ def test_policy_example_structure() -> None:
     t = load_dmx(POLICY)
     assert t.path == str(POLICY)
     assert t.hit_policy == "first"
-    assert t.inputs == ("anomaly_score", "amount", "country_mismatch")
-    assert t.outputs == ("decision", "risk")
-    assert [r.line for r in t.rules] == [7, 8, 9, 10, 11]
+    assert t.inputs == ("anomaly_score", "amount", "risk.fraud")
+    assert t.outputs == ("decision", "risk_level")
+    assert [r.line for r in t.rules] == [8, 9, 10, 11, 12, 13]
     assert [[x.source if x else None for x in r.tests] for r in t.rules] == [
         ["anomaly_score >= 0.8", None, None],
+        ["anomaly_score >= 0.6", None, "risk.fraud >= 0.1"],
         ["anomaly_score >= 0.6", "amount > 1000", None],
-        ["anomaly_score >= 0.5", None, "country_mismatch == true"],
         ["anomaly_score >= 0.5", None, None],
+        [None, None, "risk.fraud >= 0.1"],
         [None, None, None],
     ]
-    assert t.rules[0].outputs == {"decision": "block", "risk": "high"}
+    assert t.rules[0].outputs == {"decision": "block", "risk_level": "high"}
 
 
 @pytest.mark.parametrize(
     ("event", "expected"),
     [
-        ({"anomaly_score": 0.85, "amount": 5, "country_mismatch": False}, {"decision": "block", "risk": "high"}),
-        ({"anomaly_score": 0.55, "amount": 5, "country_mismatch": True}, {"decision": "review", "risk": "medium"}),
-        ({"anomaly_score": 0.1, "amount": 5, "country_mismatch": True}, {"decision": "allow", "risk": "low"}),
-        ({}, {"decision": "allow", "risk": "low"}),  # missing fields never match a comparison
+        ({"anomaly_score": 0.85, "amount": 5, "risk": {"fraud": 0.005}}, {"decision": "block", "risk_level": "high"}),
+        ({"anomaly_score": 0.65, "amount": 5, "risk": {"fraud": 0.12}}, {"decision": "block", "risk_level": "high"}),
+        ({"anomaly_score": 0.65, "amount": 5000, "risk": {"fraud": 0.0}}, {"decision": "block", "risk_level": "high"}),
+        ({"anomaly_score": 0.55, "amount": 5, "risk": {"fraud": 0.0}}, {"decision": "review", "risk_level": "medium"}),
+        ({"anomaly_score": 0.1, "amount": 5, "risk": {"fraud": 0.2}}, {"decision": "review", "risk_level": "medium"}),
+        ({"anomaly_score": 0.1, "amount": 5, "risk": {"fraud": 0.01}}, {"decision": "allow", "risk_level": "low"}),
+        ({}, {"decision": "allow", "risk_level": "low"}),  # missing fields never match a comparison
     ],
 )
 def test_policy_example_first_match(event: dict[str, Any], expected: dict[str, Any]) -> None:

@@ -63,7 +63,7 @@ def test_render_writes_the_layout_and_prints_a_summary(project: Path, tmp_path: 
     assert "jetstream/consumers/KUMEO_FRAUD_DETECTION_SOURCES/clean.json" in files
     k8s = sorted(f for f in files if f.startswith("kubernetes/"))
     assert k8s[0] == "kubernetes/00-configmap-fraud-detection-plan.yaml"
-    assert len(k8s) == 13
+    assert len(k8s) == 14
     for name in k8s:
         docs = list(yaml.safe_load_all(files[name]))
         assert len(docs) == 1 and docs[0]["kind"].lower() in name
