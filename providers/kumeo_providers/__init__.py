@@ -38,10 +38,30 @@ from kumeo_providers._jetstream import (
 )
 
 if TYPE_CHECKING:
-    from kumeo_providers.consumer import CONSUMER_REPLACE_FIELDS, Consumer, ConsumerArgs, ConsumerProvider
-    from kumeo_providers.image import IMAGE_REPLACE_FIELDS, Image, ImageArgs, ImageProvider
-    from kumeo_providers.key_value import KEY_VALUE_REPLACE_FIELDS, KeyValue, KeyValueArgs, KeyValueProvider
-    from kumeo_providers.stream import STREAM_REPLACE_FIELDS, Stream, StreamArgs, StreamProvider
+    from kumeo_providers.consumer import (
+        CONSUMER_REPLACE_FIELDS,
+        Consumer,
+        ConsumerArgs,
+        ConsumerProvider,
+    )
+    from kumeo_providers.image import (
+        IMAGE_REPLACE_FIELDS,
+        Image,
+        ImageArgs,
+        ImageProvider,
+    )
+    from kumeo_providers.key_value import (
+        KEY_VALUE_REPLACE_FIELDS,
+        KeyValue,
+        KeyValueArgs,
+        KeyValueProvider,
+    )
+    from kumeo_providers.stream import (
+        STREAM_REPLACE_FIELDS,
+        Stream,
+        StreamArgs,
+        StreamProvider,
+    )
 
 _PULUMI_EXPORTS = {
     "Stream": "stream",

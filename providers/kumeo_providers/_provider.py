@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import dataclasses
 import difflib
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any, ClassVar, TypeVar
@@ -337,7 +338,23 @@ def name_failures(value: Any, field: str, kind: str, forbidden: str = ">*. /\\\t
     return []
 
 
-def connection_props(args: Any, props: dict[str, Any]) -> dict[str, Any]:
+@dataclasses.dataclass(kw_only=True)
+class ConnectionArgs:
+    """The NATS server a JetStream resource is applied to, and how to log in; shared by every resource's args."""
+
+    server_url: pulumi.Input[str]
+    user: pulumi.Input[str] | None = None
+    password: pulumi.Input[str] | None = None
+    token: pulumi.Input[str] | None = None
+    creds_file: pulumi.Input[str] | None = None
+    connect_timeout_s: pulumi.Input[float] | None = None
+
+    @classmethod
+    def from_mapping(cls, args: Mapping[str, Any]) -> Any:
+        return cls(**dict(args))
+
+
+def connection_props(args: ConnectionArgs, props: dict[str, Any]) -> dict[str, Any]:
     """Add the connection inputs of an args object to ``props``, wrapping credentials as Pulumi secrets."""
     props["server_url"] = args.server_url
     for key in SECRET_KEYS:

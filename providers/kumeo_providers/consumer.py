@@ -39,6 +39,7 @@ from kumeo_providers._jetstream import (
     find_consumer,
 )
 from kumeo_providers._provider import (
+    ConnectionArgs,
     JetStreamProvider,
     connection_props,
     contains_unknown,
@@ -151,8 +152,8 @@ class ConsumerProvider(JetStreamProvider):
         return str(config.get("durable_name") or config.get("name"))
 
 
-@dataclasses.dataclass
-class ConsumerArgs:
+@dataclasses.dataclass(kw_only=True)
+class ConsumerArgs(ConnectionArgs):
     """The inputs of a :class:`Consumer`: its stream, its nats-py ConsumerConfig and the NATS server.
 
     Pass ``stream=my_stream.name`` (an output) rather than a plain string, so Pulumi creates the stream first and
@@ -161,16 +162,6 @@ class ConsumerArgs:
 
     stream: pulumi.Input[str]
     config: ConsumerConfig | Mapping[str, Any] | pulumi.Input[Mapping[str, Any]]
-    server_url: pulumi.Input[str]
-    user: pulumi.Input[str] | None = None
-    password: pulumi.Input[str] | None = None
-    token: pulumi.Input[str] | None = None
-    creds_file: pulumi.Input[str] | None = None
-    connect_timeout_s: pulumi.Input[float] | None = None
-
-    @classmethod
-    def from_mapping(cls, args: Mapping[str, Any]) -> ConsumerArgs:
-        return cls(**dict(args))
 
     def to_props(self) -> dict[str, Any]:
         config = consumer_config_to_inputs(self.config) if isinstance(self.config, ConsumerConfig) else self.config

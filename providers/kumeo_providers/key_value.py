@@ -33,7 +33,12 @@ from kumeo_providers._jetstream import (
     key_value_config_to_inputs,
     key_value_stream_name,
 )
-from kumeo_providers._provider import JetStreamProvider, connection_props, with_secret_outputs
+from kumeo_providers._provider import (
+    ConnectionArgs,
+    JetStreamProvider,
+    connection_props,
+    with_secret_outputs,
+)
 
 __all__ = ["KEY_VALUE_REPLACE_FIELDS", "KeyValue", "KeyValueArgs", "KeyValueProvider"]
 
@@ -100,21 +105,11 @@ class KeyValueProvider(JetStreamProvider):
         await delete_key_value(js, inputs["config"]["bucket"])
 
 
-@dataclasses.dataclass
-class KeyValueArgs:
+@dataclasses.dataclass(kw_only=True)
+class KeyValueArgs(ConnectionArgs):
     """The inputs of a :class:`KeyValue`: its nats-py KeyValueConfig and the NATS server to apply it to."""
 
     config: KeyValueConfig | Mapping[str, Any] | pulumi.Input[Mapping[str, Any]]
-    server_url: pulumi.Input[str]
-    user: pulumi.Input[str] | None = None
-    password: pulumi.Input[str] | None = None
-    token: pulumi.Input[str] | None = None
-    creds_file: pulumi.Input[str] | None = None
-    connect_timeout_s: pulumi.Input[float] | None = None
-
-    @classmethod
-    def from_mapping(cls, args: Mapping[str, Any]) -> KeyValueArgs:
-        return cls(**dict(args))
 
     def to_props(self) -> dict[str, Any]:
         config = key_value_config_to_inputs(self.config) if isinstance(self.config, KeyValueConfig) else self.config

@@ -38,7 +38,13 @@ from kumeo_providers._jetstream import (
     stream_config_from_inputs,
     stream_config_to_inputs,
 )
-from kumeo_providers._provider import JetStreamProvider, connection_props, name_failures, with_secret_outputs
+from kumeo_providers._provider import (
+    ConnectionArgs,
+    JetStreamProvider,
+    connection_props,
+    name_failures,
+    with_secret_outputs,
+)
 
 __all__ = ["STREAM_REPLACE_FIELDS", "Stream", "StreamArgs", "StreamProvider"]
 
@@ -110,21 +116,11 @@ class StreamProvider(JetStreamProvider):
         await delete_stream(js, inputs["config"]["name"])
 
 
-@dataclasses.dataclass
-class StreamArgs:
+@dataclasses.dataclass(kw_only=True)
+class StreamArgs(ConnectionArgs):
     """The inputs of a :class:`Stream`: its nats-py StreamConfig and the NATS server to apply it to."""
 
     config: StreamConfig | Mapping[str, Any] | pulumi.Input[Mapping[str, Any]]
-    server_url: pulumi.Input[str]
-    user: pulumi.Input[str] | None = None
-    password: pulumi.Input[str] | None = None
-    token: pulumi.Input[str] | None = None
-    creds_file: pulumi.Input[str] | None = None
-    connect_timeout_s: pulumi.Input[float] | None = None
-
-    @classmethod
-    def from_mapping(cls, args: Mapping[str, Any]) -> StreamArgs:
-        return cls(**dict(args))
 
     def to_props(self) -> dict[str, Any]:
         config = stream_config_to_inputs(self.config) if isinstance(self.config, StreamConfig) else self.config
