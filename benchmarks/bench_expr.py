@@ -15,7 +15,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from kumeo_iac.expr import compile_expression  # noqa: E402
+from kumeo_iac.expr import compile_expression
 
 EVENT: dict[str, Any] = {
     "amount": 1500,

@@ -36,6 +36,7 @@ from nats.js.api import (
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from benchmarks._harness import Result, load_average
 from kumeo_iac.compile._plan import AgentPlan, ConsumerPlan, StreamPlan, WorkflowPlan
 from kumeo_iac.local._nats_server import NatsServer
 from kumeo_iac.runtime._worker import Worker
@@ -135,7 +136,15 @@ async def main() -> None:
     print(f"  micro-batched (batch_size {args.batch}): {batched[0]:>9,.0f} events/s  "
           f"({batched[1]} inference calls)  goal >= 5,000: {goal}")
     print(f"  unbatched     (batch_size 1):   {unbatched[0]:>9,.0f} events/s  ({unbatched[1]} inference calls)")
-    print(f"  ratio batched / unbatched: {batched[0] / unbatched[0]:.2f}x")
+    print(f"  ratio batched / unbatched: {batched[0] / unbatched[0]:.2f}x   (load average {load_average()})")
+    result = Result("onnx")
+    result["events"] = args.events
+    result["batch"] = args.batch
+    result["batched_events_per_s"] = round(batched[0])
+    result["unbatched_events_per_s"] = round(unbatched[0])
+    result["ratio"] = round(batched[0] / unbatched[0], 2)
+    result["inference_calls"] = {"batched": batched[1], "unbatched": unbatched[1]}
+    result.write()
 
 
 if __name__ == "__main__":

@@ -955,7 +955,12 @@ class _Checker:
         path = Path(file)
         if not path.is_absolute():
             path = self.base_dir / path
-        if path.exists():
+        try:
+            if path.exists():
+                return
+        except (OSError, ValueError) as exc:  # a name too long for the file system: no such file can exist
+            self.soft(f"{what} is not a usable path ({getattr(exc, 'strerror', None) or exc}); fix the path",
+                      span, "missing-file")
             return
         self.soft(
             f"{what} does not exist (looked for {path}); `kumeo render`, `run` and `up` will refuse it — "

@@ -13,6 +13,9 @@ One worker owns everything about NATS for its agent, so agent kinds only compute
    the re-publish, so nothing downstream is doubled and nothing is lost.
 4. **Fail.** A transient error NAKs with the agent's backoff delay; ``EventRejected``, or the last allowed
    delivery, sends a dead letter (or the fallback) and acks.
+   A publish the server keeps refusing (a full stream, no connection) NAKs too, except on the last allowed
+   delivery, where a NAK would strand the event: the worker stores its output or a dead letter, holding the event
+   in progress until one of them lands.
 5. **Reconnect.** nats.py reconnects the connection but not a pull consumer (nats.py#504: the server forgets the
    open pull request). On every reconnect, and whenever a pull request goes unanswered past its expiry, the worker
    re-binds: checks the consumer still exists (recreating it from the Plan if the server lost it), renews its
@@ -795,9 +798,11 @@ class Worker:
         """Publish every outgoing message of the batch at once, wait for the PubAcks, then ack (or NAK) inputs.
 
         A work whose publishes failed is retried twice within the batch (the duplicate window makes re-publishing
-        the ones that did land harmless); after that its input is NAKed so JetStream redelivers it later.
+        the ones that did land harmless); after that its input is NAKed so JetStream redelivers it later — unless
+        this was its last allowed delivery, when a NAK would end it silently (see :meth:`_settle_last_delivery`).
         """
         pending = [w for w in works if not w.done]
+        errors: dict[int, str] = {}
         for round_ in range(3):
             futures: list[tuple[_Work, asyncio.Future[Any]]] = []
             failed: set[int] = set()
@@ -808,6 +813,7 @@ class Worker:
                     except Exception as exc:  # noqa: BLE001 - not connected, too many stalled publishes
                         log.debug("publish to %s failed: %r", out.subject, exc)
                         failed.add(id(work))
+                        errors[id(work)] = _reason(exc)
                         break
                     futures.append((work, future))
             if futures:
@@ -819,6 +825,8 @@ class Worker:
                     if not future.cancelled():
                         log.debug("publish failed: %r", future.exception())
                     failed.add(id(work))
+                    errors[id(work)] = ("no PubAck within the publish timeout" if future.cancelled()
+                                        else _reason(future.exception()))  # type: ignore[arg-type]
             retry: list[_Work] = []
             for work in pending:
                 if id(work) in failed:
@@ -830,9 +838,60 @@ class Worker:
                 break
             await asyncio.sleep(0.2 * (round_ + 1))
         for work in pending:
-            # Publishing failed (NATS unreachable): let JetStream redeliver the event later.
             self.metrics.events_failed += 1
+            if work.attempt >= self.plan.max_deliver:
+                await self._settle_last_delivery(work, errors.get(id(work), "publishing failed"))
+                continue
+            # Publishing failed (NATS unreachable, a full stream): let JetStream redeliver the event later.
             await self._answer(work.msg, self._retry_delay(work.attempt) or 1.0)
+
+    async def _settle_last_delivery(self, work: _Work, reason: str) -> None:
+        """Store the output (or a dead letter) of an event on its last allowed delivery, whatever it takes.
+
+        JetStream does not redeliver past ``max_deliver``, so NAKing here would leave the event unacked in its
+        stream with neither an output nor a dead letter. Instead: publish the outputs again, else a dead letter
+        saying why; if neither can be stored (the stream holding both is full, NATS is down) keep the event in
+        progress and retry with backoff, which also stops this puller from fetching more — back-pressure — until
+        the server takes the messages or the worker stops.
+        """
+        letter = None
+        if any(out.kind == "out" for out in work.outgoing):
+            letter = self._dead_letter(work.event_id, work.payload, work.attempt,
+                                       f"could not publish the output: {reason}", work.traceparent)
+        delay, tries = 0.25, 0
+        while True:
+            if await self._publish_now(work.outgoing):
+                break
+            if letter is not None and await self._publish_now([letter]):
+                work.outgoing = [letter]
+                work.dead_lettered = True
+                log.warning("worker %s: event %s dead-lettered on its last delivery: could not publish the "
+                            "output: %s", self.agent_id, work.event_id, reason)
+                break
+            if self._stopping or self._closed:
+                log.error("worker %s: stopping with event %s unsettled on its last delivery (its output and dead "
+                          "letter could not be published: %s); JetStream will not redeliver it, replay it from "
+                          "its stream", self.agent_id, work.event_id, reason)
+                return
+            if tries % 20 == 0:
+                log.warning("worker %s: holding event %s on its last delivery until its output can be published: "
+                            "%s", self.agent_id, work.event_id, reason)
+            tries += 1
+            with contextlib.suppress(Exception):
+                await work.msg.in_progress()  # keeps ack_wait from ending the event while it waits
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 5.0)
+        await self._finish(work)
+
+    async def _publish_now(self, outgoing: list[_Outgoing]) -> bool:
+        """Publish each message and wait for its PubAck; False at the first one the server did not store."""
+        try:
+            for out in outgoing:
+                await self.js.publish(out.subject, out.data, headers=dict(out.headers), timeout=self.publish_timeout)
+        except Exception as exc:  # noqa: BLE001 - a full stream, no connection: the caller decides
+            log.debug("publish failed: %r", exc)
+            return False
+        return True
 
     async def _finish(self, work: _Work) -> None:
         for out in work.outgoing:

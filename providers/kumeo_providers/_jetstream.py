@@ -104,6 +104,59 @@ class Outcome(str, enum.Enum):
 # -- connecting -------------------------------------------------------------------------------------------------
 
 
+def _publish_async_errors_reach_the_future() -> None:
+    """Work around nats.py#985: an error PubAck (``503 maximum messages exceeded`` from a full stream with
+    ``discard: new``, a wrong expected stream…) must fail the ``publish_async`` future.
+
+    nats-py 2.16's ``_handle_async_reply`` calls ``APIError.from_error``, which *raises* instead of returning, so
+    the error escapes into the subscription task ("nats: encountered error") and the future is never resolved:
+    every publisher waits its whole timeout and sees a timeout instead of the server's refusal. Applied only while
+    ``from_error`` still raises (the fix upstream, PR #994, makes this a no-op).
+    """
+    from nats.js import api
+    from nats.js import client as js_client
+    from nats.js import errors as js_errors
+
+    if getattr(JetStreamContext, "_kumeo_async_reply_fixed", False):
+        return
+    try:
+        js_errors.APIError.from_error({"code": 503, "err_code": 10077, "description": "probe"})
+    except js_errors.APIError:
+        pass
+    else:
+        return
+
+    import json
+
+    async def _handle_async_reply(self: Any, msg: Any) -> None:
+        future = self._publish_async_futures.get(msg.subject[len(self._async_reply_prefix):])
+        if future is None or future.done():
+            return
+        if msg.headers and msg.headers.get(api.Header.STATUS) == js_client.NO_RESPONDERS_STATUS:
+            future.set_exception(js_errors.NoStreamResponseError)
+            return
+        try:
+            resp = json.loads(msg.data)
+            if "error" in resp:
+                try:
+                    error: BaseException = js_errors.APIError.from_error(resp["error"])
+                except js_errors.APIError as raised:
+                    error = raised
+                future.set_exception(error)
+                return
+            future.set_result(api.PubAck.from_response(resp))
+        except (asyncio.CancelledError, asyncio.InvalidStateError):
+            pass
+        except Exception as exc:  # noqa: BLE001 - a malformed answer fails the publish, never hangs it
+            future.set_exception(exc)
+
+    JetStreamContext._handle_async_reply = _handle_async_reply  # type: ignore[method-assign]
+    JetStreamContext._kumeo_async_reply_fixed = True  # type: ignore[attr-defined]
+
+
+_publish_async_errors_reach_the_future()
+
+
 async def connect(
     url: str,
     *,
@@ -338,7 +391,7 @@ def key_value_stream_name(bucket: str) -> str:
 def key_value_config_from_stream(config: StreamConfig) -> KeyValueConfig:
     """Read a bucket's KeyValueConfig back from the StreamConfig of its ``KV_<bucket>`` stream."""
     name = config.name or ""
-    bucket = name[len(_KV_STREAM_PREFIX) :] if name.startswith(_KV_STREAM_PREFIX) else name
+    bucket = name.removeprefix(_KV_STREAM_PREFIX)
     max_bytes = config.max_bytes if config.max_bytes is not None and config.max_bytes >= 0 else None
     max_value_size = config.max_msg_size if config.max_msg_size is not None and config.max_msg_size >= 0 else None
     return KeyValueConfig(
