@@ -32,7 +32,7 @@ import dataclasses
 import difflib
 import os
 import re
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any, Final
 
@@ -412,12 +412,9 @@ def _matching_paren(text: str, opening: int) -> int | None:
     return None
 
 
-def _split_commas(text: str) -> list[tuple[str, int]]:
-    """Split on commas outside strings and brackets; each part with its offset in ``text``."""
-    parts: list[tuple[str, int]] = []
-    depth = 0
+def _outside_strings(text: str) -> Iterator[tuple[int, str]]:
+    """Each position and character of ``text`` that is not inside a quoted string (quotes excluded)."""
     quote: str | None = None
-    start = 0
     i = 0
     while i < len(text):
         char = text[i]
@@ -429,14 +426,24 @@ def _split_commas(text: str) -> list[tuple[str, int]]:
                 quote = None
         elif char in "\"'":
             quote = char
-        elif char in "([{":
+        else:
+            yield i, char
+        i += 1
+
+
+def _split_commas(text: str) -> list[tuple[str, int]]:
+    """Split on commas outside strings and brackets; each part with its offset in ``text``."""
+    parts: list[tuple[str, int]] = []
+    depth = 0
+    start = 0
+    for i, char in _outside_strings(text):
+        if char in "([{":
             depth += 1
         elif char in ")]}":
             depth -= 1
         elif char == "," and depth <= 0:
             parts.append((text[start:i], start))
             start = i + 1
-        i += 1
     if text[start:].strip() or parts:
         parts.append((text[start:], start))
     return parts
@@ -444,19 +451,7 @@ def _split_commas(text: str) -> list[tuple[str, int]]:
 
 def _find_outside(text: str, needle: str) -> int | None:
     """Index of ``needle`` outside string literals, or None."""
-    quote: str | None = None
-    i = 0
-    while i < len(text):
-        char = text[i]
-        if quote is not None:
-            if char == "\\":
-                i += 2
-                continue
-            if char == quote:
-                quote = None
-        elif char in "\"'":
-            quote = char
-        elif text.startswith(needle, i):
+    for i, _char in _outside_strings(text):
+        if text.startswith(needle, i):
             return i
-        i += 1
     return None
