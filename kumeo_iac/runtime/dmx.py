@@ -390,25 +390,13 @@ class _Parser:
 
 def _matching_paren(text: str, opening: int) -> int | None:
     depth = 0
-    quote: str | None = None
-    i = opening
-    while i < len(text):
-        char = text[i]
-        if quote is not None:
-            if char == "\\":
-                i += 2
-                continue
-            if char == quote:
-                quote = None
-        elif char in "\"'":
-            quote = char
-        elif char == "(":
+    for i, char in _outside_strings(text[opening:]):
+        if char == "(":
             depth += 1
         elif char == ")":
             depth -= 1
             if depth == 0:
-                return i
-        i += 1
+                return opening + i
     return None
 
 
