@@ -554,12 +554,15 @@ class _WorkflowPlanner:
             limits["nvidia.com/gpu"] = gpus
         return {"requests": requests, "limits": limits}
 
-    def _image(self, agent: Agent, image_class: str) -> str:
+    def _image(self, agent: Agent | None, image_class: str) -> str:
+        """The image of an agent, or with ``agent`` None of the workflow's gateway (``runtime_images["gateway"]``,
+        else the base image)."""
+        agent_id = agent.id if agent is not None else k8s.GATEWAY
         overrides = self.settings.runtime_images
-        image: str | None = overrides.get(agent.id or "") or overrides.get(image_class)
+        image: str | None = overrides.get(agent_id or "") or overrides.get(image_class)
         base_images = self.deployment.base_images if self.deployment else {}
         span = None
-        if image is None:
+        if image is None and agent is not None:
             chain = self._resource_chain(agent)
             table = self.deployment.resources if self.deployment else {}
             for r in chain:
@@ -577,12 +580,12 @@ class _WorkflowPlanner:
         if image.startswith("base_images."):
             key = image.split(".", 1)[1]
             if key not in base_images:
-                raise self.error(f"image {image!r} names no entry of deployment.base_images", agent=agent.id,
+                raise self.error(f"image {image!r} names no entry of deployment.base_images", agent=agent_id,
                                  span=span, hint=f"entries: {', '.join(sorted(base_images)) or 'none'}")
             image = str(base_images[key])
-        image = self._interpolate(image, agent=agent.id, span=span)
+        image = self._interpolate(image, agent=agent_id, span=span)
         if not image or any(c.isspace() for c in image):
-            raise self.error(f"image {image!r} is not a valid image reference", agent=agent.id, span=span)
+            raise self.error(f"image {image!r} is not a valid image reference", agent=agent_id, span=span)
         return image
 
     def _interpolate(self, text: str, *, agent: str | None, span: SourceSpan | None) -> str:
@@ -779,6 +782,16 @@ class _WorkflowPlanner:
             objects.append(k8s.autoscaler(
                 slug=self.slug, namespace=self.namespace, nats_url=self.nats_url, agent=agent, agent_dns=dns,
                 settings=self.settings, target_cpu=target_cpu, lag_threshold=lag))
+        if k8s.needs_gateway(plan.sources, plan.targets):
+            clash = [a for a, dns in self.agent_dns.items() if dns == k8s.GATEWAY]
+            if clash:
+                raise self.error(f"agent {clash[0]!r} has the Kubernetes name of the workflow's gateway "
+                                 f"({self.slug}-{k8s.GATEWAY}), which runs its HTTP/Timer/File endpoints",
+                                 agent=clash[0], hint="rename the agent")
+            objects += k8s.gateway_objects(
+                slug=self.slug, namespace=self.namespace, nats_url=self.nats_url, workflow_name=self.wf.name,
+                sources=plan.sources, targets=plan.targets, image=self._image(None, "base"),
+                settings=self.settings, plan_config_map_name=config_map["metadata"]["name"])
         objects += observability_objects(plan, self.settings)
         return k8s.apply_order(objects)
 

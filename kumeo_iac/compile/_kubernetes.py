@@ -6,6 +6,9 @@ an autoscaler — an autoscaling/v2 HorizontalPodAutoscaler on CPU, or with KEDA
 on its consumers' lag, annotated ``kumeo.dev/depends-on: consumer/<stream>/<durable>`` so deployers create it after
 the consumer. Files agents read (models, networks, rules) come from one volume: ``PlatformSettings.files_volume``,
 else a ConfigMap ``<slug>-files`` (keys: paths with ``/`` → ``__``) that the deployer fills from the files.
+A workflow with a non-NATS source or an HTTP/File target also gets a gateway ``<slug>-gateway`` (ServiceAccount,
+one-replica Deployment running ``python -m kumeo_iac.runtime.io``, Service on its HTTP source ports and health
+port, PodDisruptionBudget, NetworkPolicy), labelled ``kumeo.dev/component: gateway``.
 """
 
 from __future__ import annotations
@@ -24,6 +27,8 @@ PLAN_DIR = "/etc/kumeo"
 PLAN_KEY = "plan.json"
 DEFAULT_FILES_DIR = "/var/lib/kumeo/files"
 RUN_AS = 10001
+#: Requests and limits of the gateway container (small: it only moves events between the outside and NATS).
+GATEWAY_RESOURCES = {"requests": {"cpu": "100m", "memory": "128Mi"}, "limits": {"cpu": "500m", "memory": "256Mi"}}
 
 #: Apply order by kind (the ScaledObject/HPA last: they need their Deployment and, for KEDA, the consumer).
 KIND_ORDER = (
@@ -98,6 +103,36 @@ def _secret_env(settings: PlatformSettings) -> list[dict[str, Any]]:
     return env
 
 
+def _container_security() -> dict[str, Any]:
+    """The restricted container security context every Kumeo container runs with."""
+    return {
+        "allowPrivilegeEscalation": False,
+        "readOnlyRootFilesystem": True,
+        "runAsNonRoot": True,
+        "runAsUser": RUN_AS,
+        "runAsGroup": RUN_AS,
+        "capabilities": {"drop": ["ALL"]},
+        "seccompProfile": {"type": "RuntimeDefault"},
+    }
+
+
+def _pod_security() -> dict[str, Any]:
+    return {
+        "runAsNonRoot": True,
+        "runAsUser": RUN_AS,
+        "runAsGroup": RUN_AS,
+        "fsGroup": RUN_AS,
+        "seccompProfile": {"type": "RuntimeDefault"},
+    }
+
+
+def _probes(port: str) -> tuple[dict[str, Any], dict[str, Any]]:
+    """(liveness on /healthz, readiness on /readyz) against the named container port."""
+    probe = {"httpGet": {"path": "/healthz", "port": port}, "initialDelaySeconds": 5, "periodSeconds": 10,
+             "timeoutSeconds": 2, "failureThreshold": 3}
+    return probe, {**probe, "httpGet": {"path": "/readyz", "port": port}, "periodSeconds": 5}
+
+
 #: The workflow's scaling bounds on every Deployment and autoscaler, for policies (replicas within bounds).
 MIN_REPLICAS_ANNOTATION = "kumeo.dev/min-replicas"
 MAX_REPLICAS_ANNOTATION = "kumeo.dev/max-replicas"
@@ -165,18 +200,8 @@ def agent_objects(
         volume_mounts.append(tls_volume_mount)
         volumes.append(tls_volume)
 
-    container_security = {
-        "allowPrivilegeEscalation": False,
-        "readOnlyRootFilesystem": True,
-        "runAsNonRoot": True,
-        "runAsUser": RUN_AS,
-        "runAsGroup": RUN_AS,
-        "capabilities": {"drop": ["ALL"]},
-        "seccompProfile": {"type": "RuntimeDefault"},
-    }
-    probe = {"httpGet": {"path": "/healthz", "port": "http"}, "initialDelaySeconds": 5, "periodSeconds": 10,
-             "timeoutSeconds": 2, "failureThreshold": 3}
-    ready = {**probe, "httpGet": {"path": "/readyz", "port": "http"}, "periodSeconds": 5}
+    container_security = _container_security()
+    probe, ready = _probes("http")
     container = {
         "name": "agent",
         "image": agent.image,
@@ -213,13 +238,7 @@ def agent_objects(
                     "automountServiceAccountToken": False,
                     "enableServiceLinks": False,
                     "terminationGracePeriodSeconds": max(30, int(agent.timeout_seconds) + 5),
-                    "securityContext": {
-                        "runAsNonRoot": True,
-                        "runAsUser": RUN_AS,
-                        "runAsGroup": RUN_AS,
-                        "fsGroup": RUN_AS,
-                        "seccompProfile": {"type": "RuntimeDefault"},
-                    },
+                    "securityContext": _pod_security(),
                     "containers": [container],
                     "volumes": volumes,
                 },
@@ -270,6 +289,192 @@ def agent_objects(
                 ],
                 "ports": [{"protocol": "TCP", "port": HTTP_PORT}],
             }],
+            "egress": [{"ports": [{"protocol": proto, "port": port} for port, proto in sorted(egress_ports)]}],
+        },
+    })
+    return objects
+
+
+# -- the gateway: the pod running a workflow's HTTP/Timer/File sources and HTTP/File targets ------------------------
+
+#: The component label (and name suffix) of a workflow's gateway; agents carry ``kumeo.dev/agent`` instead.
+GATEWAY = "gateway"
+#: The HTTP source port when the source names none (the runtime's ``HttpSource`` default).
+GATEWAY_DEFAULT_SOURCE_PORT = 8080
+#: The gateway's /healthz, /readyz and /metrics port (moved up when an HTTP source takes it).
+GATEWAY_HEALTH_PORT = 8081
+#: Where File sources and targets are relative to in the gateway pod (an emptyDir unless the files volume is set).
+GATEWAY_DATA_DIR = "/var/lib/kumeo/io"
+
+
+def needs_gateway(sources: list[EndpointPlan], targets: list[EndpointPlan]) -> bool:
+    """A workflow needs a gateway pod when it has a non-NATS source or an HTTP/File target."""
+    return any(ep.kind != "NATS" for ep in sources) or any(ep.kind in ("HTTP", "File") for ep in targets)
+
+
+def http_source_port(endpoint: EndpointPlan) -> int:
+    """The port an HTTP source listens on: ``{ port: N }``, else the URL's port, else 8080 — the same rule as
+    ``kumeo_iac.runtime.io.HttpSource`` (a unit test keeps the two in step)."""
+    options = endpoint.options or {}
+    if options.get("port") is not None:
+        return int(options["port"])
+    address = endpoint.address or ""
+    if "://" in address:
+        try:
+            port = urlsplit(address).port
+        except ValueError:
+            port = None
+        if port is not None:
+            return port
+    return GATEWAY_DEFAULT_SOURCE_PORT
+
+
+def gateway_health_port(source_ports: list[int]) -> int:
+    port = GATEWAY_HEALTH_PORT
+    while port in source_ports:
+        port += 1
+    return port
+
+
+def gateway_objects(
+    *,
+    slug: str,
+    namespace: str,
+    nats_url: str,
+    workflow_name: str,
+    sources: list[EndpointPlan],
+    targets: list[EndpointPlan],
+    image: str,
+    settings: PlatformSettings,
+    plan_config_map_name: str,
+) -> list[dict[str, Any]]:
+    """ServiceAccount, Deployment (one replica: Timer and File sources must not run twice), Service (the HTTP
+    source ports and the health port), PodDisruptionBudget and NetworkPolicy of the workflow's gateway, which runs
+    ``python -m kumeo_iac.runtime.io`` (the Gateway ``kumeo run`` starts in-process)."""
+    name = dns_name(slug, GATEWAY)
+    lbl = labels(slug, name)
+    lbl["app.kubernetes.io/component"] = GATEWAY
+    lbl["kumeo.dev/component"] = GATEWAY
+    selector = {"kumeo.dev/workflow": slug, "kumeo.dev/component": GATEWAY}
+    source_ports = sorted({http_source_port(ep) for ep in sources if ep.kind == "HTTP"})
+    health_port = gateway_health_port(source_ports)
+    uses_files = any(ep.kind == "File" for ep in [*sources, *targets])
+    objects: list[dict[str, Any]] = [{
+        "apiVersion": "v1",
+        "kind": "ServiceAccount",
+        "metadata": _meta(name, namespace, lbl),
+        "automountServiceAccountToken": False,
+    }]
+
+    env = [
+        {"name": "NATS_URL", "value": nats_url},
+        {"name": "KUMEO_WORKFLOW", "value": workflow_name},
+    ]
+    volume_mounts = [
+        {"name": "plan", "mountPath": PLAN_DIR, "readOnly": True},
+        {"name": "tmp", "mountPath": "/tmp"},
+    ]
+    volumes: list[dict[str, Any]] = [
+        {"name": "plan", "configMap": {"name": plan_config_map_name, "items": [{"key": PLAN_KEY, "path": PLAN_KEY}]}},
+        {"name": "tmp", "emptyDir": {"sizeLimit": "256Mi"}},
+    ]
+    args = ["--plan", f"{PLAN_DIR}/{PLAN_KEY}", "--workflow", workflow_name, "--health-port", str(health_port)]
+    if uses_files:
+        args += ["--base-dir", GATEWAY_DATA_DIR]
+        volume_mounts.append({"name": "data", "mountPath": GATEWAY_DATA_DIR})
+        volumes.append({"name": "data", "emptyDir": {"sizeLimit": "1Gi"}})
+    if settings.nats_tls:
+        tls_env, tls_volume_mount, tls_volume = tls_mount(settings.nats_tls)
+        env += tls_env
+        volume_mounts.append(tls_volume_mount)
+        volumes.append(tls_volume)
+
+    ports = [{"name": "http", "containerPort": health_port, "protocol": "TCP"}]
+    ports += [{"name": f"in-{port}", "containerPort": port, "protocol": "TCP"} for port in source_ports]
+    probe, ready = _probes("http")
+    metrics_annotations = {
+        "prometheus.io/scrape": "true",
+        "prometheus.io/port": str(health_port),
+        "prometheus.io/path": "/metrics",
+    }
+    container = {
+        "name": GATEWAY,
+        "image": image,
+        "imagePullPolicy": "IfNotPresent",
+        "command": ["python", "-m", "kumeo_iac.runtime.io"],
+        "args": args,
+        "env": env,
+        "ports": ports,
+        "livenessProbe": probe,
+        "readinessProbe": ready,
+        "resources": {"requests": dict(GATEWAY_RESOURCES["requests"]), "limits": dict(GATEWAY_RESOURCES["limits"])},
+        "securityContext": _container_security(),
+        "volumeMounts": volume_mounts,
+    }
+    objects.append({
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": _meta(name, namespace, lbl, {MIN_REPLICAS_ANNOTATION: "1", MAX_REPLICAS_ANNOTATION: "1"}),
+        "spec": {
+            "replicas": 1,
+            "selector": {"matchLabels": selector},
+            # One gateway at a time: a Timer or File source in two pods would publish twice.
+            "strategy": {"type": "Recreate"},
+            "template": {
+                "metadata": {"labels": lbl, "annotations": metrics_annotations},
+                "spec": {
+                    "serviceAccountName": name,
+                    "automountServiceAccountToken": False,
+                    "enableServiceLinks": False,
+                    "terminationGracePeriodSeconds": 30,
+                    "securityContext": _pod_security(),
+                    "containers": [container],
+                    "volumes": volumes,
+                },
+            },
+        },
+    })
+
+    service_ports = [{"name": "http", "port": health_port, "targetPort": "http", "protocol": "TCP"}]
+    service_ports += [{"name": f"in-{port}", "port": port, "targetPort": f"in-{port}", "protocol": "TCP"}
+                      for port in source_ports]
+    objects.append({
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": _meta(name, namespace, lbl, metrics_annotations),
+        "spec": {"type": "ClusterIP", "selector": selector, "ports": service_ports},
+    })
+
+    objects.append({
+        "apiVersion": "policy/v1",
+        "kind": "PodDisruptionBudget",
+        "metadata": _meta(name, namespace, lbl),
+        "spec": {"maxUnavailable": 1, "selector": {"matchLabels": selector}},
+    })
+
+    ingress: list[dict[str, Any]] = [{
+        "from": [
+            {"podSelector": {}},
+            {"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": settings.monitoring_namespace}}},
+        ],
+        "ports": [{"protocol": "TCP", "port": health_port}],
+    }]
+    if source_ports:
+        # HTTP sources take events from anywhere in the cluster (any pod of any namespace).
+        ingress.append({"from": [{"namespaceSelector": {}}],
+                        "ports": [{"protocol": "TCP", "port": port} for port in source_ports]})
+    egress_ports: set[tuple[int, str]] = {(53, "UDP"), (53, "TCP"), (_port_of(nats_url, 4222), "TCP")}
+    for endpoint in targets:
+        if endpoint.kind == "HTTP":
+            egress_ports.add((_http_port(endpoint.address), "TCP"))
+    objects.append({
+        "apiVersion": "networking.k8s.io/v1",
+        "kind": "NetworkPolicy",
+        "metadata": _meta(name, namespace, lbl),
+        "spec": {
+            "podSelector": {"matchLabels": selector},
+            "policyTypes": ["Ingress", "Egress"],
+            "ingress": ingress,
             "egress": [{"ports": [{"protocol": proto, "port": port} for port, proto in sorted(egress_ports)]}],
         },
     })

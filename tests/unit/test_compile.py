@@ -417,7 +417,8 @@ def test_secrets_never_reach_the_config_map() -> None:
 def test_network_policy_egress_allows_dns_nats_and_http_targets() -> None:
     wf = wf_of(program(targets=[HttpTarget("https://hooks.example.com:8443/x", id="hook")],
                        agents=[DataProcessor(id="a", output="target.hook")]), nats_url="nats://nats:4333")
-    (np,) = [o for o in wf.kubernetes if o["kind"] == "NetworkPolicy"]
+    (np,) = [o for o in wf.kubernetes if o["kind"] == "NetworkPolicy"
+             and o["metadata"]["name"] == "fraud-detection-a"]
     ports = {(p["port"], p["protocol"]) for p in np["spec"]["egress"][0]["ports"]}
     assert ports == {(53, "UDP"), (53, "TCP"), (4333, "TCP"), (8443, "TCP")}
     assert np["spec"]["ingress"][0]["ports"] == [{"protocol": "TCP", "port": 8080}]
@@ -486,3 +487,99 @@ def test_minimal_subjects() -> None:
     assert minimal_subjects(["a.b", "a.*", "c", "a.*", "a.>"]) == ["a.>", "c"]
     assert overlap("a.*", "a.b") and overlap("a.>", "a.b.c") and not overlap("a.b", "a.c")
     assert not overlap("a.*", "a.b.c") and covers("a.>", "a.*") and not covers("a.*", "a.>")
+
+
+# -- the gateway (HTTP/Timer/File sources, HTTP/File targets) -------------------------------------------------------
+
+
+def _gateway_objects(wf) -> dict[str, dict]:
+    return {o["kind"]: o for o in wf.kubernetes
+            if o["metadata"]["labels"].get("kumeo.dev/component") == "gateway"}
+
+
+def test_no_gateway_for_nats_only_workflows() -> None:
+    wf = wf_of(pipeline())
+    assert _gateway_objects(wf) == {}
+    assert not any(o["metadata"]["name"].endswith("-gateway") for o in wf.kubernetes)
+
+
+def test_gateway_objects_for_http_source_and_http_target() -> None:
+    from kumeo_iac.spec import HttpSource as HttpSourceSpec
+
+    wf = wf_of(pipeline(sources=[HttpSourceSpec("/ingest", id="web", options={"port": 9000}), Timer("1m", id="t")],
+                        targets=[HttpTarget("https://hooks.example.com:8443/x", id="hook")]),
+               nats_url="nats://nats:4333", runtime_images={"base": "reg.example.com/base:1"})
+    objs = _gateway_objects(wf)
+    assert sorted(objs) == ["Deployment", "NetworkPolicy", "PodDisruptionBudget", "Service", "ServiceAccount"]
+    assert {o["metadata"]["name"] for o in objs.values()} == {"fraud-detection-gateway"}
+    assert objs["ServiceAccount"]["automountServiceAccountToken"] is False
+
+    dep = objs["Deployment"]
+    assert dep["spec"]["replicas"] == 1
+    assert dep["spec"]["selector"]["matchLabels"] == {"kumeo.dev/workflow": "fraud-detection",
+                                                      "kumeo.dev/component": "gateway"}
+    pod = dep["spec"]["template"]["spec"]
+    (c,) = pod["containers"]
+    assert c["image"] == "reg.example.com/base:1"
+    assert c["command"] == ["python", "-m", "kumeo_iac.runtime.io"]
+    assert c["args"][:4] == ["--plan", "/etc/kumeo/plan.json", "--workflow", "FraudDetection"]
+    assert {"name": "NATS_URL", "value": "nats://nats:4333"} in c["env"]
+    assert {p["name"]: p["containerPort"] for p in c["ports"]} == {"http": 8081, "in-9000": 9000}
+    assert c["args"][c["args"].index("--health-port") + 1] == "8081"
+    assert c["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": "http"}
+    assert c["readinessProbe"]["httpGet"] == {"path": "/readyz", "port": "http"}
+    assert c["resources"]["limits"]["cpu"] and c["resources"]["limits"]["memory"]
+    sc = c["securityContext"]
+    assert sc["readOnlyRootFilesystem"] and sc["runAsNonRoot"] and sc["allowPrivilegeEscalation"] is False
+    assert sc["capabilities"] == {"drop": ["ALL"]}
+    assert pod["securityContext"]["runAsNonRoot"] is True and pod["automountServiceAccountToken"] is False
+    plan_volume = next(v for v in pod["volumes"] if v["name"] == "plan")
+    assert plan_volume["configMap"]["name"] == "fraud-detection-plan"
+
+    svc = objs["Service"]
+    assert {(p["name"], p["port"]) for p in svc["spec"]["ports"]} == {("http", 8081), ("in-9000", 9000)}
+    assert objs["PodDisruptionBudget"]["spec"]["maxUnavailable"] == 1
+
+    np = objs["NetworkPolicy"]["spec"]
+    assert {p["port"] for r in np["ingress"] for p in r["ports"]} == {8081, 9000}
+    (public,) = [r for r in np["ingress"] if r["ports"] == [{"protocol": "TCP", "port": 9000}]]
+    assert public["from"] == [{"namespaceSelector": {}}]
+    egress = {(p["port"], p["protocol"]) for p in np["egress"][0]["ports"]}
+    assert egress == {(53, "UDP"), (53, "TCP"), (4333, "TCP"), (8443, "TCP")}
+    assert wf.kubernetes == wf_of(pipeline(sources=[HttpSourceSpec("/ingest", id="web", options={"port": 9000}),
+                                                    Timer("1m", id="t")],
+                                           targets=[HttpTarget("https://hooks.example.com:8443/x", id="hook")]),
+                                  nats_url="nats://nats:4333",
+                                  runtime_images={"base": "reg.example.com/base:1"}).kubernetes  # deterministic
+
+
+def test_gateway_default_port_moves_health_port_and_file_target_gets_a_data_volume() -> None:
+    from kumeo_iac.spec import FileTarget as FileTargetSpec
+    from kumeo_iac.spec import HttpSource as HttpSourceSpec
+
+    wf = wf_of(pipeline(sources=[HttpSourceSpec("/in", id="a"), HttpSourceSpec("http://x:8081/b", id="b")],
+                        targets=[FileTargetSpec("out/results.jsonl", id="f")]))
+    dep = _gateway_objects(wf)["Deployment"]
+    (c,) = dep["spec"]["template"]["spec"]["containers"]
+    assert {p["name"]: p["containerPort"] for p in c["ports"]} == {"http": 8082, "in-8080": 8080, "in-8081": 8081}
+    assert c["args"][c["args"].index("--base-dir") + 1] == "/var/lib/kumeo/io"
+    assert any(v["name"] == "data" and "emptyDir" in v for v in dep["spec"]["template"]["spec"]["volumes"])
+
+
+def test_http_source_port_matches_the_runtime_adapter() -> None:
+    from kumeo_iac.compile._kubernetes import http_source_port
+    from kumeo_iac.compile._plan import EndpointPlan
+    from kumeo_iac.runtime.io import HttpSource
+
+    wf = wf_of(pipeline())
+    for address, options in (("/in", {}), ("/in", {"port": 9100}), ("http://h:9200/in", {}),
+                             ("http://h:9200/in", {"port": 9300}), ("http://h/in", {})):
+        ep = EndpointPlan(kind="HTTP", address=address, subject="kumeo.x.source.a", options=options, line=None,
+                          name="a", stream="S")
+        assert http_source_port(ep) == HttpSource(wf, ep).port, (address, options)
+
+
+def test_agent_named_gateway_is_refused_when_the_workflow_needs_a_gateway() -> None:
+    wf_of(pipeline(agents=[DataProcessor(id="gateway")]))  # no gateway needed: fine
+    with pytest.raises(KumeoCompileError, match="gateway"):
+        wf_of(pipeline(sources=[Timer("1m", id="t")], agents=[DataProcessor(id="gateway", input="source.t")]))

@@ -120,6 +120,9 @@ def test_network_policies_allow_only_nats_dns_declared_endpoints_and_metrics(lab
         assert policy is not None, f"{label}: no NetworkPolicy selects {deployment['metadata']['name']}"
         spec = policy["spec"]
         assert sorted(spec["policyTypes"]) == ["Egress", "Ingress"]
+        if _is_gateway(deployment):
+            _check_gateway_policy(label, wf, deployment, spec, nats_port)
+            continue
         for rule in spec["ingress"]:
             assert rule["ports"] == [{"protocol": "TCP", "port": HTTP_PORT}], label
         agent = wf.agent(next(e["value"] for e in deployment["spec"]["template"]["spec"]["containers"][0]["env"]
@@ -133,6 +136,42 @@ def test_network_policies_allow_only_nats_dns_declared_endpoints_and_metrics(lab
         assert egress <= allowed, f"{label} {agent.id}: egress {sorted(egress - allowed)} is more than it needs"
         assert (nats_port, "TCP") in egress and (53, "UDP") in egress
         assert all(rule.get("ports") for rule in spec["egress"]), "an egress rule without ports allows everything"
+
+
+def _is_gateway(deployment) -> bool:
+    return deployment["metadata"]["labels"].get("kumeo.dev/component") == "gateway"
+
+
+def _check_gateway_policy(label, wf, deployment, spec, nats_port):
+    """The gateway: ingress on its health port (cluster pods, monitoring) and its HTTP source ports (anywhere in
+    the cluster, nothing else); egress to DNS, NATS and the workflow's HTTP targets only."""
+    from kumeo_iac.compile._kubernetes import http_source_port
+
+    container = deployment["spec"]["template"]["spec"]["containers"][0]
+    health = next(p["containerPort"] for p in container["ports"] if p["name"] == "http")
+    sources = {http_source_port(s) for s in wf.sources if s.kind == "HTTP"}
+    ingress = {p["port"] for rule in spec["ingress"] for p in rule["ports"]}
+    assert ingress == {health} | sources, label
+    for rule in spec["ingress"]:
+        assert rule.get("ports") and rule.get("from"), f"{label}: an ingress rule open to everything"
+    allowed = {(53, "UDP"), (53, "TCP"), (nats_port, "TCP")}
+    for target in wf.targets:
+        if target.kind == "HTTP":
+            address = urlsplit(target.address)
+            allowed.add((address.port or (443 if address.scheme == "https" else 80), "TCP"))
+    egress = {(p["port"], p["protocol"]) for rule in spec["egress"] for p in rule["ports"]}
+    assert egress <= allowed and (nats_port, "TCP") in egress, label
+    assert all(rule.get("ports") for rule in spec["egress"])
+
+
+def test_workflows_with_http_timer_or_file_endpoints_get_a_gateway():
+    seen = 0
+    for label, wf in PLANS:
+        needs = any(s.kind != "NATS" for s in wf.sources) or any(t.kind in ("HTTP", "File") for t in wf.targets)
+        gateways = [d for d in _objects(wf, "Deployment") if _is_gateway(d)]
+        assert len(gateways) == (1 if needs else 0), label
+        seen += needs
+    assert seen  # at least one example or scenario exercises the gateway
 
 
 @pytest.mark.parametrize("label, wf", PLANS, ids=IDS)
@@ -162,6 +201,9 @@ def test_secured_pods_read_their_own_credentials_and_tls_from_secrets(label, wf)
     for deployment in _objects(wf, "Deployment"):
         pod = deployment["spec"]["template"]["spec"]
         env = {e["name"]: e for e in pod["containers"][0]["env"]}
+        if _is_gateway(deployment):  # no NATS user of its own yet (see the gateway's docs): TLS only
+            assert env["NATS_TLS_CA"]["value"].startswith("/etc/kumeo/nats-tls/")
+            continue
         agent = wf.agent(env["KUMEO_AGENT"]["value"])
         assert env["NATS_USER"]["value"] == agent.identity.user
         ref = env["NATS_PASSWORD"]["valueFrom"]["secretKeyRef"]

@@ -1,7 +1,8 @@
 """The gateway of a workflow: every source and target adapter it needs, started and stopped together.
 
-`kumeo run` runs it in-process beside the workers; in a cluster it is meant to run as one small pod per workflow
-(``python -m kumeo_iac.runtime.io --plan PLAN.json``). NATS sources and targets need no adapter: agents read and
+`kumeo run` runs it in-process beside the workers; in a cluster it runs as one small pod per workflow,
+``<slug>-gateway`` (``python -m kumeo_iac.runtime.io --plan PLAN.json``, see ``__main__.py``; compile adds that
+Deployment, Service, PodDisruptionBudget and NetworkPolicy when the workflow needs one). NATS sources and targets need no adapter: agents read and
 write those subjects themselves.
 """
 

@@ -1,0 +1,143 @@
+"""``python -m kumeo_iac.runtime.io``: run one workflow's gateway (HTTP/Timer/File sources, HTTP/File targets).
+
+::
+
+    python -m kumeo_iac.runtime.io --plan PLAN.json [--workflow NAME] [--nats URL] [--health-port 8080]
+                                   [--base-dir DIR] [--http-host 0.0.0.0]
+
+The same :class:`~kumeo_iac.runtime.io.Gateway` `kumeo run` starts in-process, as the pod ``<slug>-gateway`` the
+compiled Plan deploys. ``NATS_URL``, ``KUMEO_WORKFLOW``, ``KUMEO_PLAN``, ``KUMEO_HEALTH_PORT`` and
+``KUMEO_BASE_DIR`` provide defaults; NATS credentials and TLS come from the same variables as the agent worker's
+(``NATS_USER``/``NATS_PASSWORD``, ``NATS_TOKEN``, ``NATS_CREDS``, ``NATS_INBOX_PREFIX``, ``NATS_TLS_*``).
+``/healthz`` and ``/readyz`` (ready once every adapter started and while NATS is connected) and ``/metrics`` are
+served on the health port. A Kafka or MQTT endpoint is refused at start: one line on stderr, exit 1. SIGTERM (or
+SIGINT) stops the sources, lets the targets finish the batch they hold, drains the connection and exits 0.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import os
+import signal
+import sys
+from pathlib import Path
+from typing import Any
+
+from kumeo_iac.errors import KumeoError
+
+log = logging.getLogger("kumeo.io")
+
+
+def _parser() -> argparse.ArgumentParser:
+    env = os.environ.get
+    parser = argparse.ArgumentParser(prog="python -m kumeo_iac.runtime.io", description=__doc__.splitlines()[0])
+    parser.add_argument("--plan", default=env("KUMEO_PLAN"), help="the Plan as JSON (kumeo render writes it)")
+    parser.add_argument("--workflow", default=env("KUMEO_WORKFLOW"),
+                        help="the workflow's name or slug (needed only when the Plan has several)")
+    parser.add_argument("--nats", default=env("NATS_URL"), help="NATS URL (default: the Plan's)")
+    parser.add_argument("--health-port", type=int, default=int(env("KUMEO_HEALTH_PORT", "8080")),
+                        help="port of /healthz, /readyz and /metrics (0: any free port, -1: none)")
+    parser.add_argument("--base-dir", default=env("KUMEO_BASE_DIR", "."),
+                        help="directory File sources and targets are relative to")
+    parser.add_argument("--http-host", default=env("KUMEO_HTTP_HOST", "0.0.0.0"),
+                        help="address HTTP sources listen on (default: every interface)")
+    parser.add_argument("--log-level", default=env("KUMEO_LOG_LEVEL", "INFO"))
+    return parser
+
+
+def _workflow(plan: Any, name: str | None, path: str) -> Any:
+    if name:
+        try:
+            return plan.workflow(name)
+        except KeyError:
+            names = ", ".join(w.name for w in plan.workflows) or "none"
+            raise KumeoError(f"{path}: no workflow {name!r} (workflows: {names})") from None
+    if len(plan.workflows) != 1:
+        names = ", ".join(w.name for w in plan.workflows) or "none"
+        raise KumeoError(f"{path}: the Plan has {len(plan.workflows)} workflows ({names}); pass --workflow")
+    return plan.workflows[0]
+
+
+def _metrics(gateway: Any, connected: bool) -> str:
+    wf = gateway.workflow.name.replace("\\", "\\\\").replace('"', '\\"')
+    lines = ["# TYPE kumeo_gateway_up gauge", f'kumeo_gateway_up{{workflow="{wf}"}} {int(connected)}',
+             "# TYPE kumeo_gateway_events_total counter"]
+    for adapter in gateway.adapters:
+        count = sum(int(getattr(adapter, attr, 0) or 0)
+                    for attr in ("accepted", "fired", "published", "delivered"))
+        label = adapter.endpoint.name.replace("\\", "\\\\").replace('"', '\\"')
+        lines.append(f'kumeo_gateway_events_total{{workflow="{wf}",role="{adapter.role}",'
+                     f'endpoint="{label}",kind="{adapter.endpoint.kind}"}} {count}')
+    return "\n".join(lines) + "\n"
+
+
+async def _main(args: argparse.Namespace) -> int:
+    from kumeo_iac.compile._plan import Plan
+    from kumeo_iac.runtime.__main__ import nats_connect_options
+    from kumeo_iac.runtime._health import HealthServer
+    from kumeo_iac.runtime.io._gateway import Gateway
+
+    if not args.plan:
+        raise KumeoError("no Plan given: pass --plan PLAN.json or set KUMEO_PLAN")
+    try:
+        plan = Plan.from_json(Path(args.plan).read_text())
+    except OSError as exc:
+        raise KumeoError(f"cannot read the Plan {args.plan}: {exc.strerror}") from exc
+    workflow = _workflow(plan, args.workflow, args.plan)
+    # Refuses Kafka/MQTT endpoints (EndpointRefused, a KumeoError) before anything connects.
+    gateway = Gateway(workflow, args.base_dir, http_host=args.http_host)
+    url = args.nats or workflow.nats_url
+    connect_options = nats_connect_options(os.environ)
+
+    from kumeo_providers._jetstream import connect
+
+    nc = await connect(url, timeout_s=10.0, name=f"kumeo-gateway-{workflow.slug}", allow_reconnect=True,
+                       max_reconnect_attempts=-1, reconnect_time_wait=0.5, **connect_options)
+    started = False
+    health = None
+    if args.health_port >= 0:
+        health = HealthServer(lambda: started and nc.is_connected, lambda: _metrics(gateway, nc.is_connected),
+                              port=args.health_port)
+        await health.start()
+        log.info("workflow %s: gateway health on port %d", workflow.name, health.port)
+
+    loop = asyncio.get_running_loop()
+    stopping = asyncio.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stopping.set)
+    try:
+        await gateway.start(nc)
+        started = True
+        for adapter in gateway.sources:
+            if getattr(adapter, "url", None):
+                log.info("workflow %s: %s listening on %s", workflow.name, adapter.label, adapter.url)
+        await stopping.wait()
+        log.info("workflow %s: gateway stopping", workflow.name)
+        started = False
+    finally:
+        await gateway.stop()
+        if health is not None:
+            await health.stop()
+        if not nc.is_closed:
+            try:
+                await asyncio.wait_for(nc.drain(), 10.0)
+            except Exception:  # noqa: BLE001 - closing anyway
+                await nc.close()
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    logging.basicConfig(level=args.log_level.upper(), stream=sys.stderr,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        return asyncio.run(_main(args))
+    except KumeoError as exc:
+        print(f"kumeo gateway: error: {exc}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
