@@ -41,7 +41,7 @@ from kumeo_iac.compile._plan import (
     WorkflowPlan,
 )
 from kumeo_iac.compile._observability import observability_objects
-from kumeo_iac.compile._security import agent_identity
+from kumeo_iac.compile._security import agent_identity, gateway_identity
 from kumeo_iac.compile._settings import IMAGE_CLASS_KEYS, PlatformSettings
 from kumeo_iac.compile._values import compile_error, duration_seconds, to_json
 from kumeo_iac.errors import KumeoCompileError, SourceSpan
@@ -310,6 +310,8 @@ class _WorkflowPlanner:
             agents=agents,
             kubernetes=[],
         )
+        if k8s.needs_gateway(plan.sources, plan.targets):
+            plan = dataclasses.replace(plan, gateway_identity=gateway_identity(self.slug, plan.sources, plan.targets))
         return dataclasses.replace(plan, kubernetes=self._kubernetes(plan))
 
     @staticmethod
@@ -791,7 +793,8 @@ class _WorkflowPlanner:
             objects += k8s.gateway_objects(
                 slug=self.slug, namespace=self.namespace, nats_url=self.nats_url, workflow_name=self.wf.name,
                 sources=plan.sources, targets=plan.targets, image=self._image(None, "base"),
-                settings=self.settings, plan_config_map_name=config_map["metadata"]["name"])
+                settings=self.settings, plan_config_map_name=config_map["metadata"]["name"],
+                identity=plan.gateway_identity)
         objects += observability_objects(plan, self.settings)
         return k8s.apply_order(objects)
 

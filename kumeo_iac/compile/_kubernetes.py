@@ -18,7 +18,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from kumeo_iac.compile._names import dns_name
-from kumeo_iac.compile._plan import AgentPlan, EndpointPlan
+from kumeo_iac.compile._plan import AgentPlan, EndpointPlan, NatsIdentity
 from kumeo_iac.compile._security import credentials_secret_name, identity_env, tls_mount
 from kumeo_iac.compile._settings import PlatformSettings
 
@@ -347,6 +347,7 @@ def gateway_objects(
     image: str,
     settings: PlatformSettings,
     plan_config_map_name: str,
+    identity: NatsIdentity | None = None,
 ) -> list[dict[str, Any]]:
     """ServiceAccount, Deployment (one replica: Timer and File sources must not run twice), Service (the HTTP
     source ports and the health port), PodDisruptionBudget and NetworkPolicy of the workflow's gateway, which runs
@@ -383,6 +384,8 @@ def gateway_objects(
         args += ["--base-dir", GATEWAY_DATA_DIR]
         volume_mounts.append({"name": "data", "mountPath": GATEWAY_DATA_DIR})
         volumes.append({"name": "data", "emptyDir": {"sizeLimit": "1Gi"}})
+    if settings.nats_auth and identity is not None:
+        env += identity_env(identity, credentials_secret_name(slug, GATEWAY))
     if settings.nats_tls:
         tls_env, tls_volume_mount, tls_volume = tls_mount(settings.nats_tls)
         env += tls_env

@@ -159,3 +159,9 @@ def minimal_subjects(subjects: list[str]) -> list[str]:
     """Sorted, without duplicates and without subjects another one already covers."""
     unique = sorted(set(subjects))
     return [s for s in unique if not any(o != s and covers(o, s) for o in unique)]
+
+
+def gateway_target_durable(endpoint_name: str) -> str:
+    """The durable consumer the workflow's gateway delivers one HTTP/File target with (one name, used by compile
+    for the gateway's NATS permissions and by the runtime's target adapters)."""
+    return f"gateway-target-{endpoint_name}"

@@ -126,6 +126,8 @@ class WorkflowPlan:
     key_values: list[KeyValuePlan]
     agents: list[AgentPlan]
     kubernetes: list[dict[str, Any]]  # every object as a plain dict, in apply order
+    #: The NATS identity of the workflow's gateway (HTTP/Timer/File endpoints), when it has one and auth is on.
+    gateway_identity: NatsIdentity | None = None
 
     def agent(self, agent_id: str) -> AgentPlan:
         for a in self.agents:
@@ -182,6 +184,9 @@ class Plan:
                         "streams": [StreamPlan(**s) for s in wf["streams"]],
                         "key_values": [KeyValuePlan(**k) for k in wf["key_values"]],
                         "agents": agents,
+                        "gateway_identity": (
+                            NatsIdentity(**wf["gateway_identity"]) if wf.get("gateway_identity") else None
+                        ),
                     }
                 )
             )

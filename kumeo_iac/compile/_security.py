@@ -31,8 +31,8 @@ import json
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
-from kumeo_iac.compile._names import dns_name
-from kumeo_iac.compile._plan import AgentPlan, KeyValuePlan, NatsIdentity, Plan
+from kumeo_iac.compile._names import dns_name, gateway_target_durable
+from kumeo_iac.compile._plan import AgentPlan, EndpointPlan, KeyValuePlan, NatsIdentity, Plan
 from kumeo_iac.errors import KumeoCompileError
 
 #: The user the Pulumi providers (and ``kumeo up``) connect as.
@@ -124,6 +124,39 @@ def agent_identity(slug: str, agent: AgentPlan, key_values: Iterable[KeyValuePla
     return NatsIdentity(user=user, publish=sorted(publish), subscribe=[f"{prefix}.>"], inbox_prefix=prefix)
 
 
+#: The name of the gateway's NATS user within its workflow (``<slug>-gateway``); no agent may take it.
+GATEWAY_USER = "gateway"
+
+
+def gateway_identity(slug: str, sources: Iterable[EndpointPlan], targets: Iterable[EndpointPlan]) -> NatsIdentity:
+    """The least-privilege NATS identity of a workflow's gateway (the pod running HTTP/Timer/File endpoints).
+
+    It may publish events on the subjects of the sources it runs and their dead letters, and read the target
+    subjects it delivers through its own durable consumers, dead-lettering what cannot be delivered. Nothing else.
+    """
+    user = nats_user(slug, GATEWAY_USER)
+    publish = {f"{JS_API}.INFO", f"kumeo.{slug}.dlq.source"}
+    publish |= {ep.subject for ep in sources if ep.kind != "NATS"}
+    for ep in targets:
+        if ep.kind not in ("HTTP", "File"):
+            continue
+        durable = gateway_target_durable(ep.name)
+        stream = ep.stream
+        publish |= {
+            f"kumeo.{slug}.dlq.target.{ep.name}",
+            f"{JS_API}.STREAM.INFO.{stream}",
+            f"{JS_API}.CONSUMER.INFO.{stream}.{durable}",
+            f"{JS_API}.CONSUMER.MSG.NEXT.{stream}.{durable}",
+            # the adapter ensures its consumer (nats.py uses DURABLE.CREATE, or CREATE naming the filter subject)
+            f"{JS_API}.CONSUMER.DURABLE.CREATE.{stream}.{durable}",
+            f"{JS_API}.CONSUMER.CREATE.{stream}.{durable}",
+            f"{JS_API}.CONSUMER.CREATE.{stream}.{durable}.>",
+            f"$JS.ACK.{stream}.{durable}.>",
+        }
+    prefix = inbox_prefix(user)
+    return NatsIdentity(user=user, publish=sorted(publish), subscribe=[f"{prefix}.>"], inbox_prefix=prefix)
+
+
 def deployer_permissions() -> dict[str, Any]:
     """The deployer's permissions: manage JetStream objects and write the audit stream; never read messages."""
     return {
@@ -157,11 +190,13 @@ def derive_password(seed: str, user: str) -> str:
 
 
 def identities(plan: Plan) -> list[NatsIdentity]:
-    """Every agent identity of the Plan, in workflow and agent order."""
+    """Every identity of the Plan: its agents in workflow and agent order, then each workflow's gateway."""
     out = []
     for wf in plan.workflows:
         for agent in wf.agents:
             out.append(agent.identity or agent_identity(wf.slug, agent, wf.key_values))
+        if wf.gateway_identity is not None:
+            out.append(wf.gateway_identity)
     return out
 
 

@@ -111,3 +111,95 @@ def test_gateway_refuses_kafka_with_one_line_and_exit_1(tmp_path):
     lines = [line for line in result.stderr.splitlines() if line.strip()]
     assert len(lines) == 1, result.stderr
     assert lines[0].startswith("kumeo gateway: error: ") and "Kafka" in lines[0] and "Streamer" in lines[0]
+
+
+async def test_gateway_runs_as_its_own_nats_user_and_may_do_nothing_else(tmp_path, monkeypatch):
+    """Per-agent auth on: the gateway pod's identity (from the Plan) is enough to ingest over HTTP and deliver
+    through its target consumer on a real server running the generated authorization config, and it is refused
+    publishing on an agent's output subject."""
+    import nats
+    from kumeo_providers._jetstream import ensure_stream
+    from nats.js.api import StreamConfig
+
+    from kumeo_iac.compile import derive_passwords, render_nats_config
+    from kumeo_iac.compile._security import DEPLOYER_USER
+    from kumeo_iac.local._nats_server import NatsServer
+    from kumeo_iac.spec import FileTarget
+
+    http_port, health_port = _free_port(), _free_port()
+    out_file = tmp_path / "delivered.jsonl"
+    program = Program(workflows=[WorkflowSpec(
+        name="SecureIngest", sources=[HttpSource("/events", id="web", options={"port": http_port})],
+        targets=[FileTarget(str(out_file), id="sink")],
+        agents=[DataProcessor(id="clean", input="source.web", output="target.sink")])])
+    plan = compile_program(program, settings=PlatformSettings(nats_auth=True))
+    wf = plan.workflows[0]
+    identity = wf.gateway_identity
+    assert identity is not None and identity.user == "secure-ingest-gateway"
+    deployment = next(o for o in wf.kubernetes if o["kind"] == "Deployment"
+                      and o["metadata"]["name"] == "secure-ingest-gateway")
+    env = {e["name"]: e for e in deployment["spec"]["template"]["spec"]["containers"][0]["env"]}
+    assert env["NATS_USER"]["value"] == identity.user
+    assert env["NATS_PASSWORD"]["valueFrom"]["secretKeyRef"]["name"] == "secure-ingest-gateway-nats"
+
+    passwords = derive_passwords(plan, "test-seed-0123456789abcdef")
+    config = tmp_path / "nats.conf"
+    config.write_text(render_nats_config(plan, passwords, store_dir=None))
+    monkeypatch.setenv("JETSTREAM_KEY", "kumeo-test-encryption-key-0123456789")
+    server = NatsServer(config_file=config, store_dir=tmp_path / "js")
+    server.start()
+    plan_file = tmp_path / "plan.json"
+    plan_file.write_text(plan.to_json())
+    process = None
+    try:
+        deployer = await nats.connect(server.url, user=DEPLOYER_USER, password=passwords[DEPLOYER_USER])
+        for stream in wf.streams:
+            await ensure_stream(deployer.jetstream(), StreamConfig.from_response(dict(stream.config)))
+        await deployer.close()
+
+        process = subprocess.Popen(  # noqa: ASYNC220 - started once; waits below run in a thread
+            [sys.executable, "-m", "kumeo_iac.runtime.io", "--plan", str(plan_file), "--workflow", "SecureIngest",
+             "--health-port", str(health_port), "--http-host", "127.0.0.1", "--base-dir", str(tmp_path)],
+            env={**_env(), "NATS_URL": server.url, "NATS_USER": identity.user,
+                 "NATS_PASSWORD": passwords[identity.user], "NATS_INBOX_PREFIX": identity.inbox_prefix},
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        await _wait_ready(f"http://127.0.0.1:{health_port}/readyz", process)
+        async with httpx.AsyncClient() as client:
+            response = await client.post(f"http://127.0.0.1:{http_port}/events", json={"amount": 7})
+            assert response.status_code == 202, response.text
+
+        # an agent's result on the target subject is delivered to the file by the gateway's consumer
+        (target,) = wf.targets
+        clean = wf.agent("clean")
+        agent = await nats.connect(server.url, user=clean.identity.user, password=passwords[clean.identity.user],
+                                   inbox_prefix=clean.identity.inbox_prefix)
+        await agent.jetstream().publish(target.subject, b'{"amount": 7, "clean": true}')
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline and not (out_file.exists() and out_file.read_text().strip()):
+            await asyncio.sleep(0.1)
+        assert json.loads(out_file.read_text().splitlines()[0]) == {"amount": 7, "clean": True}
+        await agent.close()
+
+        # and the gateway's identity is refused what is not its job
+        errors: list[str] = []
+
+        async def on_error(exc: Exception) -> None:
+            errors.append(str(exc))
+
+        gateway = await nats.connect(server.url, user=identity.user, password=passwords[identity.user],
+                                     inbox_prefix=identity.inbox_prefix, error_cb=on_error)
+        await gateway.publish(clean.output_subject, b"{}")
+        await gateway.flush()
+        deadline = time.monotonic() + 3
+        while time.monotonic() < deadline and not errors:
+            await asyncio.sleep(0.05)
+        await gateway.close()
+        assert any("permissions violation" in e.lower() for e in errors), errors
+
+        process.send_signal(signal.SIGTERM)
+        assert await asyncio.to_thread(process.wait, 20) == 0
+    finally:
+        if process is not None and process.poll() is None:
+            process.kill()
+            process.wait()
+        server.cleanup()

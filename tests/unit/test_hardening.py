@@ -201,11 +201,8 @@ def test_secured_pods_read_their_own_credentials_and_tls_from_secrets(label, wf)
     for deployment in _objects(wf, "Deployment"):
         pod = deployment["spec"]["template"]["spec"]
         env = {e["name"]: e for e in pod["containers"][0]["env"]}
-        if _is_gateway(deployment):  # no NATS user of its own yet (see the gateway's docs): TLS only
-            assert env["NATS_TLS_CA"]["value"].startswith("/etc/kumeo/nats-tls/")
-            continue
-        agent = wf.agent(env["KUMEO_AGENT"]["value"])
-        assert env["NATS_USER"]["value"] == agent.identity.user
+        identity = wf.gateway_identity if _is_gateway(deployment) else wf.agent(env["KUMEO_AGENT"]["value"]).identity
+        assert env["NATS_USER"]["value"] == identity.user
         ref = env["NATS_PASSWORD"]["valueFrom"]["secretKeyRef"]
         assert ref["key"] == "password" and ref["name"].endswith("-nats")
         assert "value" not in env["NATS_PASSWORD"]

@@ -81,7 +81,9 @@ def dead_letter_subject(plan: WorkflowPlan, what: str) -> str:
 
 def target_durable(endpoint: EndpointPlan) -> str:
     """The durable consumer a target adapter reads its subject with."""
-    return f"gateway-target-{endpoint.name}"
+    from kumeo_iac.compile._names import gateway_target_durable
+
+    return gateway_target_durable(endpoint.name)
 
 
 def target_consumer_config(endpoint: EndpointPlan, *, ack_wait: float) -> Any:
