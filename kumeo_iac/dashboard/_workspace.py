@@ -305,7 +305,7 @@ def apply_edits(text: str, path: str, edits: Iterable[dict[str, Any]]) -> str:
         if not isinstance(edit, dict):
             raise EditError("each edit must be an object {op, …}")
         _apply(result.program, edit)
-    return format_program(result.program, result.comments)
+    return format_program(result.program, result.comments, result.objects)
 
 
 # -- files ----------------------------------------------------------------------------------------------------

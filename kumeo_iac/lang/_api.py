@@ -4,8 +4,15 @@ from __future__ import annotations
 
 import dataclasses
 import os
+from typing import Any
 
-from kumeo_iac.errors import Diagnostic, KumeoSyntaxError, KumeoValidationError, SourceSpan, sort_diagnostics
+from kumeo_iac.errors import (
+    Diagnostic,
+    KumeoSyntaxError,
+    KumeoValidationError,
+    SourceSpan,
+    sort_diagnostics,
+)
 from kumeo_iac.lang._builder import Builder
 from kumeo_iac.lang._formatter import format_program
 from kumeo_iac.lang._parser import parse_syntax
@@ -21,6 +28,8 @@ class ParseResult:
     program: Program
     diagnostics: list[Diagnostic] = dataclasses.field(default_factory=list)
     comments: list[Comment] = dataclasses.field(default_factory=list)
+    #: Objects built from ``{ … }``, by id, with the span of their braces (so the formatter keeps comments inside).
+    objects: dict[int, tuple[Any, SourceSpan]] = dataclasses.field(default_factory=dict, repr=False)
 
     @property
     def ok(self) -> bool:
@@ -41,7 +50,7 @@ def parse(text: str, path: str = "<string>") -> ParseResult:
         program = builder.program(decls)
     except RecursionError:
         raise KumeoSyntaxError("values are nested too deeply", SourceSpan(path, 1, 1)) from None
-    return ParseResult(program, sort_diagnostics(builder.diagnostics), comments)
+    return ParseResult(program, sort_diagnostics(builder.diagnostics), comments, builder.objects)
 
 
 def parse_file(path: str | os.PathLike[str]) -> ParseResult:
@@ -60,4 +69,4 @@ def format_text(text: str, path: str = "<string>") -> str:
     result = parse(text, path)
     if not result.ok:
         raise KumeoValidationError(result.diagnostics)
-    return format_program(result.program, result.comments)
+    return format_program(result.program, result.comments, result.objects)

@@ -120,6 +120,13 @@ class Builder:
     def __init__(self, path: str) -> None:
         self.path = path
         self.diagnostics: list[Diagnostic] = []
+        #: Each object built from ``{ … }`` by identity, with the span from its ``{`` to its ``}`` (for the formatter).
+        self.objects: dict[int, tuple[Any, SourceSpan]] = {}
+
+    def _object(self, built: dict[str, Any], node: ObjectNode) -> dict[str, Any]:
+        """Remember where an object's braces were written (the dict itself is kept so its id stays unique)."""
+        self.objects[id(built)] = (built, self.span(node))
+        return built
 
     # -- positions and diagnostics ------------------------------------------------------------------------------
 
@@ -443,7 +450,7 @@ class Builder:
             resources = self.settings(entry.value, Resources, f"resources.{entry.key}", owner)
             if resources is not None:
                 out[entry.key] = resources
-        return out
+        return self._object(out, node)
 
     def _type_error(self, name: str, owner: str, expected: str, node: ValueNode) -> None:
         self.error(
@@ -476,7 +483,8 @@ class Builder:
         if isinstance(node, PathNode):
             return Ref(path=node.parts, span=self.span(node))
         if isinstance(node, ObjectNode):
-            return {self.key(entry): self.value(entry.value) for entry in self._entries(node, "object")}
+            built = {self.key(entry): self.value(entry.value) for entry in self._entries(node, "object")}
+            return self._object(built, node)
         if isinstance(node, ArrayNode):
             return [self.value(item) for item in node.items]
         return self.call_value(node)

@@ -13,9 +13,10 @@ placement depends only on positions, and the output keeps the order of the input
 from __future__ import annotations
 
 import dataclasses
+import bisect
 import math
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 from kumeo_iac.errors import KumeoSpecError, SourceSpan
@@ -233,11 +234,56 @@ def _default_context_id(context: Context) -> str | None:
 
 
 class _Formatter:
-    def __init__(self, comments: Iterable[Comment]) -> None:
+    def __init__(
+        self, comments: Iterable[Comment], objects: Mapping[int, tuple[Any, SourceSpan]] | None = None
+    ) -> None:
         self.lines: list[str] = []
         self.comments = sorted(comments, key=lambda c: c.position)
+        self.positions = [c.position for c in self.comments]
         self.next_comment = 0
         self.omit_ids: set[int] = set()
+        self.objects = objects or {}
+
+    # -- objects ---------------------------------------------------------------------------------------------------
+
+    def braces(self, value: Any) -> tuple[Pos, Pos] | None:
+        """Where an object's ``{`` and ``}`` were written: a Spec node's span, or the parser's record of a dict."""
+        span = getattr(value, "span", None) if isinstance(value, SpecNode) else None
+        if isinstance(value, dict):
+            found = self.objects.get(id(value))
+            span = found[1] if found is not None and found[0] is value else None
+        if isinstance(span, SourceSpan) and span.end_line is not None and span.end_column is not None:
+            return (span.line, span.column), (span.end_line, span.end_column)
+        return None
+
+    def comment_inside(self, braces: tuple[Pos, Pos]) -> bool:
+        index = bisect.bisect_right(self.positions, braces[0])
+        return index < len(self.positions) and self.positions[index] < braces[1]
+
+    def inline_object(self, value: Any, entries: list[tuple[str, Any]], in_array: bool) -> str | None:
+        """``{ key: value, … }`` when every value is a scalar, a reference, a list of those or such an object, and no
+        comment is inside.
+
+        Objects written in the text need their braces' positions to know that; when those are unknown (but what is
+        inside was written) the object takes several lines, except inside an array as before.
+        """
+        braces = self.braces(value)
+        if braces is not None:
+            if self.comment_inside(braces):
+                return None
+        elif not in_array and _start(value) is not None:
+            return None
+        parts = []
+        for prefix, item in entries:
+            part = _scalar(item)
+            if part is None and (isinstance(item, dict) or _is_object(item)):
+                part = self.inline(item, in_array)
+            elif part is None and isinstance(item, (list, tuple)) and all(_scalar(x) is not None for x in item):
+                part = self.inline(item)  # a flat list of scalars, like ["a", "b"]
+            if part is None or "\n" in part:
+                return None
+            parts.append(prefix + part)
+        return "{ " + ", ".join(parts) + " }"
 
     # -- comments --------------------------------------------------------------------------------------------------
 
@@ -379,7 +425,8 @@ class _Formatter:
         start = child.start or _start(child.value)
         if start is not None:
             self.flush(start, indent)
-        end = child.end or _span_end(getattr(child.value, "span", None))
+        braces = None if child.end else self.braces(child.value)
+        end = child.end or (braces[1] if braces else _span_end(getattr(child.value, "span", None)))
         known_end = end
         end = end or _end(child.value)
         text = None if self._pending_before(end) else self.inline(child.value, in_array)
@@ -411,15 +458,7 @@ class _Formatter:
         if isinstance(value, dict):
             if not value:
                 return "{}"
-            if not in_array:
-                return None
-            parts = []
-            for key, item in value.items():
-                part = _scalar(item)
-                if part is None or "\n" in part:
-                    return None
-                parts.append(f"{_key(key)}: {part}")
-            return "{ " + ", ".join(parts) + " }"
+            return self.inline_object(value, [(f"{_key(key)}: ", item) for key, item in value.items()], in_array)
         if isinstance(value, (KindSpec, Call)):
             name, children = self.call_children(value)
             if not children:
@@ -434,7 +473,10 @@ class _Formatter:
                 return None
             return f"{name}({only.prefix}{part})"
         if isinstance(value, SpecNode):
-            return "{}" if not self.object_children(value) else None
+            children = self.object_children(value)
+            if not children:
+                return "{}"
+            return self.inline_object(value, [(child.prefix, child.value) for child in children], in_array)
         if isinstance(value, _Block):
             return "{}" if not value.children else None
         raise KumeoSpecError(f"a {type(value).__name__} cannot be written in .kumeo: {value!r}")
@@ -532,7 +574,8 @@ class _Formatter:
         if isinstance(node, Agent):
             return id(node) in self.omit_ids
         if isinstance(node, Context):
-            return node.id is not None and node.id == _default_context_id(node)
+            # Agents name contexts by id, so an id the author wrote stays visible even when it is the default.
+            return node.id is not None and "id" not in node.arg_spans and node.id == _default_context_id(node)
         return False
 
     def object_children(self, node: SpecNode) -> list[_Child]:
@@ -550,9 +593,22 @@ class _Formatter:
         return _order(written)
 
 
-def format_program(program: Program, comments: list[Comment] | None = None) -> str:
-    """The canonical `.kumeo` text of a program; ``comments`` (from :func:`parse`) are put back where they were."""
+def _is_object(value: Any) -> bool:
+    """A Spec node printed as ``{ … }`` (Monitor, Deployment, Resources, Scaling), not as a call."""
+    return isinstance(value, SpecNode) and not isinstance(value, (KindSpec, Call, Ref))
+
+
+def format_program(
+    program: Program,
+    comments: list[Comment] | None = None,
+    objects: Mapping[int, tuple[Any, SourceSpan]] | None = None,
+) -> str:
+    """The canonical `.kumeo` text of a program; ``comments`` (from :func:`parse`) are put back where they were.
+
+    ``objects`` (also from :func:`parse`) says where each object's braces were, so an object with a comment inside
+    keeps its lines; without it, written objects take several lines (objects built in Python fit on one if short).
+    """
     try:
-        return _Formatter(comments or []).program(program)
+        return _Formatter(comments or [], objects or {}).program(program)
     except RecursionError:
         raise KumeoSpecError("values are nested too deeply to be written as .kumeo") from None

@@ -91,13 +91,7 @@ line two"""
 
     DataProcessor(
       input: writer.output,
-      config: {
-        "a key": 1,
-        "true": null,
-        rules: {
-          "x > 1": target.a
-        }
-      }
+      config: { "a key": 1, "true": null, rules: { "x > 1": target.a } }
     )
   ]
 
@@ -136,6 +130,74 @@ def test_single_argument_calls_stay_on_one_line_unless_too_long() -> None:
     assert "    Router(rules: {})\n" in formatted
 
 
+def test_small_objects_stay_on_one_line() -> None:
+    text = """workflow W {
+  config: {
+    thresholds: { block: 0.8, review: 0.5 },
+    fields: ["a", "b"],
+    high_value: 1000
+  }
+}
+"""
+    # nested small objects and flat lists of scalars fit on one line, so the whole object does
+    assert assert_stable(text) == (
+        'workflow W {\n  config: { thresholds: { block: 0.8, review: 0.5 }, fields: ["a", "b"], high_value: 1000 }\n}\n'
+    )
+    one_line = 'workflow W {\n  config: { a: 1, b: source.x, c: { d: null } }  // why\n}\n'
+    assert assert_stable(one_line) == one_line
+
+
+def test_objects_built_in_python_inline_by_width_alone() -> None:
+    program = Program(workflows=[WorkflowSpec(name="W", config={"t": {"block": 0.8}, "n": 1})])
+    assert format_program(program) == "workflow W {\n  config: { t: { block: 0.8 }, n: 1 }\n}\n"
+
+
+def test_an_object_with_a_comment_inside_keeps_its_lines() -> None:
+    text = """workflow W {
+  config: {
+    user: { url: "u",  // e.g. ghcr.io
+      // credentials come from the environment
+    },
+    other: { a: 1 /* one */ },
+    last: { b: 2 }
+  }
+}
+"""
+    assert assert_stable(text) == """workflow W {
+  config: {
+    user: {
+      url: "u"  // e.g. ghcr.io
+      // credentials come from the environment
+    },
+    other: {
+      a: 1  /* one */
+    },
+    last: { b: 2 }
+  }
+}
+"""
+
+
+def test_objects_too_long_for_one_line_break() -> None:
+    value = "v" * 40
+    text = f'workflow W {{ config: {{ first: "{value}", second: "{value}", small: {{ a: 1 }} }} }}'
+    assert assert_stable(text) == f"""workflow W {{
+  config: {{
+    first: "{value}",
+    second: "{value}",
+    small: {{ a: 1 }}
+  }}
+}}
+"""
+
+
+def test_objects_holding_calls_or_nested_lists_take_several_lines() -> None:
+    text = 'workflow W { config: { q: Database("c", "q"), m: [[1]], o: [{ a: 1 }] } }'
+    formatted = assert_stable(text)
+    assert "  config: {\n    q: Database(\n" in formatted
+    assert "    m: [\n      [1]\n    ],\n" in formatted and "    o: [{ a: 1 }]\n" in formatted
+
+
 def test_integration_and_subworkflow() -> None:
     text = """integration { use: Enrich, workflow: Main,
   mapping: { output: { "x": target.out }, input: { "a": source.a, "b": Database("c", "SELECT 1") } } }
@@ -147,9 +209,7 @@ subworkflow Enrich { input: ["a", "b"], output: ["x"],
   workflow: Main
 
   mapping: {
-    output: {
-      x: target.out
-    },
+    output: { x: target.out },
     input: {
       a: source.a,
       b: Database(
@@ -172,11 +232,12 @@ subworkflow Enrich {
 """
 
 
-def test_context_ids_that_differ_from_the_default_are_kept() -> None:
-    text = 'workflow W { context: [KnowledgeBase("kb/faq.md", id: "faq"), KnowledgeBase("a.md", id: "x")] }'
+def test_context_ids_the_author_wrote_are_kept_and_none_are_invented() -> None:
+    """Agents name contexts by id, so a written id stays even when it equals the one derived from the file."""
+    text = 'workflow W { context: [KnowledgeBase("kb/faq.md", id: "faq"), KnowledgeBase("a.md")] }'
     formatted = assert_stable(text)
-    assert 'KnowledgeBase("kb/faq.md")' in formatted
-    assert 'KnowledgeBase(\n      "a.md",\n      id: "x"\n    )' in formatted
+    assert 'KnowledgeBase(\n      "kb/faq.md",\n      id: "faq"\n    )' in formatted
+    assert 'KnowledgeBase("a.md")' in formatted
 
 
 def test_values_that_cannot_be_written_are_a_spec_error() -> None:
