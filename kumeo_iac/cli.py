@@ -120,13 +120,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--timeout", metavar="SECONDS", type=float,
                    help="exit after this long (1 if --count messages did not arrive by then)")
 
-    for name, text in (("preview", "show what `up` would change"), ("up", "deploy with Pulumi"),
-                       ("destroy", "remove a deployed stack")):
-        p = sub.add_parser(name, help=text, description=f"{text[0].upper()}{text[1:]} (a Pulumi stack).")
-        p.add_argument("path", metavar="PATH", help="a .kumeo file or a Python program")
-        p.add_argument("--stack", metavar="NAME", required=True, help="the Pulumi stack")
-        p.add_argument("--config", metavar="KEY=VALUE", action="append", default=[], type=_key_value,
-                       help="stack configuration (repeatable)")
+    _add_deploy_commands(sub)
 
     p = sub.add_parser("dashboard", help="the web UI: live graph, inspector, reviews, code and visual editors",
                        description="Serve the Kumeo web UI for PATH (a .kumeo file, or a directory of them) on this "
@@ -164,6 +158,42 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", metavar="FILE", help="write to FILE instead of stdout")
     p.add_argument("--check", action="store_true", help="exit 1 if FILE is not up to date")
     return parser
+
+
+_DEPLOY_COMMANDS = (
+    ("preview", "show what `up` would change",
+     "Show what `kumeo up` would change in a Pulumi stack; nothing is changed."),
+    ("up", "deploy with Pulumi (shows the preview, then asks)",
+     ("Deploy a file to a Pulumi stack: the preview is printed first, then `Do you want to perform this update? "
+      "[y/N]` is asked on a terminal. Without a terminal pass --yes (otherwise nothing is applied, exit 1).")),
+    ("destroy", "remove a deployed stack (shows what goes, then asks)",
+     ("Delete every resource of a Pulumi stack: the preview of the deletion is printed first, then the question "
+      "is asked on a terminal. Without a terminal pass --yes (otherwise nothing is deleted, exit 1).")),
+)
+
+
+def _add_deploy_commands(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    """``kumeo preview|up|destroy PATH --stack NAME``: the Automation API, with Pulumi's options passed through."""
+    for name, text, description in _DEPLOY_COMMANDS:
+        p = sub.add_parser(name, help=text, description=description)
+        p.add_argument("path", metavar="PATH", help="a .kumeo file or a Python program")
+        p.add_argument("--stack", metavar="NAME", required=True, help="the Pulumi stack")
+        p.add_argument("--config", metavar="KEY=VALUE", action="append", default=[], type=_key_value,
+                       help="stack configuration, saved in the stack (repeatable; a bare KEY is kumeo:KEY, "
+                            "checked against the declared keys)")
+        p.add_argument("--diff", action="store_true", help="show a detailed diff of each change (pulumi --diff)")
+        p.add_argument("--refresh", action="store_true",
+                       help="refresh the stack's state from the cluster and NATS first (pulumi --refresh)")
+        p.add_argument("--target", metavar="URN", action="append", default=[],
+                       help="only this resource (repeatable; pulumi --target)")
+        if name == "preview":
+            continue
+        p.add_argument("-y", "--yes", action="store_true",
+                       help="do not ask before applying (needed when standard input is not a terminal)")
+        if name == "up":
+            p.add_argument("--update-plan", action="store_true",
+                           help="save the preview as a Pulumi update plan and constrain the update to it (Pulumi's "
+                                "update plans are a public preview feature; see docs/deploy.md)")
 
 
 def _nats_default() -> str:

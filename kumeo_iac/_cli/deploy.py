@@ -1,14 +1,23 @@
 """``kumeo preview|up|destroy PATH --stack NAME`` (Pulumi Automation API, inline program) and ``kumeo new NAME``.
 
-The file is checked first (problems print gcc-style, exit 1), then the ``pulumi`` CLI is looked for (missing: a
-message saying what to install, exit 2), and only then is Pulumi driven. Pulumi's own output streams to stdout.
+The file is checked first (problems print gcc-style, exit 1), then the ``--config`` pairs against the declared
+``kumeo:`` keys, then the ``pulumi`` CLI is looked for (missing: a message saying what to install, exit 2), and
+only then is Pulumi driven. Pulumi's own output streams to stdout; Kumeo's lines and the question go to stderr.
+
+``up`` and ``destroy`` show before they act: the preview is printed, then ``Do you want to perform this update?
+[y/N]`` is asked when stdin is a terminal; ``--yes`` skips the question, and without a terminal and ``--yes`` they
+refuse (exit 1) rather than apply what nobody saw.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import sys
+import tempfile
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
+from typing import Any
 
 from kumeo_iac.errors import KumeoValidationError
 
@@ -16,55 +25,139 @@ __all__ = ["run_destroy", "run_new", "run_preview", "run_up", "scaffold"]
 
 
 def run_preview(args: argparse.Namespace) -> int:
-    return _run("preview", args)
+    return _deploy("preview", args)
 
 
 def run_up(args: argparse.Namespace) -> int:
-    return _run("up", args)
+    return _deploy("up", args)
 
 
 def run_destroy(args: argparse.Namespace) -> int:
-    return _run("destroy", args)
+    return _deploy("destroy", args)
 
 
-def _run(operation: str, args: argparse.Namespace) -> int:
+#: operation → (the question asked before it, what the refusal and the cancellation call it)
+_QUESTIONS: dict[str, tuple[str, str]] = {
+    "up": ("Do you want to perform this update?", "update"),
+    "destroy": ("Do you want to perform this destroy?", "destroy"),
+}
+
+
+def _deploy(operation: str, args: argparse.Namespace) -> int:
     path = Path(args.path)
     if not path.is_file():
-        print(f"kumeo: error: {path}: no such file", file=sys.stderr)
-        return 1
+        return _error(f"{path}: no such file")
     if path.suffix == ".kumeo" and operation != "destroy":
         _check(path)  # a KumeoError here is printed gcc-style by the CLI boundary (exit 1)
+    pairs = list(getattr(args, "config", None) or ())
+    problems = _config_problems(pairs)
+    if problems:
+        return _error(*problems)
 
     from kumeo_iac.components._automation import PULUMI_MISSING, pulumi_cli
 
     if pulumi_cli() is None:
-        print(f"kumeo: error: {PULUMI_MISSING}", file=sys.stderr)
+        _error(PULUMI_MISSING)
         return 2
+    if operation in _QUESTIONS and not getattr(args, "yes", False) and not _interactive():
+        return _error(_refusal(operation, args.stack))
+    return _drive(operation, path, pairs, args)
 
+
+def _drive(operation: str, path: Path, pairs: list[tuple[str, str]], args: argparse.Namespace) -> int:
     from pulumi import automation as auto
 
-    from kumeo_iac.components._automation import select_stack
+    from kumeo_iac.components._automation import PULUMI_MISSING, select_stack
 
     try:
-        stack = select_stack(path, args.stack, getattr(args, "config", None) or ())
-        if operation == "preview":
-            result = stack.preview(on_output=print)
-            print(f"kumeo: preview of stack {args.stack!r}: {_changes(result.change_summary)}", file=sys.stderr)
-        elif operation == "up":
-            result = stack.up(on_output=print)
-            print(f"kumeo: stack {args.stack!r} updated: {_changes(result.summary.resource_changes)}",
-                  file=sys.stderr)
-        else:
-            stack.destroy(on_output=print)
-            print(f"kumeo: stack {args.stack!r} destroyed (remove it with `pulumi stack rm {args.stack}`)",
-                  file=sys.stderr)
+        stack = select_stack(path, args.stack, pairs)
+        return _OPERATIONS[operation](stack, args)
     except FileNotFoundError:  # the CLI vanished between the check and the call
-        print(f"kumeo: error: {PULUMI_MISSING}", file=sys.stderr)
+        _error(PULUMI_MISSING)
         return 2
     except auto.CommandError as exc:
-        print(f"kumeo: error: pulumi {operation} failed:{exc}", file=sys.stderr)
-        return 1
+        return _error(f"pulumi {operation} failed: {_pulumi_message(exc)}")
+
+
+def _preview(stack: Any, args: argparse.Namespace) -> int:
+    result = stack.preview(on_output=print, **_pass_through(args))
+    _note(f"preview of stack {args.stack!r}: {_changes(result.change_summary)}")
     return 0
+
+
+def _up(stack: Any, args: argparse.Namespace) -> int:
+    with _update_plan(getattr(args, "update_plan", False)) as plan:
+        preview = stack.preview(on_output=print, **_pass_through(args), **plan)
+        _note(f"preview of stack {args.stack!r}: {_changes(preview.change_summary)}")
+        if not _confirmed("up", args):
+            return 1
+        result = stack.up(on_output=print, **_pass_through(args), **plan)
+    _note(f"stack {args.stack!r} updated: {_changes(result.summary.resource_changes, done=True)}")
+    return 0
+
+
+def _destroy(stack: Any, args: argparse.Namespace) -> int:
+    preview = stack.preview_destroy(on_output=print, **_pass_through(args))
+    _note(f"preview of destroying stack {args.stack!r}: {_changes(preview.change_summary)}")
+    if not _confirmed("destroy", args):
+        return 1
+    stack.destroy(on_output=print, **_pass_through(args))
+    _note(f"stack {args.stack!r} destroyed (remove it with `pulumi stack rm {args.stack}`)")
+    return 0
+
+
+_OPERATIONS: dict[str, Callable[[Any, argparse.Namespace], int]] = {
+    "preview": _preview, "up": _up, "destroy": _destroy,
+}
+
+
+def _pass_through(args: argparse.Namespace) -> dict[str, Any]:
+    """``--diff``, ``--refresh`` and ``--target`` as the Automation API's keyword arguments."""
+    targets = list(getattr(args, "target", None) or ())
+    return {"diff": bool(getattr(args, "diff", False)), "refresh": bool(getattr(args, "refresh", False)),
+            "target": targets or None}
+
+
+@contextlib.contextmanager
+def _update_plan(wanted: bool) -> Iterator[dict[str, str]]:
+    """``{"plan": FILE}`` for preview (which saves it) and up (which keeps to it), or ``{}`` without --update-plan."""
+    if not wanted:
+        yield {}
+        return
+    with tempfile.TemporaryDirectory(prefix="kumeo-plan-") as tmp:
+        yield {"plan": str(Path(tmp) / "plan.json")}
+
+
+def _confirmed(operation: str, args: argparse.Namespace) -> bool:
+    """--yes, or the user answered y to the question; says so on stderr when not."""
+    if getattr(args, "yes", False):
+        return True
+    question, noun = _QUESTIONS[operation]
+    print(f"{question} [y/N] ", end="", file=sys.stderr, flush=True)
+    answer = sys.stdin.readline()
+    if answer.strip().lower() in ("y", "yes"):
+        return True
+    if not answer:
+        print(file=sys.stderr)
+    _note(f"{noun} cancelled: nothing was changed")
+    return False
+
+
+def _interactive() -> bool:
+    return sys.stdin is not None and sys.stdin.isatty()
+
+
+def _refusal(operation: str, stack: str) -> str:
+    noun = _QUESTIONS[operation][1]
+    return (f"`kumeo {operation}` shows the preview and asks before it changes stack {stack!r}, but standard input "
+            f"is not a terminal, so nobody can answer; pass --yes to {'apply' if operation == 'up' else noun} "
+            f"without asking (`kumeo preview` shows what would change)")
+
+
+def _config_problems(pairs: list[tuple[str, str]]) -> list[str]:
+    from kumeo_iac.components._config import check_config_pairs
+
+    return check_config_pairs(pairs)
 
 
 def _check(path: Path) -> None:
@@ -72,17 +165,42 @@ def _check(path: Path) -> None:
     from kumeo_iac.validate import validate
 
     program = parse_file(str(path)).program
-    diagnostics = validate(program, base_dir=str(path.parent), strict_files=True)
+    diagnostics = validate(program, base_dir=path.parent, strict_files=True)
     if any(d.is_error for d in diagnostics):
         raise KumeoValidationError(diagnostics)
     for d in diagnostics:
         print(d.format(), file=sys.stderr)
 
 
-def _changes(summary: object) -> str:
-    if not summary:
+_ORDER = ("create", "update", "replace", "delete", "same")
+_DONE = {"create": "created", "update": "updated", "replace": "replaced", "delete": "deleted", "same": "unchanged"}
+
+
+def _changes(summary: Mapping[Any, int] | None, *, done: bool = False) -> str:
+    """``3 to create, 5 unchanged`` (a preview's change summary) or ``3 created, 5 unchanged`` (``done``)."""
+    counts = {str(getattr(op, "value", op)): n for op, n in dict(summary or {}).items() if n}
+    if not set(counts) - {"same"}:
         return "no changes"
-    return ", ".join(f"{n} {op}" for op, n in sorted(dict(summary).items()))  # type: ignore[call-overload]
+    ordered = sorted(counts, key=lambda op: (_ORDER.index(op) if op in _ORDER else len(_ORDER), op))
+    words = [_DONE.get(op, op) if done or op == "same" else f"to {op}" for op in ordered]
+    return ", ".join(f"{counts[op]} {word}" for op, word in zip(ordered, words))
+
+
+def _pulumi_message(exc: Exception) -> str:
+    """What Pulumi said on stderr (its stdout was already printed as it came)."""
+    text = str(exc)
+    _, found, stderr = text.partition("\n stderr: ")
+    return (stderr if found and stderr.strip() else text).strip()
+
+
+def _note(text: str) -> None:
+    print(f"kumeo: {text}", file=sys.stderr)
+
+
+def _error(*messages: str) -> int:
+    for message in messages:
+        print(f"kumeo: error: {message}", file=sys.stderr)
+    return 1
 
 
 # -- kumeo new ------------------------------------------------------------------------------------------------
@@ -124,7 +242,7 @@ def scaffold(name: str, target: Path) -> list[Path]:
         raise FileExistsError(f"{target} is not empty; choose another --dir")
     slug = _slug(name)
     files = {
-        "Pulumi.yaml": PULUMI_YAML.format(slug=slug),
+        "Pulumi.yaml": pulumi_yaml(slug),
         "__main__.py": MAIN_PY.format(slug=slug),
         f"{slug}.kumeo": WORKFLOW_KUMEO.format(workflow=_workflow_name(name), slug=slug),
         "requirements.txt": REQUIREMENTS_TXT,
@@ -140,6 +258,29 @@ def scaffold(name: str, target: Path) -> list[Path]:
     return written
 
 
+def pulumi_yaml(slug: str) -> str:
+    """The Pulumi.yaml of a new project: the project, then the ``kumeo:`` keys from their one declaration.
+
+    Pulumi lets a project give a ``type`` and a ``default`` only to keys in its own namespace; a key of another
+    namespace such as ``kumeo:keda`` may have a ``description`` and a ``value`` (the project-wide default, which a
+    stack's own config overrides). So the keys with a constant default are written that way, the others (defaults
+    that depend on the workflow, secrets) as comments; Kumeo checks names and types itself when the program runs.
+    """
+    import textwrap
+
+    import yaml
+
+    from kumeo_iac.components._config import (
+        pulumi_project_comment,
+        pulumi_project_config,
+    )
+
+    listed = [line for entry in pulumi_project_comment()
+              for line in textwrap.wrap(entry, 112, initial_indent="#   ", subsequent_indent="#       ")]
+    block = yaml.safe_dump({"config": pulumi_project_config()}, sort_keys=False, width=112, allow_unicode=True)
+    return PULUMI_YAML.format(slug=slug) + "\n".join(listed) + "\n" + block
+
+
 PULUMI_YAML = """\
 name: {slug}
 description: A Kumeo agent workflow on NATS JetStream and Kubernetes
@@ -148,10 +289,12 @@ runtime:
   options:
     toolchain: pip
     virtualenv: venv
-# Stack settings (per stack, in Pulumi.<stack>.yaml):
+# Stack configuration: Kumeo reads the `kumeo:` keys below; a key it does not know or a value of the wrong type
+# fails the preview with one line naming it. Set them per stack (in Pulumi.<stack>.yaml):
 #   pulumi config set kumeo:namespace {slug}
 #   pulumi config set kumeo:natsUrl nats://nats.nats.svc.cluster.local:4222
 #   pulumi config set --secret kumeo:openaiApiKey sk-...
+# Keys whose default depends on the workflow, and secrets (which have no project-wide value):
 """
 
 MAIN_PY = '''\

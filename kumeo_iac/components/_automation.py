@@ -14,7 +14,8 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
-from kumeo_iac.components._config import CONFIG_NAMESPACE, SECRET_CONFIG_KEYS
+from kumeo_iac.components._config import CONFIG_NAMESPACE, config_key
+from kumeo_iac.errors import KumeoError
 
 PULUMI_INSTALL_URL = "https://www.pulumi.com/docs/install/"
 
@@ -53,10 +54,13 @@ def workflow_program(path: str | os.PathLike[str], *, resource_name: str | None 
 
         from kumeo_iac.components._workflow import Workflow
 
-        if path.suffix == ".py":
-            runpy.run_path(str(path), run_name="__main__")
-            return
-        workflow = Workflow.from_file(resource_name or project_name(path), path)
+        try:
+            if path.suffix == ".py":
+                runpy.run_path(str(path), run_name="__main__")
+                return
+            workflow = Workflow.from_file(resource_name or project_name(path), path)
+        except KumeoError as exc:
+            raise _program_error(exc) from exc
         pulumi.export("namespace", workflow.namespace)
         pulumi.export("streams", workflow.stream_names)
         pulumi.export("subjects", workflow.subjects)
@@ -65,19 +69,42 @@ def workflow_program(path: str | os.PathLike[str], *, resource_name: str | None 
     return program
 
 
+def _program_error(exc: KumeoError) -> Exception:
+    """A KumeoError as a ``pulumi.RunError``, which Pulumi reports by its message alone (no traceback)."""
+    import pulumi
+
+    if isinstance(exc, pulumi.RunError):
+        return exc
+    return pulumi.RunError(str(exc))
+
+
 def stack_config(pairs: Iterable[tuple[str, str]]) -> dict[str, Any]:
-    """``--config key=value`` pairs as Automation API config: bare keys go under ``kumeo:``, API keys are secret."""
+    """``--config key=value`` pairs as Automation API config: bare keys go under ``kumeo:``, secret keys are secret.
+
+    A key with a ``.`` (``secrets.VENDOR``) is a path into an object; :func:`select_stack` sets those with
+    ``path=True``.
+    """
     from pulumi import automation as auto
 
     config: dict[str, Any] = {}
     for key, value in pairs:
         full = key if ":" in key else f"{CONFIG_NAMESPACE}:{key}"
-        bare = full.split(":", 1)[1]
-        secret = full.startswith(f"{CONFIG_NAMESPACE}:") and (
-            bare in SECRET_CONFIG_KEYS or bare.startswith("secrets.")
-        )
-        config[full] = auto.ConfigValue(value=value, secret=secret)
+        config[full] = auto.ConfigValue(value=value, secret=_is_secret(full))
     return config
+
+
+def _is_secret(full_key: str) -> bool:
+    namespace, _, bare = full_key.partition(":")
+    if namespace != CONFIG_NAMESPACE:
+        return False
+    try:
+        return config_key(bare.split(".", 1)[0]).secret
+    except KeyError:
+        return False
+
+
+def _is_path(full_key: str) -> bool:
+    return "." in full_key.partition(":")[2] or "[" in full_key
 
 
 def select_stack(
@@ -104,6 +131,10 @@ def select_stack(
         ),
     )
     values = stack_config(config)
-    if values:
-        stack.set_all_config(values)
+    plain = {k: v for k, v in values.items() if not _is_path(k)}
+    paths = {k: v for k, v in values.items() if _is_path(k)}
+    if plain:
+        stack.set_all_config(plain)
+    if paths:  # `kumeo:secrets.VENDOR` is the VENDOR entry of the kumeo:secrets object, not a key of its own
+        stack.set_all_config(paths, path=True)
     return stack

@@ -8,9 +8,11 @@ is checked against a recording stand-in for ``auto.create_or_select_stack`` (whi
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
+from typing import ClassVar
 
 import pulumi
 import pytest
@@ -72,14 +74,15 @@ def test_an_invalid_file_fails_gcc_style_before_pulumi_is_needed(tmp_path, no_pu
     assert f"{bad}:3:" in err and "error:" in err and "Traceback" not in err
 
 
-def test_config_pairs_go_under_kumeo_and_api_keys_are_secret():
+def test_config_pairs_go_under_kumeo_and_declared_secrets_are_secret():
     config = _automation.stack_config([
         ("namespace", "prod"), ("kumeo:keda", "true"), ("openaiApiKey", "sk-1"), ("secrets.VENDOR", "v"),
-        ("kubernetes:context", "kind-dev"),
+        ("natsAuthSeed", "s"), ("kubernetes:context", "kind-dev"),
     ])
     assert config["kumeo:namespace"].value == "prod" and not config["kumeo:namespace"].secret
-    assert config["kumeo:keda"].value == "true"
+    assert config["kumeo:keda"].value == "true" and not config["kumeo:keda"].secret
     assert config["kumeo:openaiApiKey"].secret and config["kumeo:secrets.VENDOR"].secret
+    assert config["kumeo:natsAuthSeed"].secret
     assert config["kubernetes:context"].value == "kind-dev" and not config["kubernetes:context"].secret
 
 
@@ -98,19 +101,38 @@ def test_the_inline_program_under_mocks(tiny, pulumi_mocks):
     assert deployment.get("metadata.namespace") == "tiny-dev"
 
 
+def test_a_kumeo_error_in_the_inline_program_is_one_clean_pulumi_error(tmp_path, pulumi_mocks):
+    """Mocks stand in for the engine; Pulumi prints a RunError by its message alone, with no traceback."""
+    program = tmp_path / "stack.py"
+    program.write_text("from kumeo_iac.errors import KumeoSpecError\nraise KumeoSpecError('agents must be a list')\n")
+    with pytest.raises(pulumi.RunError, match=r"^agents must be a list$"):
+        pulumi_mocks.run(_automation.workflow_program(program))
+
+
 def test_up_drives_create_or_select_stack_with_an_inline_program(tiny, monkeypatch, capsys):
-    """A recording stand-in replaces the Automation API; it checks our arguments and deploys nothing."""
+    """A recording stand-in replaces the Automation API; it checks our arguments and deploys nothing.
+
+    (What `up` shows and asks is tested in test_kumeo_up.py.)
+    """
     from pulumi import automation as auto
 
     calls = {}
 
+    class Result:
+        change_summary: ClassVar[dict[str, int]] = {"create": 9}
+        summary = type("Summary", (), {"resource_changes": {"create": 9}})()
+
     class RecordingStack:
-        def set_all_config(self, values):
+        def set_all_config(self, values, path=False):
             calls["config"] = values
 
-        def up(self, on_output=None):
+        def preview(self, on_output=None, **kwargs):
+            calls["preview"] = on_output
+            return Result()
+
+        def up(self, on_output=None, **kwargs):
             calls["up"] = on_output
-            return type("UpResult", (), {"summary": type("Summary", (), {"resource_changes": {"create": 9}})()})()
+            return Result()
 
     def create_or_select_stack(**kwargs):
         calls.update(kwargs)
@@ -118,13 +140,14 @@ def test_up_drives_create_or_select_stack_with_an_inline_program(tiny, monkeypat
 
     monkeypatch.setattr(_automation, "pulumi_cli", lambda: "/usr/local/bin/pulumi")
     monkeypatch.setattr(auto, "create_or_select_stack", create_or_select_stack)
-    assert main(["up", str(tiny), "--stack", "dev", "--config", "namespace=tiny-dev"]) == 0
+    assert main(["up", str(tiny), "--stack", "dev", "--yes", "--config", "namespace=tiny-dev"]) == 0
     assert calls["stack_name"] == "dev" and calls["project_name"] == "tiny"
     assert callable(calls["program"])
     assert calls["opts"].project_settings.runtime == "python"
     assert Path(calls["opts"].work_dir) == tiny.parent / ".kumeo" / "pulumi" / "tiny"
     assert calls["config"]["kumeo:namespace"].value == "tiny-dev"
-    assert calls["up"] is print
+    assert calls["preview"] is print and calls["up"] is print
+    assert "stack 'dev' updated: 9 created" in capsys.readouterr().err
 
 
 # -- kumeo new -----------------------------------------------------------------------------------------------
@@ -152,6 +175,71 @@ def test_kumeo_new_scaffolds_a_project_whose_tests_pass(tmp_path):
                            capture_output=True, text=True, cwd=target, env=env)
     assert tests.returncode == 0, tests.stdout + tests.stderr
     assert "2 passed" in tests.stdout
+
+
+def pulumi_project_problems(project: dict) -> list[str]:
+    """Pulumi's own checks of a Pulumi.yaml ``config:`` block, restated (the CLI is not installed here).
+
+    From pulumi/pulumi sdk/go/common/workspace: ``Project.Validate`` (project.go) and the ``configTypeDeclaration``
+    of project.json. A key outside the project's namespace may not declare a ``type`` or a ``default`` and must
+    give a ``value``; a declaration has no attributes but type, items, description, secret, default and value.
+    """
+    problems = []
+    allowed = {"type", "items", "description", "secret", "default", "value"}
+    for key, declaration in (project.get("config") or {}).items():
+        if not isinstance(declaration, dict):
+            continue  # shorthand `key: value`
+        if set(declaration) - allowed:
+            problems.append(f"{key}: unknown attributes {sorted(set(declaration) - allowed)}")
+        if "default" in declaration and "value" in declaration:
+            problems.append(f"{key}: both default and value")
+        own = ":" not in key or key.startswith(f"{project['name']}:")
+        if own:
+            if declaration.get("type") not in (None, "string", "integer", "boolean", "array"):
+                problems.append(f"{key}: unknown type {declaration['type']!r}")
+            continue
+        if "type" in declaration:
+            problems.append(f"Configuration key '{key}' is not namespaced by the project and should not define a type")
+        if "default" in declaration:
+            problems.append(f"Configuration key '{key}' is not namespaced by the project and should not define a "
+                            "default value")
+        if declaration.get("value") is None:
+            problems.append(f"Configuration key '{key}' is namespaced and must provide an attribute 'value'")
+    return problems
+
+
+def test_the_pulumi_rules_restated_here_reject_what_pulumi_rejects():
+    bad = {"name": "demo", "config": {"kumeo:natsUrl": {"type": "string", "description": "d", "default": "x"},
+                                      "kumeo:keda": {"description": "no value"}}}
+    assert pulumi_project_problems(bad) == [
+        "Configuration key 'kumeo:natsUrl' is not namespaced by the project and should not define a type",
+        "Configuration key 'kumeo:natsUrl' is not namespaced by the project and should not define a default value",
+        "Configuration key 'kumeo:natsUrl' is namespaced and must provide an attribute 'value'",
+        "Configuration key 'kumeo:keda' is namespaced and must provide an attribute 'value'",
+    ]
+    good = {"name": "demo", "config": {"demo:size": {"type": "integer", "default": 2}, "aws:region": "us-east-1",
+                                       "kumeo:keda": {"description": "d", "value": False}}}
+    assert pulumi_project_problems(good) == []
+
+
+def test_kumeo_new_writes_the_declared_keys_into_pulumi_yaml(tmp_path):
+    import yaml
+
+    from kumeo_iac._cli.deploy import scaffold
+    from kumeo_iac.components._config import CONFIG_KEYS
+
+    scaffold("payments", tmp_path / "payments")
+    text = (tmp_path / "payments" / "Pulumi.yaml").read_text()
+    project = yaml.safe_load(text)
+    assert pulumi_project_problems(project) == []
+    config = project["config"]
+    for key in CONFIG_KEYS:
+        if key.default is not None and not key.secret:  # a constant default: a project-wide value
+            assert config[key.key] == {"description": key.doc.replace("`", ""), "value": key.default}, key.key
+        else:  # depends on the workflow, or a secret: listed in the comment above `config:`
+            assert key.key not in config
+            assert re.search(rf"^#   {re.escape(key.key)} \({key.type_doc}\): ", text, re.MULTILINE), key.key
+    assert config["kumeo:retainStreams"]["value"] is False and config["kumeo:manageJetStream"]["value"] is True
 
 
 def test_kumeo_new_refuses_a_non_empty_directory(tmp_path, capsys):
