@@ -1,6 +1,10 @@
 """The Plan's JetStream objects as resources of the ``kumeo_providers`` dynamic providers.
 
 Kept apart from the component so the component never needs to know how the providers spell their arguments.
+
+``adopt`` (stack config ``kumeo:adoptStreams``): take over an object that already exists on the server instead of
+failing. ``allow_replace`` (``kumeo:allowStreamReplacement``): allow a change that replaces a stream or bucket,
+deleting its data, instead of failing the preview. A consumer holds no data, so its replacement is always allowed.
 """
 
 from __future__ import annotations
@@ -15,27 +19,34 @@ from kumeo_iac.compile._plan import ConsumerPlan, KeyValuePlan, StreamPlan
 def stream(
     name: str, plan: StreamPlan, server_url: pulumi.Input[str], opts: pulumi.ResourceOptions, *,
     token: pulumi.Input[str] | None = None, user: str | None = None, password: pulumi.Input[str] | None = None,
+    adopt: bool = False, allow_replace: bool = False,
 ) -> pulumi.Resource:
     from kumeo_providers import Stream, StreamArgs
 
     return Stream(name, StreamArgs(config=plan.config, server_url=server_url, token=token, user=user,
-                                   password=password), opts=opts)
+                                   password=password, adopt=adopt, allow_replace=allow_replace), opts=opts)
 
 
 def consumer(
     name: str, plan: ConsumerPlan, server_url: pulumi.Input[str], opts: pulumi.ResourceOptions, *,
     stream: pulumi.Resource | None = None, token: pulumi.Input[str] | None = None, user: str | None = None,
-    password: pulumi.Input[str] | None = None,
+    password: pulumi.Input[str] | None = None, adopt: bool = False, allow_replace: bool = False,
 ) -> pulumi.Resource:
-    """A durable consumer; given its managed ``stream``, it takes the stream's name Output so Pulumi replaces it
-    whenever the stream is replaced."""
+    """A durable consumer; given its managed ``stream``, it takes the stream's ``name`` and ``created`` Outputs, so
+    Pulumi creates it after the stream and replaces it whenever the stream is created again.
+
+    ``allow_replace`` is accepted so the component can pass the same settings to every kind; it changes nothing here
+    (replacing a consumer loses no messages: the new one delivers from its deliver policy).
+    """
     from kumeo_providers import Consumer, ConsumerArgs
 
+    del allow_replace
     stream_name: Any = getattr(stream, "name", None) if stream is not None else None
+    stream_created: Any = getattr(stream, "created", None) if stream is not None else None
     return Consumer(
         name,
-        ConsumerArgs(stream=stream_name or plan.stream, config=plan.config, server_url=server_url, token=token,
-                     user=user, password=password),
+        ConsumerArgs(stream=stream_name or plan.stream, stream_created=stream_created, config=plan.config,
+                     server_url=server_url, token=token, user=user, password=password, adopt=adopt),
         opts=opts,
     )
 
@@ -43,8 +54,9 @@ def consumer(
 def key_value(
     name: str, plan: KeyValuePlan, server_url: pulumi.Input[str], opts: pulumi.ResourceOptions, *,
     token: pulumi.Input[str] | None = None, user: str | None = None, password: pulumi.Input[str] | None = None,
+    adopt: bool = False, allow_replace: bool = False,
 ) -> pulumi.Resource:
     from kumeo_providers import KeyValue, KeyValueArgs
 
     return KeyValue(name, KeyValueArgs(config=plan.config, server_url=server_url, token=token, user=user,
-                                       password=password), opts=opts)
+                                       password=password, adopt=adopt, allow_replace=allow_replace), opts=opts)

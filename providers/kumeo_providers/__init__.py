@@ -5,6 +5,12 @@ is what ``kumeo run`` uses. The Pulumi resources (``Stream``, ``Consumer``, ``Ke
 imported on first use, so the local runner never pays for importing Pulumi. ``Image`` (a container image built
 through the Docker Engine API, tagged with its context's content hash) is the one resource that is not JetStream; it
 needs the docker SDK.
+
+The JetStream resources show in a preview as ``pulumi-python:dynamic/jetstream:Stream``, ``…:Consumer`` and
+``…:KeyValue`` (:data:`STREAM_TYPE`, …). Their connection inputs are never identity, a change that would replace a
+stream or bucket is refused unless the resource's ``allow_replace`` input is true
+(:class:`ReplacementRefusedError`), and creating one that already exists on the server is refused unless its
+``adopt`` input is true (:class:`AlreadyExistsError`); see docs/deploy.md.
 """
 
 from __future__ import annotations
@@ -36,8 +42,15 @@ from kumeo_providers._jetstream import (
     stream_config_to_inputs,
     with_jetstream,
 )
+from kumeo_providers._types import (
+    CONSUMER_TYPE,
+    KEY_VALUE_TYPE,
+    LEGACY_DYNAMIC_TYPE,
+    STREAM_TYPE,
+)
 
 if TYPE_CHECKING:
+    from kumeo_providers._provider import AlreadyExistsError, ReplacementRefusedError
     from kumeo_providers.consumer import (
         CONSUMER_REPLACE_FIELDS,
         Consumer,
@@ -64,6 +77,8 @@ if TYPE_CHECKING:
     )
 
 _PULUMI_EXPORTS = {
+    "AlreadyExistsError": "_provider",
+    "ReplacementRefusedError": "_provider",
     "Stream": "stream",
     "StreamArgs": "stream",
     "StreamProvider": "stream",
@@ -86,9 +101,14 @@ __all__ = [
     "AUDIT_STREAM",
     "AUDIT_SUBJECT",
     "CONSUMER_REPLACE_FIELDS",
+    "CONSUMER_TYPE",
     "IMAGE_REPLACE_FIELDS",
     "KEY_VALUE_REPLACE_FIELDS",
+    "KEY_VALUE_TYPE",
+    "LEGACY_DYNAMIC_TYPE",
     "STREAM_REPLACE_FIELDS",
+    "STREAM_TYPE",
+    "AlreadyExistsError",
     "ConfigFieldError",
     "Consumer",
     "ConsumerArgs",
@@ -100,6 +120,7 @@ __all__ = [
     "KeyValueArgs",
     "KeyValueProvider",
     "Outcome",
+    "ReplacementRefusedError",
     "Stream",
     "StreamArgs",
     "StreamProvider",

@@ -22,6 +22,7 @@ import datetime
 import enum
 import functools
 import logging
+import ssl
 import types
 import typing
 from collections.abc import Awaitable, Callable, Mapping
@@ -198,15 +199,19 @@ async def connect(
         remaining = deadline - loop.time()
         seen: list[BaseException] = []
 
-        async def error_cb(exc: Exception, seen: list[BaseException] = seen) -> None:
+        hopeless = asyncio.Event()
+
+        async def error_cb(exc: Exception, seen: list[BaseException] = seen, hopeless: asyncio.Event = hopeless) -> None:
             seen.append(exc)
             _log.debug("nats client error (%s): %r", url, exc)
+            if isinstance(exc, ssl.SSLCertVerificationError):
+                hopeless.set()  # nats-py keeps waiting after the handshake fails; an untrusted certificate stays so
             if user_error_cb is not None:
                 await user_error_cb(exc)
 
         nc = NATS()
         try:
-            await asyncio.wait_for(
+            await _connect_unless_hopeless(
                 nc.connect(
                     url,
                     name=name,
@@ -215,11 +220,19 @@ async def connect(
                     **credentials,
                     **options,
                 ),
+                hopeless,
                 timeout=max(0.05, remaining),
             )
             return nc
         except (TimeoutError, OSError, nats.errors.Error) as exc:
             await _close_quietly(nc)
+            bad_tls = next((e for e in [*seen, exc] if isinstance(e, ssl.SSLCertVerificationError)), None)
+            if bad_tls is not None:
+                raise KumeoDeployError(
+                    f"TLS with NATS at {url} failed: {_describe(bad_tls)}; check the CA that signed the server's "
+                    "certificate (tls_ca_file), the client certificate and key if the server asks for one, and "
+                    "that the host in the URL is one the certificate names"
+                ) from bad_tls
             fatal = next((e for e in [*seen, exc] if _is_fatal_connect_error(e)), None)
             if fatal is not None:
                 raise KumeoDeployError(
@@ -239,6 +252,29 @@ async def connect(
             ) from last_error
         await asyncio.sleep(delay)
         delay = min(delay * 2, 1.0)
+
+
+async def _connect_unless_hopeless(connecting: Awaitable[None], hopeless: asyncio.Event, *, timeout: float) -> None:
+    """Await ``connecting`` for at most ``timeout`` seconds, giving up at once (TimeoutError) when ``hopeless`` is
+    set: the caller then reads the reason from the errors the client reported."""
+    attempt = asyncio.ensure_future(connecting)
+    stop = asyncio.ensure_future(hopeless.wait())
+    try:
+        done, _ = await asyncio.wait({attempt, stop}, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
+    except BaseException:  # our caller was cancelled: the attempt goes with it
+        attempt.cancel()
+        raise
+    finally:
+        stop.cancel()
+    if attempt in done:
+        attempt.result()
+        return
+    attempt.cancel()
+    try:
+        await attempt
+    except (asyncio.CancelledError, Exception) as exc:  # noqa: BLE001 - abandoned: its error is already reported
+        _log.debug("abandoned connection attempt ended with %r", exc)
+    raise TimeoutError
 
 
 def _is_fatal_connect_error(exc: BaseException) -> bool:

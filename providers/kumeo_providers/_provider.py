@@ -1,9 +1,21 @@
-"""What the three JetStream dynamic providers share: connection inputs, sync-to-async bridging, check and diff.
+"""What the three JetStream dynamic providers share: connection inputs, sync-to-async bridging, check, diff and CRUD.
 
 A provider object is pickled by Pulumi (dill) into the state of every resource, so it holds no connection and no
 configuration: each call connects, acts and closes, running the async core of :mod:`kumeo_providers._jetstream`
 on a fresh event loop in a worker thread. The thread keeps the caller's event loop (Pulumi's, or a test's)
 untouched; ``asyncio.run`` in the calling thread would reset it.
+
+Identity, replacement and adoption (docs/deploy.md, "Streams, consumers and KV buckets: identity, replacement,
+adoption"):
+
+* **Connection details are never identity.** ``server_url``, credentials and TLS files say how to reach the object,
+  not which object it is: changing them (``nats://localhost:4222`` → ``nats://127.0.0.1:4222``), or not knowing
+  them yet during a preview, is an in-place update that reconnects with the new details.
+* **Only what JetStream cannot change in place replaces** (each kind's ``replaces_on_change``), and for the kinds
+  that hold data (streams, key-value buckets) such a replacement is refused, at ``check`` (a clean preview error
+  naming the object, the field and old → new) and again at ``diff``, unless the input ``allow_replace`` is true.
+* **Adoption is explicit.** ``create`` of an object that already exists on the server fails, saying so, unless the
+  input ``adopt`` is true; then it takes the object over, brings it to the desired configuration and logs that.
 """
 
 from __future__ import annotations
@@ -12,6 +24,9 @@ import asyncio
 import concurrent.futures
 import dataclasses
 import difflib
+import json
+import logging
+import ssl
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any, ClassVar, TypeVar
 
@@ -30,9 +45,10 @@ from pulumi.dynamic import (
 from pulumi.runtime.rpc import UNKNOWN, is_rpc_secret, unwrap_rpc_secret
 
 from kumeo_iac.errors import KumeoDeployError
-from kumeo_providers._audit import auditing
+from kumeo_providers._audit import _without_credentials, auditing
 from kumeo_providers._jetstream import (
     ConfigFieldError,
+    Outcome,
     canonical_inputs,
     config_defaults,
     config_field_types,
@@ -41,14 +57,75 @@ from kumeo_providers._jetstream import (
     with_jetstream,
     without_server_metadata,
 )
+from kumeo_providers._types import LEGACY_DYNAMIC_TYPE
 
-# Inputs that say where the resource lives and how to log in; every resource has them.
-CONNECTION_KEYS: tuple[str, ...] = ("server_url", "user", "password", "token", "creds_file", "connect_timeout_s")
+__all__ = [
+    "CONNECTION_KEYS",
+    "CONTROL_KEYS",
+    "AlreadyExistsError",
+    "ConnectionArgs",
+    "JetStreamProvider",
+    "Live",
+    "Replacement",
+    "ReplacementRefusedError",
+    "connection_props",
+    "contains_unknown",
+    "jetstream_options",
+    "run_sync",
+    "unwrap",
+]
+
+_log = logging.getLogger("kumeo_providers.provider")
+
+TLS_KEYS: tuple[str, ...] = ("tls_ca_file", "tls_cert_file", "tls_key_file")
+# Inputs that say where the object lives and how to log in; every resource has them, none of them is identity.
+CONNECTION_KEYS: tuple[str, ...] = (
+    "server_url", "user", "password", "token", "creds_file", *TLS_KEYS, "connect_timeout_s",
+)
 SECRET_KEYS: tuple[str, ...] = ("user", "password", "token")
+# Inputs that steer the provider, not the object: changing them alone is no change.
+CONTROL_KEYS: tuple[str, ...] = ("adopt", "allow_replace")
+# The stack setting that sets `adopt` / `allow_replace` on a Workflow's JetStream objects (named in messages).
+ADOPT_SETTING = "kumeo:adoptStreams"
+ALLOW_REPLACE_SETTING = "kumeo:allowStreamReplacement"
 _URL_SCHEMES = ("nats://", "tls://", "ws://", "wss://")
 DEFAULT_CONNECT_TIMEOUT_S = 10.0
+# How long a refusal message may spend counting the messages it would lose (the count is a courtesy).
+_COUNT_TIMEOUT_S = 3.0
 
 _R = TypeVar("_R")
+
+
+class ReplacementRefusedError(KumeoDeployError):
+    """A change would replace a stream or bucket (deleting its data) and the resource's ``allow_replace`` is off."""
+
+
+class AlreadyExistsError(KumeoDeployError):
+    """``create`` found the object already on the server and the resource's ``adopt`` is off."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Replacement:
+    """One change of an input that JetStream cannot apply in place: the object is deleted and created again."""
+
+    key: str  # the input, as Pulumi's diff names it: "config.storage", "stream"
+    old: Any
+    new: Any
+
+    def describe(self) -> str:
+        """``storage from file to memory``."""
+        return f"{self.key.removeprefix('config.')} from {_shown(self.old)} to {_shown(self.new)}"
+
+
+@dataclasses.dataclass(frozen=True)
+class Live:
+    """What the server holds for one object: its configuration (the shape of ``config``) and what else we report."""
+
+    config: dict[str, Any]
+    #: Outputs besides ``config``/``live_config`` (a stream's ``created``).
+    outputs: dict[str, Any] = dataclasses.field(default_factory=dict)
+    #: How many messages (stream) or stored values (bucket) it holds; None where that means nothing (consumers).
+    stored: int | None = None
 
 
 def run_sync(factory: Callable[[], Awaitable[_R]]) -> _R:
@@ -64,6 +141,7 @@ def unwrap(value: Any) -> Any:
 
 def contains_unknown(value: Any) -> bool:
     """True when a (possibly nested) input is not known yet, as during a preview."""
+    value = unwrap(value)
     if isinstance(value, str):
         return value == UNKNOWN
     if isinstance(value, Mapping):
@@ -73,16 +151,31 @@ def contains_unknown(value: Any) -> bool:
     return False
 
 
+def announce(message: str, *, warning: bool = False) -> None:
+    """Tell the person running Pulumi (the CLI shows a dynamic provider's log lines) and the Python log."""
+    if warning:
+        _log.warning("%s", message)
+        pulumi.log.warn(message)
+    else:
+        _log.info("%s", message)
+        pulumi.log.info(message)
+
+
 class JetStreamProvider(ResourceProvider):
     """The CRUD cycle of one kind of JetStream object, driven by a nats-py config dataclass under ``config``."""
 
     kind: ClassVar[str]
     config_type: ClassVar[type[Base]]
-    # Top-level inputs whose change means a different object: replace it.
-    identity_keys: ClassVar[tuple[str, ...]] = ("server_url",)
+    #: The object as a noun in messages ("the stream", "the bucket") and what it stores ("messages").
+    noun: ClassVar[str]
+    stored_noun: ClassVar[str] = "messages"
+    #: True for the kinds that hold data: a replacement is refused unless the input ``allow_replace`` is true.
+    guards_data: ClassVar[bool] = True
+    # Top-level inputs besides `config` whose real change (both sides known) means another object: replace it.
+    identity_inputs: ClassVar[tuple[str, ...]] = ()
     # What the server assumes when a field is left out (only where nats-py's dataclass default is None).
     server_defaults: ClassVar[Mapping[str, Any]] = {}
-    # Top-level inputs besides the connection and `config`.
+    # Top-level inputs besides the connection, the control inputs and `config`.
     extra_input_keys: ClassVar[tuple[str, ...]] = ()
     # Fields where nats-py sends 0 for "unset" and the server stores its own default instead.
     zero_means_server_default: ClassVar[frozenset[str]] = frozenset()
@@ -100,15 +193,20 @@ class JetStreamProvider(ResourceProvider):
     def resource_id(self, inputs: Mapping[str, Any]) -> str:
         raise NotImplementedError
 
-    async def apply(self, js: JetStreamContext, inputs: Mapping[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
-        """Bring the server to ``inputs``; return (identifying outputs, the live config as a plain dict)."""
+    def display_name(self, inputs: Mapping[str, Any]) -> str:
+        """The object's name in messages (``KUMEO_FRAUD``, ``KUMEO_FRAUD/scorer``)."""
+        return self.resource_id(inputs)
+
+    async def apply(self, js: JetStreamContext, inputs: Mapping[str, Any]) -> tuple[Live, Outcome]:
+        """Bring the server to ``inputs`` (create or update); return what it then holds and what was done."""
         raise NotImplementedError
 
-    async def fetch(self, js: JetStreamContext, inputs: Mapping[str, Any]) -> dict[str, Any] | None:
-        """The live config as a plain dict (same shape as ``config``), or None when the object is gone."""
+    async def fetch(self, js: JetStreamContext, inputs: Mapping[str, Any]) -> Live | None:
+        """What the server holds for the object ``inputs`` names, or None when it does not exist."""
         raise NotImplementedError
 
     async def remove(self, js: JetStreamContext, inputs: Mapping[str, Any]) -> None:
+        """Delete the object; one that is already gone is no error."""
         raise NotImplementedError
 
     def identity_outputs(self, inputs: Mapping[str, Any]) -> dict[str, Any]:
@@ -123,9 +221,20 @@ class JetStreamProvider(ResourceProvider):
             return without_server_metadata(live.get("metadata"))
         return live.get(field)
 
+    async def adopt_conflicting(
+        self, js: JetStreamContext, inputs: Mapping[str, Any], existing: Live, conflicts: list[Replacement]
+    ) -> None:
+        """``adopt`` found the object with settings JetStream cannot change in place. Data kinds refuse."""
+        where = _without_credentials(str(inputs.get("server_url")))
+        raise ReplacementRefusedError(
+            f"{self.kind} {self.display_name(inputs)} exists on {where} with {_joined(conflicts, 'live')}; adopting "
+            f"it would need a replacement, which deletes {self._stored_phrase(existing.stored)}. Make the "
+            f"configuration match the live {self.noun}, or delete the {self.noun} yourself if its data may go"
+        )
+
     # -- Pulumi's ResourceProvider ---------------------------------------------------------------------------
 
-    def check(self, _olds: dict[str, Any], news: dict[str, Any]) -> CheckResult:
+    def check(self, olds: dict[str, Any], news: dict[str, Any]) -> CheckResult:
         failures: list[CheckFailure] = []
         inputs = dict(news)
         url = unwrap(inputs.get("server_url"))
@@ -142,6 +251,13 @@ class JetStreamProvider(ResourceProvider):
         if timeout is not None and not contains_unknown(timeout):
             if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or timeout <= 0:
                 failures.append(CheckFailure("connect_timeout_s", f"expected a positive number, got {timeout!r}"))
+        if inputs.get("tls_cert_file") and not inputs.get("tls_key_file"):
+            failures.append(CheckFailure("tls_key_file", "tls_cert_file is set but tls_key_file is not; give the "
+                                                         "client certificate's key too"))
+        for key in CONTROL_KEYS:
+            value = unwrap(inputs.get(key))
+            if value is not None and not contains_unknown(value) and not isinstance(value, bool):
+                failures.append(CheckFailure(key, f"expected true or false, got {value!r}"))
 
         raw = inputs.get("config")
         if raw is None:
@@ -180,46 +296,49 @@ class JetStreamProvider(ResourceProvider):
                 failures.append(CheckFailure(exc.field, exc.reason))
             else:
                 failures.extend(self.check_config(config, inputs))
+        if olds and not failures:
+            # The engine checks with the old inputs before it diffs: refusing here stops the preview with this
+            # message alone (an exception from diff would reach the user wrapped in a Python traceback).
+            refusal = self.refusal(olds, inputs)
+            if refusal is not None:
+                failures.append(CheckFailure("", refusal))
         return CheckResult(inputs, failures)
 
     def diff(self, _id: str, olds: dict[str, Any], news: dict[str, Any]) -> DiffResult:
-        replaces: list[str] = []
-        changed = False
-        for key in (*CONNECTION_KEYS, *self.extra_input_keys):
-            old, new = unwrap(olds.get(key)), unwrap(news.get(key))
-            if key == "connect_timeout_s":
-                old = DEFAULT_CONNECT_TIMEOUT_S if old is None else old
-                new = DEFAULT_CONNECT_TIMEOUT_S if new is None else new
-            if old != new or contains_unknown(new):
-                changed = True
-                if key in self.identity_keys:
-                    replaces.append(key)
-        old_config = self._normalize(olds.get("config"))
-        new_config = self._normalize(news.get("config"))
-        for field in sorted(set(old_config) | set(new_config)):
-            old, new = self._effective(old_config, field), self._effective(new_config, field)
-            if old == new and not contains_unknown(new):
-                continue
-            changed = True
-            if contains_unknown(new) or self.replaces_on_change(field, old, new):
-                replaces.append(f"config.{field}")
+        replacements = self.replacements(olds, news)
+        refusal = self.refusal(olds, news, replacements)
+        if refusal is not None:
+            raise ReplacementRefusedError(refusal)
         return DiffResult(
-            changes=changed,
-            replaces=replaces,
-            stables=list(self.identity_keys),
+            changes=bool(replacements) or self._changed(olds, news),
+            replaces=[r.key for r in replacements],
             # A replacement keeps the same name on the same server, so the old one must go first.
             delete_before_replace=True,
         )
 
     def create(self, props: dict[str, Any]) -> CreateResult:
         inputs = self._inputs(props)
-        identity, live = run_sync(lambda: self._with_js(inputs, lambda js: self.apply(js, inputs), audit=True))
-        return CreateResult(self.resource_id(inputs), self._outputs(inputs, inputs["config"], live, identity))
+        existing, live = run_sync(lambda: self._with_js(inputs, lambda js: self._create(js, inputs), audit=True))
+        if existing is not None:
+            announce(
+                f"adopted {self.kind} {self.display_name(inputs)}, which already existed on {self._where(inputs)}"
+                f"{self._stored_suffix(existing.stored)}; Pulumi manages it from now on (and deletes it on destroy "
+                "unless it is retained)"
+            )
+        return CreateResult(self.resource_id(inputs), self._outputs(inputs, inputs["config"], live))
 
-    def update(self, _id: str, _olds: dict[str, Any], news: dict[str, Any]) -> UpdateResult:
+    def update(self, _id: str, olds: dict[str, Any], news: dict[str, Any]) -> UpdateResult:
         inputs = self._inputs(news)
-        identity, live = run_sync(lambda: self._with_js(inputs, lambda js: self.apply(js, inputs), audit=True))
-        return UpdateResult(self._outputs(inputs, inputs["config"], live, identity))
+        live, outcome = run_sync(lambda: self._with_js(inputs, lambda js: self.apply(js, inputs), audit=True))
+        if outcome is Outcome.CREATED:
+            moved = unwrap(olds.get("server_url")) != inputs.get("server_url")
+            announce(
+                f"{self.kind} {self.display_name(inputs)} did not exist on {self._where(inputs)}, so it was created "
+                + ("(server_url changed: if it now names another NATS server, the previous one keeps its copy)"
+                   if moved else "(it was deleted outside Pulumi)"),
+                warning=True,
+            )
+        return UpdateResult(self._outputs(inputs, inputs["config"], live))
 
     def read(self, id_: str, props: dict[str, Any]) -> ReadResult:
         if not unwrap(props.get("server_url")):
@@ -233,12 +352,13 @@ class JetStreamProvider(ResourceProvider):
             return ReadResult("", {})  # gone from the server: Pulumi drops it from the state
         projected = {}
         for field, desired in inputs["config"].items():
-            value = self.project_field(field, desired, live)
+            value = self.project_field(field, desired, live.config)
             if value is not None:
                 projected[field] = value
-        read_inputs = {k: props[k] for k in (*CONNECTION_KEYS, *self.extra_input_keys) if props.get(k) is not None}
+        kept = (*CONNECTION_KEYS, *self.extra_input_keys)
+        read_inputs = {k: props[k] for k in kept if props.get(k) is not None}
         read_inputs["config"] = projected
-        outs = self._outputs(inputs, projected, live, self.identity_outputs(inputs))
+        outs = self._outputs(inputs, projected, live)
         for key in CONNECTION_KEYS:  # keep secrets as Pulumi gave them
             if props.get(key) is not None:
                 outs[key] = props[key]
@@ -248,7 +368,132 @@ class JetStreamProvider(ResourceProvider):
         inputs = self._inputs(props)
         run_sync(lambda: self._with_js(inputs, lambda js: self.remove(js, inputs), audit=True))
 
+    # -- identity and replacement ----------------------------------------------------------------------------
+
+    def replacements(self, olds: Mapping[str, Any], news: Mapping[str, Any]) -> list[Replacement]:
+        """The changes from ``olds`` to ``news`` that JetStream cannot apply in place.
+
+        Connection inputs are never among them, and neither is a value not known yet (a preview): only a change
+        between two known values replaces.
+        """
+        out: list[Replacement] = []
+        for key in self.identity_inputs:
+            old, new = unwrap(olds.get(key)), unwrap(news.get(key))
+            if old is not None and new is not None and not contains_unknown(new) and old != new:
+                out.append(Replacement(key, old, new))
+        raw = news.get("config")
+        if not isinstance(raw, Mapping):
+            return out
+        old_config, new_config = self._normalize(olds.get("config")), self._normalize(raw)
+        for field in sorted(set(old_config) | set(new_config)):
+            old, new = self._effective(old_config, field), self._effective(new_config, field)
+            if old == new or contains_unknown(new):
+                continue
+            if self.replaces_on_change(field, old, new):
+                out.append(Replacement(f"config.{field}", old, new))
+        return out
+
+    def refusal(
+        self, olds: Mapping[str, Any], news: Mapping[str, Any], replacements: list[Replacement] | None = None
+    ) -> str | None:
+        """Why going from ``olds`` to ``news`` is refused (a data-holding object would be replaced), or None."""
+        if not self.guards_data:
+            return None
+        allow = unwrap(news.get("allow_replace"))
+        if allow is True or contains_unknown(allow):
+            return None
+        if replacements is None:
+            replacements = self.replacements(olds, news)
+        if not replacements:
+            return None
+        stored = self._count_stored(olds, news)
+        return (
+            f"{self.kind} {self.display_name(olds)}: changing {_joined(replacements)} replaces the {self.noun} and "
+            f"deletes {self._stored_phrase(stored)}; JetStream cannot make this change in place. Set allow_replace "
+            f"({ALLOW_REPLACE_SETTING}) to allow it, or keep the old value"
+        )
+
     # -- internals -------------------------------------------------------------------------------------------
+
+    async def _create(self, js: JetStreamContext, inputs: Mapping[str, Any]) -> tuple[Live | None, Live]:
+        existing = await self.fetch(js, inputs)
+        if existing is not None:
+            if inputs.get("adopt") is not True:
+                raise AlreadyExistsError(self._exists_message(inputs, existing))
+            conflicts = self._live_conflicts(existing, inputs)
+            if conflicts:
+                await self.adopt_conflicting(js, inputs, existing, conflicts)
+        live, _outcome = await self.apply(js, inputs)
+        return existing, live
+
+    def _live_conflicts(self, existing: Live, inputs: Mapping[str, Any]) -> list[Replacement]:
+        """What the live object holds that the desired configuration would have to replace it for."""
+        desired = dict(inputs["config"])
+        live = {f: self.project_field(f, v, existing.config) for f, v in desired.items()}
+        identity = {k: inputs.get(k) for k in self.identity_inputs}
+        return self.replacements({**identity, "config": live}, {**identity, "config": desired})
+
+    def _exists_message(self, inputs: Mapping[str, Any], existing: Live) -> str:
+        return (
+            f"{self.kind} {self.display_name(inputs)} already exists on {self._where(inputs)}"
+            f"{self._stored_suffix(existing.stored)} and Pulumi does not manage it yet; to manage it with Pulumi "
+            f"set adopt=True ({ADOPT_SETTING}), which takes it over as it is and brings it to this configuration, "
+            f"or import it with ResourceOptions(import_={self.resource_id(inputs)!r}); to start afresh, delete it "
+            "from the server first"
+        )
+
+    def _changed(self, olds: Mapping[str, Any], news: Mapping[str, Any]) -> bool:
+        """True when anything but the control inputs differs (or may differ: an unknown value)."""
+        for key in (*CONNECTION_KEYS, *self.extra_input_keys):
+            old, new = unwrap(olds.get(key)), unwrap(news.get(key))
+            if key == "connect_timeout_s":
+                old = DEFAULT_CONNECT_TIMEOUT_S if old is None else old
+                new = DEFAULT_CONNECT_TIMEOUT_S if new is None else new
+            if old != new or contains_unknown(new):
+                return True
+        raw = news.get("config")
+        if not isinstance(raw, Mapping):
+            return True  # unknown (a preview) or malformed: check reports the latter
+        old_config, new_config = self._normalize(olds.get("config")), self._normalize(raw)
+        for field in set(old_config) | set(new_config):
+            new = self._effective(new_config, field)
+            if contains_unknown(new) or self._effective(old_config, field) != new:
+                return True
+        return False
+
+    def _count_stored(self, olds: Mapping[str, Any], news: Mapping[str, Any]) -> int | None:
+        """How much the object named by ``olds`` holds, asked of the server with the newest known connection
+        details; None when that cannot be learnt quickly (the count only makes a refusal more concrete)."""
+        for source in (news, olds):
+            connection = {k: unwrap(source.get(k)) for k in CONNECTION_KEYS}
+            if not connection["server_url"] or contains_unknown(connection):
+                continue
+            probe = {**{k: unwrap(olds.get(k)) for k in self.extra_input_keys}, **connection,
+                     "config": self._normalize(olds.get("config"))}
+            probe["connect_timeout_s"] = min(float(connection["connect_timeout_s"] or _COUNT_TIMEOUT_S),
+                                             _COUNT_TIMEOUT_S)
+            try:
+                live = self._fetch_now(probe)
+            except Exception as exc:  # noqa: BLE001 - unreachable, refused, malformed: say "every message" instead
+                _log.debug("could not count what %s %s holds: %r", self.kind, self.display_name(olds), exc)
+                continue
+            return None if live is None else live.stored
+        return None
+
+    def _fetch_now(self, inputs: Mapping[str, Any]) -> Live | None:
+        return run_sync(lambda: self._with_js(inputs, lambda js: self.fetch(js, inputs)))
+
+    def _stored_phrase(self, stored: int | None) -> str:
+        if stored is None:
+            return f"every one of its stored {self.stored_noun}"
+        return f"its {stored} stored {self.stored_noun if stored != 1 else self.stored_noun.removesuffix('s')}"
+
+    def _stored_suffix(self, stored: int | None) -> str:
+        return "" if stored is None else f" ({self._stored_phrase(stored).removeprefix('its ')})"
+
+    @staticmethod
+    def _where(inputs: Mapping[str, Any]) -> str:
+        return _without_credentials(str(inputs.get("server_url")))
 
     def _inputs(self, props: Mapping[str, Any]) -> dict[str, Any]:
         """Plain, typed inputs: secrets unwrapped, config normalized (mock floats back to ints)."""
@@ -263,11 +508,16 @@ class JetStreamProvider(ResourceProvider):
     async def _with_js(
         self, inputs: Mapping[str, Any], action: Callable[[JetStreamContext], Awaitable[_R]], *, audit: bool = False
     ) -> _R:
-        """Connect and run ``action``; with ``audit``, every change it makes is recorded on KUMEO_AUDIT."""
+        """Connect with ``inputs``' connection details and run ``action``; with ``audit``, every change it makes is
+        recorded on KUMEO_AUDIT."""
         url = inputs.get("server_url")
         if not url:
             raise KumeoDeployError(f"a {self.kind} needs server_url, e.g. 'nats://127.0.0.1:4222'")
         timeout = inputs.get("connect_timeout_s") or DEFAULT_CONNECT_TIMEOUT_S
+        options: dict[str, Any] = {}
+        tls = tls_context(inputs)
+        if tls is not None:
+            options["tls"] = tls
 
         async def audited(js: JetStreamContext) -> _R:
             async with auditing(js, actor=f"pulumi:{self.kind}", server=str(url)):
@@ -281,22 +531,18 @@ class JetStreamProvider(ResourceProvider):
             password=inputs.get("password"),
             token=inputs.get("token"),
             creds_file=inputs.get("creds_file"),
+            **options,
         )
 
-    def _outputs(
-        self,
-        inputs: Mapping[str, Any],
-        config: Mapping[str, Any],
-        live: Mapping[str, Any],
-        identity: Mapping[str, Any],
-    ) -> dict[str, Any]:
+    def _outputs(self, inputs: Mapping[str, Any], config: Mapping[str, Any], live: Live) -> dict[str, Any]:
         outs = {k: inputs[k] for k in (*CONNECTION_KEYS, *self.extra_input_keys) if inputs.get(k) is not None}
         outs["config"] = dict(config)
-        live_config = dict(live)
+        live_config = dict(live.config)
         if "metadata" in live_config:
             live_config["metadata"] = without_server_metadata(live_config["metadata"])
         outs["live_config"] = live_config
-        outs.update(identity)
+        outs.update(live.outputs)
+        outs.update(self.identity_outputs(inputs))
         return outs
 
     def _normalize(self, raw: Any) -> dict[str, Any]:
@@ -323,6 +569,44 @@ class JetStreamProvider(ResourceProvider):
         return reason
 
 
+def tls_context(inputs: Mapping[str, Any]) -> ssl.SSLContext | None:
+    """The TLS context the inputs' ``tls_ca_file``/``tls_cert_file``/``tls_key_file`` describe, or None."""
+    ca, cert, key = (inputs.get(k) for k in TLS_KEYS)
+    if not ca and not cert:
+        return None
+    if cert and not key:
+        raise KumeoDeployError("tls_cert_file is set but tls_key_file is not; give the client certificate's key too")
+    try:
+        context = ssl.create_default_context(ssl.Purpose.SERVER_AUTH, cafile=ca or None)
+        if cert:
+            context.load_cert_chain(cert, key)
+    except (OSError, ssl.SSLError) as exc:
+        raise KumeoDeployError(
+            f"cannot load the TLS files for NATS at {_without_credentials(str(inputs.get('server_url')))} "
+            f"(tls_ca_file={ca!r}, tls_cert_file={cert!r}, tls_key_file={key!r}): {exc}"
+        ) from exc
+    return context
+
+
+def _shown(value: Any) -> str:
+    """A config value as people write it: strings bare, booleans lower-case, None as "unset", the rest as JSON."""
+    if value is None:
+        return "unset"
+    if isinstance(value, str):
+        return value
+    return json.dumps(value, sort_keys=True, separators=(",", ":"))
+
+
+def _joined(replacements: list[Replacement], side: str = "change") -> str:
+    """``storage from file to memory and retention from limits to workqueue`` (or, for ``live``, the live side:
+    ``storage memory (desired: file)``)."""
+    if side == "live":
+        parts = [f"{r.key.removeprefix('config.')} {_shown(r.old)} (desired: {_shown(r.new)})" for r in replacements]
+    else:
+        parts = [r.describe() for r in replacements]
+    return parts[0] if len(parts) == 1 else ", ".join(parts[:-1]) + " and " + parts[-1]
+
+
 def name_failures(value: Any, field: str, kind: str, forbidden: str = ">*. /\\\t\r\n") -> list[CheckFailure]:
     """Failures for a stream/consumer/bucket name: required, no wildcards, dots, slashes or whitespace."""
     if value is None or value == "":
@@ -340,13 +624,21 @@ def name_failures(value: Any, field: str, kind: str, forbidden: str = ">*. /\\\t
 
 @dataclasses.dataclass(kw_only=True)
 class ConnectionArgs:
-    """The NATS server a JetStream resource is applied to, and how to log in; shared by every resource's args."""
+    """The NATS server a JetStream resource is applied to, and how to log in; shared by every resource's args.
+
+    None of these is part of the object's identity: changing them updates the resource in place (the provider
+    reconnects with the new details), it never replaces the stream, consumer or bucket.
+    """
 
     server_url: pulumi.Input[str]
     user: pulumi.Input[str] | None = None
     password: pulumi.Input[str] | None = None
     token: pulumi.Input[str] | None = None
     creds_file: pulumi.Input[str] | None = None
+    #: TLS to NATS: the CA that signed the server's certificate, and the client certificate and key if it asks.
+    tls_ca_file: pulumi.Input[str] | None = None
+    tls_cert_file: pulumi.Input[str] | None = None
+    tls_key_file: pulumi.Input[str] | None = None
     connect_timeout_s: pulumi.Input[float] | None = None
 
     @classmethod
@@ -360,11 +652,17 @@ def connection_props(args: ConnectionArgs, props: dict[str, Any]) -> dict[str, A
     for key in SECRET_KEYS:
         value = getattr(args, key)
         props[key] = pulumi.Output.secret(value) if value is not None else None
-    props["creds_file"] = args.creds_file
-    props["connect_timeout_s"] = args.connect_timeout_s
+    for key in ("creds_file", *TLS_KEYS, "connect_timeout_s"):
+        props[key] = getattr(args, key)
     return props
 
 
-def with_secret_outputs(opts: pulumi.ResourceOptions | None) -> pulumi.ResourceOptions:
-    """``opts`` plus the credentials among the secret outputs, so the state never shows them in clear."""
-    return pulumi.ResourceOptions.merge(opts, pulumi.ResourceOptions(additional_secret_outputs=list(SECRET_KEYS)))
+def jetstream_options(opts: pulumi.ResourceOptions | None) -> pulumi.ResourceOptions:
+    """``opts`` plus what every JetStream resource needs: the credentials among the secret outputs (the state never
+    shows them in clear), and an alias to the type these resources had before they had their own."""
+    return pulumi.ResourceOptions.merge(
+        opts,
+        pulumi.ResourceOptions(
+            additional_secret_outputs=list(SECRET_KEYS), aliases=[pulumi.Alias(type_=LEGACY_DYNAMIC_TYPE)]
+        ),
+    )

@@ -2,10 +2,17 @@
 
 Which changes replace the consumer (delete, then create: its delivery and ack state restart from the deliver
 policy) and which update it in place follows nats-server's ``checkNewConsumerConfig`` (``server/consumer.go``),
-verified against nats-server 2.15:
+verified against nats-server 2.15. A consumer holds no messages, only its position in the stream, so a replacement
+is allowed without ``allow_replace``: the new consumer delivers again from its deliver policy (``all``: every message
+still in the stream, which the agents see as redeliveries). The connection inputs (``server_url``, credentials, TLS
+files) are never identity: changing them is an update that reconnects.
 
 Replaced — the server refuses to change them on a live consumer:
-  * ``durable_name`` / ``name``; ``stream``; ``server_url``
+  * ``durable_name`` / ``name``
+  * ``stream`` — only a real change of name: during a preview the name of a managed stream is often not known yet,
+    and that is no replacement
+  * ``stream_created`` — the stream was deleted and created again (its ``created`` output changed), taking the
+    consumer with it on the server
   * ``deliver_policy``, ``opt_start_seq``, ``opt_start_time`` (where delivery starts)
   * ``ack_policy``, ``replay_policy``
   * ``idle_heartbeat``, ``flow_control`` (push consumers)
@@ -15,6 +22,11 @@ Replaced — the server refuses to change them on a live consumer:
 Everything else is updated in place: ``ack_wait``, ``max_deliver``, ``backoff``, ``filter_subject(s)`` (since
 nats-server 2.10), ``description``, ``max_ack_pending``, ``rate_limit_bps``, ``sample_freq``, ``headers_only``,
 ``inactive_threshold``, ``num_replicas``, ``metadata``, ``pause_until``, ….
+
+``create`` of a durable that already exists fails unless the input ``adopt`` is true; then it is taken over and
+updated, or deleted and created again when it differs in a field above. Kumeo's workers create their consumer from
+the Plan when they find it missing (a fresh server, or right after a replacement deleted it), so a replacement with
+running workers may find the consumer already re-created: ``adopt`` takes it over.
 
 Note that when ``backoff`` is set the server uses its first step as the ack wait and reports ``ack_wait`` as that
 value; the desired ``ack_wait`` is kept as written so a refresh does not show a false drift.
@@ -32,6 +44,7 @@ from nats.js.api import ConsumerConfig
 from pulumi.dynamic import CheckFailure, CheckResult, Resource
 
 from kumeo_providers._jetstream import (
+    Outcome,
     _ensure_consumer,
     consumer_config_from_inputs,
     consumer_config_to_inputs,
@@ -41,12 +54,16 @@ from kumeo_providers._jetstream import (
 from kumeo_providers._provider import (
     ConnectionArgs,
     JetStreamProvider,
+    Live,
+    Replacement,
+    announce,
     connection_props,
     contains_unknown,
+    jetstream_options,
     name_failures,
     unwrap,
-    with_secret_outputs,
 )
+from kumeo_providers._types import JETSTREAM_MODULE
 
 __all__ = ["CONSUMER_REPLACE_FIELDS", "Consumer", "ConsumerArgs", "ConsumerProvider"]
 
@@ -72,9 +89,11 @@ class ConsumerProvider(JetStreamProvider):
     """Creates, updates, reads and deletes one durable JetStream consumer (a Pulumi dynamic provider)."""
 
     kind = "consumer"
+    noun = "consumer"
     config_type = ConsumerConfig
-    identity_keys = ("server_url", "stream")
-    extra_input_keys = ("stream",)
+    guards_data = False  # its position only: replacing it is always allowed
+    identity_inputs = ("stream", "stream_created")
+    extra_input_keys = ("stream", "stream_created")
     server_defaults: ClassVar[Mapping[str, Any]] = {
         "opt_start_seq": 0,
         "flow_control": False,
@@ -124,6 +143,9 @@ class ConsumerProvider(JetStreamProvider):
     def resource_id(self, inputs: Mapping[str, Any]) -> str:
         return f"{inputs['stream']}/{self._durable(inputs)}"
 
+    def display_name(self, inputs: Mapping[str, Any]) -> str:
+        return f"{unwrap(inputs.get('stream'))}/{self._durable(inputs)}"
+
     def identity_outputs(self, inputs: Mapping[str, Any]) -> dict[str, Any]:
         durable = self._durable(inputs)
         return {"stream": inputs["stream"], "durable": durable, "name": durable}
@@ -135,16 +157,28 @@ class ConsumerProvider(JetStreamProvider):
             return desired  # 0 means "as many as the stream"
         return super().project_field(field, desired, live)
 
-    async def apply(self, js: JetStreamContext, inputs: Mapping[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
-        info, _outcome = await _ensure_consumer(js, inputs["stream"], consumer_config_from_inputs(inputs["config"]))
-        return self.identity_outputs(inputs), consumer_config_to_inputs(info.config)
+    async def apply(self, js: JetStreamContext, inputs: Mapping[str, Any]) -> tuple[Live, Outcome]:
+        info, outcome = await _ensure_consumer(js, inputs["stream"], consumer_config_from_inputs(inputs["config"]))
+        return Live(consumer_config_to_inputs(info.config)), outcome
 
-    async def fetch(self, js: JetStreamContext, inputs: Mapping[str, Any]) -> dict[str, Any] | None:
+    async def fetch(self, js: JetStreamContext, inputs: Mapping[str, Any]) -> Live | None:
         info = await find_consumer(js, inputs["stream"], self._durable(inputs))
-        return None if info is None else consumer_config_to_inputs(info.config)
+        return None if info is None else Live(consumer_config_to_inputs(info.config))
 
     async def remove(self, js: JetStreamContext, inputs: Mapping[str, Any]) -> None:
         await delete_consumer(js, inputs["stream"], self._durable(inputs))
+
+    async def adopt_conflicting(
+        self, js: JetStreamContext, inputs: Mapping[str, Any], existing: Live, conflicts: list[Replacement]
+    ) -> None:
+        """A consumer holds only its position: adopting one that differs where it cannot be updated replaces it."""
+        announce(
+            f"adopting consumer {self.display_name(inputs)}: changing "
+            + ", ".join(r.describe() for r in conflicts)
+            + " needs a new consumer, so it is deleted and created again (delivery restarts from its deliver policy)",
+            warning=True,
+        )
+        await self.remove(js, inputs)
 
     @staticmethod
     def _durable(inputs: Mapping[str, Any]) -> str:
@@ -156,20 +190,26 @@ class ConsumerProvider(JetStreamProvider):
 class ConsumerArgs(ConnectionArgs):
     """The inputs of a :class:`Consumer`: its stream, its nats-py ConsumerConfig and the NATS server.
 
-    Pass ``stream=my_stream.name`` (an output) rather than a plain string, so Pulumi creates the stream first and
-    replaces the consumer whenever it replaces the stream.
+    Pass ``stream=my_stream.name`` and ``stream_created=my_stream.created`` (outputs) rather than plain values, so
+    Pulumi creates the stream first and replaces the consumer whenever the stream is created again. ``adopt``: take
+    over a durable that already exists on the server (otherwise creating the resource fails).
     """
 
     stream: pulumi.Input[str]
     config: ConsumerConfig | Mapping[str, Any] | pulumi.Input[Mapping[str, Any]]
+    stream_created: pulumi.Input[str] | None = None
+    adopt: bool = False
 
     def to_props(self) -> dict[str, Any]:
         config = consumer_config_to_inputs(self.config) if isinstance(self.config, ConsumerConfig) else self.config
-        return connection_props(self, {"stream": self.stream, "config": config})
+        return connection_props(
+            self, {"stream": self.stream, "stream_created": self.stream_created, "config": config, "adopt": self.adopt}
+        )
 
 
-class Consumer(Resource):
-    """A durable JetStream consumer managed by Pulumi; its ``config`` is nats-py's ConsumerConfig as a plain dict."""
+class Consumer(Resource, module=JETSTREAM_MODULE, name="Consumer"):
+    """A durable JetStream consumer managed by Pulumi (type ``pulumi-python:dynamic/jetstream:Consumer``); its
+    ``config`` is nats-py's ConsumerConfig as a plain dict."""
 
     name: pulumi.Output[str]
     stream: pulumi.Output[str]
@@ -187,4 +227,4 @@ class Consumer(Resource):
         args = args if isinstance(args, ConsumerArgs) else ConsumerArgs.from_mapping(args)
         props = args.to_props()
         props.update({"name": None, "durable": None, "live_config": None})
-        super().__init__(ConsumerProvider(), resource_name, props, with_secret_outputs(opts))
+        super().__init__(ConsumerProvider(), resource_name, props, jetstream_options(opts))

@@ -4,8 +4,13 @@ A bucket is the stream ``KV_<bucket>``; an update changes the stream fields the 
 ``UpdateKeyValue`` does (nats-py has no update of its own).
 
 Replaced — the bucket is deleted and created again, losing its keys:
-  * ``bucket``; ``server_url``
+  * ``bucket``
   * ``storage`` (file ↔ memory), refused by the server like any stream's
+
+A bucket holds data (joins in progress, reviews parked for a human), so like a stream's a replacement is refused
+(the preview fails naming the bucket, the field and old → new) unless the input ``allow_replace`` is true, and
+``create`` of a bucket that already exists fails unless the input ``adopt`` is true. The connection inputs
+(``server_url``, credentials, TLS files) are never identity: changing them is an update that reconnects.
 
 Everything else is updated in place: ``history``, ``ttl``, ``max_bytes``, ``max_value_size``, ``description``,
 ``replicas`` (clustered servers only), ``direct``, ``republish``, ``placement``. ``limit_marker_ttl`` is a client-side
@@ -21,10 +26,11 @@ from typing import Any, ClassVar
 
 import pulumi
 from nats.js import JetStreamContext
-from nats.js.api import KeyValueConfig
+from nats.js.api import KeyValueConfig, StreamInfo
 from pulumi.dynamic import CheckFailure, Resource
 
 from kumeo_providers._jetstream import (
+    Outcome,
     _ensure_key_value,
     delete_key_value,
     find_key_value,
@@ -36,9 +42,11 @@ from kumeo_providers._jetstream import (
 from kumeo_providers._provider import (
     ConnectionArgs,
     JetStreamProvider,
+    Live,
     connection_props,
-    with_secret_outputs,
+    jetstream_options,
 )
+from kumeo_providers._types import JETSTREAM_MODULE
 
 __all__ = ["KEY_VALUE_REPLACE_FIELDS", "KeyValue", "KeyValueArgs", "KeyValueProvider"]
 
@@ -51,6 +59,8 @@ class KeyValueProvider(JetStreamProvider):
     """Creates, updates, reads and deletes one JetStream key-value bucket (a Pulumi dynamic provider)."""
 
     kind = "key-value bucket"
+    noun = "bucket"
+    stored_noun = "values"
     config_type = KeyValueConfig
     server_defaults: ClassVar[Mapping[str, Any]] = {
         "storage": "file",
@@ -93,31 +103,46 @@ class KeyValueProvider(JetStreamProvider):
             return desired  # client-side only, never stored by the server
         return super().project_field(field, desired, live)
 
-    async def apply(self, js: JetStreamContext, inputs: Mapping[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
-        info, _outcome = await _ensure_key_value(js, key_value_config_from_inputs(inputs["config"]))
-        return self.identity_outputs(inputs), key_value_config_to_inputs(key_value_config_from_stream(info.config))
+    async def apply(self, js: JetStreamContext, inputs: Mapping[str, Any]) -> tuple[Live, Outcome]:
+        info, outcome = await _ensure_key_value(js, key_value_config_from_inputs(inputs["config"]))
+        return _live(info), outcome
 
-    async def fetch(self, js: JetStreamContext, inputs: Mapping[str, Any]) -> dict[str, Any] | None:
+    async def fetch(self, js: JetStreamContext, inputs: Mapping[str, Any]) -> Live | None:
         info = await find_key_value(js, inputs["config"]["bucket"])
-        return None if info is None else key_value_config_to_inputs(key_value_config_from_stream(info.config))
+        return None if info is None else _live(info)
 
     async def remove(self, js: JetStreamContext, inputs: Mapping[str, Any]) -> None:
         await delete_key_value(js, inputs["config"]["bucket"])
 
 
+def _live(info: StreamInfo) -> Live:
+    """A bucket as its ``KV_<bucket>`` stream holds it; what it stores counts every kept revision of every key."""
+    return Live(
+        config=key_value_config_to_inputs(key_value_config_from_stream(info.config)),
+        stored=info.state.messages if info.state is not None else None,
+    )
+
+
 @dataclasses.dataclass(kw_only=True)
 class KeyValueArgs(ConnectionArgs):
-    """The inputs of a :class:`KeyValue`: its nats-py KeyValueConfig and the NATS server to apply it to."""
+    """The inputs of a :class:`KeyValue`: its nats-py KeyValueConfig and the NATS server to apply it to.
+
+    ``adopt``: take over a bucket that already exists on the server (otherwise creating the resource fails).
+    ``allow_replace``: allow a change that replaces the bucket, deleting its keys (otherwise it is refused).
+    """
 
     config: KeyValueConfig | Mapping[str, Any] | pulumi.Input[Mapping[str, Any]]
+    adopt: bool = False
+    allow_replace: bool = False
 
     def to_props(self) -> dict[str, Any]:
         config = key_value_config_to_inputs(self.config) if isinstance(self.config, KeyValueConfig) else self.config
-        return connection_props(self, {"config": config})
+        return connection_props(self, {"config": config, "adopt": self.adopt, "allow_replace": self.allow_replace})
 
 
-class KeyValue(Resource):
-    """A JetStream key-value bucket managed by Pulumi; its ``config`` is nats-py's KeyValueConfig as a plain dict."""
+class KeyValue(Resource, module=JETSTREAM_MODULE, name="KeyValue"):
+    """A JetStream key-value bucket managed by Pulumi (type ``pulumi-python:dynamic/jetstream:KeyValue``); its
+    ``config`` is nats-py's KeyValueConfig as a plain dict."""
 
     name: pulumi.Output[str]
     bucket: pulumi.Output[str]
@@ -135,4 +160,4 @@ class KeyValue(Resource):
         args = args if isinstance(args, KeyValueArgs) else KeyValueArgs.from_mapping(args)
         props = args.to_props()
         props.update({"name": None, "bucket": None, "stream": None, "live_config": None})
-        super().__init__(KeyValueProvider(), resource_name, props, with_secret_outputs(opts))
+        super().__init__(KeyValueProvider(), resource_name, props, jetstream_options(opts))

@@ -1,10 +1,13 @@
 """The JetStream stream as a Pulumi resource: ``Stream(name, StreamArgs(config=StreamConfig(...), server_url=...))``.
 
 Which changes replace the stream (delete, then create: its messages are lost) and which update it in place follows
-nats-server's own update check (``configUpdateCheck`` in ``server/stream.go``, verified against nats-server 2.15):
+nats-server's own update check (``configUpdateCheck`` in ``server/stream.go``, verified against nats-server 2.15).
+A replacement is refused (the preview fails naming the stream, the field and old → new) unless the input
+``allow_replace`` is true; the connection inputs (``server_url``, credentials, TLS files) are never identity, so
+changing them is an update that reconnects.
 
 Replaced — the server refuses to change them on a live stream:
-  * ``name``; ``server_url`` (another server is another stream)
+  * ``name``
   * ``storage`` (file ↔ memory)
   * ``retention`` to or from ``workqueue`` (``limits`` ↔ ``interest`` is an update; note that switching to
     ``interest`` drops messages every consumer has acknowledged)
@@ -18,6 +21,9 @@ Everything else is updated in place: ``subjects``, ``description``, limits (``ma
 ``max_msgs_per_subject``, ``max_msg_size``, ``max_consumers``), ``discard``, ``duplicate_window``, ``num_replicas``
 (clustered servers only), ``sources``, ``republish``, ``subject_transform``, ``compression``, ``allow_direct``,
 ``allow_rollup_hdrs``, ``metadata``, ``consumer_limits``, ….
+
+``create`` of a stream that already exists on the server fails unless the input ``adopt`` is true; then the stream
+is taken over as it is and updated to the desired configuration (refused if that needs a replacement).
 """
 
 from __future__ import annotations
@@ -28,10 +34,11 @@ from typing import Any, ClassVar
 
 import pulumi
 from nats.js import JetStreamContext
-from nats.js.api import StreamConfig
+from nats.js.api import StreamConfig, StreamInfo
 from pulumi.dynamic import CheckFailure, Resource
 
 from kumeo_providers._jetstream import (
+    Outcome,
     _ensure_stream,
     delete_stream,
     find_stream,
@@ -41,10 +48,12 @@ from kumeo_providers._jetstream import (
 from kumeo_providers._provider import (
     ConnectionArgs,
     JetStreamProvider,
+    Live,
     connection_props,
+    jetstream_options,
     name_failures,
-    with_secret_outputs,
 )
+from kumeo_providers._types import JETSTREAM_MODULE
 
 __all__ = ["STREAM_REPLACE_FIELDS", "Stream", "StreamArgs", "StreamProvider"]
 
@@ -60,6 +69,7 @@ class StreamProvider(JetStreamProvider):
     """Creates, updates, reads and deletes one JetStream stream (a Pulumi dynamic provider)."""
 
     kind = "stream"
+    noun = "stream"
     config_type = StreamConfig
     server_defaults: ClassVar[Mapping[str, Any]] = {
         "storage": "file",
@@ -104,33 +114,50 @@ class StreamProvider(JetStreamProvider):
     def identity_outputs(self, inputs: Mapping[str, Any]) -> dict[str, Any]:
         return {"name": inputs["config"]["name"]}
 
-    async def apply(self, js: JetStreamContext, inputs: Mapping[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
-        info, _outcome = await _ensure_stream(js, stream_config_from_inputs(inputs["config"]))
-        return self.identity_outputs(inputs), stream_config_to_inputs(info.config)
+    async def apply(self, js: JetStreamContext, inputs: Mapping[str, Any]) -> tuple[Live, Outcome]:
+        info, outcome = await _ensure_stream(js, stream_config_from_inputs(inputs["config"]))
+        return _live(info), outcome
 
-    async def fetch(self, js: JetStreamContext, inputs: Mapping[str, Any]) -> dict[str, Any] | None:
+    async def fetch(self, js: JetStreamContext, inputs: Mapping[str, Any]) -> Live | None:
         info = await find_stream(js, inputs["config"]["name"])
-        return None if info is None else stream_config_to_inputs(info.config)
+        return None if info is None else _live(info)
 
     async def remove(self, js: JetStreamContext, inputs: Mapping[str, Any]) -> None:
         await delete_stream(js, inputs["config"]["name"])
 
 
+def _live(info: StreamInfo) -> Live:
+    return Live(
+        config=stream_config_to_inputs(info.config),
+        outputs={"created": info.created.isoformat() if info.created is not None else None},
+        stored=info.state.messages if info.state is not None else None,
+    )
+
+
 @dataclasses.dataclass(kw_only=True)
 class StreamArgs(ConnectionArgs):
-    """The inputs of a :class:`Stream`: its nats-py StreamConfig and the NATS server to apply it to."""
+    """The inputs of a :class:`Stream`: its nats-py StreamConfig and the NATS server to apply it to.
+
+    ``adopt``: take over a stream that already exists on the server (otherwise creating the resource fails).
+    ``allow_replace``: allow a change that replaces the stream, deleting its messages (otherwise it is refused).
+    """
 
     config: StreamConfig | Mapping[str, Any] | pulumi.Input[Mapping[str, Any]]
+    adopt: bool = False
+    allow_replace: bool = False
 
     def to_props(self) -> dict[str, Any]:
         config = stream_config_to_inputs(self.config) if isinstance(self.config, StreamConfig) else self.config
-        return connection_props(self, {"config": config})
+        return connection_props(self, {"config": config, "adopt": self.adopt, "allow_replace": self.allow_replace})
 
 
-class Stream(Resource):
-    """A JetStream stream managed by Pulumi; its ``config`` is nats-py's StreamConfig as a plain dict."""
+class Stream(Resource, module=JETSTREAM_MODULE, name="Stream"):
+    """A JetStream stream managed by Pulumi (type ``pulumi-python:dynamic/jetstream:Stream``); its ``config`` is
+    nats-py's StreamConfig as a plain dict. ``created`` is the server's creation time: it changes only when the
+    stream is deleted and created again (consumers take it to follow a replaced stream)."""
 
     name: pulumi.Output[str]
+    created: pulumi.Output[str]
     server_url: pulumi.Output[str]
     config: pulumi.Output[dict[str, Any]]
     live_config: pulumi.Output[dict[str, Any]]
@@ -143,5 +170,5 @@ class Stream(Resource):
     ) -> None:
         args = args if isinstance(args, StreamArgs) else StreamArgs.from_mapping(args)
         props = args.to_props()
-        props.update({"name": None, "live_config": None})
-        super().__init__(StreamProvider(), resource_name, props, with_secret_outputs(opts))
+        props.update({"name": None, "created": None, "live_config": None})
+        super().__init__(StreamProvider(), resource_name, props, jetstream_options(opts))

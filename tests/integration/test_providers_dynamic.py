@@ -12,18 +12,27 @@ from typing import Any
 
 import nats
 import pytest
-from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy, KeyValueConfig, StorageType, StreamConfig
-
-from kumeo_iac.errors import KumeoDeployError
-from kumeo_iac.local._nats_server import free_port
 from kumeo_providers import (
+    AlreadyExistsError,
     ConsumerProvider,
     KeyValueProvider,
+    ReplacementRefusedError,
     StreamProvider,
     consumer_config_to_inputs,
     key_value_config_to_inputs,
     stream_config_to_inputs,
 )
+from nats.js.api import (
+    AckPolicy,
+    ConsumerConfig,
+    DeliverPolicy,
+    KeyValueConfig,
+    StorageType,
+    StreamConfig,
+)
+
+from kumeo_iac.errors import KumeoDeployError
+from kumeo_iac.local._nats_server import free_port
 
 pytestmark = [pytest.mark.nats, pytest.mark.timeout(60)]
 
@@ -116,11 +125,12 @@ def test_stream_mutable_changes_are_updates_visible_on_the_server(nats_url, stre
     assert provider.diff(created.id, updated.outs, news).changes is False
 
 
-def test_stream_immutable_changes_are_replacements(stream_inputs):
+def test_stream_immutable_changes_are_replacements_when_allowed(stream_inputs):
     provider = StreamProvider()
     created = provider.create(checked(provider, stream_inputs))
+    allowed = {**stream_inputs, "allow_replace": True}
 
-    storage = provider.diff(created.id, created.outs, checked(provider, with_config(stream_inputs, storage="memory")))
+    storage = provider.diff(created.id, created.outs, checked(provider, with_config(allowed, storage="memory")))
     assert storage.replaces == ["config.storage"]
     assert storage.delete_before_replace is True
 
@@ -129,15 +139,16 @@ def test_stream_immutable_changes_are_replacements(stream_inputs):
     )
     assert to_interest.changes is True and to_interest.replaces == []
     to_workqueue = provider.diff(
-        created.id, created.outs, checked(provider, with_config(stream_inputs, retention="workqueue"))
+        created.id, created.outs, checked(provider, with_config(allowed, retention="workqueue"))
     )
     assert to_workqueue.replaces == ["config.retention"]
 
-    renamed = provider.diff(created.id, created.outs, checked(provider, with_config(stream_inputs, name="ORDERS2")))
+    renamed = provider.diff(created.id, created.outs, checked(provider, with_config(allowed, name="ORDERS2")))
     assert renamed.replaces == ["config.name"]
 
+    # The URL says where to reach the stream, not which stream it is.
     moved = provider.diff(created.id, created.outs, {**created.outs, "server_url": "nats://elsewhere:4222"})
-    assert moved.replaces == ["server_url"]
+    assert moved.changes is True and moved.replaces == []
 
 
 def test_stream_diff_sees_no_change_in_engine_floats_or_spelled_out_defaults(stream_inputs):
@@ -184,14 +195,16 @@ def test_stream_delete_removes_it_and_is_idempotent(nats_url, stream_inputs):
     provider.delete(created.id, created.outs)
 
 
-def test_stream_create_adopts_an_existing_identical_stream(nats_url, stream_inputs):
+def test_stream_create_adopts_an_existing_identical_stream_only_when_asked(nats_url, stream_inputs):
     provider = StreamProvider()
     inputs = checked(provider, stream_inputs)
     on_server(
         nats_url,
         lambda js: js.add_stream(StreamConfig(name="ORDERS", subjects=["orders.>"], max_msgs=1000, max_age=3600)),
     )
-    result = provider.create(inputs)
+    with pytest.raises(AlreadyExistsError, match=r"stream ORDERS already exists on nats://127\.0\.0\.1:\d+"):
+        provider.create(inputs)
+    result = provider.create({**inputs, "adopt": True})
     assert result.outs["live_config"]["max_msgs"] == 1000
 
 
@@ -383,13 +396,16 @@ def test_key_value_history_and_ttl_changes_are_updates(nats_url, kv_inputs):
     assert provider.diff(created.id, fresh.outs, news).changes is False
 
 
-def test_key_value_storage_and_bucket_changes_are_replacements(kv_inputs):
+def test_key_value_storage_and_bucket_changes_are_replacements_when_allowed(kv_inputs):
     provider = KeyValueProvider()
     created = provider.create(checked(provider, kv_inputs))
-    storage = provider.diff(created.id, created.outs, checked(provider, with_config(kv_inputs, storage="memory")))
+    allowed = {**kv_inputs, "allow_replace": True}
+    storage = provider.diff(created.id, created.outs, checked(provider, with_config(allowed, storage="memory")))
     assert storage.replaces == ["config.storage"]
-    bucket = provider.diff(created.id, created.outs, checked(provider, with_config(kv_inputs, bucket="other")))
+    bucket = provider.diff(created.id, created.outs, checked(provider, with_config(allowed, bucket="other")))
     assert bucket.replaces == ["config.bucket"]
+    with pytest.raises(ReplacementRefusedError, match="key-value bucket joins: changing storage from file to memory"):
+        provider.diff(created.id, created.outs, checked(provider, with_config(kv_inputs, storage="memory")))
 
 
 def test_key_value_delete_removes_the_bucket(nats_url, kv_inputs):

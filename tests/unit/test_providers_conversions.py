@@ -7,23 +7,8 @@ import subprocess
 import sys
 
 import dill
-import pytest
-from nats.js.api import (
-    AckPolicy,
-    ConsumerConfig,
-    DeliverPolicy,
-    KeyValueConfig,
-    Placement,
-    RetentionPolicy,
-    StorageType,
-    StreamConfig,
-    StreamConsumerLimits,
-    StreamSource,
-)
-from pulumi.dynamic.dynamic import serialize_provider
-from pulumi.runtime.rpc import UNKNOWN
-
 import kumeo_providers
+import pytest
 from kumeo_providers import (
     CONSUMER_REPLACE_FIELDS,
     STREAM_REPLACE_FIELDS,
@@ -38,6 +23,20 @@ from kumeo_providers import (
     stream_config_from_inputs,
     stream_config_to_inputs,
 )
+from nats.js.api import (
+    AckPolicy,
+    ConsumerConfig,
+    DeliverPolicy,
+    KeyValueConfig,
+    Placement,
+    RetentionPolicy,
+    StorageType,
+    StreamConfig,
+    StreamConsumerLimits,
+    StreamSource,
+)
+from pulumi.dynamic.dynamic import serialize_provider
+from pulumi.runtime.rpc import UNKNOWN
 
 pytestmark = pytest.mark.timeout(30)
 
@@ -172,19 +171,108 @@ def test_stream_diff_rules(old, new, replaced):
     provider = StreamProvider()
     base = {"name": "S", "subjects": ["s.>"]}
     diff = provider.diff(
-        "S", {"server_url": URL, "config": {**base, **old}}, {"server_url": URL, "config": {**base, **new}}
+        "S",
+        {"server_url": URL, "config": {**base, **old}},
+        {"server_url": URL, "config": {**base, **new}, "allow_replace": True},
     )
     assert bool(diff.replaces) is replaced
+    assert diff.changes is True or not replaced
 
 
-def test_unknown_values_during_a_preview_pass_check_and_replace_conservatively():
+def test_unknown_values_during_a_preview_pass_check_and_never_replace():
     provider = StreamProvider()
-    news = {"server_url": UNKNOWN, "config": {"name": "S", "subjects": [UNKNOWN], "storage": UNKNOWN}}
-    result = provider.check({}, news)
+    olds = {"server_url": URL, "config": {"name": "S", "subjects": ["s.>"], "storage": "file"}}
+    news = {"server_url": UNKNOWN, "token": UNKNOWN,
+            "config": {"name": "S", "subjects": [UNKNOWN], "storage": UNKNOWN}}
+    result = provider.check(olds, news)
     assert result.failures == []
-    diff = provider.diff("S", {"server_url": URL, "config": {"name": "S", "subjects": ["s.>"]}}, news)
+    diff = provider.diff("S", olds, news)
     assert diff.changes is True
-    assert set(diff.replaces) == {"server_url", "config.storage", "config.subjects"}
+    assert diff.replaces == []  # known at `up`, where a real change is refused or replaces
+
+
+def test_a_whole_config_unknown_during_a_preview_is_a_change_not_a_replacement():
+    provider = StreamProvider()
+    olds = {"server_url": URL, "config": {"name": "S", "subjects": ["s.>"], "storage": "file"}}
+    diff = provider.diff("S", olds, {"server_url": URL, "config": UNKNOWN})
+    assert diff.changes is True and diff.replaces == []
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        {"server_url": "nats://localhost:4222"},
+        {"server_url": "tls://nats.example:4222", "tls_ca_file": "/etc/ca.crt"},
+        {"token": "new"},
+        {"user": "deployer", "password": "pw"},
+        {"creds_file": "/run/deployer.creds"},
+        {"tls_cert_file": "/etc/tls.crt", "tls_key_file": "/etc/tls.key"},
+        {"connect_timeout_s": 30.0},
+    ],
+)
+@pytest.mark.parametrize("provider_type", [StreamProvider, KeyValueProvider, ConsumerProvider])
+def test_connection_details_are_never_identity(provider_type, change):
+    provider = provider_type()
+    config = {"name": "S", "subjects": ["s.>"]} if provider_type is StreamProvider else (
+        {"bucket": "b"} if provider_type is KeyValueProvider else {"durable_name": "d"})
+    olds = {"server_url": URL, "token": "old", "stream": "S", "config": config}
+    diff = provider.diff("x", olds, {**olds, **change})
+    assert diff.changes is True and diff.replaces == []
+
+
+def test_control_inputs_alone_are_no_change():
+    provider = StreamProvider()
+    olds = {"server_url": URL, "config": {"name": "S", "subjects": ["s.>"]}}
+    diff = provider.diff("S", olds, {**olds, "adopt": True, "allow_replace": True})
+    assert diff.changes is False and diff.replaces == []
+
+
+def test_a_consumer_follows_a_real_stream_change_only():
+    provider = ConsumerProvider()
+    old = {"server_url": URL, "stream": "S", "stream_created": "2025-01-01T00:00:00+00:00",
+           "config": {"durable_name": "d"}}
+    # During a preview the stream's outputs are often unknown: a possible change, never a replacement.
+    unknown = provider.diff("S/d", old, {**old, "stream": UNKNOWN, "stream_created": UNKNOWN})
+    assert unknown.changes is True and unknown.replaces == []
+    assert provider.diff("S/d", old, {**old, "stream": "T"}).replaces == ["stream"]
+    recreated = provider.diff("S/d", old, {**old, "stream_created": "2025-06-01T00:00:00+00:00"})
+    assert recreated.replaces == ["stream_created"]
+    # A state from before streams reported `created`: learning it is no replacement.
+    legacy = {k: v for k, v in old.items() if k != "stream_created"}
+    assert provider.diff("S/d", legacy, old).replaces == []
+    # A consumer holds no messages: its replacements are never refused.
+    assert provider.diff("S/d", old, {**old, "config": {"durable_name": "d", "deliver_policy": "new"}}).replaces == [
+        "config.deliver_policy"
+    ]
+
+
+def test_a_stream_replacement_is_refused_at_check_and_diff_naming_stream_field_and_values():
+    provider = StreamProvider()
+    # Nothing listens on this port: the refusal cannot count the messages and says so, within the short timeout.
+    olds = {"server_url": "nats://127.0.0.1:9", "connect_timeout_s": 0.2,
+            "config": {"name": "KUMEO_FRAUD", "subjects": ["fraud.>"], "storage": "file"}}
+    news = {**olds, "config": {**olds["config"], "storage": "memory"}}
+    failures = provider.check(olds, news).failures
+    assert len(failures) == 1 and failures[0].property == ""
+    reason = failures[0].reason
+    assert reason.startswith("stream KUMEO_FRAUD: changing storage from file to memory replaces the stream")
+    assert "every one of its stored messages" in reason
+    assert "allow_replace (kumeo:allowStreamReplacement)" in reason
+    with pytest.raises(kumeo_providers.ReplacementRefusedError, match="storage from file to memory"):
+        provider.diff("KUMEO_FRAUD", olds, news)
+    assert provider.check(olds, {**news, "allow_replace": True}).failures == []
+    assert provider.diff("KUMEO_FRAUD", olds, {**news, "allow_replace": True}).replaces == ["config.storage"]
+    assert provider.check({}, news).failures == []  # a create replaces nothing
+
+
+def test_a_bucket_replacement_is_refused_like_a_streams():
+    provider = KeyValueProvider()
+    olds = {"server_url": "nats://127.0.0.1:9", "connect_timeout_s": 0.2, "config": {"bucket": "reviews"}}
+    news = {**olds, "config": {"bucket": "reviews", "storage": "memory"}}
+    (failure,) = provider.check(olds, news).failures
+    assert failure.reason.startswith(
+        "key-value bucket reviews: changing storage from file to memory replaces the bucket and deletes"
+    )
 
 
 def test_consumer_push_to_pull_is_a_replacement_but_a_new_deliver_subject_is_not():
@@ -194,11 +282,13 @@ def test_consumer_push_to_pull_is_a_replacement_but_a_new_deliver_subject_is_not
     assert provider.diff("S/d", old, {**old, "config": {"durable_name": "d"}}).replaces == ["config.deliver_subject"]
 
 
-def test_credential_changes_update_without_replacing():
-    provider = KeyValueProvider()
-    old = {"server_url": URL, "config": {"bucket": "b"}, "token": "one"}
-    diff = provider.diff("b", old, {**old, "token": "two"})
-    assert diff.changes is True and diff.replaces == []
+def test_check_rejects_a_client_certificate_without_its_key_and_non_boolean_switches():
+    provider = StreamProvider()
+    news = {"server_url": URL, "tls_cert_file": "/etc/tls.crt", "adopt": "yes",
+            "config": {"name": "S", "subjects": ["s.>"]}}
+    reasons = {f.property: f.reason for f in provider.check({}, news).failures}
+    assert "tls_key_file" in reasons["tls_key_file"]
+    assert "true or false" in reasons["adopt"]
 
 
 @pytest.mark.parametrize("provider_type", [StreamProvider, ConsumerProvider, KeyValueProvider])

@@ -13,10 +13,11 @@ import base64
 import dill
 import pulumi
 import pytest
-from nats.js.api import AckPolicy, ConsumerConfig, KeyValueConfig, StorageType, StreamConfig
-from pulumi.runtime.rpc import is_rpc_secret, unwrap_rpc_secret
-
 from kumeo_providers import (
+    CONSUMER_TYPE,
+    KEY_VALUE_TYPE,
+    LEGACY_DYNAMIC_TYPE,
+    STREAM_TYPE,
     Consumer,
     ConsumerArgs,
     ConsumerProvider,
@@ -26,10 +27,18 @@ from kumeo_providers import (
     StreamArgs,
     StreamProvider,
 )
+from nats.js.api import (
+    AckPolicy,
+    ConsumerConfig,
+    KeyValueConfig,
+    StorageType,
+    StreamConfig,
+)
+from pulumi.runtime.mocks import MockMonitor
+from pulumi.runtime.rpc import is_rpc_secret, unwrap_rpc_secret
 
 pytestmark = pytest.mark.timeout(60)
 
-DYNAMIC = "pulumi-python:dynamic:Resource"
 URL = "nats://nats.bus:4222"
 SECOND = 1_000_000_000
 
@@ -50,6 +59,8 @@ class RecordingMocks(pulumi.runtime.Mocks):
             state["durable"] = config["durable_name"]
         if "bucket" in config:
             state.update({"bucket": name, "stream": f"KV_{name}"})
+        if "subjects" in config:
+            state["created"] = "2025-01-31T12:00:00+00:00"
         return f"{args.name}-id", state
 
     def call(self, args: pulumi.runtime.MockCallArgs):
@@ -60,13 +71,26 @@ class RecordingMocks(pulumi.runtime.Mocks):
         return match
 
 
+class RecordingMonitor(MockMonitor):
+    """The mock engine's monitor, keeping every registration request (mocks see no resource options)."""
+
+    def __init__(self, mocks: pulumi.runtime.Mocks) -> None:
+        super().__init__(mocks)
+        self.requests: dict[str, object] = {}
+
+    def RegisterResource(self, request):
+        self.requests[request.name] = request
+        return super().RegisterResource(request)
+
+
 @pytest.fixture
 def mocks():
     # A fresh loop of our own: pytest-asyncio closes the default one, and Pulumi's mocks need a usable loop.
     loop = asyncio.new_event_loop()
     asyncio.set_event_loop(loop)
     recorder = RecordingMocks()
-    pulumi.runtime.set_mocks(recorder, project="kumeo", stack="test", preview=False)
+    recorder.monitor = RecordingMonitor(recorder)
+    pulumi.runtime.set_mocks(recorder, project="kumeo", stack="test", preview=False, monitor=recorder.monitor)
     try:
         yield recorder
     finally:
@@ -96,7 +120,7 @@ def test_a_stream_registers_as_a_dynamic_resource_with_its_config(mocks):
     def check(values):
         name, config = values
         registered = mocks.registered("orders")
-        assert registered.typ == DYNAMIC
+        assert registered.typ == STREAM_TYPE == "pulumi-python:dynamic/jetstream:Stream"
         assert registered.inputs["server_url"] == URL
         assert registered.inputs["config"]["name"] == "ORDERS"
         assert registered.inputs["config"]["subjects"] == ["orders.>"]
@@ -134,7 +158,7 @@ def test_a_consumer_takes_its_stream_from_the_streams_output(mocks):
     def check(values):
         durable, stream_name = values
         registered = mocks.registered("scorer")
-        assert registered.typ == DYNAMIC
+        assert registered.typ == CONSUMER_TYPE == "pulumi-python:dynamic/jetstream:Consumer"
         assert registered.inputs["stream"] == "ORDERS"
         assert registered.inputs["config"]["durable_name"] == "scorer"
         assert registered.inputs["config"]["ack_policy"] == "explicit"
@@ -152,7 +176,7 @@ def test_a_key_value_bucket_registers_with_history_and_ttl(mocks):
     def check(values):
         name, stream = values
         registered = mocks.registered("joins")
-        assert registered.typ == DYNAMIC
+        assert registered.typ == KEY_VALUE_TYPE == "pulumi-python:dynamic/jetstream:KeyValue"
         assert registered.inputs["config"] == {"bucket": "joins", "history": 5, "ttl": 60 * SECOND, "replicas": 1}
         assert (name, stream) == ("joins", "KV_joins")
 
@@ -177,3 +201,71 @@ def test_a_plan_dict_in_wire_shape_is_accepted_as_is(mocks):
         assert durable == "explain"
 
     return consumer.durable.apply(check)
+
+
+@pulumi.runtime.test
+def test_every_jetstream_resource_keeps_an_alias_to_the_type_existing_stacks_recorded(mocks):
+    """Stacks deployed before the readable types recorded ``pulumi-python:dynamic:Resource``; the alias lets the
+    engine find them under the new type instead of replacing (deleting) their streams."""
+    stream = Stream("orders", {"config": {"name": "ORDERS", "subjects": ["orders.>"]}, "server_url": URL})
+    consumer = Consumer("scorer", {"stream": stream.name, "stream_created": stream.created, "server_url": URL,
+                                   "config": {"durable_name": "scorer"}})
+    bucket = KeyValue("joins", {"config": {"bucket": "joins"}, "server_url": URL},
+                      opts=pulumi.ResourceOptions(aliases=[pulumi.Alias(name="old-joins")]))
+
+    def check(_):
+        for name in ("orders", "scorer", "joins"):
+            types = [alias.spec.type for alias in mocks.monitor.requests[name].aliases]
+            assert LEGACY_DYNAMIC_TYPE in types, (name, types)
+            legacy = next(a.spec for a in mocks.monitor.requests[name].aliases if a.spec.type == LEGACY_DYNAMIC_TYPE)
+            assert legacy.name == ""  # same name, same parent: only the type differs
+        names = [alias.spec.name for alias in mocks.monitor.requests["joins"].aliases]
+        assert "old-joins" in names  # the caller's own aliases are kept
+
+    return pulumi.Output.all(stream.name, consumer.durable, bucket.name).apply(check)
+
+
+@pulumi.runtime.test
+def test_adopt_and_allow_replace_reach_the_provider_and_a_consumer_follows_its_streams_creation(mocks):
+    stream = Stream("orders", StreamArgs(config={"name": "ORDERS", "subjects": ["orders.>"]}, server_url=URL,
+                                         adopt=True, allow_replace=True))
+    consumer = Consumer("scorer", ConsumerArgs(stream=stream.name, stream_created=stream.created, server_url=URL,
+                                               config={"durable_name": "scorer"}, adopt=True))
+    bucket = KeyValue("joins", KeyValueArgs(config={"bucket": "joins"}, server_url=URL))
+
+    def check(_):
+        assert mocks.registered("orders").inputs["adopt"] is True
+        assert mocks.registered("orders").inputs["allow_replace"] is True
+        assert mocks.registered("scorer").inputs["adopt"] is True
+        assert "allow_replace" not in mocks.registered("scorer").inputs  # consumers are always replaceable
+        assert mocks.registered("joins").inputs["adopt"] is False
+        assert mocks.registered("joins").inputs["allow_replace"] is False
+        dependencies = mocks.monitor.requests["scorer"].propertyDependencies
+        assert list(dependencies["stream_created"].urns) == list(dependencies["stream"].urns) != []
+
+    return pulumi.Output.all(consumer.durable, bucket.name).apply(check)
+
+
+@pulumi.runtime.test
+def test_the_component_adapter_passes_adopt_and_allow_replace_and_ties_consumers_to_their_stream(mocks):
+    from kumeo_iac.compile._plan import ConsumerPlan, KeyValuePlan, StreamPlan
+    from kumeo_iac.components import _jetstream
+
+    opts = pulumi.ResourceOptions()
+    stream = _jetstream.stream("wf-stream-S", StreamPlan("S", "internal", {"name": "S", "subjects": ["s.>"]}), URL,
+                               opts, adopt=True, allow_replace=True)
+    consumer = _jetstream.consumer("wf-consumer-S-d", ConsumerPlan("S", "d", "a", {"durable_name": "d"}), URL, opts,
+                                   stream=stream, adopt=True, allow_replace=True)
+    bucket = _jetstream.key_value("wf-kv-b", KeyValuePlan("b", "joins", {"bucket": "b"}), URL, opts)
+
+    def check(_):
+        streams = mocks.registered("wf-stream-S")
+        assert (streams.typ, streams.inputs["adopt"], streams.inputs["allow_replace"]) == (STREAM_TYPE, True, True)
+        consumers = mocks.registered("wf-consumer-S-d")
+        assert consumers.typ == CONSUMER_TYPE
+        assert (consumers.inputs["stream"], consumers.inputs["adopt"]) == ("S", True)
+        assert consumers.inputs["stream_created"] == "2025-01-31T12:00:00+00:00"  # the stream's `created` output
+        buckets = mocks.registered("wf-kv-b")
+        assert (buckets.typ, buckets.inputs["adopt"], buckets.inputs["allow_replace"]) == (KEY_VALUE_TYPE, False, False)
+
+    return pulumi.Output.all(consumer.durable, bucket.name).apply(check)
