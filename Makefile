@@ -33,7 +33,7 @@ system-deps:
 	fi
 
 ## make test: install everything and run the whole suite (unit, scenarios, integration on a real nats-server, e2e)
-test: $(STAMP) system-deps ui
+test: $(STAMP) system-deps ui toolchain
 	$(PY) -m pytest -q $(PYTEST_ARGS)
 
 ## make demo: the fraud-detection example end to end on an embedded NATS server and a local SmolLM2
@@ -55,3 +55,24 @@ docs: $(STAMP)
 
 clean:
 	rm -rf $(VENV) out .pytest_cache .hypothesis ui/node_modules
+
+## make toolchain: build the Pulumi engine, language hosts, the Kubernetes provider and actionlint from pinned Go
+## modules into .toolchain/bin (see docs/deploy.md, "Building the Pulumi toolchain"). A no-op when up to date.
+# Go's build and module caches live outside the clone so later clones on the same machine (CI) reuse them.
+KUMEO_GO_CACHE ?= $(HOME)/.cache/kumeo-go
+TOOLCHAIN_BIN  := .toolchain/bin
+TOOLCHAIN_GO   := pulumi pulumi-language-python pulumi-resource-kubernetes pulumi-language-yaml actionlint
+TOOLCHAIN_SH   := pulumi-resource-pulumi-python pulumi-analyzer-policy-python
+TOOLCHAIN_ENV  := GOCACHE=$(KUMEO_GO_CACHE)/build GOMODCACHE=$(KUMEO_GO_CACHE)/mod GOFLAGS="-mod=mod -buildvcs=false" \
+                  GOTOOLCHAIN=local TOOLCHAIN_BIN=$(CURDIR)/$(TOOLCHAIN_BIN)
+
+.PHONY: toolchain
+toolchain: $(addprefix $(TOOLCHAIN_BIN)/,$(TOOLCHAIN_GO) $(TOOLCHAIN_SH))
+
+$(addprefix $(TOOLCHAIN_BIN)/,$(TOOLCHAIN_GO)): $(TOOLCHAIN_BIN)/%: tools/toolchain/%/go.mod tools/toolchain/%/go.sum scripts/toolchain.sh
+	$(TOOLCHAIN_ENV) scripts/toolchain.sh $*
+$(TOOLCHAIN_BIN)/pulumi-language-python: tools/toolchain/pulumi-language-python/main.go
+$(TOOLCHAIN_BIN)/pulumi-resource-kubernetes: tools/toolchain/pulumi-resource-kubernetes/provider.sum
+
+$(addprefix $(TOOLCHAIN_BIN)/,$(TOOLCHAIN_SH)): $(TOOLCHAIN_BIN)/%: tools/toolchain/python-launchers/%
+	install -D -m 0755 $< $@
