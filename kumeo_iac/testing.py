@@ -43,6 +43,7 @@ __all__ = [
     "is_secret",
     "mocked_engine",
     "output_is_secret",
+    "output_resources",
     "pulumi_mocks",
     "resources_of_type",
     "run_program",
@@ -209,6 +210,11 @@ def run_program(program: Callable[[], Any], mocks: PulumiMocks | None = None) ->
 def await_output(output: Any) -> Any:
     """The value of an Output (or plain value) once the mocked engine has resolved it; unknowns become ``None``."""
     return _sync_await(pulumi.Output.from_input(output).future())
+
+
+def output_resources(output: Any) -> set[pulumi.Resource]:
+    """The resources an Output waits for: whatever uses it is created after them."""
+    return set(_sync_await(pulumi.Output.from_input(output).resources()))
 
 
 def output_is_secret(output: Any) -> bool:

@@ -8,6 +8,10 @@ Layout, per workflow (``DIR/<slug>/``)::
     jetstream/consumers/<stream>/<durable>.json `nats consumer add <stream> --config FILE`
     jetstream/kv/<bucket>.json                  the KV bucket's KeyValueConfig
 
+The Kubernetes objects are the ones the Pulumi ``Workflow`` component registers, with the same names (one
+``kumeo_iac.manifests`` step for both), the files ConfigMap included; the Secrets the pods read are not written but
+listed on stdout with the command that creates each.
+
 One object per file (rather than one multi-document file) keeps diffs small and lets `kubectl apply -f DIR` apply
 them in file-name order. Render owns ``plan.json``, ``kubernetes/`` and ``jetstream/`` under ``DIR/<slug>`` and
 replaces them on every run, so files of agents that were removed do not linger.
@@ -16,6 +20,7 @@ replaces them on every run, so files of agents that were removed do not linger.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import runpy
 import shutil
@@ -24,8 +29,9 @@ from pathlib import Path
 from typing import Any
 
 from kumeo_iac.errors import Diagnostic, KumeoError, Severity, SourceSpan, sort_diagnostics
+from kumeo_iac.manifests import RequiredSecret
 
-__all__ = ["load_program", "render_plan", "run_render"]
+__all__ = ["Rendered", "load_program", "render_plan", "run_render"]
 
 
 def _plural(n: int, word: str, plural: str | None = None) -> str:
@@ -74,19 +80,33 @@ def _dump_json(obj: Any) -> str:
     return json.dumps(obj, indent=2, sort_keys=True, ensure_ascii=False) + "\n"
 
 
-def render_plan(plan: Any, out: Path) -> list[tuple[str, dict[str, int], Path]]:
-    """Write every workflow of a Plan under ``out``; return (name, counts, directory) per workflow."""
+@dataclasses.dataclass(frozen=True)
+class Rendered:
+    """What `kumeo render` wrote for one workflow."""
+
+    name: str
+    namespace: str
+    directory: Path
+    counts: dict[str, int]
+    secrets: list[RequiredSecret]
+
+
+def render_plan(plan: Any, out: Path, base_dir: Path | None = None) -> list[Rendered]:
+    """Write every workflow of a Plan under ``out``: the objects the Workflow component applies, with the same
+    names (the files agents read are read from ``base_dir``), except the Secrets, which are listed instead."""
     from kumeo_iac.compile import Plan
+    from kumeo_iac.manifests import workflow_manifests
 
     written = []
     for wf in plan.workflows:
+        manifests = workflow_manifests(wf, base_dir)
         root = out / wf.slug
         for owned in ("kubernetes", "jetstream"):
             if (root / owned).is_dir():
                 shutil.rmtree(root / owned)
         (root / "kubernetes").mkdir(parents=True, exist_ok=True)
-        width = max(2, len(str(len(wf.kubernetes) - 1)))
-        for i, obj in enumerate(wf.kubernetes):
+        width = max(2, len(str(len(manifests.objects) - 1)))
+        for i, obj in enumerate(manifests.objects):
             name = f"{i:0{width}d}-{obj['kind'].lower()}-{obj['metadata']['name']}.yaml"
             _write(root / "kubernetes" / name, _dump_yaml(obj))
         for stream in wf.streams:
@@ -97,9 +117,9 @@ def render_plan(plan: Any, out: Path) -> list[tuple[str, dict[str, int], Path]]:
         for kv in wf.key_values:
             _write(root / "jetstream" / "kv" / f"{kv.bucket}.json", _dump_json(kv.config))
         _write(root / "plan.json", Plan([wf]).to_json())
-        counts = {"kubernetes": len(wf.kubernetes), "streams": len(wf.streams), "consumers": len(wf.consumers),
+        counts = {"kubernetes": len(manifests.objects), "streams": len(wf.streams), "consumers": len(wf.consumers),
                   "key_values": len(wf.key_values)}
-        written.append((wf.name, counts, root))
+        written.append(Rendered(wf.name, wf.namespace, root, counts, manifests.secrets))
     return written
 
 
@@ -148,7 +168,7 @@ def run_render(args: argparse.Namespace) -> int:
         if not plan.workflows:
             print(f"{path}:1:1: error: the program declares no workflow; nothing to render", file=sys.stderr)
             return 1
-        written = render_plan(plan, out)
+        written = render_plan(plan, out, path.parent)
     except KumeoError as exc:
         _emit(_diagnostics_of(exc, path), path)
         return 1
@@ -156,10 +176,14 @@ def run_render(args: argparse.Namespace) -> int:
         where = exc.filename or out
         print(f"{where}: error: {exc.strerror or exc}", file=sys.stderr)
         return 1
-    for name, counts, root in written:
+    for r in written:
+        counts = r.counts
         print(
-            f"rendered {name}: {_plural(counts['kubernetes'], 'Kubernetes object')}, "
+            f"rendered {r.name}: {_plural(counts['kubernetes'], 'Kubernetes object')}, "
             f"{_plural(counts['streams'], 'stream')}, {_plural(counts['consumers'], 'consumer')}, "
-            f"{_plural(counts['key_values'], 'KV bucket')} → {root}"
+            f"{_plural(counts['key_values'], 'KV bucket')} → {r.directory}"
         )
+        for secret in r.secrets:
+            print(f"  needs Secret {secret.name} (keys: {', '.join(secret.keys)}), not rendered; create it with:\n"
+                  f"    {secret.create_command(r.namespace)}")
     return 0

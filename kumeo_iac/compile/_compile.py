@@ -30,6 +30,7 @@ from kumeo_iac.compile._names import (
     valid_subject,
 )
 from kumeo_iac.compile._nats import consumer_config, key_value_config, stream_config
+from kumeo_iac.compile._observability import observability_objects
 from kumeo_iac.compile._plan import (
     AgentPlan,
     ConsumerPlan,
@@ -40,9 +41,9 @@ from kumeo_iac.compile._plan import (
     StreamPlan,
     WorkflowPlan,
 )
-from kumeo_iac.compile._observability import observability_objects
 from kumeo_iac.compile._security import agent_identity, gateway_identity
 from kumeo_iac.compile._settings import IMAGE_CLASS_KEYS, PlatformSettings
+from kumeo_iac.compile._slices import agent_plan, gateway_plan, plan_text
 from kumeo_iac.compile._values import compile_error, duration_seconds, to_json
 from kumeo_iac.errors import KumeoCompileError, SourceSpan
 from kumeo_iac.graph import NodeRef, WorkflowGraph, build_graph
@@ -766,24 +767,24 @@ class _WorkflowPlanner:
     # -- kubernetes ------------------------------------------------------------------------------------------
 
     def _kubernetes(self, plan: WorkflowPlan) -> list[dict[str, Any]]:
-        plan_json = Plan([plan]).to_json(indent=None)
-        config_map = k8s.plan_config_map(self.slug, self.namespace, plan_json)
         storage = self.deployment.storage if self.deployment else {}
         files_mount = self.settings.files_mount_path or storage.get("models") or k8s.DEFAULT_FILES_DIR
         scaling = self.deployment.scaling if self.deployment else None
         target_cpu = scaling.target_cpu if scaling and scaling.target_cpu else self.settings.default_target_cpu
         lag = scaling.target_lag if scaling and scaling.target_lag else self.settings.default_lag_threshold
         targets = {ep.subject: ep for ep in plan.targets}
-        objects = [config_map]
+        objects = k8s.shared_agent_objects(slug=self.slug, namespace=self.namespace, nats_url=self.nats_url,
+                                           agents=plan.agents, targets=targets, settings=self.settings)
         for agent in plan.agents:
             dns = self.agent_dns[agent.id]
             objects += k8s.agent_objects(
                 slug=self.slug, namespace=self.namespace, nats_url=self.nats_url, workflow_name=self.wf.name,
-                agent=agent, agent_dns=dns, targets=targets, settings=self.settings, files_mount_path=files_mount,
-                plan_config_map_name=config_map["metadata"]["name"])
-            objects.append(k8s.autoscaler(
-                slug=self.slug, namespace=self.namespace, nats_url=self.nats_url, agent=agent, agent_dns=dns,
-                settings=self.settings, target_cpu=target_cpu, lag_threshold=lag))
+                agent=agent, agent_dns=dns, agent_plan_json=self._own_plan(agent_plan(plan, agent), agent.id),
+                targets=targets, settings=self.settings, files_mount_path=files_mount)
+            if agent.max_replicas > agent.replicas:  # an autoscaler with nothing to scale only adds an object
+                objects.append(k8s.autoscaler(
+                    slug=self.slug, namespace=self.namespace, nats_url=self.nats_url, agent=agent, agent_dns=dns,
+                    settings=self.settings, target_cpu=target_cpu, lag_threshold=lag))
         if k8s.needs_gateway(plan.sources, plan.targets):
             clash = [a for a, dns in self.agent_dns.items() if dns == k8s.GATEWAY]
             if clash:
@@ -793,10 +794,23 @@ class _WorkflowPlanner:
             objects += k8s.gateway_objects(
                 slug=self.slug, namespace=self.namespace, nats_url=self.nats_url, workflow_name=self.wf.name,
                 sources=plan.sources, targets=plan.targets, image=self._image(None, "base"),
-                settings=self.settings, plan_config_map_name=config_map["metadata"]["name"],
+                settings=self.settings, gateway_plan_json=self._own_plan(gateway_plan(plan), None),
                 identity=plan.gateway_identity)
         objects += observability_objects(plan, self.settings)
         return k8s.apply_order(objects)
+
+    def _own_plan(self, part: WorkflowPlan, agent_id: str | None) -> str:
+        """A pod's own Plan as its environment carries it; refused when it would not fit there."""
+        text = plan_text(part)
+        size = len(text.encode("utf-8"))
+        if size > k8s.PLAN_ENV_LIMIT:
+            what = "its own Plan" if agent_id else "the gateway's Plan (its sources and targets)"
+            raise self.error(
+                f"{what} is {size // 1024} KiB, more than the {k8s.PLAN_ENV_LIMIT // 1024} KiB a pod's environment "
+                "can carry", agent=agent_id, span=self.graph.nodes[agent_id].agent.span if agent_id else None,
+                hint="move large prompts, rule tables or inline data into files the agent reads (they are mounted "
+                     "from the files ConfigMap or volume)" if agent_id else "split the workflow's endpoints")
+        return text
 
 
 def _span_key(span: SourceSpan | None) -> tuple[str, int, int]:

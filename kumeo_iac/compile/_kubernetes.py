@@ -1,14 +1,23 @@
 """Kubernetes objects for one workflow, as plain dicts in apply order.
 
-Per workflow: a ConfigMap ``<slug>-plan`` holding the workflow's Plan JSON (mounted at /etc/kumeo/plan.json).
-Per agent (``<slug>-<agent>``): ServiceAccount, Deployment, metrics Service, PodDisruptionBudget, NetworkPolicy and
-an autoscaler — an autoscaling/v2 HorizontalPodAutoscaler on CPU, or with KEDA a ``keda.sh/v1alpha1`` ScaledObject
-on its consumers' lag, annotated ``kumeo.dev/depends-on: consumer/<stream>/<durable>`` so deployers create it after
-the consumer. Files agents read (models, networks, rules) come from one volume: ``PlatformSettings.files_volume``,
-else a ConfigMap ``<slug>-files`` (keys: paths with ``/`` → ``__``) that the deployer fills from the files.
+Lean by construction: no object grows with the number of agents, and an agent has at most three resources.
+
+Per workflow (shared, selecting the agents by label): one ServiceAccount ``<slug>-agents``, one headless metrics
+Service ``<slug>-metrics``, one NetworkPolicy ``<slug>-agents`` (and ``<slug>-agents-egress`` for the agents that
+deliver to HTTP targets, labelled ``kumeo.dev/egress: external``).
+Per agent (``<slug>-<agent>``): its Deployment, and only when it runs more than one replica or can scale a
+PodDisruptionBudget (``replicas > 1``) and an autoscaler (``max_replicas > replicas``): an autoscaling/v2
+HorizontalPodAutoscaler on CPU, or with KEDA a ``keda.sh/v1alpha1`` ScaledObject on its consumers' lag, annotated
+``kumeo.dev/depends-on: consumer/<stream>/<durable>`` so deployers create it after the consumer.
+
+Each agent's pod reads only its own part of the Plan: the environment variable ``KUMEO_PLAN_JSON`` holds a Plan of
+one workflow with that agent alone (``agent_plan``), so a change to one agent changes that agent's pod template and
+no other. Files agents read (models, networks, rules) come from one volume: ``PlatformSettings.files_volume``, else
+a ConfigMap ``<slug>-files`` (keys: paths with ``/`` → ``__``) that the deployer fills from the files
+(``kumeo_iac.manifests``), which also stamps each pod template with the checksum of the files that agent reads.
 A workflow with a non-NATS source or an HTTP/File target also gets a gateway ``<slug>-gateway`` (ServiceAccount,
 one-replica Deployment running ``python -m kumeo_iac.runtime.io``, Service on its HTTP source ports and health
-port, PodDisruptionBudget, NetworkPolicy), labelled ``kumeo.dev/component: gateway``.
+port, NetworkPolicy), labelled ``kumeo.dev/component: gateway``.
 """
 
 from __future__ import annotations
@@ -23,16 +32,29 @@ from kumeo_iac.compile._security import credentials_secret_name, identity_env, t
 from kumeo_iac.compile._settings import PlatformSettings
 
 HTTP_PORT = 8080
-PLAN_DIR = "/etc/kumeo"
-PLAN_KEY = "plan.json"
+#: The environment variable holding a pod's own part of the Plan (a Plan of one workflow with one agent, or the
+#: gateway's endpoints), read by ``python -m kumeo_iac.runtime`` and ``python -m kumeo_iac.runtime.io``.
+PLAN_ENV = "KUMEO_PLAN_JSON"
+#: The most a pod's own Plan may hold. Linux refuses to start a process with an environment string over 128 KiB
+#: (MAX_ARG_STRLEN), so an agent's Plan must stay well below it: large prompts or tables belong in files.
+PLAN_ENV_LIMIT = 120 * 1024
 DEFAULT_FILES_DIR = "/var/lib/kumeo/files"
 RUN_AS = 10001
 #: Requests and limits of the gateway container (small: it only moves events between the outside and NATS).
 GATEWAY_RESOURCES = {"requests": {"cpu": "100m", "memory": "128Mi"}, "limits": {"cpu": "500m", "memory": "256Mi"}}
+#: The name suffixes of the objects every workflow's agents share.
+SHARED_AGENTS = "agents"
+SHARED_METRICS = "metrics"
+#: The pod label of agents that reach outside NATS (HTTP targets), selected by the workflow's egress policy.
+EGRESS_LABEL = "kumeo.dev/egress"
+#: The pod-template annotation holding the checksum of the files an agent reads (set by ``kumeo_iac.manifests``).
+FILES_CHECKSUM_ANNOTATION = "kumeo.dev/files-checksum"
 
 #: Apply order by kind (the ScaledObject/HPA last: they need their Deployment and, for KEDA, the consumer).
 KIND_ORDER = (
+    "Namespace",
     "ConfigMap",
+    "Secret",
     "ServiceAccount",
     "Service",
     "Deployment",
@@ -61,21 +83,16 @@ def labels(slug: str, name: str, agent_dns: str | None = None) -> dict[str, str]
     return out
 
 
+def agents_selector(slug: str) -> dict[str, str]:
+    """The labels every agent pod of a workflow carries (and no gateway pod does)."""
+    return {"kumeo.dev/workflow": slug, "app.kubernetes.io/component": "agent"}
+
+
 def _meta(name: str, namespace: str, lbls: dict[str, str], annotations: dict[str, str] | None = None) -> dict:
     meta: dict[str, Any] = {"name": name, "namespace": namespace, "labels": dict(lbls)}
     if annotations:
         meta["annotations"] = dict(annotations)
     return meta
-
-
-def plan_config_map(slug: str, namespace: str, plan_json: str) -> dict[str, Any]:
-    name = dns_name(slug, "plan")
-    return {
-        "apiVersion": "v1",
-        "kind": "ConfigMap",
-        "metadata": _meta(name, namespace, labels(slug, name)),
-        "data": {PLAN_KEY: plan_json},
-    }
 
 
 def _port_of(url: str, default: int) -> int:
@@ -142,6 +159,84 @@ def scaling_annotations(agent: AgentPlan) -> dict[str, str]:
     return {MIN_REPLICAS_ANNOTATION: str(agent.replicas), MAX_REPLICAS_ANNOTATION: str(agent.max_replicas)}
 
 
+def _delivers_over_http(agent: AgentPlan, targets: dict[str, EndpointPlan]) -> set[int]:
+    """The ports of the HTTP targets an agent delivers to (empty: it talks to NATS only)."""
+    delivered = set(agent.target_subjects) | {r.subject for r in agent.routes}
+    return {_http_port(ep.address) for ep in targets.values() if ep.kind == "HTTP" and ep.subject in delivered}
+
+
+def _tmp_volume() -> tuple[dict[str, Any], dict[str, Any]]:
+    return {"name": "tmp", "mountPath": "/tmp"}, {"name": "tmp", "emptyDir": {"sizeLimit": "256Mi"}}
+
+
+def shared_agent_objects(
+    *, slug: str, namespace: str, nats_url: str, agents: list[AgentPlan], targets: dict[str, EndpointPlan],
+    settings: PlatformSettings,
+) -> list[dict[str, Any]]:
+    """The objects a workflow's agents share: ServiceAccount, headless metrics Service and NetworkPolicies.
+
+    Sharing them is as tight as one per agent: the ServiceAccount grants nothing (no RBAC, no token mounted), the
+    Service only names the pods for scraping, and the policies allow every agent the same traffic, except egress
+    to HTTP targets, allowed only to the agents labelled ``kumeo.dev/egress: external`` (those delivering there).
+    """
+    if not agents:
+        return []
+    selector = agents_selector(slug)
+    account = dns_name(slug, SHARED_AGENTS)
+    metrics = dns_name(slug, SHARED_METRICS)
+    metrics_annotations = {"prometheus.io/scrape": "true", "prometheus.io/port": str(HTTP_PORT),
+                           "prometheus.io/path": "/metrics"}
+    objects: list[dict[str, Any]] = [
+        {
+            "apiVersion": "v1",
+            "kind": "ServiceAccount",
+            "metadata": _meta(account, namespace, labels(slug, account)),
+            "automountServiceAccountToken": False,
+        },
+        {
+            "apiVersion": "v1",
+            "kind": "Service",
+            "metadata": _meta(metrics, namespace, labels(slug, metrics), metrics_annotations),
+            # Headless: one DNS record per agent pod, so a scraper reaches every pod, not one at random.
+            "spec": {"clusterIP": "None", "selector": selector,
+                     "ports": [{"name": "http", "port": HTTP_PORT, "targetPort": "http", "protocol": "TCP"}]},
+        },
+        {
+            "apiVersion": "networking.k8s.io/v1",
+            "kind": "NetworkPolicy",
+            "metadata": _meta(account, namespace, labels(slug, account)),
+            "spec": {
+                "podSelector": {"matchLabels": selector},
+                "policyTypes": ["Ingress", "Egress"],
+                "ingress": [{
+                    "from": [
+                        {"podSelector": {}},
+                        {"namespaceSelector": {"matchLabels": {
+                            "kubernetes.io/metadata.name": settings.monitoring_namespace}}},
+                    ],
+                    "ports": [{"protocol": "TCP", "port": HTTP_PORT}],
+                }],
+                "egress": [{"ports": [{"protocol": proto, "port": port} for port, proto in
+                                      sorted({(53, "UDP"), (53, "TCP"), (_port_of(nats_url, 4222), "TCP")})]}],
+            },
+        },
+    ]
+    http_ports = sorted(set().union(*(_delivers_over_http(a, targets) for a in agents)))
+    if http_ports:
+        name = dns_name(slug, SHARED_AGENTS, "egress")
+        objects.append({
+            "apiVersion": "networking.k8s.io/v1",
+            "kind": "NetworkPolicy",
+            "metadata": _meta(name, namespace, labels(slug, name)),
+            "spec": {
+                "podSelector": {"matchLabels": {**selector, EGRESS_LABEL: "external"}},
+                "policyTypes": ["Egress"],
+                "egress": [{"ports": [{"protocol": "TCP", "port": port} for port in http_ports]}],
+            },
+        })
+    return objects
+
+
 def agent_objects(
     *,
     slug: str,
@@ -150,36 +245,30 @@ def agent_objects(
     workflow_name: str,
     agent: AgentPlan,
     agent_dns: str,
+    agent_plan_json: str,
     targets: dict[str, EndpointPlan],
     settings: PlatformSettings,
     files_mount_path: str,
-    plan_config_map_name: str,
 ) -> list[dict[str, Any]]:
+    """An agent's Deployment, and its PodDisruptionBudget when it runs more than one replica.
+
+    ``agent_plan_json`` is the agent's own Plan (see ``agent_plan``), passed in the pod's environment, so the pod
+    template changes exactly when that agent's behaviour does.
+    """
     name = dns_name(slug, agent_dns)
     lbl = labels(slug, name, agent_dns)
+    pod_labels = {**lbl, EGRESS_LABEL: "external"} if _delivers_over_http(agent, targets) else lbl
     selector = {"kumeo.dev/workflow": slug, "kumeo.dev/agent": agent_dns}
-    objects: list[dict[str, Any]] = []
-
-    objects.append({
-        "apiVersion": "v1",
-        "kind": "ServiceAccount",
-        "metadata": _meta(name, namespace, lbl),
-        "automountServiceAccountToken": False,
-    })
 
     env = [
         {"name": "NATS_URL", "value": nats_url},
         {"name": "KUMEO_AGENT", "value": agent.id},
         {"name": "KUMEO_WORKFLOW", "value": workflow_name},
+        {"name": PLAN_ENV, "value": agent_plan_json},
     ]
-    volume_mounts = [
-        {"name": "plan", "mountPath": PLAN_DIR, "readOnly": True},
-        {"name": "tmp", "mountPath": "/tmp"},
-    ]
-    volumes: list[dict[str, Any]] = [
-        {"name": "plan", "configMap": {"name": plan_config_map_name, "items": [{"key": PLAN_KEY, "path": PLAN_KEY}]}},
-        {"name": "tmp", "emptyDir": {"sizeLimit": "256Mi"}},
-    ]
+    tmp_mount, tmp_volume = _tmp_volume()
+    volume_mounts = [tmp_mount]
+    volumes: list[dict[str, Any]] = [tmp_volume]
     if agent.files:
         env.append({"name": "KUMEO_FILES_DIR", "value": files_mount_path})
         volume_mounts.append({"name": "files", "mountPath": files_mount_path, "readOnly": True})
@@ -193,30 +282,29 @@ def agent_objects(
     if agent.kind in ("LLM", "Custom"):
         env += _secret_env(settings)
     if settings.nats_auth and agent.identity is not None:
-        env += identity_env(agent.identity, credentials_secret_name(slug, agent_dns))
+        env += identity_env(agent.identity, credentials_secret_name(slug))
     if settings.nats_tls:
         tls_env, tls_volume_mount, tls_volume = tls_mount(settings.nats_tls)
         env += tls_env
         volume_mounts.append(tls_volume_mount)
         volumes.append(tls_volume)
 
-    container_security = _container_security()
     probe, ready = _probes("http")
     container = {
         "name": "agent",
         "image": agent.image,
         "imagePullPolicy": "IfNotPresent",
         "command": ["python", "-m", "kumeo_iac.runtime"],
-        "args": ["--plan", f"{PLAN_DIR}/{PLAN_KEY}", "--agent", agent.id],
+        "args": ["--agent", agent.id],
         "env": env,
         "ports": [{"name": "http", "containerPort": HTTP_PORT, "protocol": "TCP"}],
         "livenessProbe": probe,
         "readinessProbe": ready,
         "resources": agent.resources,
-        "securityContext": container_security,
+        "securityContext": _container_security(),
         "volumeMounts": volume_mounts,
     }
-    objects.append({
+    objects: list[dict[str, Any]] = [{
         "apiVersion": "apps/v1",
         "kind": "Deployment",
         "metadata": _meta(name, namespace, lbl, scaling_annotations(agent)),
@@ -226,7 +314,7 @@ def agent_objects(
             "strategy": {"type": "RollingUpdate", "rollingUpdate": {"maxUnavailable": 0, "maxSurge": 1}},
             "template": {
                 "metadata": {
-                    "labels": lbl,
+                    "labels": pod_labels,
                     "annotations": {
                         "prometheus.io/scrape": "true",
                         "prometheus.io/port": str(HTTP_PORT),
@@ -234,7 +322,7 @@ def agent_objects(
                     },
                 },
                 "spec": {
-                    "serviceAccountName": name,
+                    "serviceAccountName": dns_name(slug, SHARED_AGENTS),
                     "automountServiceAccountToken": False,
                     "enableServiceLinks": False,
                     "terminationGracePeriodSeconds": max(30, int(agent.timeout_seconds) + 5),
@@ -244,54 +332,14 @@ def agent_objects(
                 },
             },
         },
-    })
-
-    objects.append({
-        "apiVersion": "v1",
-        "kind": "Service",
-        "metadata": _meta(name, namespace, lbl, {
-            "prometheus.io/scrape": "true",
-            "prometheus.io/port": str(HTTP_PORT),
-            "prometheus.io/path": "/metrics",
-        }),
-        "spec": {
-            "type": "ClusterIP",
-            "selector": selector,
-            "ports": [{"name": "http", "port": HTTP_PORT, "targetPort": "http", "protocol": "TCP"}],
-        },
-    })
-
-    budget: dict[str, Any] = {"minAvailable": 1} if agent.replicas > 1 else {"maxUnavailable": 1}
-    objects.append({
-        "apiVersion": "policy/v1",
-        "kind": "PodDisruptionBudget",
-        "metadata": _meta(name, namespace, lbl),
-        "spec": {**budget, "selector": {"matchLabels": selector}},
-    })
-
-    egress_ports: set[tuple[int, str]] = {(53, "UDP"), (53, "TCP"), (_port_of(nats_url, 4222), "TCP")}
-    delivered = {t for t in agent.target_subjects} | {r.subject for r in agent.routes}
-    for endpoint in targets.values():
-        if endpoint.kind == "HTTP" and endpoint.subject in delivered:
-            egress_ports.add((_http_port(endpoint.address), "TCP"))
-    objects.append({
-        "apiVersion": "networking.k8s.io/v1",
-        "kind": "NetworkPolicy",
-        "metadata": _meta(name, namespace, lbl),
-        "spec": {
-            "podSelector": {"matchLabels": selector},
-            "policyTypes": ["Ingress", "Egress"],
-            "ingress": [{
-                "from": [
-                    {"podSelector": {}},
-                    {"namespaceSelector": {"matchLabels": {
-                        "kubernetes.io/metadata.name": settings.monitoring_namespace}}},
-                ],
-                "ports": [{"protocol": "TCP", "port": HTTP_PORT}],
-            }],
-            "egress": [{"ports": [{"protocol": proto, "port": port} for port, proto in sorted(egress_ports)]}],
-        },
-    })
+    }]
+    if agent.replicas > 1:  # a budget over one replica only blocks node drains
+        objects.append({
+            "apiVersion": "policy/v1",
+            "kind": "PodDisruptionBudget",
+            "metadata": _meta(name, namespace, lbl),
+            "spec": {"minAvailable": 1, "selector": {"matchLabels": selector}},
+        })
     return objects
 
 
@@ -346,12 +394,13 @@ def gateway_objects(
     targets: list[EndpointPlan],
     image: str,
     settings: PlatformSettings,
-    plan_config_map_name: str,
+    gateway_plan_json: str,
     identity: NatsIdentity | None = None,
 ) -> list[dict[str, Any]]:
     """ServiceAccount, Deployment (one replica: Timer and File sources must not run twice), Service (the HTTP
-    source ports and the health port), PodDisruptionBudget and NetworkPolicy of the workflow's gateway, which runs
-    ``python -m kumeo_iac.runtime.io`` (the Gateway ``kumeo run`` starts in-process)."""
+    source ports and the health port) and NetworkPolicy of the workflow's gateway, which runs
+    ``python -m kumeo_iac.runtime.io`` (the Gateway ``kumeo run`` starts in-process). ``gateway_plan_json`` is its
+    own part of the Plan (the workflow's endpoints, see ``gateway_plan``), passed in the pod's environment."""
     name = dns_name(slug, GATEWAY)
     lbl = labels(slug, name)
     lbl["app.kubernetes.io/component"] = GATEWAY
@@ -370,22 +419,18 @@ def gateway_objects(
     env = [
         {"name": "NATS_URL", "value": nats_url},
         {"name": "KUMEO_WORKFLOW", "value": workflow_name},
+        {"name": PLAN_ENV, "value": gateway_plan_json},
     ]
-    volume_mounts = [
-        {"name": "plan", "mountPath": PLAN_DIR, "readOnly": True},
-        {"name": "tmp", "mountPath": "/tmp"},
-    ]
-    volumes: list[dict[str, Any]] = [
-        {"name": "plan", "configMap": {"name": plan_config_map_name, "items": [{"key": PLAN_KEY, "path": PLAN_KEY}]}},
-        {"name": "tmp", "emptyDir": {"sizeLimit": "256Mi"}},
-    ]
-    args = ["--plan", f"{PLAN_DIR}/{PLAN_KEY}", "--workflow", workflow_name, "--health-port", str(health_port)]
+    tmp_mount, tmp_volume = _tmp_volume()
+    volume_mounts = [tmp_mount]
+    volumes: list[dict[str, Any]] = [tmp_volume]
+    args = ["--workflow", workflow_name, "--health-port", str(health_port)]
     if uses_files:
         args += ["--base-dir", GATEWAY_DATA_DIR]
         volume_mounts.append({"name": "data", "mountPath": GATEWAY_DATA_DIR})
         volumes.append({"name": "data", "emptyDir": {"sizeLimit": "1Gi"}})
     if settings.nats_auth and identity is not None:
-        env += identity_env(identity, credentials_secret_name(slug, GATEWAY))
+        env += identity_env(identity, credentials_secret_name(slug))
     if settings.nats_tls:
         tls_env, tls_volume_mount, tls_volume = tls_mount(settings.nats_tls)
         env += tls_env
@@ -446,13 +491,6 @@ def gateway_objects(
         "kind": "Service",
         "metadata": _meta(name, namespace, lbl, metrics_annotations),
         "spec": {"type": "ClusterIP", "selector": selector, "ports": service_ports},
-    })
-
-    objects.append({
-        "apiVersion": "policy/v1",
-        "kind": "PodDisruptionBudget",
-        "metadata": _meta(name, namespace, lbl),
-        "spec": {"maxUnavailable": 1, "selector": {"matchLabels": selector}},
     })
 
     ingress: list[dict[str, Any]] = [{

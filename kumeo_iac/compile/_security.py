@@ -19,7 +19,7 @@ streams, consumers and buckets and publish the audit record ``kumeo.audit.deploy
 Passwords are derived, not stored: ``derive_password(seed, user)`` is HMAC-SHA256 of the user name keyed with a
 stack secret (``kumeo:natsAuthSeed``), so every ``pulumi up`` computes the same passwords without keeping state,
 rotating the seed rotates them all, and the seed never leaves Pulumi's encrypted config. Compile is pure and sees
-no secret: it names the Secret (``<slug>-<agent>-nats``, key ``password``) the Deployment reads.
+no secret: it names the Secret (``<slug>-nats``, one key per NATS user) the Deployment reads.
 """
 
 from __future__ import annotations
@@ -37,8 +37,6 @@ from kumeo_iac.errors import KumeoCompileError
 
 #: The user the Pulumi providers (and ``kumeo up``) connect as.
 DEPLOYER_USER = "kumeo-deployer"
-#: The key of the per-agent credentials Secret holding the password.
-PASSWORD_KEY = "password"
 #: Where the NATS TLS Secret is mounted in agent pods.
 TLS_MOUNT_PATH = "/etc/kumeo/nats-tls"
 #: Default keys of the TLS Secret (cert-manager's and ``kubernetes.io/tls``'s names).
@@ -168,9 +166,12 @@ def deployer_permissions() -> dict[str, Any]:
 # -- credentials ------------------------------------------------------------------------------------------------
 
 
-def credentials_secret_name(slug: str, agent_dns: str) -> str:
-    """The Kubernetes Secret holding one agent's NATS password (key ``password``)."""
-    return dns_name(slug, agent_dns, "nats")
+def credentials_secret_name(slug: str) -> str:
+    """The Kubernetes Secret holding the NATS passwords of a workflow's agents and gateway, one key per NATS user.
+
+    One Secret per workflow (not per agent) keeps an agent at three resources; each pod still reads only its own
+    key (``secretKeyRef``), and a Secret's reader could read any agent's Secret of the namespace anyway."""
+    return dns_name(slug, "nats")
 
 
 def derive_password(seed: str, user: str) -> str:
@@ -210,10 +211,10 @@ def derive_passwords(plan: Plan, seed: str, *, deployer: bool = True) -> dict[st
 
 
 def identity_env(identity: NatsIdentity, secret_name: str) -> list[dict[str, Any]]:
-    """The env of an agent container: its user, its password by ``secretKeyRef``, its inbox prefix."""
+    """The env of an agent container: its user, its password by ``secretKeyRef`` (key: the user), its inbox prefix."""
     return [
         {"name": "NATS_USER", "value": identity.user},
-        {"name": "NATS_PASSWORD", "valueFrom": {"secretKeyRef": {"name": secret_name, "key": PASSWORD_KEY}}},
+        {"name": "NATS_PASSWORD", "valueFrom": {"secretKeyRef": {"name": secret_name, "key": identity.user}}},
         {"name": "NATS_INBOX_PREFIX", "value": identity.inbox_prefix},
     ]
 
@@ -363,7 +364,6 @@ __all__ = [
     "AUDIT_STREAM",
     "AUDIT_SUBJECT",
     "DEPLOYER_USER",
-    "PASSWORD_KEY",
     "TLS_MOUNT_PATH",
     "agent_buckets",
     "agent_identity",

@@ -43,7 +43,7 @@ class PlatformSettings:
     #: How long the workflow's streams keep messages.
     max_age_seconds: float = 7 * 24 * 3600
     stream_replicas: int = 1
-    #: The namespace Prometheus scrapes from (allowed in by each agent's NetworkPolicy).
+    #: The namespace Prometheus scrapes from (allowed in by the agents' and the gateway's NetworkPolicies).
     monitoring_namespace: str = "monitoring"
     #: Values for ``${env.NAME}`` placeholders in images (compile reads no environment itself).
     env: Mapping[str, str] = dataclasses.field(default_factory=dict)
@@ -53,8 +53,8 @@ class PlatformSettings:
     #: CPU utilisation percent the HPA targets when `deployment.scaling.target_cpu` is not given.
     default_target_cpu: int = 70
     #: Per-agent NATS users: each Deployment reads NATS_USER (a value) and NATS_PASSWORD (``secretKeyRef`` to the
-    #: Secret ``<slug>-<agent>-nats``, key ``password``) and uses its own inbox prefix. The deployer creates the
-    #: Secrets (the Workflow component does when ``kumeo:natsAuthSeed`` is set) and the server's authorization
+    #: workflow's Secret ``<slug>-nats``, key: the NATS user) and uses its own inbox prefix. The deployer creates the
+    #: Secret (the Workflow component does when ``kumeo:natsAuthSeed`` is set) and the server's authorization
     #: block (``kumeo_iac.compile.render_nats_config``). Identities are in the Plan either way.
     nats_auth: bool = False
     #: TLS to NATS: ``{"secret": NAME}`` mounts that Secret (keys ``ca.crt``, ``tls.crt``, ``tls.key`` unless

@@ -192,8 +192,9 @@ CONFIG_KEYS: tuple[ConfigKey, ...] = (
               "Take over streams and KV buckets that already exist on the server; false: an existing one fails "
               "the update.", default=False, field="adopt_streams"),
     ConfigKey("awaitKubernetes", "boolean",
-              "Wait for Deployments to become ready (Pulumi's await logic); false: an update returns once the "
-              "objects are accepted by the API server.", default=False, field="await_kubernetes"),
+              "Wait for Deployments to become ready (Pulumi's await logic, the default); false: an update returns "
+              "once the objects are accepted (set it where pods cannot start, e.g. rendering YAML to a directory).",
+              default=True, field="await_kubernetes"),
     _api_key("openaiApiKey", "OPENAI_API_KEY", "OpenAI"),
     _api_key("anthropicApiKey", "ANTHROPIC_API_KEY", "Anthropic"),
     _api_key("ollamaApiKey", "OLLAMA_API_KEY", "Ollama"),
@@ -252,7 +253,7 @@ class StackConfig:
     #: Take over streams and KV buckets that already exist on the server instead of failing.
     adopt_streams: bool = False
     #: Wait for Deployments to become ready.
-    await_kubernetes: bool = False
+    await_kubernetes: bool = True
 
 
 _FIELD_DEFAULTS: dict[str, Any] = {f.name: f.default for f in dataclasses.fields(StackConfig)}

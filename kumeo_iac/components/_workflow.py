@@ -11,10 +11,12 @@ from typing import Any
 
 import pulumi
 
+from kumeo_iac.compile._kubernetes import apply_order
 from kumeo_iac.compile._plan import Plan, WorkflowPlan
 from kumeo_iac.components import _jetstream
 from kumeo_iac.components._config import StackConfig, read_stack_config
 from kumeo_iac.components._kubernetes import kubernetes_resource
+from kumeo_iac.manifests import required_secrets, workflow_manifests
 from kumeo_iac.errors import KumeoDeployError, KumeoSpecError, KumeoValidationError
 
 TYPE_TOKEN = "kumeo:index:Workflow"
@@ -62,6 +64,17 @@ class WorkflowArgs:
     #: Build one image per image class the agents use (True, or a ``kumeo_iac.images.ImageBuild``) and pin the
     #: Deployments to ``repository:tag@sha256:…``. Config: ``kumeo:buildImages`` (and ``kumeo:pushImages``).
     build_images: Any = None
+    #: Keep the streams and KV buckets on the server when they leave the stack (`pulumi destroy`, a removed
+    #: workflow); default: delete them with their messages. Config: ``kumeo:retainStreams``.
+    retain_streams: bool | None = None
+    #: Allow a change JetStream cannot apply in place (e.g. file → memory storage) to replace a stream or KV bucket,
+    #: losing its messages; default: such a change fails the preview. Config: ``kumeo:allowStreamReplacement``.
+    allow_stream_replacement: bool | None = None
+    #: Take over streams and KV buckets that already exist on the server (and converge them to the Plan); default:
+    #: creating one that exists fails. Config: ``kumeo:adoptStreams``.
+    adopt_streams: bool | None = None
+    #: Wait for Deployments to become ready (Pulumi's await; default true). Config: ``kumeo:awaitKubernetes``.
+    await_kubernetes: bool | None = None
 
 
 _ARG_FIELDS = frozenset(f.name for f in dataclasses.fields(WorkflowArgs))
@@ -79,9 +92,10 @@ class Workflow(pulumi.ComponentResource):
 
     namespace: pulumi.Output[str]
     stream_names: pulumi.Output[list[str]]
+    consumer_names: pulumi.Output[list[str]]
     subjects: pulumi.Output[dict[str, Any]]
     deployments: pulumi.Output[list[str]]
-    plan_json: pulumi.Output[str]
+    plan_digest: pulumi.Output[str]
 
     def __init__(
         self,
@@ -105,13 +119,15 @@ class Workflow(pulumi.ComponentResource):
         nats_url = nats_url if nats_url is not None else self.plan.nats_url
         jetstream_url = _first(args.jetstream_url, config.jetstream_url, nats_url)
         substitute = _Substitution(namespace, nats_url)
+        # Read the files (and fail on a missing one) before registering anything.
+        manifests = workflow_manifests(self.plan, args.base_dir)
 
         super().__init__(TYPE_TOKEN, resource_name, {}, opts)
         caller_depends_on = _resources_in((opts.depends_on if opts else None))
 
-        def child(*depends_on: pulumi.Resource | None) -> pulumi.ResourceOptions:
+        def child(*depends_on: pulumi.Resource | None, retain: bool = False) -> pulumi.ResourceOptions:
             deps = [*caller_depends_on, *(d for d in depends_on if d is not None)]
-            return pulumi.ResourceOptions(parent=self, depends_on=deps or None)
+            return pulumi.ResourceOptions(parent=self, depends_on=deps or None, retain_on_delete=retain or None)
 
         plan = self.plan
         labels = {"app.kubernetes.io/part-of": "kumeo", "kumeo.dev/workflow": plan.slug}
@@ -126,19 +142,24 @@ class Workflow(pulumi.ComponentResource):
 
                 auth = {"user": DEPLOYER_USER, "password": pulumi.Output.secret(
                     config.nats_auth_seed.apply(lambda seed: derive_password(seed, DEPLOYER_USER)))}
+            adopt = bool(_first(args.adopt_streams, config.adopt_streams, False))
+            allow_replace = bool(_first(args.allow_stream_replacement, config.allow_stream_replacement, False))
+            retain = bool(_first(args.retain_streams, config.retain_streams, False))
             for s in plan.streams:
                 self.jetstream[f"stream/{s.name}"] = _jetstream.stream(
-                    f"{resource_name}-stream-{s.name}", s, jetstream_url, child(), **auth
+                    f"{resource_name}-stream-{s.name}", s, jetstream_url, child(retain=retain), **auth,
+                    adopt=adopt, allow_replace=allow_replace,
                 )
             for kv in plan.key_values:
                 self.jetstream[f"kv/{kv.bucket}"] = _jetstream.key_value(
-                    f"{resource_name}-kv-{kv.bucket}", kv, jetstream_url, child(), **auth
+                    f"{resource_name}-kv-{kv.bucket}", kv, jetstream_url, child(retain=retain), **auth,
+                    adopt=adopt, allow_replace=allow_replace,
                 )
             for c in plan.consumers:
                 stream = self.jetstream.get(f"stream/{c.stream}")
                 self.jetstream[f"consumer/{c.stream}/{c.durable}"] = _jetstream.consumer(
                     f"{resource_name}-consumer-{c.stream}-{c.durable}", c, jetstream_url, child(stream),
-                    stream=stream, **auth,
+                    stream=stream, adopt=adopt, **auth,
                 )
 
         # -- Kubernetes -------------------------------------------------------------------------------------------
@@ -162,55 +183,79 @@ class Workflow(pulumi.ComponentResource):
             build = image_build(_first(args.build_images, config.build_images), config.push_images)
             self.images = workflow_images(resource_name, plan, build, args.base_dir, child())
 
-        objects = list(plan.kubernetes)
-        files = _files_config_map(plan, args.base_dir, labels)
-        if files is not None:
-            objects.insert(next((i for i, o in enumerate(objects) if o.get("kind") == "Deployment"), len(objects)), files)
         secrets = {**config.secrets, **dict(args.secrets)}
-        if secrets:
-            objects = _with_secrets(plan, objects, secrets, labels)
-        objects = _with_nats_credentials(plan, objects, config.nats_auth_seed, labels)
+        objects = _with_secret_env(plan, manifests.objects, sorted(secrets)) if secrets else manifests.objects
+        objects = _secret_objects(plan, objects, secrets, config.nats_auth_seed, labels) + objects
+        wait = bool(_first(args.await_kubernetes, config.await_kubernetes, True))
 
-        for obj in objects:
+        shared: list[pulumi.Resource] = []  # what every pod reads: Secrets, ConfigMaps, the ServiceAccount
+        agent_ids = {_dns(a.id): a.id for a in plan.agents}
+        for obj in apply_order(objects):
             metadata = obj.get("metadata") or {}
+            kind = obj["kind"]
             depends_on: list[pulumi.Resource | None] = [namespace_resource]
+            if kind in ("Deployment", "StatefulSet"):
+                depends_on += shared
+                agent = agent_ids.get((metadata.get("labels") or {}).get("kumeo.dev/agent", ""))
+                depends_on += self._jetstream_of(agent, plan)
             dependency = (metadata.get("annotations") or {}).get(_DEPENDS_ON_ANNOTATION)
             if dependency and self.jetstream:
-                if dependency not in self.jetstream:
-                    raise KumeoDeployError(
-                        f"{obj['kind']} {metadata.get('name')!r} depends on {dependency!r}, which the Plan does not "
-                        "declare; recompile the workflow"
-                    )
-                depends_on.append(self.jetstream[dependency])
+                for key in dependency.split(","):
+                    if key not in self.jetstream:
+                        raise KumeoDeployError(
+                            f"{kind} {metadata.get('name')!r} depends on {key!r}, which the Plan does not "
+                            "declare; recompile the workflow"
+                        )
+                    depends_on.append(self.jetstream[key])
             if self.images:
                 obj, image = pin_image(plan, obj, self.images)
                 depends_on.append(image)
-            key = f"{obj['kind']}/{metadata.get('name')}"
-            self.kubernetes[key] = kubernetes_resource(
-                f"{resource_name}-{_kind_slug(obj['kind'])}-{metadata.get('name')}",
+            if not wait:
+                obj = _skip_await(obj)
+            key = f"{kind}/{metadata.get('name')}"
+            resource = kubernetes_resource(
+                f"{resource_name}-{_kind_slug(kind)}-{metadata.get('name')}",
                 substitute(obj),
                 child(*depends_on),
             )
+            self.kubernetes[key] = resource
+            if kind in ("Secret", "ConfigMap", "ServiceAccount"):
+                shared.append(resource)
 
-        # -- outputs ----------------------------------------------------------------------------------------------
+        # -- outputs: Outputs of the resources, so whatever uses them waits for them ------------------------------
         self.namespace = pulumi.Output.from_input(namespace)
-        self.stream_names = pulumi.Output.from_input([s.name for s in plan.streams])
-        self.subjects = pulumi.Output.from_input(_subjects(plan))
-        self.deployments = pulumi.Output.from_input(
-            [o["metadata"]["name"] for o in plan.kubernetes if o.get("kind") == "Deployment"]
-        )
-        self.plan_json = pulumi.Output.from_input(
-            substitute(json.dumps(dataclasses.asdict(plan), indent=2, sort_keys=True, ensure_ascii=False))
-        )
+        jetstream = self.jetstream
+        self.stream_names = _names_of([jetstream.get(f"stream/{s.name}") for s in plan.streams],
+                                      [s.name for s in plan.streams])
+        self.consumer_names = _names_of([jetstream.get(f"consumer/{c.stream}/{c.durable}") for c in plan.consumers],
+                                        [c.durable for c in plan.consumers])
+        deployments = {k.partition("/")[2]: r for k, r in self.kubernetes.items() if k.startswith("Deployment/")}
+        self.deployments = _names_of(list(deployments.values()), list(deployments))
+        self.subjects = _names_of(list(jetstream.values()), _subjects(plan))
+        self.plan_digest = pulumi.Output.from_input(plan_digest(plan))
         self.register_outputs(
             {
                 "namespace": self.namespace,
                 "streamNames": self.stream_names,
+                "consumerNames": self.consumer_names,
                 "subjects": self.subjects,
                 "deployments": self.deployments,
-                "planJson": self.plan_json,
+                "planDigest": self.plan_digest,
             }
         )
+
+    def _jetstream_of(self, agent_id: str | None, plan: WorkflowPlan) -> list[pulumi.Resource]:
+        """The consumers and KV buckets an agent's pods use (the gateway's: every stream)."""
+        if not self.jetstream:
+            return []
+        if agent_id is None:
+            return [r for k, r in self.jetstream.items() if k.startswith("stream/")]
+        from kumeo_iac.compile._security import agent_buckets
+
+        agent = plan.agent(agent_id)
+        keys = [f"consumer/{c.stream}/{c.durable}" for c in agent.consumers]
+        keys += [f"kv/{b}" for b in agent_buckets(agent, plan.key_values)]
+        return [self.jetstream[k] for k in keys if k in self.jetstream]
 
     @classmethod
     def from_file(
@@ -410,96 +455,9 @@ class _Substitution:
         return value
 
 
-#: A ConfigMap holds at most 1 MiB; bigger model files belong on a volume (``PlatformSettings.files_volume``).
-_CONFIG_MAP_LIMIT = 1024 * 1024 - 16 * 1024
-
-
-def _files_config_map(plan: WorkflowPlan, base_dir: str | None, labels: dict[str, str]) -> dict[str, Any] | None:
-    """The ConfigMap of the files agents read (models, networks, rules), when the Deployments mount one by name.
-
-    Compile names it (``<slug>-files``) and leaves creating it to the deployer, since only the deployer reads files.
-    """
-    from kumeo_iac.compile._kubernetes import files_key
-    from kumeo_iac.compile._names import dns_name
-
-    name = dns_name(plan.slug, "files")
-    if any(o.get("kind") == "ConfigMap" and o["metadata"].get("name") == name for o in plan.kubernetes):
-        return None
-    mounted = any(
-        (v.get("configMap") or {}).get("name") == name
-        for o in plan.kubernetes
-        if o.get("kind") == "Deployment"
-        for v in o.get("spec", {}).get("template", {}).get("spec", {}).get("volumes", []) or []
-    )
-    paths = sorted({f for a in plan.agents for f in a.files})
-    if not mounted or not paths:
-        return None
-    import base64
-
-    binary: dict[str, str] = {}
-    total = 0
-    for relative in paths:
-        full = os.path.join(base_dir or ".", relative)
-        try:
-            with open(full, "rb") as fh:
-                data = fh.read()
-        except OSError as exc:
-            raise KumeoDeployError(
-                f"workflow {plan.name!r} needs {relative!r} (looked in {os.path.abspath(full)}): {exc.strerror}; "
-                "create the file or pass base_dir= where it lives"
-            ) from None
-        total += len(data)
-        binary[files_key(relative)] = base64.b64encode(data).decode("ascii")
-    if total > _CONFIG_MAP_LIMIT:
-        raise KumeoDeployError(
-            f"workflow {plan.name!r} reads {total} bytes of files, more than a ConfigMap holds (1 MiB); put them on "
-            "a volume and set PlatformSettings(files_volume={'persistentVolumeClaim': {...}})"
-        )
-    return {
-        "apiVersion": "v1",
-        "kind": "ConfigMap",
-        "metadata": {"name": name, "namespace": plan.namespace, "labels": {**labels, "app.kubernetes.io/name": name}},
-        "binaryData": binary,
-    }
-
-
 def secret_name(workflow_slug: str) -> str:
     """The Kubernetes Secret holding a workflow's API keys."""
     return f"{workflow_slug}-secrets"
-
-
-def _with_secrets(
-    plan: WorkflowPlan, objects: list[dict[str, Any]], secrets: Mapping[str, Any], labels: dict[str, str]
-) -> list[dict[str, Any]]:
-    """Add the Secret holding the API keys, placed before the first pod that reads it.
-
-    The values stay Pulumi secrets (encrypted in state, masked in previews); only the Secret's name and keys appear
-    in the Deployments (``secretKeyRef``, written by compile for LLM and Custom agents) and nothing of them reaches
-    the Plan's ConfigMap. A Plan compiled without the keys (``plan=``) gets the references added here.
-    """
-    name = secret_name(plan.slug)
-    secret = {
-        "apiVersion": "v1",
-        "kind": "Secret",
-        "metadata": {"name": name, "namespace": plan.namespace, "labels": {**labels, "app.kubernetes.io/name": name}},
-        "type": "Opaque",
-        "stringData": {key: pulumi.Output.secret(value) for key, value in sorted(secrets.items())},
-    }
-    consuming = {_dns(a.id) for a in plan.agents if a.kind in SECRET_CONSUMING_KINDS}
-    result: list[dict[str, Any]] = []
-    placed = False
-    for obj in objects:
-        if obj.get("kind") == "Deployment":
-            if not placed:
-                result.append(secret)
-                placed = True
-            agent = ((obj.get("metadata") or {}).get("labels") or {}).get("kumeo.dev/agent")
-            if agent in consuming:
-                obj = _with_secret_env(obj, name, sorted(secrets))
-        result.append(obj)
-    if not placed:
-        result.append(secret)
-    return result
 
 
 def _dns(agent_id: str) -> str:
@@ -508,59 +466,87 @@ def _dns(agent_id: str) -> str:
     return slugify(agent_id)
 
 
-def _with_secret_env(obj: dict[str, Any], name: str, keys: list[str]) -> dict[str, Any]:
-    containers = obj.get("spec", {}).get("template", {}).get("spec", {}).get("containers", [])
-    present = {e.get("name") for c in containers for e in c.get("env") or []}
-    if all(k in present for k in keys):
-        return obj
-    obj = json.loads(json.dumps(obj))  # a private copy: the Plan stays untouched
-    for c in obj["spec"]["template"]["spec"]["containers"]:
-        env = c.setdefault("env", [])
-        names = {e.get("name") for e in env}
-        env.extend(
-            {"name": k, "valueFrom": {"secretKeyRef": {"name": name, "key": k}}} for k in keys if k not in names
-        )
-    return obj
+def _with_secret_env(plan: WorkflowPlan, objects: list[dict[str, Any]], keys: list[str]) -> list[dict[str, Any]]:
+    """The objects with the API keys' ``secretKeyRef``s on the pods that read them (LLM and Custom agents).
 
-
-def _with_nats_credentials(
-    plan: WorkflowPlan, objects: list[dict[str, Any]], seed: pulumi.Output[str] | None, labels: dict[str, str]
-) -> list[dict[str, Any]]:
-    """Add one Secret per agent holding its NATS password, derived from ``kumeo:natsAuthSeed``, before its pods.
-
-    The Deployments compiled with ``nats_auth`` read ``NATS_PASSWORD`` from ``<slug>-<agent>-nats``; the values
-    are Pulumi secrets (encrypted in state, masked in previews) and never reach the Plan.
+    Compile writes them when it knows the keys; a Plan compiled without them (``plan=``) gets them here.
     """
-    wanted: list[tuple[str, str]] = []  # (secret name, NATS user)
+    consuming = {_dns(a.id) for a in plan.agents if a.kind in SECRET_CONSUMING_KINDS}
+    name = secret_name(plan.slug)
+    result = []
     for obj in objects:
-        if obj.get("kind") != "Deployment":
-            continue
-        for c in obj["spec"]["template"]["spec"].get("containers", []):
-            env = {e.get("name"): e for e in c.get("env") or []}
-            ref = ((env.get("NATS_PASSWORD") or {}).get("valueFrom") or {}).get("secretKeyRef")
-            if ref and "value" in (env.get("NATS_USER") or {}):
-                wanted.append((ref["name"], env["NATS_USER"]["value"]))
-    if not wanted:
-        return objects
-    if seed is None:
-        raise KumeoDeployError(
-            f"workflow {plan.name!r} was compiled with per-agent NATS users (nats_auth) but no seed to derive their "
-            "passwords from; run `pulumi config set --secret kumeo:natsAuthSeed \"$(openssl rand -base64 32)\"`"
-        )
-    from kumeo_iac.compile._security import PASSWORD_KEY, derive_password
+        agent = ((obj.get("metadata") or {}).get("labels") or {}).get("kumeo.dev/agent")
+        if obj.get("kind") == "Deployment" and agent in consuming:
+            obj = json.loads(json.dumps(obj))  # a private copy: the Plan stays untouched
+            for c in obj["spec"]["template"]["spec"]["containers"]:
+                env = c.setdefault("env", [])
+                present = {e.get("name") for e in env}
+                env.extend({"name": k, "valueFrom": {"secretKeyRef": {"name": name, "key": k}}}
+                           for k in keys if k not in present)
+        result.append(obj)
+    return result
 
-    at = next((i for i, o in enumerate(objects) if o.get("kind") == "Deployment"), len(objects))
-    result = objects[:at]
-    for name, user in sorted(set(wanted)):
-        result.append({
+
+def _secret_objects(
+    plan: WorkflowPlan, objects: list[dict[str, Any]], secrets: Mapping[str, Any], seed: pulumi.Output[str] | None,
+    labels: dict[str, str],
+) -> list[dict[str, Any]]:
+    """The Secrets the component can fill: the API keys (from stack secrets and ``secrets=``) and the NATS passwords
+    (derived from ``kumeo:natsAuthSeed``). Values stay Pulumi secrets: encrypted in state, masked in previews.
+
+    Any other Secret the pods read (the NATS TLS Secret) is the user's to create, as `kumeo render` lists.
+    """
+    from kumeo_iac.compile._security import credentials_secret_name, derive_password
+
+    def secret(name: str, data: dict[str, Any]) -> dict[str, Any]:
+        return {
             "apiVersion": "v1",
             "kind": "Secret",
             "metadata": {"name": name, "namespace": plan.namespace,
                          "labels": {**labels, "app.kubernetes.io/name": name}},
             "type": "Opaque",
-            "stringData": {PASSWORD_KEY: pulumi.Output.secret(seed.apply(lambda s, u=user: derive_password(s, u)))},
-        })
-    return result + objects[at:]
+            "stringData": data,
+        }
+
+    out = []
+    required = {s.name: s.keys for s in required_secrets(objects)}
+    if secrets:
+        out.append(secret(secret_name(plan.slug), {k: pulumi.Output.secret(v) for k, v in sorted(secrets.items())}))
+    users = required.get(credentials_secret_name(plan.slug))
+    if users:
+        if seed is None:
+            raise KumeoDeployError(
+                f"workflow {plan.name!r} was compiled with per-agent NATS users (nats_auth) but no seed to derive "
+                "their passwords from; run `pulumi config set --secret kumeo:natsAuthSeed \"$(openssl rand -base64 "
+                "32)\"`")
+        out.append(secret(credentials_secret_name(plan.slug), {
+            user: pulumi.Output.secret(seed.apply(lambda s, u=user: derive_password(s, u))) for user in users}))
+    return out
+
+
+def _skip_await(obj: dict[str, Any]) -> dict[str, Any]:
+    """The object annotated so the Kubernetes provider does not wait for it to become ready."""
+    metadata = obj.get("metadata") or {}
+    annotations = {**(metadata.get("annotations") or {}), "pulumi.com/skipAwait": "true"}
+    return {**obj, "metadata": {**metadata, "annotations": annotations}}
+
+
+def _names_of(resources: list[pulumi.Resource | None], value: Any) -> pulumi.Output[Any]:
+    """``value`` as an Output that resolves once the resources exist, so whatever uses it waits for them."""
+    urns = [r.urn for r in resources if r is not None]
+    if not urns:
+        return pulumi.Output.from_input(value)
+    return pulumi.Output.all(*urns).apply(lambda _: value)
+
+
+def plan_digest(plan: WorkflowPlan) -> str:
+    """The SHA-256 of the workflow's Plan JSON: what the stack state keeps of the Plan (the Plan itself can be
+    megabytes; `kumeo render` writes it whole)."""
+    import hashlib
+
+    from kumeo_iac.compile import Plan
+
+    return "sha256:" + hashlib.sha256(Plan([plan]).to_json().encode("utf-8")).hexdigest()
 
 
 def _subjects(plan: WorkflowPlan) -> dict[str, Any]:

@@ -5,8 +5,8 @@
     python -m kumeo_iac.runtime --plan PLAN.json --agent ID [--workflow NAME] [--nats URL]
                                 [--health-port 8080] [--base-dir DIR]
 
-``NATS_URL``, ``KUMEO_AGENT``, ``KUMEO_WORKFLOW``, ``KUMEO_PLAN`` and ``KUMEO_HEALTH_PORT`` provide defaults, so
-a Deployment only mounts the Plan's ConfigMap and sets a few variables. The agent's NATS identity comes from
+``NATS_URL``, ``KUMEO_AGENT``, ``KUMEO_WORKFLOW``, ``KUMEO_PLAN`` and ``KUMEO_HEALTH_PORT`` provide defaults; in the
+cluster a Deployment passes the agent's own part of the Plan in ``KUMEO_PLAN_JSON`` instead of a file. The agent's NATS identity comes from
 ``NATS_USER``/``NATS_PASSWORD`` (or ``NATS_TOKEN``, ``NATS_CREDS``), ``NATS_INBOX_PREFIX`` and, for TLS,
 ``NATS_TLS_CA``/``NATS_TLS_CERT``/``NATS_TLS_KEY`` (see docs/security.md). SIGTERM (or SIGINT) stops fetching, lets
 in-flight events finish and be acked, drains the connection and exits 0; a worker that cannot start exits 1
@@ -32,7 +32,8 @@ from kumeo_iac.errors import KumeoError
 def _parser() -> argparse.ArgumentParser:
     env = os.environ.get
     parser = argparse.ArgumentParser(prog="python -m kumeo_iac.runtime", description=__doc__.splitlines()[0])
-    parser.add_argument("--plan", default=env("KUMEO_PLAN"), help="the Plan as JSON (kumeo render writes it)")
+    parser.add_argument("--plan", default=env("KUMEO_PLAN"),
+                        help="the Plan as JSON (kumeo render writes it); default: KUMEO_PLAN_JSON, the pod's own part")
     parser.add_argument("--agent", default=env("KUMEO_AGENT"), help="the id of the agent to run")
     parser.add_argument("--workflow", default=env("KUMEO_WORKFLOW"),
                         help="the workflow's name or slug (needed only when the Plan has several)")
@@ -81,33 +82,28 @@ def _load_agent_class(target: str) -> type:
 
 
 async def _main(args: argparse.Namespace) -> int:
-    from kumeo_iac.compile._plan import Plan
+    from kumeo_iac.runtime._plan_source import read_plan
     from kumeo_iac.runtime._worker import Worker
 
-    if not args.plan:
-        raise KumeoError("no Plan given: pass --plan PLAN.json or set KUMEO_PLAN")
     if not args.agent:
         raise KumeoError("no agent given: pass --agent ID or set KUMEO_AGENT")
-    try:
-        plan = Plan.from_json(Path(args.plan).read_text())
-    except OSError as exc:
-        raise KumeoError(f"cannot read the Plan {args.plan}: {exc.strerror}") from exc
+    plan, where = read_plan(args.plan)
     if args.workflow:
         try:
             workflow = plan.workflow(args.workflow)
         except KeyError:
             names = ", ".join(w.name for w in plan.workflows)
-            raise KumeoError(f"{args.plan}: no workflow {args.workflow!r} (workflows: {names})") from None
+            raise KumeoError(f"{where}: no workflow {args.workflow!r} (workflows: {names})") from None
     else:
         candidates = [w for w in plan.workflows if any(a.id == args.agent for a in w.agents)]
         if not candidates and len(plan.workflows) == 1:
             candidates = plan.workflows  # the agent lookup below names the workflow and its agents
         if not candidates:
             names = ", ".join(w.name for w in plan.workflows) or "none"
-            raise KumeoError(f"{args.plan}: no workflow has an agent {args.agent!r} (workflows: {names})")
+            raise KumeoError(f"{where}: no workflow has an agent {args.agent!r} (workflows: {names})")
         if len(candidates) > 1:
             names = ", ".join(w.name for w in candidates)
-            raise KumeoError(f"{args.plan}: agent {args.agent!r} is in several workflows ({names}); "
+            raise KumeoError(f"{where}: agent {args.agent!r} is in several workflows ({names}); "
                              "pass --workflow")
         workflow = candidates[0]
     try:

@@ -97,6 +97,67 @@ async def test_gateway_process_ingests_http_events_and_exits_0_on_sigterm(nats_u
     assert code == 0, stderr
 
 
+async def test_gateway_runs_from_its_deployments_own_plan_alone(nats_url):
+    """The gateway pod as compiled: its Deployment's command and args (no --plan; only the health port moved off
+    8081 for the test) and its environment, whose KUMEO_PLAN_JSON holds the workflow's endpoints and no agent."""
+    import nats
+    from kumeo_providers._jetstream import ensure_stream, stream_config_from_inputs
+
+    from kumeo_iac.compile import Plan
+    from kumeo_iac.compile._kubernetes import GATEWAY_HEALTH_PORT, PLAN_ENV
+
+    http_port, health_port = _free_port(), _free_port()
+    program = Program(workflows=[WorkflowSpec(
+        name="PodIngest", sources=[HttpSource("/events", id="web", options={"port": http_port})],
+        targets=[NATS("pod.out")], agents=[DataProcessor(id="clean", input="source.web", output="target.pod.out")])])
+    (wf,) = compile_program(program, settings=PlatformSettings(nats_url=nats_url)).workflows
+    (deployment,) = [o for o in wf.kubernetes if o["kind"] == "Deployment"
+                     and o["metadata"]["name"] == "pod-ingest-gateway"]
+    (container,) = deployment["spec"]["template"]["spec"]["containers"]
+    assert container["args"] == ["--workflow", "PodIngest", "--health-port", str(GATEWAY_HEALTH_PORT)]
+    args = [*container["args"][:-1], str(health_port)]
+    env = {e["name"]: e["value"] for e in container["env"]}
+    own = Plan.from_json(env[PLAN_ENV]).workflows[0]
+    assert own.agents == [] and own.sources == wf.sources
+    base = {k: v for k, v in os.environ.items() if k in ("PATH", "HOME", "LANG")}
+
+    nc = await nats.connect(nats_url)
+    js = nc.jetstream()
+    for stream in wf.streams:
+        await ensure_stream(js, stream_config_from_inputs(dict(stream.config)))
+    (source,) = wf.sources
+    process = subprocess.Popen(  # noqa: ASYNC220 - started once; waits below run in a thread
+        [sys.executable, *container["command"][1:], *args],
+        env={**base, **env, "PYTHONPATH": str(ROOT)}, cwd=str(ROOT), stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        await _wait_ready(f"http://127.0.0.1:{health_port}/readyz", process)
+        async with httpx.AsyncClient() as client:
+            response = await client.post(f"http://127.0.0.1:{http_port}/events", json={"amount": 5})
+            assert response.status_code in (200, 201, 202), response.text
+        sub = await js.pull_subscribe(source.subject, stream=source.stream)
+        (msg,) = await sub.fetch(1, timeout=5)
+        assert json.loads(msg.data) == {"amount": 5}
+        process.send_signal(signal.SIGTERM)
+        code = await asyncio.to_thread(process.wait, 20)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+        await nc.close()
+    assert code == 0, process.stderr.read().decode()
+
+
+def test_gateway_with_a_malformed_plan_in_the_environment_exits_1_with_one_line():
+    env = {k: v for k, v in _env().items() if k not in ("KUMEO_PLAN", "KUMEO_PLAN_JSON")}
+    result = subprocess.run(
+        [sys.executable, "-m", "kumeo_iac.runtime.io", "--health-port", "-1"],
+        env={**env, "KUMEO_PLAN_JSON": '{"workflows": ['}, capture_output=True, text=True, timeout=30, check=False)
+    assert result.returncode == 1
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1, result.stderr
+    assert lines[0].startswith("kumeo gateway: error: $KUMEO_PLAN_JSON is not a Kumeo Plan (JSONDecodeError")
+
+
 def test_gateway_refuses_kafka_with_one_line_and_exit_1(tmp_path):
     program = Program(workflows=[WorkflowSpec(
         name="Streamer", sources=[Kafka("orders", id="k")], targets=[NATS("out")],
@@ -140,7 +201,9 @@ async def test_gateway_runs_as_its_own_nats_user_and_may_do_nothing_else(tmp_pat
                       and o["metadata"]["name"] == "secure-ingest-gateway")
     env = {e["name"]: e for e in deployment["spec"]["template"]["spec"]["containers"][0]["env"]}
     assert env["NATS_USER"]["value"] == identity.user
-    assert env["NATS_PASSWORD"]["valueFrom"]["secretKeyRef"]["name"] == "secure-ingest-gateway-nats"
+    # the workflow's one credentials Secret, under the gateway's own user
+    assert env["NATS_PASSWORD"]["valueFrom"]["secretKeyRef"] == {"name": "secure-ingest-nats",
+                                                                 "key": identity.user}
 
     passwords = derive_passwords(plan, "test-seed-0123456789abcdef")
     config = tmp_path / "nats.conf"

@@ -6,9 +6,11 @@ After an intended change to compile, regenerate the expectations and review the 
 
     KUMEO_UPDATE_SCENARIOS=1 .venv/bin/pytest tests/scenarios -q
 
-The module also renders every scenario and every example (examples/**/*.kumeo) and validates each Kubernetes object
-against the Kubernetes 1.30 schema with kubernetes-validate in strict mode; KEDA ScaledObjects (a custom resource
-kubernetes-validate has no schema for) are validated against the small strict schema in ``_schemas/``.
+The module also renders every scenario and every example (examples/**/*.kumeo; for those, the objects a deployer
+applies: ``kumeo_iac.manifests.workflow_manifests`` with the files ConfigMap and checksums) and validates each
+Kubernetes object against the Kubernetes 1.30 schema with kubernetes-validate in strict mode; KEDA ScaledObjects (a
+custom resource kubernetes-validate has no schema for) are validated against the small strict schema in
+``_schemas/``.
 """
 
 from __future__ import annotations
@@ -69,7 +71,14 @@ def test_scenario_plan_round_trips(directory: Path) -> None:
 
 
 def _example_plans() -> list[tuple[str, Plan]]:
-    plans = [(f"scenario:{d.name}", compile_scenario(d)) for d in SCENARIOS]
+    return [(label, plan) for label, plan, _ in _plans_with_files()]
+
+
+def _plans_with_files() -> list[tuple[str, Plan, Path | None]]:
+    """Every scenario's and example's Plan, with the folder holding the files its agents read (examples only:
+    scenarios name files they do not ship)."""
+    plans: list[tuple[str, Plan, Path | None]] = [(f"scenario:{d.name}", compile_scenario(d), None)
+                                                  for d in SCENARIOS]
     examples = sorted((ROOT / "examples").glob("**/*.kumeo"))
     if examples:
         from kumeo_iac.lang import parse_file
@@ -78,7 +87,7 @@ def _example_plans() -> list[tuple[str, Plan]]:
             result = parse_file(path)
             assert result.ok, [d.format() for d in result.diagnostics]
             plans.append((f"example:{path.relative_to(ROOT)}", compile_program(result.program,
-                                                                               base_dir=path.parent)))
+                                                                               base_dir=path.parent), path.parent))
     return plans
 
 
@@ -94,10 +103,14 @@ def test_every_kubernetes_object_is_valid_for_kubernetes_1_30() -> None:
     kubernetes_validate = pytest.importorskip("kubernetes_validate")
     import yaml
 
-    checked = 0
-    for label, plan in _example_plans():
+    from kumeo_iac.manifests import workflow_manifests
+
+    checked = files = 0
+    for label, plan, base_dir in _plans_with_files():
         for wf in plan.workflows:
-            for obj in wf.kubernetes:
+            objects = wf.kubernetes if base_dir is None else workflow_manifests(wf, base_dir).objects
+            files += sum(o["metadata"]["name"] == f"{wf.slug}-files" for o in objects)
+            for obj in objects:
                 # validate what render writes (YAML), not just the dicts
                 data = yaml.safe_load(yaml.safe_dump(obj, sort_keys=True))
                 if data["apiVersion"].startswith("keda.sh/"):
@@ -109,7 +122,7 @@ def test_every_kubernetes_object_is_valid_for_kubernetes_1_30() -> None:
                         pytest.fail(f"{label} {data['kind']}/{data['metadata']['name']}: {exc.message} at "
                                     f"{'/'.join(str(p) for p in exc.absolute_path)}")
                 checked += 1
-    assert checked > 0
+    assert checked > 0 and files > 0  # the files ConfigMap (binaryData) is validated too
 
 
 def test_keda_scenario_has_scaled_objects_validated_by_our_schema() -> None:
@@ -146,8 +159,7 @@ def test_kumeo_text_and_python_dsl_compile_to_the_same_plan() -> None:
     pytest.importorskip("kumeo_iac.lang")
     from_text = json.loads(compile_scenario(HERE / "seed_fraud_detection_kumeo").to_json())
     from_python = json.loads(compile_scenario(HERE / "seed_fraud_detection").to_json())
-    # the ConfigMap embeds the plan JSON (lines included); compare everything else
-    for plan in (from_text, from_python):
-        for wf in plan["workflows"]:
-            wf["kubernetes"] = [o for o in wf["kubernetes"] if o["kind"] != "ConfigMap"]
+    # only the Plan's source lines differ (Python has none); no pod's own Plan holds a line of an agent, so the
+    # Kubernetes objects are the same too
     assert _without_lines(from_text) == _without_lines(from_python)
+    assert from_text["workflows"][0]["kubernetes"] == from_python["workflows"][0]["kubernetes"]

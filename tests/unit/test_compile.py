@@ -2,12 +2,19 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import re
 
 import pytest
 
-from kumeo_iac.compile import PlatformSettings, compile_program, dns_name, slugify
+from kumeo_iac.compile import Plan, PlatformSettings, compile_program, dns_name, slugify
+from kumeo_iac.compile._kubernetes import (
+    EGRESS_LABEL,
+    PLAN_ENV,
+    PLAN_ENV_LIMIT,
+    agents_selector,
+)
 from kumeo_iac.compile._names import covers, minimal_subjects, overlap
 from kumeo_iac.compile._nats import consumer_timing
 from kumeo_iac.errors import KumeoCompileError, SourceSpan
@@ -325,11 +332,20 @@ def test_replicas_and_hpa_by_default() -> None:
     assert hpas[0]["apiVersion"] == "autoscaling/v2"
     assert (hpas[0]["spec"]["minReplicas"], hpas[0]["spec"]["maxReplicas"]) == (2, 6)
     assert hpas[0]["spec"]["metrics"][0]["resource"]["target"]["averageUtilization"] == 55
-    pdb = next(o for o in wf.kubernetes if o["kind"] == "PodDisruptionBudget")
-    assert pdb["spec"]["minAvailable"] == 1
+    pdbs = {o["metadata"]["name"]: o for o in wf.kubernetes if o["kind"] == "PodDisruptionBudget"}
+    assert sorted(pdbs) == ["fraud-detection-clean", "fraud-detection-score"]
+    assert pdbs["fraud-detection-score"]["spec"] == {
+        "minAvailable": 1, "selector": {"matchLabels": {"kumeo.dev/workflow": "fraud-detection",
+                                                        "kumeo.dev/agent": "score"}}}
+    # One replica that cannot scale: a budget would only block node drains, an autoscaler pinned at 1 does nothing.
     single = wf_of(pipeline())
-    pdb = next(o for o in single.kubernetes if o["kind"] == "PodDisruptionBudget")
-    assert pdb["spec"]["maxUnavailable"] == 1 and "minAvailable" not in pdb["spec"]
+    assert not [o for o in single.kubernetes if o["kind"] in ("PodDisruptionBudget", "HorizontalPodAutoscaler",
+                                                              "ScaledObject")]
+    # Scaling from one replica: an autoscaler but no budget.
+    scaling = wf_of(pipeline(deployment=Deployment(scaling=Scaling(min_replicas=1, max_replicas=3))))
+    assert sorted(o["kind"] for o in scaling.kubernetes if o["kind"] in ("PodDisruptionBudget",
+                                                                          "HorizontalPodAutoscaler")) == [
+        "HorizontalPodAutoscaler", "HorizontalPodAutoscaler"]
 
 
 def test_keda_scaled_object_replaces_hpa() -> None:
@@ -354,19 +370,28 @@ def test_keda_scaled_object_replaces_hpa() -> None:
 
 def test_objects_per_agent_and_labels() -> None:
     wf = wf_of(pipeline())
-    kinds = sorted(o["kind"] for o in wf.kubernetes)
-    assert kinds.count("ConfigMap") == 2  # the plan and the Grafana dashboard
-    for kind in ("ServiceAccount", "Deployment", "Service", "PodDisruptionBudget", "NetworkPolicy",
-                 "HorizontalPodAutoscaler"):
-        assert kinds.count(kind) == 2, kind
+    assert [(o["kind"], o["metadata"]["name"]) for o in wf.kubernetes] == [
+        ("ConfigMap", "fraud-detection-grafana-dashboard"),  # no Plan ConfigMap: each pod carries its own part
+        ("ServiceAccount", "fraud-detection-agents"),
+        ("Service", "fraud-detection-metrics"),
+        ("Deployment", "fraud-detection-clean"),
+        ("Deployment", "fraud-detection-score"),
+        ("NetworkPolicy", "fraud-detection-agents"),
+    ]
     for obj in wf.kubernetes:
         labels = obj["metadata"]["labels"]
         assert labels["app.kubernetes.io/part-of"] == "kumeo"
         assert labels["kumeo.dev/workflow"] == "fraud-detection"
-        assert "app.kubernetes.io/name" in labels
+        assert labels["app.kubernetes.io/name"] == obj["metadata"]["name"]
         assert obj["metadata"]["namespace"] == "fraud-detection"
-        if obj["kind"] != "ConfigMap":
-            assert labels["kumeo.dev/agent"] in ("clean", "score")
+        if obj["kind"] == "Deployment":
+            agent = obj["metadata"]["name"].removeprefix("fraud-detection-")
+            assert labels["kumeo.dev/agent"] == agent and labels["app.kubernetes.io/component"] == "agent"
+            assert obj["spec"]["selector"]["matchLabels"] == {"kumeo.dev/workflow": "fraud-detection",
+                                                              "kumeo.dev/agent": agent}
+            assert obj["spec"]["template"]["metadata"]["labels"] == labels  # no egress label: NATS only
+        else:  # shared by the workflow's agents, owned by none
+            assert "kumeo.dev/agent" not in labels
 
 
 def test_restricted_security_on_every_container() -> None:
@@ -390,11 +415,13 @@ def test_restricted_security_on_every_container() -> None:
             assert c["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": "http"}
             assert c["readinessProbe"]["httpGet"] == {"path": "/readyz", "port": "http"}
             assert {"name": "http", "containerPort": 8080, "protocol": "TCP"} in c["ports"]
-            assert {m["mountPath"] for m in c["volumeMounts"]} >= {"/tmp", "/etc/kumeo"}
-            assert c["command"] + c["args"][:2] == ["python", "-m", "kumeo_iac.runtime", "--plan",
-                                                    "/etc/kumeo/plan.json"]
+            agent = obj["metadata"]["labels"]["kumeo.dev/agent"]
+            # no Plan volume: /tmp always, the files volume only for the agent reading one
+            assert [m["mountPath"] for m in c["volumeMounts"]] == (
+                ["/tmp", "/var/lib/kumeo/files"] if agent == "m" else ["/tmp"])
+            assert c["command"] + c["args"] == ["python", "-m", "kumeo_iac.runtime", "--agent", agent]
             env = {e["name"]: e for e in c["env"]}
-            assert {"NATS_URL", "KUMEO_AGENT", "KUMEO_WORKFLOW"} <= set(env)
+            assert {"NATS_URL", "KUMEO_AGENT", "KUMEO_WORKFLOW", PLAN_ENV} <= set(env)
             if c["args"][-1] == "l":
                 assert env["OPENAI_API_KEY"]["valueFrom"] == {
                     "secretKeyRef": {"name": "llm-keys", "key": "OPENAI_API_KEY"}}
@@ -402,34 +429,179 @@ def test_restricted_security_on_every_container() -> None:
                 assert "OPENAI_API_KEY" not in env
 
 
-def test_secrets_never_reach_the_config_map() -> None:
+def _own_plan(wf, agent_id: str | None) -> str:
+    """The ``KUMEO_PLAN_JSON`` of an agent's Deployment (``None``: the gateway's)."""
+    name = "gateway" if agent_id is None else agent_id
+    (dep,) = [o for o in wf.kubernetes if o["kind"] == "Deployment"
+              and o["metadata"]["name"] == dns_name(wf.slug, name)]
+    (c,) = dep["spec"]["template"]["spec"]["containers"]
+    (value,) = [e["value"] for e in c["env"] if e["name"] == PLAN_ENV]
+    return value
+
+
+def test_secrets_never_reach_the_pods_plan() -> None:
     wf = wf_of(pipeline(agents=[LLM("openai/gpt-4o", id="l", prompt="x",
                                     provider={"openai": {"api_key": "${env.OPENAI_API_KEY}"}})]),
                secrets={"OPENAI_API_KEY": "llm-keys/openai"})
-    (cm,) = [o for o in wf.kubernetes if o["kind"] == "ConfigMap" and o["metadata"]["name"].endswith("-plan")]
-    data = json.dumps(cm["data"])
-    assert "llm-keys" not in data and "secretKeyRef" not in data and "sk-" not in data
-    plan = json.loads(cm["data"]["plan.json"])
-    assert plan["workflows"][0]["kubernetes"] == []  # the ConfigMap holds the Plan, not the objects
-    assert plan["workflows"][0]["agents"][0]["id"] == "l"
+    assert not [o for o in wf.kubernetes if o["metadata"]["name"].endswith("-plan")]
+    text = _own_plan(wf, "l")
+    assert "llm-keys" not in text and "secretKeyRef" not in text and "sk-" not in text
+    plan = json.loads(text)
+    assert plan["workflows"][0]["kubernetes"] == []  # the pod's Plan holds its agent, not the objects
+    assert [a["id"] for a in plan["workflows"][0]["agents"]] == ["l"]
+    env = {e["name"]: e for e in next(o for o in wf.kubernetes if o["kind"] == "Deployment")
+           ["spec"]["template"]["spec"]["containers"][0]["env"]}
+    assert env["OPENAI_API_KEY"] == {"name": "OPENAI_API_KEY",
+                                     "valueFrom": {"secretKeyRef": {"name": "llm-keys", "key": "openai"}}}
+
+
+def test_each_pod_carries_only_its_own_part_of_the_plan() -> None:
+    from kumeo_iac.compile._slices import agent_plan, gateway_plan
+    from kumeo_iac.spec import HttpSource as HttpSourceSpec
+
+    wf = wf_of(program(
+        sources=[NATS("transactions.raw"), HttpSourceSpec("/in", id="web")],
+        targets=[NATS("alerts"), HttpTarget("https://hooks.example.com/x", id="hook")],
+        agents=[DataProcessor(id="a"), DataProcessor(id="b"),
+                DataProcessor(id="j", input={"x": "a.output", "y": "b.output"}, output="target.hook"),
+                HumanReview(id="r", input="j.output"),
+                LLM("ollama/llama3", id="l", prompt="hi", input="r.output", output="target.alerts")]))
+    assert {k.purpose for k in wf.key_values} == {"joins", "reviews", "llm-cache"}
+    for agent in wf.agents:
+        own = Plan.from_json(_own_plan(wf, agent.id))
+        (part,) = own.workflows
+        assert own == Plan([agent_plan(wf, agent)])
+        assert (part.name, part.slug, part.namespace, part.nats_url) == (wf.name, wf.slug, wf.namespace,
+                                                                         wf.nats_url)
+        # Neither the source line nor the replica bounds (the runtime reads neither) roll a pod when they change.
+        assert part.agents == [dataclasses.replace(agent, line=None, replicas=1, max_replicas=1)]
+        assert part.sources == part.targets == part.streams == part.kubernetes == []
+        assert part.gateway_identity is None
+        assert [k.purpose for k in part.key_values] == {"j": ["joins"], "r": ["reviews"],
+                                                         "l": ["llm-cache"]}.get(agent.id, [])
+    gateway = Plan.from_json(_own_plan(wf, None))
+    assert gateway == Plan([gateway_plan(wf)])
+    (part,) = gateway.workflows
+    # Only the endpoints the gateway runs: a change to a NATS endpoint does not restart it.
+    assert part.sources == [ep for ep in wf.sources if ep.kind != "NATS"]
+    assert part.targets == [ep for ep in wf.targets if ep.kind in ("HTTP", "File")]
+    assert part.sources and any(ep.kind == "NATS" for ep in wf.sources)
+    assert part.agents == part.streams == part.key_values == part.kubernetes == []
+
+
+def test_own_plans_are_compact_and_each_far_smaller_than_the_whole() -> None:
+    wf = wf_of(pipeline())
+    text = _own_plan(wf, "clean")
+    assert "\n" not in text and text == text.strip()
+    whole = len(Plan([wf]).to_json(indent=None))
+    assert len(text) < whole / 2
+
+
+def test_an_agent_whose_own_plan_passes_the_env_limit_is_refused_at_its_line(tmp_path) -> None:
+    from kumeo_iac.lang import parse_file
+
+    big = "x" * (130 * 1000)
+    source = tmp_path / "big.kumeo"
+    source.write_text(
+        'workflow Big {\n  source: NATS("in")\n  target: NATS("out")\n  agents: [\n'
+        '    DataProcessor(id: "clean"),\n'
+        f'    LLM("ollama/llama3", id: "explain", input: clean.output, prompt: "{big}")\n'
+        "  ]\n}\n")
+    result = parse_file(source)
+    assert result.ok, [d.format() for d in result.diagnostics]
+    with pytest.raises(KumeoCompileError) as info:
+        compile_program(result.program, base_dir=tmp_path)
+    err = info.value
+    assert err.span is not None and (err.span.path, err.span.line) == (str(source), 6)
+    message = str(err)
+    assert f"{source}:6:" in message and "workflow 'Big', agent 'explain'" in message
+    assert f"more than the {PLAN_ENV_LIMIT // 1024} KiB a pod's environment can carry" in message
+    assert "files" in message  # the hint: move it into a file the agent reads
+
+
+def test_the_env_limit_counts_the_agents_whole_own_plan() -> None:
+    # A DataProcessor with a large config from the Python DSL: refused, naming the workflow and the agent.
+    table = {f"k{i:05d}": "v" * 20 for i in range(5000)}  # ~140 KB of JSON
+    with pytest.raises(KumeoCompileError, match=r"workflow 'FraudDetection', agent 'big'.*KiB"):
+        wf_of(program(agents=[DataProcessor(id="small"), DataProcessor(id="big", config={"table": table})]))
+    # Just under the limit compiles, and the pod's Plan is what the agent carries.
+    fits = {f"k{i:05d}": "v" * 20 for i in range(3500)}  # ~100 KB
+    wf = wf_of(program(agents=[DataProcessor(id="ok", config={"table": fits})]))
+    assert 90 * 1024 < len(_own_plan(wf, "ok").encode()) <= PLAN_ENV_LIMIT
+
+
+def _policies(wf) -> dict[str, dict]:
+    return {o["metadata"]["name"]: o for o in wf.kubernetes if o["kind"] == "NetworkPolicy"
+            and "kumeo.dev/component" not in o["metadata"]["labels"]}
+
+
+def _pod_labels(wf, agent_id: str) -> dict[str, str]:
+    (dep,) = [o for o in wf.kubernetes if o["kind"] == "Deployment"
+              and o["metadata"]["name"] == dns_name(wf.slug, agent_id)]
+    return dep["spec"]["template"]["metadata"]["labels"]
 
 
 def test_network_policy_egress_allows_dns_nats_and_http_targets() -> None:
-    wf = wf_of(program(targets=[HttpTarget("https://hooks.example.com:8443/x", id="hook")],
-                       agents=[DataProcessor(id="a", output="target.hook")]), nats_url="nats://nats:4333")
-    (np,) = [o for o in wf.kubernetes if o["kind"] == "NetworkPolicy"
-             and o["metadata"]["name"] == "fraud-detection-a"]
-    ports = {(p["port"], p["protocol"]) for p in np["spec"]["egress"][0]["ports"]}
-    assert ports == {(53, "UDP"), (53, "TCP"), (4333, "TCP"), (8443, "TCP")}
-    assert np["spec"]["ingress"][0]["ports"] == [{"protocol": "TCP", "port": 8080}]
-    assert np["spec"]["policyTypes"] == ["Ingress", "Egress"]
+    wf = wf_of(program(targets=[HttpTarget("https://hooks.example.com:8443/x", id="hook"),
+                                HttpTarget("http://plain.example.com/y", id="plain"), NATS("alerts")],
+                       agents=[DataProcessor(id="a", output="target.hook"),
+                               Router(id="r", input="a.output", rules={"x > 1": "target.plain",
+                                                                       "default": "target.alerts"}),
+                               DataProcessor(id="quiet", input="a.output", output="target.alerts")]),
+               nats_url="nats://nats:4333")
+    policies = _policies(wf)
+    assert sorted(policies) == ["fraud-detection-agents", "fraud-detection-agents-egress"]
+    shared = policies["fraud-detection-agents"]["spec"]
+    assert shared["podSelector"] == {"matchLabels": agents_selector("fraud-detection")}
+    assert shared["policyTypes"] == ["Ingress", "Egress"]
+    assert shared["egress"] == [{"ports": [{"protocol": "TCP", "port": 53}, {"protocol": "UDP", "port": 53},
+                                           {"protocol": "TCP", "port": 4333}]}]
+    assert shared["ingress"] == [{"from": [{"podSelector": {}}, {"namespaceSelector": {"matchLabels": {
+        "kubernetes.io/metadata.name": "monitoring"}}}], "ports": [{"protocol": "TCP", "port": 8080}]}]
+    external = policies["fraud-detection-agents-egress"]["spec"]
+    assert external == {
+        "podSelector": {"matchLabels": {**agents_selector("fraud-detection"), EGRESS_LABEL: "external"}},
+        "policyTypes": ["Egress"],
+        "egress": [{"ports": [{"protocol": "TCP", "port": 80}, {"protocol": "TCP", "port": 8443}]}],
+    }
+    # only the agents delivering over HTTP carry the label the egress policy selects
+    assert _pod_labels(wf, "a")[EGRESS_LABEL] == "external"
+    assert _pod_labels(wf, "r")[EGRESS_LABEL] == "external"  # a route to an HTTP target counts
+    assert EGRESS_LABEL not in _pod_labels(wf, "quiet")
+    # the Deployment's own labels and selector do not carry it (the selector must never change)
+    for agent in ("a", "r"):
+        dep = next(o for o in wf.kubernetes if o["metadata"]["name"] == dns_name(wf.slug, agent)
+                   and o["kind"] == "Deployment")
+        assert EGRESS_LABEL not in dep["metadata"]["labels"] and EGRESS_LABEL not in json.dumps(dep["spec"]["selector"])
+
+
+def test_no_egress_policy_without_http_deliveries() -> None:
+    wf = wf_of(pipeline())
+    assert sorted(_policies(wf)) == ["fraud-detection-agents"]
+    assert not any(EGRESS_LABEL in json.dumps(o) for o in wf.kubernetes)
+    # an HTTP target no agent delivers to opens nothing for the agents (the last agent delivers to every target
+    # unless it names one, so this one names the NATS target)
+    wf = wf_of(pipeline(targets=[NATS("alerts"), HttpTarget("https://hooks.example.com/x", id="hook")],
+                        agents=[DataProcessor(id="clean", output="tx.clean"),
+                                MLModel("forest.onnx", id="score", input="tx.clean", output="target.alerts")]))
+    assert wf.agent("score").target_subjects == ["alerts"]
+    assert sorted(_policies(wf)) == ["fraud-detection-agents"]
+    assert not any(EGRESS_LABEL in json.dumps(_pod_labels(wf, a.id)) for a in wf.agents)
 
 
 def test_service_exposes_metrics() -> None:
     wf = wf_of(pipeline())
-    svc = next(o for o in wf.kubernetes if o["kind"] == "Service")
-    assert svc["spec"]["ports"][0]["port"] == 8080
-    assert svc["metadata"]["annotations"]["prometheus.io/scrape"] == "true"
+    (svc,) = [o for o in wf.kubernetes if o["kind"] == "Service"]
+    assert svc["metadata"]["name"] == "fraud-detection-metrics"
+    assert svc["spec"] == {"clusterIP": "None", "selector": {"kumeo.dev/workflow": "fraud-detection",
+                                                              "app.kubernetes.io/component": "agent"},
+                           "ports": [{"name": "http", "port": 8080, "targetPort": "http", "protocol": "TCP"}]}
+    assert svc["metadata"]["annotations"] == {"prometheus.io/scrape": "true", "prometheus.io/port": "8080",
+                                              "prometheus.io/path": "/metrics"}
+    # the selector picks every agent pod and no gateway pod
+    for dep in (o for o in wf.kubernetes if o["kind"] == "Deployment"):
+        labels = dep["spec"]["template"]["metadata"]["labels"]
+        assert svc["spec"]["selector"].items() <= labels.items()
 
 
 def test_namespace_and_nats_url_defaults_and_overrides() -> None:
@@ -477,7 +649,7 @@ def test_compile_is_deterministic() -> None:
         DataProcessor(id="a"), DataProcessor(id="b"),
         DataProcessor(id="j", input={"y": "b.output", "x": "a.output"}),
         LLM("ollama/llama3", id="l", prompt="x", input="j.output"),
-    ])
+    ], deployment=Deployment(scaling=Scaling(max_replicas=3)))  # autoscalers, so KEDA changes them
     first = compile_program(build()).to_json()
     assert compile_program(build()).to_json() == first
     assert compile_program(build(), settings=PlatformSettings(keda_enabled=True)).to_json() != first
@@ -510,7 +682,7 @@ def test_gateway_objects_for_http_source_and_http_target() -> None:
                         targets=[HttpTarget("https://hooks.example.com:8443/x", id="hook")]),
                nats_url="nats://nats:4333", runtime_images={"base": "reg.example.com/base:1"})
     objs = _gateway_objects(wf)
-    assert sorted(objs) == ["Deployment", "NetworkPolicy", "PodDisruptionBudget", "Service", "ServiceAccount"]
+    assert sorted(objs) == ["Deployment", "NetworkPolicy", "Service", "ServiceAccount"]  # one replica: no PDB
     assert {o["metadata"]["name"] for o in objs.values()} == {"fraud-detection-gateway"}
     assert objs["ServiceAccount"]["automountServiceAccountToken"] is False
 
@@ -522,8 +694,11 @@ def test_gateway_objects_for_http_source_and_http_target() -> None:
     (c,) = pod["containers"]
     assert c["image"] == "reg.example.com/base:1"
     assert c["command"] == ["python", "-m", "kumeo_iac.runtime.io"]
-    assert c["args"][:4] == ["--plan", "/etc/kumeo/plan.json", "--workflow", "FraudDetection"]
+    assert c["args"] == ["--workflow", "FraudDetection", "--health-port", "8081"]
     assert {"name": "NATS_URL", "value": "nats://nats:4333"} in c["env"]
+    assert [e["name"] for e in c["env"]] == ["NATS_URL", "KUMEO_WORKFLOW", PLAN_ENV]
+    own = Plan.from_json(_own_plan(wf, None)).workflows[0]
+    assert own.sources == wf.sources and own.targets == wf.targets and own.agents == []
     assert {p["name"]: p["containerPort"] for p in c["ports"]} == {"http": 8081, "in-9000": 9000}
     assert c["args"][c["args"].index("--health-port") + 1] == "8081"
     assert c["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": "http"}
@@ -533,12 +708,11 @@ def test_gateway_objects_for_http_source_and_http_target() -> None:
     assert sc["readOnlyRootFilesystem"] and sc["runAsNonRoot"] and sc["allowPrivilegeEscalation"] is False
     assert sc["capabilities"] == {"drop": ["ALL"]}
     assert pod["securityContext"]["runAsNonRoot"] is True and pod["automountServiceAccountToken"] is False
-    plan_volume = next(v for v in pod["volumes"] if v["name"] == "plan")
-    assert plan_volume["configMap"]["name"] == "fraud-detection-plan"
+    assert pod["volumes"] == [{"name": "tmp", "emptyDir": {"sizeLimit": "256Mi"}}]  # no Plan volume
+    assert c["volumeMounts"] == [{"name": "tmp", "mountPath": "/tmp"}]
 
     svc = objs["Service"]
     assert {(p["name"], p["port"]) for p in svc["spec"]["ports"]} == {("http", 8081), ("in-9000", 9000)}
-    assert objs["PodDisruptionBudget"]["spec"]["maxUnavailable"] == 1
 
     np = objs["NetworkPolicy"]["spec"]
     assert {p["port"] for r in np["ingress"] for p in r["ports"]} == {8081, 9000}
@@ -583,3 +757,118 @@ def test_agent_named_gateway_is_refused_when_the_workflow_needs_a_gateway() -> N
     wf_of(pipeline(agents=[DataProcessor(id="gateway")]))  # no gateway needed: fine
     with pytest.raises(KumeoCompileError, match="gateway"):
         wf_of(pipeline(sources=[Timer("1m", id="t")], agents=[DataProcessor(id="gateway", input="source.t")]))
+
+
+# -- lean objects: nothing grows with the number of agents, and an agent has at most three resources ---------------
+
+
+def generated(n: int, *, min_replicas: int = 1, max_replicas: int = 4) -> Program:
+    """A chain of ``n`` agents of every common kind (a join every 10th, a model every 7th, an LLM every 50th) ending
+    in a Router that delivers to an HTTP target (so the gateway and the egress policy exist too)."""
+    agents = []
+    for i in range(n - 1):
+        previous = f"a{i - 1}.output" if i else "source"
+        if i % 10 == 9:
+            agents.append(DataProcessor(id=f"a{i}", input={"left": previous, "right": f"a{i - 2}.output"}))
+        elif i % 7 == 3:
+            agents.append(MLModel("models/m.onnx", id=f"a{i}", input=previous))
+        elif i % 50 == 25:
+            agents.append(LLM("ollama/llama3", id=f"a{i}", input=previous, prompt="Summarise {{text}}"))
+        else:
+            agents.append(DataProcessor(id=f"a{i}", input=previous))
+    agents.append(Router(id="route", input=f"a{n - 2}.output",
+                         rules={"score > 0.5": "target.hook", "default": "target.low"}))
+    return Program(workflows=[WorkflowSpec(
+        name="Bench", sources=[NATS("bench.in")],
+        targets=[HttpTarget("https://hooks.example.com/h", id="hook"), NATS("low")], agents=agents,
+        deployment=Deployment(scaling=Scaling(min_replicas=min_replicas, max_replicas=max_replicas)))])
+
+
+def _by_agent(wf) -> tuple[dict[str, list[dict]], list[dict]]:
+    """(agent id → the objects of that agent alone, the objects shared by the workflow)."""
+    ids = {}
+    for o in wf.kubernetes:
+        if o["kind"] == "Deployment" and "kumeo.dev/agent" in o["metadata"]["labels"]:
+            env = {e["name"]: e.get("value") for e in o["spec"]["template"]["spec"]["containers"][0]["env"]}
+            ids[o["metadata"]["labels"]["kumeo.dev/agent"]] = env["KUMEO_AGENT"]
+    per_agent: dict[str, list[dict]] = {agent_id: [] for agent_id in ids.values()}
+    shared = []
+    for o in wf.kubernetes:
+        dns = o["metadata"]["labels"].get("kumeo.dev/agent")
+        if dns is None:
+            shared.append(o)
+        else:
+            per_agent[ids[dns]].append(o)
+    return per_agent, shared
+
+
+@pytest.mark.parametrize("min_replicas, max_replicas, kinds", [
+    (1, 1, ["Deployment"]),
+    (1, 4, ["Deployment", "HorizontalPodAutoscaler"]),
+    (2, 2, ["Deployment", "PodDisruptionBudget"]),
+    (2, 6, ["Deployment", "PodDisruptionBudget", "HorizontalPodAutoscaler"]),
+])
+def test_an_agents_own_objects_are_its_deployment_and_only_the_scaling_objects_it_uses(
+        min_replicas: int, max_replicas: int, kinds: list[str]) -> None:
+    for keda in (False, True):
+        wf = wf_of(generated(30, min_replicas=min_replicas, max_replicas=max_replicas), keda_enabled=keda)
+        per_agent, _ = _by_agent(wf)
+        assert set(per_agent) == {a.id for a in wf.agents}
+        expected = [k.replace("HorizontalPodAutoscaler", "ScaledObject") if keda else k for k in kinds]
+        for agent in wf.agents:
+            assert [o["kind"] for o in per_agent[agent.id]] == expected, agent.id
+            # resources per agent: its Kubernetes objects plus its JetStream consumer(s) (a join has one per
+            # stream it reads); starting at one replica keeps the Kubernetes part at two objects at most
+            consumers = len(agent.consumers)
+            assert 1 <= consumers <= 2
+            if min_replicas == 1:
+                assert len(per_agent[agent.id]) <= 2
+
+
+def test_shared_objects_do_not_grow_with_the_number_of_agents() -> None:
+    small, large = wf_of(generated(10)), wf_of(generated(200))
+    _, shared_small = _by_agent(small)
+    _, shared_large = _by_agent(large)
+    assert [(o["kind"], o["metadata"]["name"]) for o in shared_small] == [
+        (o["kind"], o["metadata"]["name"]) for o in shared_large] == [
+        ("ConfigMap", "bench-grafana-dashboard"),
+        ("ServiceAccount", "bench-agents"),
+        ("ServiceAccount", "bench-gateway"),
+        ("Service", "bench-metrics"),
+        ("Service", "bench-gateway"),
+        ("Deployment", "bench-gateway"),
+        ("NetworkPolicy", "bench-agents"),
+        ("NetworkPolicy", "bench-agents-egress"),
+        ("NetworkPolicy", "bench-gateway"),
+    ]
+    # and they stay the same objects, byte for byte (nothing lists the agents)
+    assert [json.dumps(o, sort_keys=True) for o in shared_small] == [json.dumps(o, sort_keys=True)
+                                                                      for o in shared_large]
+    per_agent, _ = _by_agent(large)
+    assert len(large.kubernetes) == len(shared_large) + sum(len(v) for v in per_agent.values()) == 9 + 2 * 200
+
+
+def test_two_thousand_agents_compile_to_objects_under_a_mebibyte_each(tmp_path) -> None:
+    from kumeo_iac.manifests import workflow_manifests
+
+    (tmp_path / "models").mkdir()
+    (tmp_path / "models" / "m.onnx").write_bytes(b"onnx" * 100)
+    wf = wf_of(generated(2000))
+    manifests = workflow_manifests(wf, tmp_path)
+    assert sum(o["kind"] == "Deployment" for o in manifests.objects) == 2001  # 2000 agents and the gateway
+    sizes = {(o["kind"], o["metadata"]["name"]): len(json.dumps(o)) for o in manifests.objects}
+    assert len(sizes) == len(manifests.objects)
+    too_big = {k: v for k, v in sizes.items() if v >= 1024 * 1024}
+    assert not too_big
+    # the Grafana dashboard does not list the agents: the same size as for ten agents
+    dashboard = sizes[("ConfigMap", "bench-grafana-dashboard")]
+    small = wf_of(generated(10))
+    (small_dashboard,) = [o for o in small.kubernetes if o["metadata"]["name"] == "bench-grafana-dashboard"]
+    assert dashboard == len(json.dumps(small_dashboard))
+    # the largest objects are the Deployments, each a few KiB, and every pod's Plan fits its environment
+    assert max(sizes.values()) < 64 * 1024
+    for o in manifests.objects:
+        if o["kind"] == "Deployment":
+            (plan_json,) = [e["value"] for e in o["spec"]["template"]["spec"]["containers"][0]["env"]
+                            if e["name"] == PLAN_ENV]
+            assert len(plan_json.encode()) <= PLAN_ENV_LIMIT

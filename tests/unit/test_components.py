@@ -32,7 +32,6 @@ DEPLOYMENT = "kubernetes:apps/v1:Deployment"
 CONFIG_MAP = "kubernetes:core/v1:ConfigMap"
 SECRET = "kubernetes:core/v1:Secret"
 SCALED_OBJECT = "kubernetes:keda.sh/v1alpha1:ScaledObject"
-DYNAMIC = "pulumi-python:dynamic:Resource"
 
 
 def demo_spec(name: str = "Demo") -> WorkflowSpec:
@@ -79,7 +78,7 @@ def test_every_plan_object_becomes_its_typed_resource_parented_by_the_workflow(p
     assert sorted(r.type for r in children) == sorted(type_token(o) for o in plan.kubernetes)
     assert {r.type for r in children} >= {
         DEPLOYMENT, CONFIG_MAP, "kubernetes:core/v1:ServiceAccount", "kubernetes:core/v1:Service",
-        "kubernetes:policy/v1:PodDisruptionBudget", "kubernetes:networking.k8s.io/v1:NetworkPolicy",
+        "kubernetes:networking.k8s.io/v1:NetworkPolicy",
     }
     find_resource(resources, DEPLOYMENT, "demo-deployment-demo-normalize")
     assert [d.get("metadata.name") for d in resources_of_type(resources, DEPLOYMENT)] != []
@@ -190,10 +189,10 @@ def test_namespace_and_nats_url_may_be_outputs_of_other_resources(pulumi_mocks):
     assert all(team.urn in r.dependencies for r in kube)
     for deployment in resources_of_type(resources, DEPLOYMENT):
         assert env_of(deployment)["NATS_URL"]["value"] == "nats://nats.team-a.svc:4222"
-    plan_map = find_resource(resources, CONFIG_MAP, "demo-configmap-demo-plan")
-    assert "placeholder" not in json.dumps(plan_map.inputs)
+        own_plan = json.loads(env_of(deployment)["KUMEO_PLAN_JSON"]["value"])
+        assert own_plan["workflows"][0]["nats_url"] == "nats://nats.team-a.svc:4222"
+    assert all("placeholder" not in json.dumps(r.inputs) for r in kube)
     assert await_output(created["wf"].namespace) == "team-a"
-    assert "nats://nats.team-a.svc:4222" in await_output(created["wf"].plan_json)
 
 
 def test_create_namespace_adds_a_namespace_every_object_depends_on(pulumi_mocks):
@@ -253,8 +252,11 @@ def test_outputs_namespace_streams_subjects_deployments_and_plan(pulumi_mocks):
     assert subjects["agents"]["explain"] == "kumeo.demo.explain.out"
     assert subjects["deadLetters"]["normalize"] == "kumeo.demo.dlq.normalize"
     assert await_output(wf.deployments) == ["demo-normalize", "demo-explain"]
-    assert json.loads(await_output(wf.plan_json))["name"] == "Demo"
-    assert not output_is_secret(wf.plan_json)
+    assert await_output(wf.consumer_names) == ["normalize", "explain"]
+    from kumeo_iac.components._workflow import plan_digest
+
+    assert await_output(wf.plan_digest) == plan_digest(wf.plan)
+    assert await_output(wf.plan_digest).startswith("sha256:") and not output_is_secret(wf.plan_digest)
 
 
 # -- JetStream -----------------------------------------------------------------------------------------------
@@ -269,7 +271,7 @@ def test_jetstream_streams_consumers_and_scaled_objects_are_ordered_by_dependenc
     resources = pulumi_mocks.run(lambda: created.setdefault(
         "wf", Workflow("demo", demo_spec(), keda=True, jetstream_url="nats://127.0.0.1:4222")))
     plan = created["wf"].plan
-    dynamic = resources_of_type(resources, DYNAMIC)
+    dynamic = [r for r in resources if r.type.startswith("pulumi-python:dynamic/jetstream:")]
     assert len(dynamic) == len(plan.streams) + len(plan.key_values) + len(plan.consumers)
     workflow = workflow_of(resources)
     assert all(r.parent == workflow.urn for r in dynamic)

@@ -2,10 +2,11 @@
 
 For every pod: the restricted Pod Security Standard (non-root, seccomp RuntimeDefault, no privilege escalation,
 all capabilities dropped, read-only root filesystem, only restricted volume types, no host namespaces), resource
-requests and limits; for every agent: a NetworkPolicy allowing egress only to DNS, NATS and the HTTP endpoints it
-delivers to and ingress only on the metrics port, a ServiceAccount that mounts no token and no RBAC at all, and a
-PodDisruptionBudget. Each check also runs with per-agent NATS users, TLS and KEDA on, and those objects are
-validated against the Kubernetes 1.30 schema.
+requests and limits; for every agent: the NetworkPolicies that select its pods (as Kubernetes applies them: every
+policy whose podSelector matches the pod's labels, their rules added up) allow egress to DNS, NATS and the HTTP
+targets it delivers to and nothing more, and ingress only on the metrics port; a ServiceAccount that mounts no
+token and no RBAC at all; a PodDisruptionBudget exactly when it runs more than one replica. Each check also runs
+with per-agent NATS users, TLS and KEDA on, and those objects are validated against the Kubernetes 1.30 schema.
 """
 
 from __future__ import annotations
@@ -72,6 +73,9 @@ def _pods(wf):
 def test_every_example_and_scenario_is_covered():
     assert len(EXAMPLES) >= 2 and len(SCENARIOS) >= 5
     assert all(_objects(wf, "Deployment") for _, wf in PLANS)
+    # some agent delivers to an HTTP target, so the egress policy and its label are exercised
+    assert any(p["metadata"]["name"] == f"{wf.slug}-agents-egress" for _, wf in PLANS
+               for p in _objects(wf, "NetworkPolicy"))
 
 
 @pytest.mark.parametrize("label, wf", PLANS, ids=IDS)
@@ -109,37 +113,70 @@ def _selector_of(obj):
     return obj["spec"].get("podSelector", obj["spec"].get("selector", {})).get("matchLabels")
 
 
+def _applying_policies(wf, deployment):
+    """The NetworkPolicies Kubernetes applies to the Deployment's pods: those whose podSelector (matchLabels only,
+    as compile writes them) is a subset of the pod template's labels."""
+    labels = deployment["spec"]["template"]["metadata"]["labels"]
+    found = []
+    for policy in _objects(wf, "NetworkPolicy"):
+        selector = policy["spec"]["podSelector"]
+        assert set(selector) == {"matchLabels"}, "compile selects pods by matchLabels only"
+        assert selector["matchLabels"], "an empty podSelector selects every pod of the namespace"
+        if selector["matchLabels"].items() <= labels.items():
+            found.append(policy)
+    return found
+
+
+def _union(policies, direction):
+    """(port, protocol) pairs the policies allow in one direction, and whether any rule has no ports (all ports)."""
+    key = direction.lower()
+    ports, unbounded = set(), False
+    for policy in policies:
+        if direction not in policy["spec"]["policyTypes"]:
+            continue
+        for rule in policy["spec"].get(key, []):
+            if not rule.get("ports"):
+                unbounded = True
+            ports |= {(p["port"], p.get("protocol", "TCP")) for p in rule.get("ports", [])}
+    return ports, unbounded
+
+
+def _http_port(address):
+    parts = urlsplit(address)
+    return parts.port or (443 if parts.scheme == "https" else 80)
+
+
 @pytest.mark.parametrize("label, wf", PLANS, ids=IDS)
 def test_network_policies_allow_only_nats_dns_declared_endpoints_and_metrics(label, wf):
-    policies = {json.dumps(_selector_of(p), sort_keys=True): p for p in _objects(wf, "NetworkPolicy")}
     nats_port = urlsplit(wf.nats_url if "://" in wf.nats_url else f"nats://{wf.nats_url}").port or 4222
     http_targets = {t.subject: t for t in wf.targets if t.kind == "HTTP"}
     for deployment in _objects(wf, "Deployment"):
-        selector = deployment["spec"]["selector"]["matchLabels"]
-        policy = policies.get(json.dumps(selector, sort_keys=True))
-        assert policy is not None, f"{label}: no NetworkPolicy selects {deployment['metadata']['name']}"
-        spec = policy["spec"]
-        assert sorted(spec["policyTypes"]) == ["Egress", "Ingress"]
+        where = f"{label} {deployment['metadata']['name']}"
+        policies = _applying_policies(wf, deployment)
+        # isolated both ways: some policy selecting the pod restricts ingress and egress
+        assert any(sorted(p["spec"]["policyTypes"]) == ["Egress", "Ingress"] for p in policies), where
         if _is_gateway(deployment):
-            _check_gateway_policy(label, wf, deployment, spec, nats_port)
+            (policy,) = policies  # the gateway's own policy, and none of the agents' applies to it
+            _check_gateway_policy(label, wf, deployment, policy["spec"], nats_port)
             continue
-        for rule in spec["ingress"]:
-            assert rule["ports"] == [{"protocol": "TCP", "port": HTTP_PORT}], label
+        assert not any(_is_gateway(p) for p in policies), where
         agent = wf.agent(next(e["value"] for e in deployment["spec"]["template"]["spec"]["containers"][0]["env"]
                               if e["name"] == "KUMEO_AGENT"))
         delivered = set(agent.target_subjects) | {r.subject for r in agent.routes}
-        allowed = {(53, "UDP"), (53, "TCP"), (nats_port, "TCP")}
-        for subject in delivered & set(http_targets):
-            address = urlsplit(http_targets[subject].address)
-            allowed.add((address.port or (443 if address.scheme == "https" else 80), "TCP"))
-        egress = {(p["port"], p["protocol"]) for rule in spec["egress"] for p in rule["ports"]}
-        assert egress <= allowed, f"{label} {agent.id}: egress {sorted(egress - allowed)} is more than it needs"
-        assert (nats_port, "TCP") in egress and (53, "UDP") in egress
-        assert all(rule.get("ports") for rule in spec["egress"]), "an egress rule without ports allows everything"
+        needed = {(53, "UDP"), (53, "TCP"), (nats_port, "TCP")}
+        needed |= {(_http_port(http_targets[s].address), "TCP") for s in delivered & set(http_targets)}
+        egress, unbounded = _union(policies, "Egress")
+        assert not unbounded, f"{where}: an egress rule without ports allows everything"
+        assert egress == needed, f"{where}: egress {sorted(egress)}, needs exactly {sorted(needed)}"
+        ingress, unbounded = _union(policies, "Ingress")
+        assert not unbounded and ingress == {(HTTP_PORT, "TCP")}, where
+        for policy in policies:
+            for rule in policy["spec"].get("ingress", []):
+                assert rule.get("from"), f"{where}: an ingress rule open to every source"
 
 
-def _is_gateway(deployment) -> bool:
-    return deployment["metadata"]["labels"].get("kumeo.dev/component") == "gateway"
+def _is_gateway(obj) -> bool:
+    return obj["metadata"]["labels"].get("kumeo.dev/component") == "gateway"
 
 
 def _check_gateway_policy(label, wf, deployment, spec, nats_port):
@@ -178,21 +215,34 @@ def test_workflows_with_http_timer_or_file_endpoints_get_a_gateway():
 def test_rbac_service_accounts_mount_no_token_and_agents_get_no_roles(label, wf):
     assert not [o for o in wf.kubernetes if o["kind"] in RBAC_KINDS], f"{label}: agents need no Kubernetes API"
     accounts = {a["metadata"]["name"]: a for a in _objects(wf, "ServiceAccount")}
+    used = {}
     for deployment in _objects(wf, "Deployment"):
         pod = deployment["spec"]["template"]["spec"]
         account = accounts.get(pod["serviceAccountName"])
         assert account is not None, f"{label}: {pod['serviceAccountName']} is not created"
         assert account["automountServiceAccountToken"] is False
         assert pod["automountServiceAccountToken"] is False
-    assert len(accounts) == len(_objects(wf, "Deployment"))  # one identity per agent, shared by none
+        used.setdefault(pod["serviceAccountName"], []).append("gateway" if _is_gateway(deployment) else "agent")
+    # the agents share one account (it grants nothing: no token, no role); the gateway has its own
+    gateway = [d for d in _objects(wf, "Deployment") if _is_gateway(d)]
+    expected = {f"{wf.slug}-agents": ["agent"] * len(wf.agents)}
+    if gateway:
+        expected[f"{wf.slug}-gateway"] = ["gateway"]
+    assert used == expected, label
+    assert set(accounts) == set(expected), f"{label}: an account no pod uses"
 
 
 @pytest.mark.parametrize("label, wf", PLANS, ids=IDS)
-def test_every_deployment_has_a_pod_disruption_budget(label, wf):
+def test_a_pod_disruption_budget_exactly_for_deployments_running_more_than_one_replica(label, wf):
     budgets = [json.dumps(_selector_of(b), sort_keys=True) for b in _objects(wf, "PodDisruptionBudget")]
     for deployment in _objects(wf, "Deployment"):
+        where = f"{label} {deployment['metadata']['name']}"
         selector = json.dumps(deployment["spec"]["selector"]["matchLabels"], sort_keys=True)
-        assert budgets.count(selector) == 1, f"{label} {deployment['metadata']['name']}"
+        # one replica: a budget of minAvailable 1 would block every node drain (and the gateway runs one)
+        assert budgets.count(selector) == (1 if deployment["spec"]["replicas"] > 1 else 0), where
+    for budget in _objects(wf, "PodDisruptionBudget"):
+        assert budget["spec"]["minAvailable"] == 1 and "maxUnavailable" not in budget["spec"], label
+    assert len(budgets) == len(set(budgets)), label
 
 
 @pytest.mark.parametrize("label, wf", [(lbl, wf) for lbl, wf in PLANS if "[secured" in lbl],
@@ -204,13 +254,24 @@ def test_secured_pods_read_their_own_credentials_and_tls_from_secrets(label, wf)
         identity = wf.gateway_identity if _is_gateway(deployment) else wf.agent(env["KUMEO_AGENT"]["value"]).identity
         assert env["NATS_USER"]["value"] == identity.user
         ref = env["NATS_PASSWORD"]["valueFrom"]["secretKeyRef"]
-        assert ref["key"] == "password" and ref["name"].endswith("-nats")
+        # one Secret per workflow, one key per NATS user: each pod reads its own key only
+        assert ref == {"name": f"{wf.slug}-nats", "key": identity.user}
         assert "value" not in env["NATS_PASSWORD"]
         assert env["NATS_TLS_CA"]["value"].startswith("/etc/kumeo/nats-tls/")
         (tls,) = [v for v in pod["volumes"] if v["name"] == "nats-tls"]
         assert tls["secret"]["secretName"] == "nats-client-tls"
     names = [json.dumps(d["spec"]["template"]["spec"]["containers"][0]["env"]) for d in _objects(wf, "Deployment")]
     assert len(set(names)) == len(names)
+
+
+@pytest.mark.parametrize("label, wf", PLANS, ids=IDS)
+def test_the_metrics_service_selects_every_agent_pod_and_no_gateway(label, wf):
+    (service,) = [s for s in _objects(wf, "Service") if not _is_gateway(s)]
+    assert service["metadata"]["name"] == f"{wf.slug}-metrics" and service["spec"]["clusterIP"] == "None"
+    selector = service["spec"]["selector"]
+    for deployment in _objects(wf, "Deployment"):
+        labels = deployment["spec"]["template"]["metadata"]["labels"]
+        assert (selector.items() <= labels.items()) is not _is_gateway(deployment), label
 
 
 def test_secured_objects_are_valid_for_kubernetes_1_30():

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import argparse
+import base64
+import hashlib
 import json
 from pathlib import Path
 
@@ -52,23 +54,82 @@ def project(tmp_path: Path) -> Path:
 def test_render_writes_the_layout_and_prints_a_summary(project: Path, tmp_path: Path, capsys) -> None:
     out = tmp_path / "out"
     assert render(project, out) == 0
-    summary = capsys.readouterr().out
-    assert summary.startswith("rendered FraudDetection: 14 Kubernetes objects, 3 streams, 2 consumers, 0 KV buckets")
     root = out / "fraud-detection"
-    assert summary.rstrip().endswith(str(root))
+    # one line: no Secret is needed (no API keys, no NATS users, no TLS), so none is listed
+    assert capsys.readouterr().out == (
+        f"rendered FraudDetection: 9 Kubernetes objects, 3 streams, 2 consumers, 0 KV buckets → {root}\n")
     files = snapshot(root)
     assert "plan.json" in files
     assert "jetstream/streams/KUMEO_FRAUD_DETECTION.json" in files
     assert "jetstream/consumers/KUMEO_FRAUD_DETECTION/score.json" in files
     assert "jetstream/consumers/KUMEO_FRAUD_DETECTION_SOURCES/clean.json" in files
     k8s = sorted(f for f in files if f.startswith("kubernetes/"))
-    assert k8s[0] == "kubernetes/00-configmap-fraud-detection-plan.yaml"
-    assert len(k8s) == 14
+    # the objects the Workflow component applies, in apply order: the files ConfigMap before the first Deployment
+    assert k8s == [
+        "kubernetes/00-configmap-fraud-detection-grafana-dashboard.yaml",
+        "kubernetes/01-serviceaccount-fraud-detection-agents.yaml",
+        "kubernetes/02-service-fraud-detection-metrics.yaml",
+        "kubernetes/03-configmap-fraud-detection-files.yaml",
+        "kubernetes/04-deployment-fraud-detection-clean.yaml",
+        "kubernetes/05-deployment-fraud-detection-score.yaml",
+        "kubernetes/06-networkpolicy-fraud-detection-agents.yaml",
+        "kubernetes/07-horizontalpodautoscaler-fraud-detection-clean.yaml",
+        "kubernetes/08-horizontalpodautoscaler-fraud-detection-score.yaml",
+    ]
     for name in k8s:
         docs = list(yaml.safe_load_all(files[name]))
         assert len(docs) == 1 and docs[0]["kind"].lower() in name
     consumer = json.loads(files["jetstream/consumers/KUMEO_FRAUD_DETECTION/score.json"])
     assert consumer["durable_name"] == "score" and consumer["ack_policy"] == "explicit"
+
+
+def test_render_reads_the_files_from_the_programs_folder(project: Path, tmp_path: Path, monkeypatch,
+                                                        capsys) -> None:
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)  # not where forest.onnx is
+    assert render(project, tmp_path / "out") == 0
+    kubernetes = tmp_path / "out" / "fraud-detection" / "kubernetes"
+    files = yaml.safe_load((kubernetes / "03-configmap-fraud-detection-files.yaml").read_text())
+    assert files["binaryData"] == {"forest.onnx": base64.b64encode(b"onnx").decode()}
+    assert "data" not in files
+    score = yaml.safe_load((kubernetes / "05-deployment-fraud-detection-score.yaml").read_text())
+    digest = hashlib.sha256(b"onnx").hexdigest()
+    expected = hashlib.sha256(f"forest.onnx\0{digest}\n".encode()).hexdigest()
+    assert score["spec"]["template"]["metadata"]["annotations"]["kumeo.dev/files-checksum"] == expected
+    clean = yaml.safe_load((kubernetes / "04-deployment-fraud-detection-clean.yaml").read_text())
+    assert "kumeo.dev/files-checksum" not in clean["spec"]["template"]["metadata"]["annotations"]
+
+
+def test_render_lists_each_secret_the_pods_need_with_the_command_creating_it(project: Path, tmp_path: Path,
+                                                                           monkeypatch, capsys) -> None:
+    """`kumeo render` compiles with the default settings; given settings that make pods read Secrets (here by
+    wrapping compile), it writes none of them and prints one `kubectl create secret` line for each."""
+    import kumeo_iac.compile as compile_module
+    from kumeo_iac.compile import PlatformSettings
+
+    real = compile_module.compile_program
+
+    def secured(program, base_dir=None, settings=None):
+        assert settings is None  # render passes none today
+        return real(program, base_dir=base_dir,
+                    settings=PlatformSettings(nats_auth=True, nats_tls={"secret": "nats-client-tls"}))
+
+    monkeypatch.setattr(compile_module, "compile_program", secured)
+    out = tmp_path / "out"
+    assert render(project, out) == 0
+    root = out / "fraud-detection"
+    assert capsys.readouterr().out.splitlines() == [
+        f"rendered FraudDetection: 9 Kubernetes objects, 3 streams, 2 consumers, 0 KV buckets → {root}",
+        ("  needs Secret fraud-detection-nats (keys: fraud-detection-clean, fraud-detection-score), not rendered; "
+         "create it with:"),
+        ("    kubectl -n fraud-detection create secret generic fraud-detection-nats "
+         "--from-literal=fraud-detection-clean=… --from-literal=fraud-detection-score=…"),
+        "  needs Secret nats-client-tls (keys: ca.crt, tls.crt, tls.key), not rendered; create it with:",
+        ("    kubectl -n fraud-detection create secret generic nats-client-tls "
+         "--from-literal=ca.crt=… --from-literal=tls.crt=… --from-literal=tls.key=…"),
+    ]
+    assert not [f for f in snapshot(root) if "secret" in f.lower()]
 
 
 def test_render_is_byte_identical_across_runs(project: Path, tmp_path: Path) -> None:

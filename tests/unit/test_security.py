@@ -186,14 +186,23 @@ def test_without_nats_auth_deployments_carry_no_credentials():
     assert not {"NATS_USER", "NATS_PASSWORD", "NATS_TLS_CA"} & set(env)
 
 
-def test_with_nats_auth_each_deployment_reads_its_own_secret():
+def test_with_nats_auth_each_deployment_reads_its_own_key_of_the_workflows_secret():
+    from kumeo_iac.compile._kubernetes import PLAN_ENV
+    from kumeo_iac.manifests import RequiredSecret, required_secrets
+
     wf = plan(nats_auth=True).workflows[0]
-    env, _ = _env(wf, "clean")
-    assert env["NATS_USER"] == {"name": "NATS_USER", "value": "pay-clean"}
-    assert env["NATS_PASSWORD"]["valueFrom"] == {"secretKeyRef": {"name": "pay-clean-nats", "key": "password"}}
-    assert env["NATS_INBOX_PREFIX"]["value"] == "_INBOX_pay-clean"
-    config_map = next(o for o in wf.kubernetes if o["kind"] == "ConfigMap")
-    assert "password" not in json.dumps(config_map["data"]).lower()
+    for agent in wf.agents:
+        env, _ = _env(wf, agent.id)
+        user = f"pay-{agent.id}"
+        assert env["NATS_USER"] == {"name": "NATS_USER", "value": user}
+        assert env["NATS_PASSWORD"] == {"name": "NATS_PASSWORD",
+                                        "valueFrom": {"secretKeyRef": {"name": "pay-nats", "key": user}}}
+        assert env["NATS_INBOX_PREFIX"]["value"] == f"_INBOX_{user}"
+        # the pod's own Plan carries its identity (user, permissions), never a password
+        own = json.loads(env[PLAN_ENV]["value"])
+        assert own["workflows"][0]["agents"][0]["identity"]["user"] == user
+        assert "password" not in env[PLAN_ENV]["value"].lower()
+    assert required_secrets(wf.kubernetes) == [RequiredSecret("pay-nats", ("pay-clean", "pay-review", "pay-route"))]
 
 
 def test_tls_mounts_the_secret_read_only_and_sets_the_paths():
@@ -225,20 +234,24 @@ def test_worker_connect_options_from_the_pod_environment(tmp_path):
 # -- the Workflow component -------------------------------------------------------------------------------------
 
 
-def test_component_creates_one_password_secret_per_agent_from_the_seed(pulumi_mocks):
-    """Mocks stand in for the engine: with kumeo:natsAuthSeed set, each agent gets a Secret its Deployment reads."""
+def test_component_creates_the_workflows_password_secret_from_the_seed(pulumi_mocks):
+    """Mocks stand in for the engine: with kumeo:natsAuthSeed set, the workflow gets one Secret holding each agent's
+    password under its NATS user, the key its Deployment reads."""
     from kumeo_iac.components import Workflow
 
     pulumi.runtime.set_all_config({"kumeo:natsAuthSeed": SEED}, secret_keys=["kumeo:natsAuthSeed"])
     resources = pulumi_mocks.run(lambda: Workflow("pay", spec()))
     secrets = {s.get("metadata.name"): s for s in resources_of_type(resources, "kubernetes:core/v1:Secret")}
-    assert set(secrets) == {"pay-clean-nats", "pay-route-nats", "pay-review-nats"}
-    stored = secrets["pay-clean-nats"].inputs["stringData"]
-    assert is_secret(stored) or is_secret(stored["password"])
-    value = unwrap_secret(stored)
-    value = value["password"] if isinstance(value, dict) else value
-    assert unwrap_secret(value) == derive_password(SEED, "pay-clean")
-    dynamic = resources_of_type(resources, "pulumi-python:dynamic:Resource")
+    assert set(secrets) == {"pay-nats"}
+    stored = secrets["pay-nats"].inputs["stringData"]
+    users = ("pay-clean", "pay-route", "pay-review")
+    assert is_secret(stored) or all(is_secret(stored[u]) for u in users)
+    values = unwrap_secret(stored)
+    assert set(values) == set(users)
+    for user in users:
+        assert unwrap_secret(values[user]) == derive_password(SEED, user)
+    # the JetStream resources (dynamic providers, whichever type token they carry) connect as the deployer
+    dynamic = [r for r in resources if r.type.startswith("pulumi-python:dynamic")]
     assert dynamic and all(r.inputs.get("user") is not None for r in dynamic)
     everything_else = json.dumps([r.inputs for r in resources if r.type != "kubernetes:core/v1:Secret"], default=str)
     assert derive_password(SEED, "pay-clean") not in everything_else

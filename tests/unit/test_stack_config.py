@@ -100,7 +100,7 @@ def test_stack_config_has_a_field_per_key_named_after_it():
 def test_the_new_keys_hold_their_defaults_and_the_older_ones_none_when_unset(pulumi_mocks):
     config = read(pulumi_mocks, {})
     assert (config.retain_streams, config.allow_stream_replacement, config.adopt_streams,
-            config.await_kubernetes) == (False, False, False, False)
+            config.await_kubernetes) == (False, False, False, True)
     assert config.keda is None and config.manage_jetstream is None and config.namespace is None
     assert config.secrets == {}
 
@@ -111,7 +111,7 @@ def test_every_key_is_read_into_its_field(pulumi_mocks):
         "kumeo:imageRegistry": "cr.example.org/kumeo", "kumeo:keda": "true", "kumeo:createNamespace": "True",
         "kumeo:manageJetStream": "false", "kumeo:buildImages": "true", "kumeo:pushImages": "false",
         "kumeo:natsTlsSecret": "nats-client-tls", "kumeo:retainStreams": "true",
-        "kumeo:allowStreamReplacement": "true", "kumeo:adoptStreams": "true", "kumeo:awaitKubernetes": "true",
+        "kumeo:allowStreamReplacement": "true", "kumeo:adoptStreams": "true", "kumeo:awaitKubernetes": "false",
         "kumeo:natsToken": "t0k", "kumeo:natsAuthSeed": "seed", "kumeo:openaiApiKey": "sk-1",
         "kumeo:secrets": json.dumps({"VENDOR_TOKEN": "v-1", "PORT": 8080}),
     }, ["kumeo:natsToken", "kumeo:natsAuthSeed", "kumeo:openaiApiKey", "kumeo:secrets"])
@@ -120,7 +120,7 @@ def test_every_key_is_read_into_its_field(pulumi_mocks):
     assert (config.keda, config.create_namespace, config.manage_jetstream) == (True, True, False)
     assert (config.build_images, config.push_images, config.nats_tls_secret) == (True, False, "nats-client-tls")
     assert (config.retain_streams, config.allow_stream_replacement, config.adopt_streams,
-            config.await_kubernetes) == (True, True, True, True)
+            config.await_kubernetes) == (True, True, True, False)
     assert await_output(config.nats_token) == "t0k" and await_output(config.nats_auth_seed) == "seed"
     assert sorted(config.secrets) == ["OPENAI_API_KEY", "PORT", "VENDOR_TOKEN"]
     assert await_output(config.secrets["PORT"]) == "8080"

@@ -6,8 +6,8 @@
                                    [--base-dir DIR] [--http-host 0.0.0.0]
 
 The same :class:`~kumeo_iac.runtime.io.Gateway` `kumeo run` starts in-process, as the pod ``<slug>-gateway`` the
-compiled Plan deploys. ``NATS_URL``, ``KUMEO_WORKFLOW``, ``KUMEO_PLAN``, ``KUMEO_HEALTH_PORT`` and
-``KUMEO_BASE_DIR`` provide defaults; NATS credentials and TLS come from the same variables as the agent worker's
+compiled Plan deploys. ``NATS_URL``, ``KUMEO_WORKFLOW``, ``KUMEO_PLAN`` (or the pod's own ``KUMEO_PLAN_JSON``),
+``KUMEO_HEALTH_PORT`` and ``KUMEO_BASE_DIR`` provide defaults; NATS credentials and TLS come from the same variables as the agent worker's
 (``NATS_USER``/``NATS_PASSWORD``, ``NATS_TOKEN``, ``NATS_CREDS``, ``NATS_INBOX_PREFIX``, ``NATS_TLS_*``).
 ``/healthz`` and ``/readyz`` (ready once every adapter started and while NATS is connected) and ``/metrics`` are
 served on the health port. A Kafka or MQTT endpoint is refused at start: one line on stderr, exit 1. SIGTERM (or
@@ -22,7 +22,6 @@ import logging
 import os
 import signal
 import sys
-from pathlib import Path
 from typing import Any
 
 from kumeo_iac.errors import KumeoError
@@ -33,7 +32,8 @@ log = logging.getLogger("kumeo.io")
 def _parser() -> argparse.ArgumentParser:
     env = os.environ.get
     parser = argparse.ArgumentParser(prog="python -m kumeo_iac.runtime.io", description=__doc__.splitlines()[0])
-    parser.add_argument("--plan", default=env("KUMEO_PLAN"), help="the Plan as JSON (kumeo render writes it)")
+    parser.add_argument("--plan", default=env("KUMEO_PLAN"),
+                        help="the Plan as JSON (kumeo render writes it); default: KUMEO_PLAN_JSON, the pod's own part")
     parser.add_argument("--workflow", default=env("KUMEO_WORKFLOW"),
                         help="the workflow's name or slug (needed only when the Plan has several)")
     parser.add_argument("--nats", default=env("NATS_URL"), help="NATS URL (default: the Plan's)")
@@ -74,18 +74,13 @@ def _metrics(gateway: Any, connected: bool) -> str:
 
 
 async def _main(args: argparse.Namespace) -> int:
-    from kumeo_iac.compile._plan import Plan
     from kumeo_iac.runtime.__main__ import nats_connect_options
     from kumeo_iac.runtime._health import HealthServer
+    from kumeo_iac.runtime._plan_source import read_plan
     from kumeo_iac.runtime.io._gateway import Gateway
 
-    if not args.plan:
-        raise KumeoError("no Plan given: pass --plan PLAN.json or set KUMEO_PLAN")
-    try:
-        plan = Plan.from_json(Path(args.plan).read_text())
-    except OSError as exc:
-        raise KumeoError(f"cannot read the Plan {args.plan}: {exc.strerror}") from exc
-    workflow = _workflow(plan, args.workflow, args.plan)
+    plan, where = read_plan(args.plan)
+    workflow = _workflow(plan, args.workflow, where)
     # Refuses Kafka/MQTT endpoints (EndpointRefused, a KumeoError) before anything connects.
     gateway = Gateway(workflow, args.base_dir, http_host=args.http_host)
     url = args.nats or workflow.nats_url

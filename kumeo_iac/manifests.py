@@ -1,0 +1,142 @@
+"""The objects a deployer applies for one workflow, the same for `kumeo render` and the Pulumi ``Workflow``.
+
+Compile is pure and never reads a file, so the Plan's objects name the ConfigMap of the files agents read
+(``<slug>-files``) and the Secrets pods read (API keys, NATS passwords, the NATS TLS Secret) without holding them.
+``workflow_manifests`` is the one step that reads the files: it adds that ConfigMap, stamps each Deployment's pod
+template with the checksum of exactly the files its agent reads (``kumeo.dev/files-checksum``, so editing a model
+rolls the agents that read it and no other), and lists the Secrets the pods need. `kumeo render` writes the objects
+and lists the Secrets for the user to create; the component creates the Secrets whose values it has (stack
+secrets) and the same objects with the same names.
+"""
+
+from __future__ import annotations
+
+import base64
+import dataclasses
+import hashlib
+import os
+from collections.abc import Iterator
+from typing import Any
+
+from kumeo_iac.compile._kubernetes import FILES_CHECKSUM_ANNOTATION, files_key
+from kumeo_iac.compile._names import dns_name
+from kumeo_iac.compile._plan import WorkflowPlan
+from kumeo_iac.errors import KumeoDeployError
+
+__all__ = ["CONFIG_MAP_LIMIT", "Manifests", "RequiredSecret", "files_config_map_name", "required_secrets",
+           "workflow_manifests"]
+
+#: A ConfigMap holds at most 1 MiB (less some room for its metadata); bigger files belong on a volume.
+CONFIG_MAP_LIMIT = 1024 * 1024 - 16 * 1024
+
+
+@dataclasses.dataclass(frozen=True)
+class RequiredSecret:
+    """A Secret the workflow's pods read, with the keys they read from it."""
+
+    name: str
+    keys: tuple[str, ...]
+
+    def create_command(self, namespace: str) -> str:
+        """The ``kubectl`` command that creates it (values left for the user to fill in)."""
+        literals = " ".join(f"--from-literal={key}=…" for key in self.keys)
+        return f"kubectl -n {namespace} create secret generic {self.name} {literals}"
+
+
+@dataclasses.dataclass(frozen=True)
+class Manifests:
+    """A workflow's objects in apply order, and the Secrets they read (which are not among the objects)."""
+
+    objects: list[dict[str, Any]]
+    secrets: list[RequiredSecret]
+
+
+def files_config_map_name(plan: WorkflowPlan) -> str:
+    return dns_name(plan.slug, "files")
+
+
+def workflow_manifests(plan: WorkflowPlan, base_dir: str | os.PathLike[str] | None) -> Manifests:
+    """The Plan's objects with the files ConfigMap added and the pods stamped; the files are read from ``base_dir``.
+
+    Raises :class:`KumeoDeployError` naming the file when one is missing, and when the files together pass what
+    a ConfigMap holds (put them on a volume: ``PlatformSettings.files_volume``).
+    """
+    name = files_config_map_name(plan)
+    mounted = sorted({item["path"] for d in _deployments(plan.kubernetes) for item in _files_items(d, name)})
+    digests: dict[str, str] = {}
+    objects = [dict(o) for o in plan.kubernetes]
+    if mounted:
+        contents = {path: _read(plan, base_dir, path) for path in mounted}
+        total = sum(len(data) for data in contents.values())
+        if total > CONFIG_MAP_LIMIT:
+            raise KumeoDeployError(
+                f"workflow {plan.name!r} reads {total} bytes of files, more than a ConfigMap holds (1 MiB); put "
+                "them on a volume: PlatformSettings(files_volume={'persistentVolumeClaim': {...}})")
+        digests = {path: hashlib.sha256(data).hexdigest() for path, data in contents.items()}
+        config_map = {
+            "apiVersion": "v1",
+            "kind": "ConfigMap",
+            "metadata": {"name": name, "namespace": plan.namespace, "labels": {
+                "app.kubernetes.io/name": name, "app.kubernetes.io/part-of": "kumeo",
+                "app.kubernetes.io/managed-by": "kumeo", "kumeo.dev/workflow": plan.slug}},
+            "binaryData": {files_key(p): base64.b64encode(contents[p]).decode("ascii") for p in mounted},
+        }
+        at = next((i for i, o in enumerate(objects) if o.get("kind") == "Deployment"), len(objects))
+        objects.insert(at, config_map)
+        objects = [_stamped(o, name, digests) if o.get("kind") == "Deployment" else o for o in objects]
+    return Manifests(objects, required_secrets(objects))
+
+
+def _deployments(objects: list[dict[str, Any]]) -> Iterator[dict[str, Any]]:
+    return (o for o in objects if o.get("kind") == "Deployment")
+
+
+def _pod_spec(deployment: dict[str, Any]) -> dict[str, Any]:
+    spec: dict[str, Any] = deployment["spec"]["template"]["spec"]
+    return spec
+
+
+def _files_items(deployment: dict[str, Any], config_map: str) -> list[dict[str, str]]:
+    return [item for v in _pod_spec(deployment).get("volumes") or []
+            if (v.get("configMap") or {}).get("name") == config_map for item in v["configMap"].get("items") or []]
+
+
+def _read(plan: WorkflowPlan, base_dir: str | os.PathLike[str] | None, relative: str) -> bytes:
+    full = os.path.join(base_dir or ".", relative)
+    try:
+        with open(full, "rb") as fh:
+            return fh.read()
+    except OSError as exc:
+        raise KumeoDeployError(
+            f"workflow {plan.name!r} needs {relative!r} (looked in {os.path.abspath(full)}): {exc.strerror}; "
+            "create the file or pass base_dir= where it lives") from None
+
+
+def _stamped(deployment: dict[str, Any], config_map: str, digests: dict[str, str]) -> dict[str, Any]:
+    """The Deployment with its pod template annotated with the checksum of the files its agent reads."""
+    paths = sorted(item["path"] for item in _files_items(deployment, config_map))
+    if not paths:
+        return deployment
+    checksum = hashlib.sha256("".join(f"{p}\0{digests[p]}\n" for p in paths).encode()).hexdigest()
+    template = deployment["spec"]["template"]
+    metadata = template.get("metadata") or {}
+    annotations = {**(metadata.get("annotations") or {}), FILES_CHECKSUM_ANNOTATION: checksum}
+    return {**deployment, "spec": {**deployment["spec"], "template": {
+        **template, "metadata": {**metadata, "annotations": annotations}}}}
+
+
+def required_secrets(objects: list[dict[str, Any]]) -> list[RequiredSecret]:
+    """The Secrets (and their keys) the pods of these objects read by ``secretKeyRef`` or as volumes."""
+    keys: dict[str, set[str]] = {}
+    for deployment in _deployments(objects):
+        spec = _pod_spec(deployment)
+        for container in spec.get("containers") or []:
+            for env in container.get("env") or []:
+                ref = (env.get("valueFrom") or {}).get("secretKeyRef")
+                if ref:
+                    keys.setdefault(ref["name"], set()).add(ref["key"])
+        for volume in spec.get("volumes") or []:
+            secret = volume.get("secret")
+            if secret:
+                keys.setdefault(secret["secretName"], set()).update(i["key"] for i in secret.get("items") or [])
+    return [RequiredSecret(name, tuple(sorted(k))) for name, k in sorted(keys.items())]
