@@ -68,6 +68,12 @@ class RecordedResource:
     dependencies: list[str]  # URNs from depends_on and from Outputs used as inputs
     protect: bool
     id: str | None = None
+    #: The provider plugin version asked for ("" for any).
+    version: str = ""
+    #: Outputs kept secret in the state besides those that were secret inputs.
+    additional_secret_outputs: list[str] = dataclasses.field(default_factory=list)
+    #: Whether the engine leaves the real object in place when the resource is deleted from the stack.
+    retain_on_delete: bool = False
 
     @property
     def provider_urn(self) -> str:
@@ -162,6 +168,9 @@ class PulumiMocks(_mocks.Mocks):
                 dependencies=list(getattr(request, "dependencies", []) or []),
                 protect=bool(getattr(request, "protect", False)),
                 id=id_,
+                version=str(getattr(request, "version", "") or ""),
+                additional_secret_outputs=list(getattr(request, "additionalSecretOutputs", []) or []),
+                retain_on_delete=bool(getattr(request, "retainOnDelete", False)),
             )
         )
 

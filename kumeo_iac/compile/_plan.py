@@ -157,7 +157,7 @@ class Plan:
 
     def to_json(self, indent: int | None = 2) -> str:
         """Deterministic JSON: sorted keys, so the same Spec always gives the same bytes."""
-        return json.dumps(self.to_dict(), indent=indent, sort_keys=True, ensure_ascii=False) + "\n"
+        return json.dumps(_plain(self), indent=indent, sort_keys=True, ensure_ascii=False) + "\n"
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Plan:
@@ -195,3 +195,14 @@ class Plan:
     @classmethod
     def from_json(cls, text: str) -> Plan:
         return cls.from_dict(json.loads(text))
+
+
+def _plain(value: Any) -> Any:
+    """``dataclasses.asdict`` without its deep copies: a read-only view for serialising (JSON only reads it)."""
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return {f.name: _plain(getattr(value, f.name)) for f in dataclasses.fields(value)}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    return value

@@ -7,11 +7,10 @@
 """
 
 from kumeo_iac.components._config import SECRET_CONFIG_KEYS, StackConfig, read_stack_config
-from kumeo_iac.components._kubernetes import KUBERNETES_TYPES, kubernetes_resource, type_token
+from kumeo_iac.components._kubernetes import kubernetes_resource, type_token
 from kumeo_iac.components._workflow import TYPE_TOKEN, Workflow, WorkflowArgs
 
 __all__ = [
-    "KUBERNETES_TYPES",
     "SECRET_CONFIG_KEYS",
     "TYPE_TOKEN",
     "StackConfig",

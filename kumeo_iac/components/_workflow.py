@@ -546,7 +546,8 @@ def plan_digest(plan: WorkflowPlan) -> str:
 
     from kumeo_iac.compile import Plan
 
-    return "sha256:" + hashlib.sha256(Plan([plan]).to_json().encode("utf-8")).hexdigest()
+    # Compact JSON: the C encoder serialises it several times faster than the indented form.
+    return "sha256:" + hashlib.sha256(Plan([plan]).to_json(indent=None).encode("utf-8")).hexdigest()
 
 
 def _subjects(plan: WorkflowPlan) -> dict[str, Any]:

@@ -15,7 +15,7 @@ import pulumi
 import pulumi_kubernetes as k8s
 import pytest
 
-from kumeo_iac.components import KUBERNETES_TYPES, Workflow, WorkflowArgs, type_token
+from kumeo_iac.components import Workflow, WorkflowArgs, type_token
 from kumeo_iac.errors import KumeoDeployError, KumeoSpecError, KumeoValidationError
 from kumeo_iac.spec import LLM, NATS, DataProcessor, Deployment, Ref, Scaling, WorkflowSpec
 from kumeo_iac.testing import (  # noqa: F401  (pulumi_mocks is a fixture)
@@ -304,19 +304,34 @@ def test_a_workflow_needs_a_spec_or_dsl_arguments():
         Workflow("empty")
 
 
-def test_unknown_kinds_become_custom_resources_and_known_kinds_are_typed():
-    assert KUBERNETES_TYPES[("apps/v1", "Deployment")] == "apps.v1.Deployment"
+def test_every_kind_registers_under_its_own_type_token():
+    assert type_token({"apiVersion": "apps/v1", "kind": "Deployment"}) == DEPLOYMENT
     assert type_token({"apiVersion": "v1", "kind": "Secret"}) == "kubernetes:core/v1:Secret"
     assert type_token({"apiVersion": "keda.sh/v1alpha1", "kind": "ScaledObject"}) == SCALED_OBJECT
 
 
-def test_a_custom_resource_with_fields_besides_spec_is_refused(pulumi_mocks):
-    """Mocks stand in for the engine; the error names the kind and what to do."""
+def test_objects_are_registered_as_written_with_the_provider_version_and_secret_outputs(pulumi_mocks):
+    """Mocks stand in for the engine; the object's fields reach the provider as Kubernetes spells them."""
+    from importlib.metadata import version
+
     from kumeo_iac.components import kubernetes_resource
 
-    obj = {"apiVersion": "example.com/v1", "kind": "Widget", "metadata": {"name": "w"}, "data": {"a": "b"}}
-    with pytest.raises(KumeoDeployError, match="KUBERNETES_TYPES"):
-        kubernetes_resource("w", obj, pulumi.ResourceOptions())
+    widget = {"apiVersion": "example.com/v1", "kind": "Widget", "metadata": {"name": "w"}, "data": {"a": "b"}}
+    secret = {"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "s"}, "stringData": {"k": "v"}}
+    resources = pulumi_mocks.run(lambda: [kubernetes_resource("w", widget, pulumi.ResourceOptions()),
+                                          kubernetes_resource("s", secret, pulumi.ResourceOptions())])
+    registered = find_resource(resources, "kubernetes:example.com/v1:Widget", "w")
+    assert registered.inputs == widget
+    assert registered.version == version("pulumi_kubernetes")
+    assert find_resource(resources, "kubernetes:core/v1:Secret", "s").additional_secret_outputs == [
+        "data", "stringData"]
+
+
+def test_an_object_without_api_version_is_refused():
+    from kumeo_iac.components import kubernetes_resource
+
+    with pytest.raises(KumeoDeployError, match="no apiVersion/kind"):
+        kubernetes_resource("w", {"kind": "Widget"}, pulumi.ResourceOptions())
 
 
 def test_importing_kumeo_iac_does_not_import_pulumi():

@@ -193,3 +193,30 @@ def test_render_writes_every_object_the_component_registers_with_the_same_names(
     summary = capsys.readouterr().out
     for _, name in secrets:
         assert f"needs Secret {name}" in summary, summary
+
+
+# -- streams keep their data ----------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("retain", [False, True])
+def test_retain_streams_keeps_streams_and_buckets_when_they_leave_the_stack(pulumi_mocks, retain):
+    spec = chain(1)
+    spec = spec.model_copy(update={"agents": [*spec.agents[:-1], LLM("openai/gpt-4o-mini", id="explain",
+                                                                     input=spec.agents[0].output, prompt="x")]})
+    _, resources = register(pulumi_mocks, lambda: Workflow("chain", spec), jetstreamUrl="nats://127.0.0.1:4222",
+                            retainStreams="true" if retain else "false")
+    jetstream = [r for r in resources if r.type.startswith("pulumi-python:dynamic/jetstream:")]
+    kept = {r.type.rpartition(":")[2] for r in jetstream if r.retain_on_delete}
+    assert kept == ({"Stream", "KeyValue"} if retain else set())
+    assert any(r.type.endswith(":KeyValue") for r in jetstream)  # the LLM cache bucket
+
+
+def test_adoption_and_replacement_are_refused_unless_asked_for(pulumi_mocks):
+    _, resources = register(pulumi_mocks, lambda: Workflow("chain", chain(1)), jetstreamUrl="nats://127.0.0.1:4222")
+    streams = [r for r in resources if r.type == "pulumi-python:dynamic/jetstream:Stream"]
+    assert streams and all(r.inputs.get("adopt") is False and r.inputs.get("allow_replace") is False
+                           for r in streams)
+    _, resources = register(pulumi_mocks, lambda: Workflow("chain", chain(1)), jetstreamUrl="nats://127.0.0.1:4222",
+                            adoptStreams="true", allowStreamReplacement="true")
+    streams = [r for r in resources if r.type == "pulumi-python:dynamic/jetstream:Stream"]
+    assert all(r.inputs.get("adopt") is True and r.inputs.get("allow_replace") is True for r in streams)
