@@ -8,6 +8,8 @@
   token, secret…) holds a literal value, and no value looks like one (``sk-…``, ``AKIA…``, ``ghp_…``, private keys,
   JWTs, URLs with a password); JSON values (the Plan's ``plan.json``) are searched field by field. Secrets belong in
   Kubernetes Secrets, referenced by ``secretKeyRef``; ``${env.NAME}`` placeholders are fine.
+* ``kumeo-no-plaintext-secrets-in-env`` — the same search over every container's environment values (each Kumeo
+  pod carries its own part of the Plan in ``KUMEO_PLAN_JSON``); ``valueFrom`` references are the way.
 * ``kumeo-replicas-within-scaling-bounds`` — Deployments, HPAs and KEDA ScaledObjects annotated by Kumeo's compile
   step with the workflow's bounds (``kumeo.dev/min-replicas``/``kumeo.dev/max-replicas``) stay within them.
 
@@ -162,6 +164,24 @@ def config_map_secret_violations(resource_type: str, props: Mapping[str, Any]) -
     return [f"ConfigMap {name}: {v}; keep it in a Secret and reference it with secretKeyRef" for v in out]
 
 
+def env_secret_violations(resource_type: str, props: Mapping[str, Any]) -> list[str]:
+    """Literal credentials in containers' environment: a variable named like one with a literal value, or a value
+    that looks like one; JSON values (each Kumeo pod's own Plan, ``KUMEO_PLAN_JSON``) are searched field by field."""
+    out: list[str] = []
+    for c in containers(resource_type, props):
+        for e in c.get("env") or []:
+            if not isinstance(e, Mapping) or not isinstance(e.get("value"), str):
+                continue  # valueFrom (secretKeyRef) is the way
+            where = f"container {c.get('name')!r} env {e.get('name')}"
+            if _SECRET_NAME.search(str(e.get("name"))) and not _is_reference(e["value"]):
+                out.append(f"{where} holds a literal credential")
+            else:
+                _scan(e["value"], where, out)
+    name = _get(props, "metadata", "name") or "?"
+    return [f"{resource_type.rpartition(':')[2]} {name}: {v}; keep it in a Secret and reference it with "
+            "secretKeyRef" for v in out]
+
+
 def _int(value: Any) -> int | None:
     try:
         number = float(value)  # engine inputs and mocks turn ints into floats
@@ -214,6 +234,9 @@ container_resource_limits = _policy(
 no_plaintext_secrets_in_config_maps = _policy(
     "kumeo-no-plaintext-secrets-in-configmaps", "ConfigMaps must not hold API keys, passwords or tokens.",
     config_map_secret_violations, EnforcementLevel.MANDATORY)
+no_plaintext_secrets_in_env = _policy(
+    "kumeo-no-plaintext-secrets-in-env", "Container environments must not hold API keys, passwords or tokens.",
+    env_secret_violations, EnforcementLevel.MANDATORY)
 replicas_within_scaling_bounds = _policy(
     "kumeo-replicas-within-scaling-bounds", "Replicas must stay within the workflow's scaling bounds.",
     replica_bound_violations, EnforcementLevel.MANDATORY)
@@ -222,6 +245,7 @@ POLICIES: list[ResourceValidationPolicy] = [
     images_pinned_by_digest,
     container_resource_limits,
     no_plaintext_secrets_in_config_maps,
+    no_plaintext_secrets_in_env,
     replicas_within_scaling_bounds,
 ]
 
@@ -231,9 +255,11 @@ __all__ = [
     "POLICIES",
     "config_map_secret_violations",
     "container_resource_limits",
+    "env_secret_violations",
     "image_digest_violations",
     "images_pinned_by_digest",
     "no_plaintext_secrets_in_config_maps",
+    "no_plaintext_secrets_in_env",
     "replica_bound_violations",
     "replicas_within_scaling_bounds",
     "resource_limit_violations",

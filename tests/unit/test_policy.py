@@ -98,6 +98,7 @@ def test_the_pack_directory_is_a_pulumi_python_policy_pack():
         "kumeo-images-pinned-by-digest",
         "kumeo-container-resource-limits",
         "kumeo-no-plaintext-secrets-in-configmaps",
+        "kumeo-no-plaintext-secrets-in-env",
         "kumeo-replicas-within-scaling-bounds",
     ]
     assert all(p.enforcement_level == EnforcementLevel.MANDATORY for p in kp.POLICIES)
@@ -182,8 +183,16 @@ def test_a_secret_smuggled_into_a_plan_json_in_a_config_map_is_found():
     assert "apiKey" in message
 
 
-@pytest.mark.xfail(strict=True, reason="the pack scans ConfigMaps only; since each pod carries its own Plan in the "
-                                       "KUMEO_PLAN_JSON env var, no policy looks at the Plan any more")
+def test_a_literal_credential_in_a_pods_environment_is_found():
+    deployment = copy.deepcopy(of_kind(example_objects(), "Deployment")[0])
+    deployment["spec"]["template"]["spec"]["containers"][0]["env"].append({"name": "OPENAI_API_KEY",
+                                                                           "value": "plain-text"})
+    assert any("OPENAI_API_KEY holds a literal credential" in m
+               for m in violations(kp.no_plaintext_secrets_in_env, deployment))
+    clean = of_kind(example_objects(), "Deployment")[0]
+    assert violations(kp.no_plaintext_secrets_in_env, clean) == []
+
+
 def test_a_secret_smuggled_into_a_pods_own_plan_is_found():
     deployment = copy.deepcopy(of_kind(example_objects(), "Deployment")[0])
     plan = json.loads(own_plan(deployment))
