@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import runpy
 import shutil
+import sys
 from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
@@ -107,6 +108,21 @@ def _is_path(full_key: str) -> bool:
     return "." in full_key.partition(":")[2] or "[" in full_key
 
 
+def _python_runtime() -> Any:
+    """The project's runtime: Python, in this very environment (its virtualenv when there is one), so the plugins
+    the engine starts for the program (the JetStream dynamic providers) import the same packages as the program."""
+    from pulumi import automation as auto
+
+    if sys.prefix == sys.base_prefix:
+        return "python"
+    return auto.ProjectRuntimeInfo(name="python", options={"virtualenv": sys.prefix})
+
+
+def _python_env() -> dict[str, str]:
+    """The interpreter the dynamic-provider launcher falls back on outside a virtualenv: this one."""
+    return {"PULUMI_PYTHON_CMD": sys.executable}
+
+
 def select_stack(
     path: str | os.PathLike[str], stack_name: str, config: Iterable[tuple[str, str]] = (), *, work_dir: str | None = None
 ) -> Any:
@@ -127,7 +143,8 @@ def select_stack(
         program=workflow_program(path, resource_name=project),
         opts=auto.LocalWorkspaceOptions(
             work_dir=work_dir,
-            project_settings=auto.ProjectSettings(name=project, runtime="python"),
+            project_settings=auto.ProjectSettings(name=project, runtime=_python_runtime()),
+            env_vars=_python_env(),
         ),
     )
     values = stack_config(config)

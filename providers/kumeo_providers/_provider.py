@@ -42,6 +42,7 @@ from pulumi.dynamic import (
     ResourceProvider,
     UpdateResult,
 )
+from pulumi.output import Unknown
 from pulumi.runtime.rpc import UNKNOWN, is_rpc_secret, unwrap_rpc_secret
 
 from kumeo_iac.errors import KumeoDeployError
@@ -140,8 +141,13 @@ def unwrap(value: Any) -> Any:
 
 
 def contains_unknown(value: Any) -> bool:
-    """True when a (possibly nested) input is not known yet, as during a preview."""
+    """True when a (possibly nested) input is not known yet, as during a preview.
+
+    The engine's dynamic-provider host hands ``check`` and ``diff`` unknowns as ``pulumi.output.Unknown`` objects;
+    elsewhere they arrive as the RPC sentinel string."""
     value = unwrap(value)
+    if isinstance(value, Unknown):
+        return True
     if isinstance(value, str):
         return value == UNKNOWN
     if isinstance(value, Mapping):
@@ -355,7 +361,7 @@ class JetStreamProvider(ResourceProvider):
             value = self.project_field(field, desired, live.config)
             if value is not None:
                 projected[field] = value
-        kept = (*CONNECTION_KEYS, *self.extra_input_keys)
+        kept = (*CONNECTION_KEYS, *CONTROL_KEYS, *self.extra_input_keys)  # a refresh changes none of them
         read_inputs = {k: props[k] for k in kept if props.get(k) is not None}
         read_inputs["config"] = projected
         outs = self._outputs(inputs, projected, live)
@@ -611,7 +617,7 @@ def name_failures(value: Any, field: str, kind: str, forbidden: str = ">*. /\\\t
     """Failures for a stream/consumer/bucket name: required, no wildcards, dots, slashes or whitespace."""
     if value is None or value == "":
         return [CheckFailure(field, f"a {kind} needs a name; set {field}")]
-    if isinstance(value, str) and contains_unknown(value):
+    if contains_unknown(value):
         return []
     if not isinstance(value, str):
         return [CheckFailure(field, f"expected a string, got {value!r}")]

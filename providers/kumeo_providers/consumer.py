@@ -116,7 +116,7 @@ class ConsumerProvider(JetStreamProvider):
     def check(self, olds: dict[str, Any], news: dict[str, Any]) -> CheckResult:
         result = super().check(olds, news)
         stream = unwrap(news.get("stream"))
-        if not (isinstance(stream, str) and contains_unknown(stream)):
+        if not contains_unknown(stream):
             result.failures.extend(name_failures(stream, "stream", "stream"))
         return result
 

@@ -39,11 +39,12 @@ from pulumi.dynamic import (
     ResourceProvider,
     UpdateResult,
 )
-from pulumi.runtime.rpc import UNKNOWN, is_rpc_secret, unwrap_rpc_secret
+from pulumi.runtime.rpc import is_rpc_secret, unwrap_rpc_secret
 
 from kumeo_iac.errors import KumeoDeployError
 from kumeo_iac.images import context_digest, context_files, context_tarball
 from kumeo_iac.images._hash import TAG_LENGTH
+from kumeo_providers._provider import contains_unknown
 
 __all__ = ["IMAGE_REPLACE_FIELDS", "Image", "ImageArgs", "ImageEngine", "ImageProvider"]
 
@@ -67,16 +68,6 @@ def _plain(value: Any) -> Any:
     if isinstance(value, (list, tuple)):
         return [_plain(v) for v in value]
     return value
-
-
-def _unknown(value: Any) -> bool:
-    if isinstance(value, str):
-        return value == UNKNOWN
-    if isinstance(value, Mapping):
-        return any(_unknown(v) for v in value.values())
-    if isinstance(value, (list, tuple)):
-        return any(_unknown(v) for v in value)
-    return False
 
 
 def _strings(value: Any) -> dict[str, str]:
@@ -224,26 +215,26 @@ class ImageProvider(ResourceProvider):
         repository = plain.get("repository")
         if not repository:
             failures.append(CheckFailure("repository", "an Image needs a repository, e.g. 'ghcr.io/acme/agent'"))
-        elif isinstance(repository, str) and not _unknown(repository) and not _REPOSITORY.match(repository):
+        elif isinstance(repository, str) and not contains_unknown(repository) and not _REPOSITORY.match(repository):
             failures.append(CheckFailure(
                 "repository", f"{repository!r} is not a repository name (lower-case, no tag: 'registry/name')"))
         context = plain.get("context")
         dockerfile = plain.get("dockerfile") or "Dockerfile"
         if not context:
             failures.append(CheckFailure("context", "an Image needs a context directory (Dockerfile and its files)"))
-        elif not _unknown(context) and not _unknown(dockerfile):
+        elif not contains_unknown(context) and not contains_unknown(dockerfile):
             if not os.path.isdir(context):
                 failures.append(CheckFailure("context", f"build context {context!r} is not a directory"))
             elif not os.path.isfile(os.path.join(context, dockerfile)):
                 failures.append(CheckFailure("dockerfile", f"no {dockerfile} in the build context {context!r}"))
         for key in ("build_args", "labels"):
             value = plain.get(key)
-            if value is not None and not _unknown(value) and not isinstance(value, Mapping):
+            if value is not None and not contains_unknown(value) and not isinstance(value, Mapping):
                 failures.append(CheckFailure(key, f"expected an object of strings, got {value!r}"))
         if plain.get("push") and not failures and isinstance(repository, str) and "/" not in repository:
             failures.append(CheckFailure("repository", f"pushing needs a registry in the repository: 'registry/{repository}'"))
-        inputs["dockerfile"] = dockerfile if not _unknown(dockerfile) else inputs.get("dockerfile")
-        if not failures and not any(_unknown(plain.get(k)) for k in ("context", "dockerfile", "build_args", "labels")):
+        inputs["dockerfile"] = dockerfile if not contains_unknown(dockerfile) else inputs.get("dockerfile")
+        if not failures and not any(contains_unknown(plain.get(k)) for k in ("context", "dockerfile", "build_args", "labels")):
             digest = content_hash(plain)
             inputs["content_hash"] = digest
             inputs["tag"] = digest[:TAG_LENGTH]
@@ -254,7 +245,7 @@ class ImageProvider(ResourceProvider):
         replaces: list[str] = []
         changed = False
         for key in IMAGE_REPLACE_FIELDS:
-            if news.get(key) is None or _unknown(news.get(key)) or olds.get(key) != news.get(key):
+            if news.get(key) is None or contains_unknown(news.get(key)) or olds.get(key) != news.get(key):
                 changed = True
                 replaces.append(key)
         old_registry, new_registry = olds.get("registry") or {}, news.get("registry") or {}
@@ -264,7 +255,7 @@ class ImageProvider(ResourceProvider):
             else:
                 field = key.removeprefix("registry_")
                 old, new = old_registry.get(field), new_registry.get(field)
-            if old != new or _unknown(new):
+            if old != new or contains_unknown(new):
                 changed = True
         # A push that never happened (the image was built while push was off) is also something to do.
         if news.get("push") and not olds.get("pushed"):

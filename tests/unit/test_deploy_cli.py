@@ -143,7 +143,10 @@ def test_up_drives_create_or_select_stack_with_an_inline_program(tiny, monkeypat
     assert main(["up", str(tiny), "--stack", "dev", "--yes", "--config", "namespace=tiny-dev"]) == 0
     assert calls["stack_name"] == "dev" and calls["project_name"] == "tiny"
     assert callable(calls["program"])
-    assert calls["opts"].project_settings.runtime == "python"
+    # The engine's plugins (the JetStream dynamic providers) run in this very Python environment.
+    runtime = calls["opts"].project_settings.runtime
+    assert runtime.name == "python" and runtime.options == {"virtualenv": sys.prefix}
+    assert calls["opts"].env_vars == {"PULUMI_PYTHON_CMD": sys.executable}
     assert Path(calls["opts"].work_dir) == tiny.parent / ".kumeo" / "pulumi" / "tiny"
     assert calls["config"]["kumeo:namespace"].value == "tiny-dev"
     assert calls["preview"] is print and calls["up"] is print
