@@ -116,7 +116,7 @@ def render_plan(plan: Any, out: Path, base_dir: Path | None = None) -> list[Rend
                    _dump_json(consumer.config))
         for kv in wf.key_values:
             _write(root / "jetstream" / "kv" / f"{kv.bucket}.json", _dump_json(kv.config))
-        _write(root / "plan.json", Plan([wf]).to_json())
+        _write(root / "plan.json", Plan([wf]).to_document())
         counts = {"kubernetes": len(manifests.objects), "streams": len(wf.streams), "consumers": len(wf.consumers),
                   "key_values": len(wf.key_values)}
         written.append(Rendered(wf.name, wf.namespace, root, counts, manifests.secrets))

@@ -9,6 +9,7 @@ and consumer configs are kept as the dicts nats.py's ``StreamConfig.as_dict()``/
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 from typing import Any
 
@@ -158,6 +159,27 @@ class Plan:
     def to_json(self, indent: int | None = 2) -> str:
         """Deterministic JSON: sorted keys, so the same Spec always gives the same bytes."""
         return json.dumps(_plain(self), indent=indent, sort_keys=True, ensure_ascii=False) + "\n"
+
+    def to_document(self) -> str:
+        """Deterministic JSON for people and diffs (what `kumeo render` writes): a workflow's fields one per line,
+        and each item of a list field (an agent, a stream, a Kubernetes object…) on a line of its own, so a change
+        to one agent changes one line. ``Plan.from_json`` reads it back."""
+        dumps = functools.partial(json.dumps, sort_keys=True, ensure_ascii=False)
+        workflows = [_plain(wf) for wf in self.workflows]
+        lines = ["{", '  "workflows": [']
+        for i, wf in enumerate(workflows):
+            lines.append("    {")
+            for j, key in enumerate(sorted(wf)):
+                value, comma = wf[key], "," if j < len(wf) - 1 else ""
+                if isinstance(value, list) and value:
+                    lines.append(f"      {dumps(key)}: [")
+                    lines += [f"        {dumps(v)}{',' if k < len(value) - 1 else ''}" for k, v in enumerate(value)]
+                    lines.append(f"      ]{comma}")
+                else:
+                    lines.append(f"      {dumps(key)}: {dumps(value)}{comma}")
+            lines.append("    }" + ("," if i < len(workflows) - 1 else ""))
+        lines += ["  ]", "}"]
+        return "\n".join(lines) + "\n"
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Plan:

@@ -220,3 +220,17 @@ def test_adoption_and_replacement_are_refused_unless_asked_for(pulumi_mocks):
                             adoptStreams="true", allowStreamReplacement="true")
     streams = [r for r in resources if r.type == "pulumi-python:dynamic/jetstream:Stream"]
     assert all(r.inputs.get("adopt") is True and r.inputs.get("allow_replace") is True for r in streams)
+
+
+def test_a_2000_agent_workflow_registers_with_every_object_under_one_mebibyte(pulumi_mocks):
+    import time
+
+    started = time.perf_counter()
+    wf, resources = register(pulumi_mocks, lambda: Workflow("chain", chain(2000), manage_jetstream=False))
+    sizes = {r.name: len(json.dumps(r.inputs, default=str)) for r in resources}
+    assert len(resources_of_type(resources, DEPLOYMENT)) == 2001
+    biggest = max(sizes, key=sizes.__getitem__)
+    assert sizes[biggest] < 1024 * 1024, f"{biggest} is {sizes[biggest]} bytes"
+    # Shared objects do not grow with the agents: the largest object is a single agent's, far under the limit.
+    assert sizes[biggest] < 64 * 1024, f"{biggest} is {sizes[biggest]} bytes"
+    print(f"2000 agents registered in {time.perf_counter() - started:.1f} s")

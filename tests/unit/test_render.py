@@ -176,3 +176,15 @@ def test_missing_input_file(tmp_path: Path, capsys) -> None:
     assert render(tmp_path / "nope.kumeo", tmp_path / "out") == 1
     err = capsys.readouterr().err
     assert "nope.kumeo" in err and "error" in err and "Traceback" not in err
+
+
+def test_plan_document_reads_back_and_puts_each_agent_on_a_line_of_its_own():
+    from kumeo_iac.compile import Plan, compile_program
+    from kumeo_iac.lang import parse_file
+
+    example = Path(__file__).resolve().parents[2] / "examples" / "fraud_detection"
+    plan = compile_program(parse_file(str(example / "fraud_detection.kumeo")).program, base_dir=example)
+    document = plan.to_document()
+    assert Plan.from_json(document) == plan
+    agent_lines = [line for line in document.splitlines() if line.startswith('        {"backoff_seconds"')]
+    assert len(agent_lines) == len(plan.workflows[0].agents)
