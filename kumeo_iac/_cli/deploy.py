@@ -247,6 +247,7 @@ def scaffold(name: str, target: Path) -> list[Path]:
         f"{slug}.kumeo": WORKFLOW_KUMEO.format(workflow=_workflow_name(name), slug=slug),
         "requirements.txt": REQUIREMENTS_TXT,
         "tests/test_stack.py": TEST_STACK_PY.format(slug=slug),
+        ".github/workflows/preview.yml": preview_workflow(slug),
         ".gitignore": "venv/\n__pycache__/\n*.pyc\n.pytest_cache/\n.kumeo/\n",
     }
     written = []
@@ -382,3 +383,102 @@ def test_every_resource_belongs_to_the_workflow(pulumi_mocks):
     (workflow,) = [r for r in resources if r.type == "kumeo:index:Workflow"]
     assert all(r.parent == workflow.urn for r in resources if r is not workflow)
 '''
+
+
+def preview_workflow(slug: str) -> str:
+    """The GitHub Actions workflow of a new project: ``kumeo check``, the unit tests, then ``pulumi preview --diff``
+    of the stack on every pull request, posted as a PR comment and the job summary (see docs/deploy.md)."""
+    return PREVIEW_WORKFLOW.replace("{slug}", slug)
+
+
+#: ``{slug}`` is replaced (not ``str.format``: the workflow is full of ``${{ … }}``).
+PREVIEW_WORKFLOW = """\
+# `pulumi preview` of this project on every pull request: `kumeo check` and the unit tests first, then the preview,
+# posted as a PR comment (edited in place on each push) and as the job summary.
+#
+# Settings (Settings → Secrets and variables → Actions):
+#   variable PULUMI_BACKEND_URL        a self-managed backend (s3://…, gs://…, azblob://…), with
+#   secret   PULUMI_CONFIG_PASSPHRASE  the passphrase of the stack's secrets; or, for Pulumi Cloud instead,
+#   secret   PULUMI_ACCESS_TOKEN
+#   variable PULUMI_STACK              the stack to preview (default: dev; it must exist, with Pulumi.<stack>.yaml)
+#   secret   KUBECONFIG                the kubeconfig of the stack's cluster (or set kubernetes:kubeconfig in the stack)
+name: pulumi preview
+
+on:
+  pull_request:
+
+permissions:
+  contents: read
+  pull-requests: write # the preview is posted as a PR comment
+
+concurrency:
+  group: pulumi-preview-${{ github.event.pull_request.number }}
+  cancel-in-progress: true
+
+jobs:
+  preview:
+    # Pull requests from forks get neither the secrets nor a token that may comment.
+    if: github.event.pull_request.head.repo.full_name == github.repository
+    runs-on: ubuntu-latest
+    timeout-minutes: 20
+    env:
+      STACK: ${{ vars.PULUMI_STACK || 'dev' }}
+      PULUMI_BACKEND_URL: ${{ vars.PULUMI_BACKEND_URL }}
+      PULUMI_CONFIG_PASSPHRASE: ${{ secrets.PULUMI_CONFIG_PASSPHRASE }}
+      PULUMI_ACCESS_TOKEN: ${{ secrets.PULUMI_ACCESS_TOKEN }}
+    steps:
+      - uses: actions/checkout@v4
+
+      - uses: actions/setup-python@v5
+        with:
+          python-version: "3.12"
+          cache: pip
+
+      - name: Install the requirements into venv (the virtualenv Pulumi.yaml names)
+        run: |
+          python -m venv venv
+          venv/bin/pip install -r requirements.txt
+
+      - name: kumeo check
+        # Problems print as PATH:LINE:COL: error: MESSAGE; the matcher turns them into annotations on the PR's lines.
+        run: |
+          cat > "$RUNNER_TEMP/kumeo-matcher.json" <<'EOF'
+          {"problemMatcher": [{"owner": "kumeo", "pattern": [{
+            "regexp": "^(.+?):(\\\\d+):(\\\\d+): (error|warning): (.*)$",
+            "file": 1, "line": 2, "column": 3, "severity": 4, "message": 5}]}]}
+          EOF
+          echo "::add-matcher::$RUNNER_TEMP/kumeo-matcher.json"
+          venv/bin/kumeo check --strict {slug}.kumeo
+
+      - name: Unit tests (Pulumi mocks; no cluster, no NATS)
+        run: venv/bin/pytest -q tests
+
+      - name: Backend and cluster credentials
+        env:
+          KUBECONFIG_DATA: ${{ secrets.KUBECONFIG }}
+        run: |
+          if [ -z "$PULUMI_BACKEND_URL$PULUMI_ACCESS_TOKEN" ]; then
+            echo "::error::no Pulumi backend: set the variable PULUMI_BACKEND_URL and the secret" \\
+              "PULUMI_CONFIG_PASSPHRASE, or the secret PULUMI_ACCESS_TOKEN (Pulumi Cloud)"
+            exit 1
+          fi
+          if [ -n "$KUBECONFIG_DATA" ]; then
+            printf '%s\\n' "$KUBECONFIG_DATA" > "$RUNNER_TEMP/kubeconfig"
+            echo "KUBECONFIG=$RUNNER_TEMP/kubeconfig" >> "$GITHUB_ENV"
+          fi
+
+      # Installs the Pulumi CLI, runs `pulumi login` (the backend URL, else Pulumi Cloud with the token), selects the
+      # stack (never creates it) and runs `pulumi preview --diff` in it.
+      - name: pulumi preview --diff
+        uses: pulumi/actions@v6
+        with:
+          command: preview
+          cloud-url: ${{ vars.PULUMI_BACKEND_URL }}
+          stack-name: ${{ env.STACK }}
+          diff: true
+          suppress-progress: true
+          comment-on-pr: true
+          edit-pr-comment: true
+          comment-on-summary: true
+          always-include-summary: true
+"""
