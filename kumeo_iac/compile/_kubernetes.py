@@ -4,9 +4,10 @@ Lean by construction: no object grows with the number of agents, and an agent ha
 
 Per workflow (shared, selecting the agents by label): one ServiceAccount ``<slug>-agents``, one headless metrics
 Service ``<slug>-metrics``, one NetworkPolicy ``<slug>-agents`` (and ``<slug>-agents-egress`` for the agents that
-deliver to HTTP targets, labelled ``kumeo.dev/egress: external``).
-Per agent (``<slug>-<agent>``): its Deployment, and only when it runs more than one replica or can scale a
-PodDisruptionBudget (``replicas > 1``) and an autoscaler (``max_replicas > replicas``): an autoscaling/v2
+deliver to HTTP targets, labelled ``kumeo.dev/egress: external``), and when some agent runs more than one replica
+one PodDisruptionBudget ``<slug>-agents`` over them (labelled ``kumeo.dev/replicated``: one eviction at a time).
+Per agent (``<slug>-<agent>``): its Deployment, and only when it can scale an autoscaler
+(``max_replicas > replicas``): an autoscaling/v2
 HorizontalPodAutoscaler on CPU, or with KEDA a ``keda.sh/v1alpha1`` ScaledObject on its consumers' lag, annotated
 ``kumeo.dev/depends-on: consumer/<stream>/<durable>`` so deployers create it after the consumer.
 
@@ -47,6 +48,8 @@ SHARED_AGENTS = "agents"
 SHARED_METRICS = "metrics"
 #: The pod label of agents that reach outside NATS (HTTP targets), selected by the workflow's egress policy.
 EGRESS_LABEL = "kumeo.dev/egress"
+#: The pod label of agents running more than one replica, selected by the workflow's disruption budget.
+REPLICATED_LABEL = "kumeo.dev/replicated"
 #: The pod-template annotation holding the checksum of the files an agent reads (set by ``kumeo_iac.manifests``).
 FILES_CHECKSUM_ANNOTATION = "kumeo.dev/files-checksum"
 
@@ -221,6 +224,16 @@ def shared_agent_objects(
             },
         },
     ]
+    if any(a.replicas > 1 for a in agents):
+        # One budget for every agent running several replicas: at most one of their pods is evicted at a time,
+        # so each keeps at least all but one of its replicas through a node drain (a single replica is left out:
+        # a budget over it would block every drain).
+        objects.append({
+            "apiVersion": "policy/v1",
+            "kind": "PodDisruptionBudget",
+            "metadata": _meta(account, namespace, labels(slug, account)),
+            "spec": {"maxUnavailable": 1, "selector": {"matchLabels": {**selector, REPLICATED_LABEL: "true"}}},
+        })
     http_ports = sorted(set().union(*(_delivers_over_http(a, targets) for a in agents)))
     if http_ports:
         name = dns_name(slug, SHARED_AGENTS, "egress")
@@ -250,14 +263,18 @@ def agent_objects(
     settings: PlatformSettings,
     files_mount_path: str,
 ) -> list[dict[str, Any]]:
-    """An agent's Deployment, and its PodDisruptionBudget when it runs more than one replica.
+    """An agent's Deployment (the workflow's shared objects, its autoscaler and its consumers are made elsewhere).
 
     ``agent_plan_json`` is the agent's own Plan (see ``agent_plan``), passed in the pod's environment, so the pod
     template changes exactly when that agent's behaviour does.
     """
     name = dns_name(slug, agent_dns)
     lbl = labels(slug, name, agent_dns)
-    pod_labels = {**lbl, EGRESS_LABEL: "external"} if _delivers_over_http(agent, targets) else lbl
+    pod_labels = dict(lbl)
+    if _delivers_over_http(agent, targets):
+        pod_labels[EGRESS_LABEL] = "external"
+    if agent.replicas > 1:
+        pod_labels[REPLICATED_LABEL] = "true"
     selector = {"kumeo.dev/workflow": slug, "kumeo.dev/agent": agent_dns}
 
     env = [
@@ -333,13 +350,6 @@ def agent_objects(
             },
         },
     }]
-    if agent.replicas > 1:  # a budget over one replica only blocks node drains
-        objects.append({
-            "apiVersion": "policy/v1",
-            "kind": "PodDisruptionBudget",
-            "metadata": _meta(name, namespace, lbl),
-            "spec": {"minAvailable": 1, "selector": {"matchLabels": selector}},
-        })
     return objects
 
 

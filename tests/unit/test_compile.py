@@ -332,11 +332,14 @@ def test_replicas_and_hpa_by_default() -> None:
     assert hpas[0]["apiVersion"] == "autoscaling/v2"
     assert (hpas[0]["spec"]["minReplicas"], hpas[0]["spec"]["maxReplicas"]) == (2, 6)
     assert hpas[0]["spec"]["metrics"][0]["resource"]["target"]["averageUtilization"] == 55
-    pdbs = {o["metadata"]["name"]: o for o in wf.kubernetes if o["kind"] == "PodDisruptionBudget"}
-    assert sorted(pdbs) == ["fraud-detection-clean", "fraud-detection-score"]
-    assert pdbs["fraud-detection-score"]["spec"] == {
-        "minAvailable": 1, "selector": {"matchLabels": {"kumeo.dev/workflow": "fraud-detection",
-                                                        "kumeo.dev/agent": "score"}}}
+    # One budget for every agent running several replicas: one eviction at a time among them.
+    (pdb,) = [o for o in wf.kubernetes if o["kind"] == "PodDisruptionBudget"]
+    assert pdb["metadata"]["name"] == "fraud-detection-agents"
+    assert pdb["spec"] == {"maxUnavailable": 1, "selector": {"matchLabels": {
+        "kumeo.dev/workflow": "fraud-detection", "app.kubernetes.io/component": "agent",
+        "kumeo.dev/replicated": "true"}}}
+    templates = [o["spec"]["template"]["metadata"]["labels"] for o in wf.kubernetes if o["kind"] == "Deployment"]
+    assert templates and all(t["kumeo.dev/replicated"] == "true" for t in templates)
     # One replica that cannot scale: a budget would only block node drains, an autoscaler pinned at 1 does nothing.
     single = wf_of(pipeline())
     assert not [o for o in single.kubernetes if o["kind"] in ("PodDisruptionBudget", "HorizontalPodAutoscaler",
@@ -805,8 +808,8 @@ def _by_agent(wf) -> tuple[dict[str, list[dict]], list[dict]]:
 @pytest.mark.parametrize("min_replicas, max_replicas, kinds", [
     (1, 1, ["Deployment"]),
     (1, 4, ["Deployment", "HorizontalPodAutoscaler"]),
-    (2, 2, ["Deployment", "PodDisruptionBudget"]),
-    (2, 6, ["Deployment", "PodDisruptionBudget", "HorizontalPodAutoscaler"]),
+    (2, 2, ["Deployment"]),
+    (2, 6, ["Deployment", "HorizontalPodAutoscaler"]),
 ])
 def test_an_agents_own_objects_are_its_deployment_and_only_the_scaling_objects_it_uses(
         min_replicas: int, max_replicas: int, kinds: list[str]) -> None:
@@ -817,12 +820,11 @@ def test_an_agents_own_objects_are_its_deployment_and_only_the_scaling_objects_i
         expected = [k.replace("HorizontalPodAutoscaler", "ScaledObject") if keda else k for k in kinds]
         for agent in wf.agents:
             assert [o["kind"] for o in per_agent[agent.id]] == expected, agent.id
-            # resources per agent: its Kubernetes objects plus its JetStream consumer(s) (a join has one per
-            # stream it reads); starting at one replica keeps the Kubernetes part at two objects at most
+            # resources per agent: its Kubernetes objects (two at most, the disruption budget being shared) plus
+            # its JetStream consumer(s) (a join has one per stream it reads)
             consumers = len(agent.consumers)
             assert 1 <= consumers <= 2
-            if min_replicas == 1:
-                assert len(per_agent[agent.id]) <= 2
+            assert len(per_agent[agent.id]) <= 2
 
 
 def test_shared_objects_do_not_grow_with_the_number_of_agents() -> None:
