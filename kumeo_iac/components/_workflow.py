@@ -267,12 +267,24 @@ class Workflow(pulumi.ComponentResource):
         **kwargs: Any,
     ) -> Workflow:
         """The workflow written in a `.kumeo` file; its models and rules are found next to the file."""
-        from kumeo_iac.lang import parse_file
-
-        path = os.fspath(path)
-        program = parse_file(path).program
-        kwargs.setdefault("base_dir", os.path.dirname(os.path.abspath(path)))
+        program, base_dir = load_program_file(path)
+        kwargs.setdefault("base_dir", base_dir)
         return cls(resource_name, program, opts=opts, **kwargs)
+
+
+def load_program_file(path: str | os.PathLike[str]) -> tuple[Any, str]:
+    """The Program written in a `.kumeo` file, and the directory its models and rules are relative to (the file's).
+
+    Raises :class:`KumeoValidationError` with every problem the importer found (an unknown agent kind, a misspelt
+    block): such a part is left out of the Program, so deploying it anyway would silently drop it.
+    """
+    from kumeo_iac.lang import parse_file
+
+    path = os.fspath(path)
+    result = parse_file(path)
+    if any(d.is_error for d in result.diagnostics):
+        raise KumeoValidationError(list(result.diagnostics))
+    return result.program, os.path.dirname(os.path.abspath(path))
 
 
 # -- building the plan ----------------------------------------------------------------------------------------

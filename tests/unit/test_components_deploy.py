@@ -234,3 +234,14 @@ def test_a_2000_agent_workflow_registers_with_every_object_under_one_mebibyte(pu
     # Shared objects do not grow with the agents: the largest object is a single agent's, far under the limit.
     assert sizes[biggest] < 64 * 1024, f"{biggest} is {sizes[biggest]} bytes"
     print(f"2000 agents registered in {time.perf_counter() - started:.1f} s")
+
+
+def test_a_typo_in_the_file_fails_the_program_instead_of_dropping_the_agent(tmp_path):
+    from kumeo_iac.errors import KumeoValidationError
+
+    source = tmp_path / "typo.kumeo"
+    source.write_text('workflow Typo {\n  source: NATS("a")\n  target: NATS("b")\n  agents: [\n'
+                      '    LLMM(id: "explain", prompt: "p")\n  ]\n}\n')
+    with pytest.raises(KumeoValidationError) as raised:
+        Workflow.from_file("typo", source)
+    assert f"{source}:5:5: error: unknown agent kind 'LLMM'" in str(raised.value)
