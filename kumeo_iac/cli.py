@@ -147,7 +147,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--metrics", metavar="AGENT=URL", action="append", default=[],
                    help="an agent's /metrics URL, for latency and failures (repeatable)")
     p.add_argument("--metrics-discover", action="store_true",
-                   help="scrape each agent's metrics Service (when the dashboard runs inside the cluster)")
+                   help="scrape every agent pod behind each workflow's headless metrics Service, "
+                        "replicas summed (when the dashboard runs inside the cluster)")
 
     p = sub.add_parser("new", help="create a new Kumeo project", description="Create a new Kumeo project.")
     p.add_argument("name", metavar="NAME", help="the project name")

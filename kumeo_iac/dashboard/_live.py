@@ -5,8 +5,9 @@
 - **Stats** are read from JetStream every time the page polls (at most every half second, shared by all pages):
   consumer info per agent (``delivered``, ``num_pending`` = lag, ``num_ack_pending``, ``num_redelivered``) and the
   message count per subject of the workflow's streams (outputs, dead letters, sources, targets). Agents whose
-  ``/metrics`` URL is known (``--metrics AGENT=URL``, or the Plan's Services with ``--metrics-discover`` inside a
-  cluster) add failures and processing-time percentiles.
+  ``/metrics`` is reachable add failures and processing-time percentiles: ``--metrics AGENT=URL``, or, with
+  ``--metrics-discover`` inside a cluster, every pod behind the workflow's headless metrics Service (its name,
+  namespace and port from the Plan), each agent's replicas summed.
 - **Inspector**: the newest messages on an agent's input, output and dead-letter subjects, straight from the streams.
 - **Replay** of a dead letter republishes its input to the agent's input subject: same ``Kumeo-Event-Id`` and
   trace, ``Kumeo-Attempt`` one more than the failed one, a fresh ``Nats-Msg-Id`` (a replay is a new message, not a
@@ -22,9 +23,10 @@ import asyncio
 import contextlib
 import json
 import logging
+import socket
 import time
 import uuid
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
 from kumeo_iac.compile import AgentPlan, Plan, WorkflowPlan
@@ -40,7 +42,7 @@ from kumeo_iac.dashboard._scrape import (
 from kumeo_iac.dashboard._streams import message_json, recent_messages, subject_counts
 from kumeo_iac.runtime import envelope
 
-__all__ = ["Live", "LiveError", "NotConnected", "topology"]
+__all__ = ["Live", "LiveError", "NotConnected", "Resolver", "metrics_service", "resolve_addresses", "topology"]
 
 log = logging.getLogger("kumeo.dashboard")
 
@@ -48,6 +50,10 @@ REPLAY_OF = envelope.REPLAY_OF
 REPLAYED_BY = envelope.REPLAYED_BY
 DASHBOARD_AGENT = "kumeo-dashboard"
 STATS_CACHE_SECONDS = 0.5
+SCRAPE_TIMEOUT_SECONDS = 1.5
+
+#: Resolves a host name and port to addresses (every pod of a headless Service); injectable for tests.
+Resolver = Callable[[str, int], Awaitable[list[str]]]
 
 
 class LiveError(Exception):
@@ -174,11 +180,14 @@ class Live:
         metrics_urls: Mapping[str, str] | None = None,
         discover_metrics: bool = False,
         runner: Any = None,
+        resolve: Resolver | None = None,
     ) -> None:
         self.url = nats_url
         self.connect_options = dict(connect_options or {})
         self.metrics_urls = dict(metrics_urls or {})
         self.discover_metrics = discover_metrics
+        #: How ``--metrics-discover`` turns the metrics Service's DNS name into pod addresses.
+        self.resolve: Resolver = resolve or resolve_addresses
         #: A LocalRunner started by the dashboard itself (``--run``): its workers' metrics are read in-process.
         self.runner = runner
         self.nc: Any = None
@@ -326,38 +335,60 @@ class Live:
             by_agent: dict[tuple[str, str], list[AgentSample]] = {}
             for worker in getattr(self.runner, "workers", []):
                 text = worker.metrics.render()
-                for agent, sample in parse_metrics(text).items():
-                    by_agent.setdefault((worker.workflow.slug, agent), []).append(sample)
+                for agent_id, sample in parse_metrics(text).items():
+                    by_agent.setdefault((worker.workflow.slug, agent_id), []).append(sample)
             found.update({k: sum_samples(v) for k, v in by_agent.items()})
-        urls: dict[tuple[str, str], str] = {}
+        urls: dict[tuple[str, str], str] = {}  # explicit --metrics: one agent each
+        discover: list[WorkflowPlan] = []  # --metrics-discover: the other agents, from every pod of the Service
         for wf in plan.workflows:
             for agent in wf.agents:
                 for key in (f"{wf.name}/{agent.id}", f"{wf.slug}/{agent.id}", agent.id):
                     if key in self.metrics_urls:
                         urls[(wf.slug, agent.id)] = self.metrics_urls[key]
                         break
-                else:
-                    url = _service_metrics_url(wf, agent) if self.discover_metrics else None
-                    if url:
-                        urls[(wf.slug, agent.id)] = url
-        if urls:
-            import httpx
+            if self.discover_metrics and any((wf.slug, a.id) not in urls for a in wf.agents):
+                discover.append(wf)
+        if not urls and not discover:
+            return found
+        import httpx
 
-            async with httpx.AsyncClient(timeout=1.5) as client:
-                async def scrape(key: tuple[str, str], url: str) -> None:
-                    try:
-                        response = await client.get(url)
-                        response.raise_for_status()
-                    except Exception as exc:  # noqa: BLE001 - an agent that does not answer shows NATS numbers only
-                        log.debug("scraping %s failed: %r", url, exc)
-                        return
-                    wf_name = next(w.name for w in plan.workflows if w.slug == key[0])
-                    parsed = parse_metrics(response.text, wf_name)
-                    sample = parsed.get(key[1])
-                    if sample is not None:
-                        found[key] = sample
+        async with httpx.AsyncClient(timeout=SCRAPE_TIMEOUT_SECONDS) as client:
+            async def fetch(url: str) -> str | None:
+                try:
+                    response = await client.get(url)
+                    response.raise_for_status()
+                except Exception as exc:  # noqa: BLE001 - an agent that does not answer shows NATS numbers only
+                    log.debug("scraping %s failed: %r", url, exc)
+                    return None
+                return response.text
 
-                await asyncio.gather(*(scrape(k, u) for k, u in urls.items()))
+            async def scrape(key: tuple[str, str], url: str) -> None:
+                text = await fetch(url)
+                wf_name = next(w.name for w in plan.workflows if w.slug == key[0])
+                sample = parse_metrics(text, wf_name).get(key[1]) if text is not None else None
+                if sample is not None:
+                    found[key] = sample
+
+            async def scrape_pods(wf: WorkflowPlan) -> None:
+                service = metrics_service(wf)
+                if service is None:
+                    return
+                host, port = service
+                try:
+                    addresses = await asyncio.wait_for(self.resolve(host, port), SCRAPE_TIMEOUT_SECONDS)
+                except Exception as exc:  # noqa: BLE001 - not inside the cluster, or no pod ready yet
+                    log.debug("resolving %s failed: %r", host, exc)
+                    return
+                texts = await asyncio.gather(*(fetch(_pod_url(ip, port)) for ip in dict.fromkeys(addresses)))
+                wanted = {a.id for a in wf.agents if (wf.slug, a.id) not in urls}
+                replicas: dict[str, list[AgentSample]] = {}
+                for text in texts:
+                    for agent, sample in parse_metrics(text or "", wf.name).items():
+                        if agent in wanted:
+                            replicas.setdefault(agent, []).append(sample)
+                found.update({(wf.slug, agent): sum_samples(s) for agent, s in replicas.items()})
+
+            await asyncio.gather(*(scrape(k, u) for k, u in urls.items()), *(scrape_pods(wf) for wf in discover))
         return found
 
     # -- inspector -------------------------------------------------------------------------------------------
@@ -545,15 +576,27 @@ class Live:
         return {**review.to_api(), "audit": {"seq": record["seq"], "id": record["id"]}}
 
 
-def _service_metrics_url(wf: WorkflowPlan, agent: AgentPlan) -> str | None:
-    """The in-cluster URL of an agent's ``/metrics``: its metrics Service (named like its Deployment)."""
-    from kumeo_iac.compile._kubernetes import HTTP_PORT
+def metrics_service(wf: WorkflowPlan) -> tuple[str, int] | None:
+    """The in-cluster DNS name and port of the workflow's headless metrics Service, from its Plan objects."""
+    from kumeo_iac.compile._kubernetes import SHARED_METRICS
+    from kumeo_iac.compile._names import dns_name
 
+    name = dns_name(wf.slug, SHARED_METRICS)
     for obj in wf.kubernetes:
-        if obj.get("kind") != "Deployment":
-            continue
-        containers = obj["spec"]["template"]["spec"]["containers"]
-        if containers and containers[0].get("args", [])[-1:] == [agent.id]:
-            meta = obj["metadata"]
-            return f"http://{meta['name']}.{meta['namespace']}.svc:{HTTP_PORT}/metrics"
+        meta = obj.get("metadata") or {}
+        if obj.get("kind") == "Service" and meta.get("name") == name:
+            ports = obj["spec"]["ports"]
+            port = next((p for p in ports if p.get("name") == "http"), ports[0])
+            return f"{name}.{meta['namespace']}.svc", int(port["port"])
     return None
+
+
+async def resolve_addresses(host: str, port: int) -> list[str]:
+    """Every address ``host`` resolves to (for a headless Service: one per ready pod), without repeats."""
+    infos = await asyncio.get_running_loop().getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    return list(dict.fromkeys(str(info[4][0]) for info in infos))
+
+
+def _pod_url(address: str, port: int) -> str:
+    host = f"[{address}]" if ":" in address else address
+    return f"http://{host}:{port}/metrics"
