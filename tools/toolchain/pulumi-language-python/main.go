@@ -152,10 +152,7 @@ func pythonOptions(info *pulumirpc.ProgramInfo) (toolchain.PythonOptions, error)
 	}
 	switch strings.ToLower(tc) {
 	case "":
-		// Auto: uv or poetry when their lock file is present; pip otherwise. A virtualenv option means pip.
-		if opts.Virtualenv != "" {
-			opts.Toolchain = toolchain.Pip
-		}
+		// Auto: uv or poetry when their lock file is present, pip otherwise.
 	case "pip":
 		opts.Toolchain = toolchain.Pip
 	case "poetry":
@@ -460,9 +457,11 @@ func (h *pythonHost) RunPlugin(req *pulumirpc.RunPluginRequest, server pulumirpc
 	if err != nil {
 		return err
 	}
-	if opts.Toolchain == toolchain.Auto && opts.Virtualenv == "" {
-		// Plugins without their own environment run with the interpreter the program would use.
-		opts.Toolchain = toolchain.Pip
+	if opts.Toolchain == toolchain.Auto && opts.Virtualenv == "" && toolchain.IsVirtualEnv(
+		filepath.Join(opts.Root, "venv")) {
+		// `pulumi install` gives a plugin without a virtualenv option one in ./venv (see InstallDependencies);
+		// without it the plugin runs with the interpreter a program would use.
+		opts.Virtualenv = "venv"
 	}
 	tc, err := toolchain.ResolveToolchain(opts)
 	if err != nil {
@@ -532,13 +531,24 @@ func (h *pythonHost) InstallDependencies(
 		true /*showOutput*/, stdout, stderr); err != nil {
 		return err
 	}
-	if req.GetIsPlugin() {
+	// A plugin that is a buildable Python package (a component provider with pyproject.toml or setup.py) is also
+	// installed into its environment; a bare directory (a policy pack, say) only needs its requirements.
+	if req.GetIsPlugin() && buildablePackage(opts.ProgramDir) {
 		if err := tc.InstallPackage(ctx, opts.ProgramDir, req.GetUseLanguageVersionTools(),
 			true /*showOutput*/, stdout, stderr); err != nil {
 			return err
 		}
 	}
 	return closer.Close()
+}
+
+func buildablePackage(dir string) bool {
+	for _, name := range []string{"pyproject.toml", "setup.py"} {
+		if _, err := os.Stat(filepath.Join(dir, name)); err == nil {
+			return true
+		}
+	}
+	return false
 }
 
 func (h *pythonHost) About(ctx context.Context, req *pulumirpc.AboutRequest) (*pulumirpc.AboutResponse, error) {
