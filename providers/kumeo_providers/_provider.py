@@ -653,13 +653,18 @@ class ConnectionArgs:
 
 
 def connection_props(args: ConnectionArgs, props: dict[str, Any]) -> dict[str, Any]:
-    """Add the connection inputs of an args object to ``props``, wrapping credentials as Pulumi secrets."""
+    """Add the connection inputs of an args object to ``props``, wrapping credentials as Pulumi secrets.
+
+    Inputs left unset are left out rather than sent as nulls: each property costs the SDK an Output to register
+    and resolve, and a workflow registers one consumer per agent (the provider reads them all with ``get``)."""
     props["server_url"] = args.server_url
     for key in SECRET_KEYS:
         value = getattr(args, key)
-        props[key] = pulumi.Output.secret(value) if value is not None else None
+        if value is not None:
+            props[key] = pulumi.Output.secret(value)
     for key in ("creds_file", *TLS_KEYS, "connect_timeout_s"):
-        props[key] = getattr(args, key)
+        if getattr(args, key) is not None:
+            props[key] = getattr(args, key)
     return props
 
 
