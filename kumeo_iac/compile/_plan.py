@@ -158,14 +158,14 @@ class Plan:
 
     def to_json(self, indent: int | None = 2) -> str:
         """Deterministic JSON: sorted keys, so the same Spec always gives the same bytes."""
-        return json.dumps(_plain(self), indent=indent, sort_keys=True, ensure_ascii=False) + "\n"
+        return json.dumps(self, default=_fields, indent=indent, sort_keys=True, ensure_ascii=False) + "\n"
 
     def to_document(self) -> str:
         """Deterministic JSON for people and diffs (what `kumeo render` writes): a workflow's fields one per line,
         and each item of a list field (an agent, a stream, a Kubernetes object…) on a line of its own, so a change
         to one agent changes one line. ``Plan.from_json`` reads it back."""
-        dumps = functools.partial(json.dumps, sort_keys=True, ensure_ascii=False)
-        workflows = [_plain(wf) for wf in self.workflows]
+        dumps = functools.partial(json.dumps, default=_fields, sort_keys=True, ensure_ascii=False)
+        workflows = [_fields(wf) for wf in self.workflows]
         lines = ["{", '  "workflows": [']
         for i, wf in enumerate(workflows):
             lines.append("    {")
@@ -219,12 +219,9 @@ class Plan:
         return cls.from_dict(json.loads(text))
 
 
-def _plain(value: Any) -> Any:
-    """``dataclasses.asdict`` without its deep copies: a read-only view for serialising (JSON only reads it)."""
+def _fields(value: Any) -> dict[str, Any]:
+    """A Plan dataclass as the dict of its fields (one level): ``json.dumps(default=_fields)`` serialises a Plan with
+    the C encoder, without first copying it into dicts as ``dataclasses.asdict`` does."""
     if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        return {f.name: _plain(getattr(value, f.name)) for f in dataclasses.fields(value)}
-    if isinstance(value, (list, tuple)):
-        return [_plain(v) for v in value]
-    if isinstance(value, dict):
-        return {k: _plain(v) for k, v in value.items()}
-    return value
+        return {f.name: getattr(value, f.name) for f in dataclasses.fields(value)}
+    raise TypeError(f"{type(value).__name__} is not JSON serialisable")
