@@ -9,8 +9,9 @@ EXTRAS := all,test
 EXAMPLE := examples/fraud_detection/fraud_detection.kumeo
 PYTEST_ARGS ?=
 # Debian packages the suite drives for real: podman (image builds), debootstrap (the local base image),
-# chromium (browser tests of the dashboard). Installed when missing and we are root (CI is).
-SYSTEM_PACKAGES := podman debootstrap chromium
+# chromium (browser tests of the dashboard), etcd-server (the store of the engine tests' kube-apiserver). Installed
+# when missing and we are root (CI is).
+SYSTEM_PACKAGES := podman debootstrap chromium etcd-server
 
 .PHONY: install system-deps test demo bench ui ui-test clean docs
 
@@ -33,7 +34,7 @@ system-deps:
 	fi
 
 ## make test: install everything and run the whole suite (unit, scenarios, integration on a real nats-server, e2e)
-test: $(STAMP) system-deps ui toolchain
+test: $(STAMP) system-deps ui toolchain kube-apiserver
 	$(PY) -m pytest -q $(PYTEST_ARGS)
 
 ## make demo: the fraud-detection example end to end on an embedded NATS server and a local SmolLM2
@@ -76,3 +77,11 @@ $(TOOLCHAIN_BIN)/pulumi-resource-kubernetes: tools/toolchain/pulumi-resource-kub
 
 $(addprefix $(TOOLCHAIN_BIN)/,$(TOOLCHAIN_SH)): $(TOOLCHAIN_BIN)/%: tools/toolchain/python-launchers/%
 	install -D -m 0755 $< $@
+
+## make kube-apiserver: the API server of tests/engine/test_apiserver.py, built from the pinned k8s.io/kubernetes
+## module (wrapper tools/toolchain/kube-apiserver) into .toolchain/bin; about 4 min cold. See docs/deploy.md,
+## "Against a real API server (kube-apiserver + etcd)".
+.PHONY: kube-apiserver
+kube-apiserver: $(TOOLCHAIN_BIN)/kube-apiserver
+$(TOOLCHAIN_BIN)/kube-apiserver: tools/toolchain/kube-apiserver/go.mod tools/toolchain/kube-apiserver/go.sum scripts/kube-apiserver.sh
+	$(TOOLCHAIN_ENV) scripts/kube-apiserver.sh

@@ -165,13 +165,12 @@ class Workflow(pulumi.ComponentResource):
         # -- Kubernetes -------------------------------------------------------------------------------------------
         #: Kubernetes resources by ``Kind/name``.
         self.kubernetes: dict[str, pulumi.CustomResource] = {}
+        wait = bool(_first(args.await_kubernetes, config.await_kubernetes, True))
         namespace_resource: pulumi.Resource | None = None
         if _first(args.create_namespace, config.create_namespace, False):
-            from pulumi_kubernetes.core.v1 import Namespace
-
-            namespace_resource = Namespace(
-                f"{resource_name}-namespace", metadata={"name": namespace, "labels": labels}, opts=child()
-            )
+            obj = {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": namespace, "labels": labels}}
+            namespace_resource = kubernetes_resource(
+                f"{resource_name}-namespace", obj if wait else _skip_await(obj), child())
             self.kubernetes["Namespace"] = namespace_resource
 
         # -- images (opt-in) --------------------------------------------------------------------------------------
@@ -186,7 +185,6 @@ class Workflow(pulumi.ComponentResource):
         secrets = {**config.secrets, **dict(args.secrets)}
         objects = _with_secret_env(plan, manifests.objects, sorted(secrets)) if secrets else manifests.objects
         objects = _secret_objects(plan, objects, secrets, config.nats_auth_seed, labels) + objects
-        wait = bool(_first(args.await_kubernetes, config.await_kubernetes, True))
 
         shared: list[pulumi.Resource] = []  # what every pod reads: Secrets, ConfigMaps, the ServiceAccount
         agent_ids = {_dns(a.id): a.id for a in plan.agents}
