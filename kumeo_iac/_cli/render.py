@@ -28,7 +28,13 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from kumeo_iac.errors import Diagnostic, KumeoError, Severity, SourceSpan, sort_diagnostics
+from kumeo_iac.errors import (
+    Diagnostic,
+    KumeoError,
+    Severity,
+    SourceSpan,
+    sort_diagnostics,
+)
 from kumeo_iac.manifests import RequiredSecret
 
 __all__ = ["Rendered", "load_program", "render_plan", "run_render"]

@@ -6,7 +6,11 @@
     pulumi.export("deployments", workflow.deployments)
 """
 
-from kumeo_iac.components._config import SECRET_CONFIG_KEYS, StackConfig, read_stack_config
+from kumeo_iac.components._config import (
+    SECRET_CONFIG_KEYS,
+    StackConfig,
+    read_stack_config,
+)
 from kumeo_iac.components._kubernetes import kubernetes_resource, type_token
 from kumeo_iac.components._workflow import TYPE_TOKEN, Workflow, WorkflowArgs
 

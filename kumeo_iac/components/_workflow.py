@@ -16,8 +16,8 @@ from kumeo_iac.compile._plan import Plan, WorkflowPlan
 from kumeo_iac.components import _jetstream
 from kumeo_iac.components._config import StackConfig, read_stack_config
 from kumeo_iac.components._kubernetes import kubernetes_resource
-from kumeo_iac.manifests import required_secrets, workflow_manifests
 from kumeo_iac.errors import KumeoDeployError, KumeoSpecError, KumeoValidationError
+from kumeo_iac.manifests import required_secrets, workflow_manifests
 
 TYPE_TOKEN = "kumeo:index:Workflow"
 
@@ -123,7 +123,7 @@ class Workflow(pulumi.ComponentResource):
         manifests = workflow_manifests(self.plan, args.base_dir)
 
         super().__init__(TYPE_TOKEN, resource_name, {}, opts)
-        caller_depends_on = _resources_in((opts.depends_on if opts else None))
+        caller_depends_on = _resources_in(opts.depends_on if opts else None)
 
         def child(*depends_on: pulumi.Resource | None, retain: bool = False) -> pulumi.ResourceOptions:
             deps = [*caller_depends_on, *(d for d in depends_on if d is not None)]
@@ -177,7 +177,11 @@ class Workflow(pulumi.ComponentResource):
         #: Image resources by image class (``base``, ``ml``, ``llm``) with their repository, when built here.
         self.images: dict[str, tuple[pulumi.Resource, str]] = {}
         if _first(args.build_images, config.build_images, False):
-            from kumeo_iac.components._images import image_build, pin_image, workflow_images
+            from kumeo_iac.components._images import (
+                image_build,
+                pin_image,
+                workflow_images,
+            )
 
             build = image_build(_first(args.build_images, config.build_images), config.push_images)
             self.images = workflow_images(resource_name, plan, build, args.base_dir, child())
