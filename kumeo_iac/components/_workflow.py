@@ -17,7 +17,7 @@ from kumeo_iac.components import _jetstream
 from kumeo_iac.components._config import StackConfig, read_stack_config
 from kumeo_iac.components._kubernetes import kubernetes_resource
 from kumeo_iac.errors import KumeoDeployError, KumeoSpecError, KumeoValidationError
-from kumeo_iac.manifests import required_secrets, workflow_manifests
+from kumeo_iac.manifests import files_config_map_name, required_secrets, workflow_manifests
 
 TYPE_TOKEN = "kumeo:index:Workflow"
 
@@ -190,7 +190,8 @@ class Workflow(pulumi.ComponentResource):
         objects = _with_secret_env(plan, manifests.objects, sorted(secrets)) if secrets else manifests.objects
         objects = _secret_objects(plan, objects, secrets, config.nats_auth_seed, labels) + objects
 
-        shared: list[pulumi.Resource] = []  # what every pod reads: Secrets, ConfigMaps, the ServiceAccount
+        shared: list[pulumi.Resource] = []  # what pods read: the Secrets, the files ConfigMap, the ServiceAccount
+        files_map = files_config_map_name(plan)
         agent_ids = {_dns(a.id): a.id for a in plan.agents}
         for obj in apply_order(objects):
             metadata = obj.get("metadata") or {}
@@ -221,7 +222,7 @@ class Workflow(pulumi.ComponentResource):
                 child(*depends_on),
             )
             self.kubernetes[key] = resource
-            if kind in ("Secret", "ConfigMap", "ServiceAccount"):
+            if kind in ("Secret", "ServiceAccount") or (kind, metadata.get("name")) == ("ConfigMap", files_map):
                 shared.append(resource)
 
         # -- outputs: Outputs of the resources, so whatever uses them waits for them ------------------------------
