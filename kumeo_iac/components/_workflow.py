@@ -17,7 +17,11 @@ from kumeo_iac.components import _jetstream
 from kumeo_iac.components._config import StackConfig, read_stack_config
 from kumeo_iac.components._kubernetes import kubernetes_resource
 from kumeo_iac.errors import KumeoDeployError, KumeoSpecError, KumeoValidationError
-from kumeo_iac.manifests import files_config_map_name, required_secrets, workflow_manifests
+from kumeo_iac.manifests import (
+    files_config_map_name,
+    required_secrets,
+    workflow_manifests,
+)
 
 TYPE_TOKEN = "kumeo:index:Workflow"
 
