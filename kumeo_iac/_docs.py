@@ -75,6 +75,15 @@ integration { workflow: NAME, use: SUBWORKFLOW, mapping: { input: {…}, output:
 
 Names of workflows and subworkflows are unique in a file.
 
+**File paths.** The files a workflow names (`MLModel` models, `DecisionMatrix` tables, `BayesianNetwork`
+networks, `Custom` WASM modules, rule files, `models`/`data`/`schemas` entries, context files) are relative to the
+folder of the `.kumeo` (or `.py`) file and must stay inside it: an absolute path elsewhere, a `..` that climbs out,
+or a symlink resolving outside is an error of `kumeo check` at the path (and compile, the deployer and the runtime
+refuse it too). Files shared by several workflows live under a declared data root:
+`deployment: { storage: { data_root: "../shared" } }` (relative to the workflow's folder, or absolute). Such files
+cannot go in the files ConfigMap (whose items lie under the workflow's folder): put them on a volume
+(`PlatformSettings.files_volume`) and list the folder where the workers see them in `KUMEO_DATA_ROOTS`.
+
 ## Workflow blocks
 
 | Block | Value | Meaning |

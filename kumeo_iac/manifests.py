@@ -18,6 +18,7 @@ import os
 from collections.abc import Iterator
 from typing import Any
 
+from kumeo_iac._paths import escapes
 from kumeo_iac.compile._kubernetes import FILES_CHECKSUM_ANNOTATION, files_key
 from kumeo_iac.compile._names import dns_name
 from kumeo_iac.compile._plan import WorkflowPlan
@@ -102,7 +103,16 @@ def _files_items(deployment: dict[str, Any], config_map: str) -> list[dict[str, 
 
 
 def _read(plan: WorkflowPlan, base_dir: str | os.PathLike[str] | None, relative: str) -> bytes:
-    full = os.path.join(base_dir or ".", relative)
+    """A file of the Plan, read only when it lies inside ``base_dir``, even from a hand-made Plan: an absolute path
+    elsewhere, a ``..`` escape or a symlink pointing out is refused, never read (files of a data root cannot go in
+    the files ConfigMap either, whose item paths are relative to its mount; put those on ``files_volume``)."""
+    base = base_dir or "."
+    full = os.path.join(base, relative)
+    if escapes(relative, base) is not None:
+        raise KumeoDeployError(
+            f"workflow {plan.name!r} names {relative!r}, which leaves the workflow's folder "
+            f"{os.path.realpath(base)}; refused, not read — keep the file under that folder (files of a data root "
+            "go on a volume: PlatformSettings(files_volume=...))")
     try:
         with open(full, "rb") as fh:
             return fh.read()

@@ -14,11 +14,13 @@ project is being put together; ``strict_files=True`` (what ``render``, ``run`` a
 from __future__ import annotations
 
 import difflib
+import os
 import re
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
+from kumeo_iac._paths import data_roots, escapes
 from kumeo_iac.errors import (
     Diagnostic,
     KumeoError,
@@ -332,7 +334,7 @@ class _Checker:
             self._check_agent_values(agent, [wf], context_ids, ids)
         self._check_deployment(wf)
         for ctx in wf.contexts:
-            self._check_context_files(ctx)
+            self._check_context_files(ctx, [wf])
 
     def _check_subworkflow(self, sw: SubworkflowSpec, hosts: list[WorkflowSpec]) -> None:
         self._check_contexts(sw.contexts)
@@ -345,7 +347,7 @@ class _Checker:
         for agent in sw.agents:
             self._check_agent_values(agent, hosts, context_ids, ids)
         for ctx in sw.contexts:
-            self._check_context_files(ctx)
+            self._check_context_files(ctx, hosts)
 
     def _check_integration(self, integration: Any) -> None:
         p = self.program
@@ -921,7 +923,8 @@ class _Checker:
             checks.append(("wasm", agent.wasm))
         for field, value in checks:
             for file, written_span in self._files_of(value, hosts, agent.span_for(field)):
-                self._check_file(file, written_span, f"{field} file '{file}' of {label}")
+                self._check_file(file, written_span, f"{field} file '{file}' of {label}",
+                                 hosts=hosts, escape=f"{field} path '{file}' of {label}")
 
     def _files_of(self, value: Any, hosts: list[WorkflowSpec], fallback: SourceSpan | None
                   ) -> Iterator[tuple[str, SourceSpan | None]]:
@@ -941,16 +944,20 @@ class _Checker:
             if isinstance(file, str):
                 yield file, span_of(file, fallback)
 
-    def _check_context_files(self, ctx: Any) -> None:
+    def _check_context_files(self, ctx: Any, hosts: list[WorkflowSpec]) -> None:
         if self.base_dir is None or not isinstance(ctx, (BayesianNetworkContext, KnowledgeBase)):
             return
         if isinstance(ctx.path, str):
-            self._check_file(ctx.path, span_of(ctx.path, ctx.span_for("path")),
-                             f"file '{ctx.path}' of context {ctx.kind_name} '{ctx.id}'")
+            label = f"context {ctx.kind_name} '{ctx.id}'"
+            self._check_file(ctx.path, span_of(ctx.path, ctx.span_for("path")), f"file '{ctx.path}' of {label}",
+                             hosts=hosts, escape=f"path '{ctx.path}' of {label}")
 
-    def _check_file(self, file: str, span: SourceSpan | None, what: str) -> None:
+    def _check_file(self, file: str, span: SourceSpan | None, what: str, *, hosts: list[WorkflowSpec],
+                    escape: str | None = None) -> None:
         assert self.base_dir is not None
         if not file or "${" in file or "://" in file or "{{" in file:
+            return
+        if self._check_contained(file, span, escape or what, hosts):
             return
         path = Path(file)
         if not path.is_absolute():
@@ -966,6 +973,27 @@ class _Checker:
             f"{what} does not exist (looked for {path}); `kumeo render`, `run` and `up` will refuse it — "
             f"create the file or fix the path", span, "missing-file",
         )
+
+    def _check_contained(self, file: str, span: SourceSpan | None, what: str, hosts: list[WorkflowSpec]) -> bool:
+        """An error (whatever ``strict_files`` says) when ``file`` resolves outside the workflow's folder and its
+        data roots: an absolute path elsewhere, a ``..`` escape or a symlink pointing out. True when reported."""
+        assert self.base_dir is not None
+        try:
+            outside = escapes(file, self.base_dir, data_roots(hosts, self.base_dir))
+        except (OSError, ValueError):
+            return False
+        if outside is None:
+            return False
+        folder = _resolved_dir(self.base_dir)
+        lexical = Path(file) if Path(file).is_absolute() else self.base_dir / file
+        via = ""
+        if Path(os.path.normpath(os.path.abspath(lexical))).is_relative_to(folder):
+            via = f" (through a symlink, to {outside})"
+        self.error(
+            f"{what} leaves the workflow's folder {folder}{via}; keep the file under it (or declare a data root: "
+            f"`deployment: {{ storage: {{ data_root: \"…\" }} }}`)", span, "path-escape",
+        )
+        return True
 
     # deployment
 
@@ -983,6 +1011,13 @@ _BLOCK_LIST = ("source", "target", "context", "preprocessors", "agents", "monito
                "data", "schemas", "config")
 
 
+
+
+def _resolved_dir(path: Path) -> Path:
+    try:
+        return path.resolve()
+    except (OSError, RuntimeError):
+        return Path(os.path.abspath(path))
 
 
 def _relocated(value: str, quote: SourceSpan | None) -> Any:

@@ -12,6 +12,7 @@ import re
 from pathlib import Path, PurePosixPath
 from typing import Any
 
+from kumeo_iac._paths import data_roots, declared_roots, escapes, escapes_lexically
 from kumeo_iac.compile import _kubernetes as k8s
 from kumeo_iac.compile._integrations import expand_integrations
 from kumeo_iac.compile._names import (
@@ -59,6 +60,7 @@ from kumeo_iac.spec import (
     Resources,
     RuleEngine,
 )
+from kumeo_iac.spec._base import span_of
 from kumeo_iac.spec._workflow import RESOURCE_BLOCKS, WorkflowSpec
 
 DEFAULT_NATS_URL = "nats://nats:4222"
@@ -641,25 +643,9 @@ class _WorkflowPlanner:
             if value is None:
                 continue
             span = agent.span_for(name)
-            if name == "model":
-                out[name] = self._file_value(self._resolve(value, agent, span, strict=True), files)
-            elif name == "output_schema":
-                resolved = self._resolve(value, agent, span, strict=True)
-                out[name] = self._file_value(resolved, files) if isinstance(resolved, str) else self._nested(
-                    resolved, agent, files)
-            elif name == "config":
-                resolved = self._resolve(value, agent, span, strict=True) if isinstance(value, str) else value
-                out[name] = self._file_value(resolved, files) if isinstance(resolved, str) and _looks_like_file(
-                    resolved) else self._nested(resolved, agent, files)
-            elif name == "context":
-                items = value if isinstance(value, list) else [value]
-                resolved_items = [self._context(v, agent, span, files) for v in items]
-                out[name] = resolved_items if isinstance(value, list) else resolved_items[0]
-            elif name in ("network", "matrix", "wasm") or (name == "rules" and isinstance(agent, RuleEngine)
-                                                           and isinstance(value, str)):
-                out[name] = self._file_value(self._resolve(value, agent, span, strict=False), files)
-            else:
-                out[name] = to_json(value)
+            already = len(files)
+            self._settings_field(agent, name, value, span, files, out)
+            self._refuse_escapes(files[already:], agent, name, span_of(value, span))
         # Expressions read the workflow's `config` block as `config`; the agent's own `config:` stays apart.
         if self.wf.config and "config." in _text_of(agent):
             out["workflow_config"] = to_json(self.wf.config)
@@ -669,6 +655,44 @@ class _WorkflowPlanner:
             out["entrypoint"] = str(agent.entrypoint)
         self._refuse_secrets(out, agent)
         return out, sorted(set(files))
+
+    def _settings_field(self, agent: Agent, name: str, value: Any, span: SourceSpan | None, files: list[str],
+                        out: dict[str, Any]) -> None:
+        if name == "model":
+            out[name] = self._file_value(self._resolve(value, agent, span, strict=True), files)
+        elif name == "output_schema":
+            resolved = self._resolve(value, agent, span, strict=True)
+            out[name] = self._file_value(resolved, files) if isinstance(resolved, str) else self._nested(
+                resolved, agent, files)
+        elif name == "config":
+            resolved = self._resolve(value, agent, span, strict=True) if isinstance(value, str) else value
+            out[name] = self._file_value(resolved, files) if isinstance(resolved, str) and _looks_like_file(
+                resolved) else self._nested(resolved, agent, files)
+        elif name == "context":
+            items = value if isinstance(value, list) else [value]
+            resolved_items = [self._context(v, agent, span, files) for v in items]
+            out[name] = resolved_items if isinstance(value, list) else resolved_items[0]
+        elif name in ("network", "matrix", "wasm") or (name == "rules" and isinstance(agent, RuleEngine)
+                                                       and isinstance(value, str)):
+            out[name] = self._file_value(self._resolve(value, agent, span, strict=False), files)
+        else:
+            out[name] = to_json(value)
+
+    def _refuse_escapes(self, files: list[str], agent: Agent, name: str, span: SourceSpan | None) -> None:
+        """Refuse a file outside the workflow's folder and its data roots (absolute, ``..``, symlink out)."""
+        roots = declared_roots([self.wf])
+        for file in files:
+            if not file or "${" in file or "://" in file or "{{" in file:
+                continue
+            if self.base_dir is not None:
+                outside = escapes(file, self.base_dir, data_roots([self.wf], self.base_dir)) is not None
+            else:
+                outside = escapes_lexically(file, roots)
+            if outside:
+                where = self.base_dir.resolve() if self.base_dir is not None else "of the workflow"
+                raise self.error(f"{name} path {file!r} leaves the workflow's folder {where}", agent=agent.id,
+                                 span=span, hint="keep the file under it (or declare a data root: "
+                                                 "`deployment: { storage: { data_root: \"…\" } }`)")
 
     def _resolve(self, value: Any, agent: Agent, span: SourceSpan | None, *, strict: bool) -> Any:
         """``"models.x"`` → the `models` entry ``x`` (deeper paths walk into it); other values unchanged."""

@@ -16,6 +16,7 @@ from __future__ import annotations
 import collections
 import logging
 import math
+import re
 import threading
 import warnings
 from collections.abc import Iterable, Mapping, Sequence
@@ -112,7 +113,14 @@ def _read_model(path: Path, where: str) -> Any:
             model = Reader(path=str(path)).get_model()
             model.check_model()
     except Exception as error:  # noqa: BLE001 - pgmpy raises anything from a bad file; say which file
-        raise KumeoRuntimeError(f"{where}: cannot read network {path}: {type(error).__name__}: {error}") from None
+        # Say where, never what: the parser's message may quote the file, which may not be a network at all.
+        found = re.search(r"line:?\s*(\d+)(?:\D{1,12}?col(?:umn)?:?\s*(\d+))?", str(error))
+        at = (f" at line {found.group(1)}" + (f", column {found.group(2)}" if found.group(2) else "")) if found else ""
+        raise KumeoRuntimeError(f"{where}: cannot read network {path}: not a valid {form.upper()} network{at} "
+                                f"({type(error).__name__})") from None
+    if not list(model.nodes()):
+        raise KumeoRuntimeError(f"{where}: cannot read network {path}: no variables found (expected a "
+                                f"{form.upper()} network)")
     return model
 
 

@@ -23,7 +23,8 @@ expression over the event (usually a field name); each rule's input cell is a un
 Output cells are literal values (``"block"``, ``0.5``, ``true``, ``null``, ``[1, 2]``, ``{a: 1}``); ``-`` sets
 nothing. Each cell becomes one Kumeo expression (``anomaly_score >= 0.8``), compiled once when the table is read:
 every operand is first compiled on its own, so a cell can only ever be the test it looks like. Nothing is passed to
-``eval``. Errors are KumeoSyntaxErrors naming the file, line and column of the bad cell.
+``eval``. Errors are KumeoSyntaxErrors naming the file, line and column of the bad cell and what was expected;
+they never quote the file's text (a path pointing at some other file must not echo its content into a log).
 """
 
 from __future__ import annotations
@@ -39,7 +40,7 @@ from typing import Any, Final
 from kumeo_iac.errors import KumeoExpressionError, KumeoSyntaxError, SourceSpan
 from kumeo_iac.expr import Expression, compile_expression
 
-__all__ = ["DecisionRule", "DecisionTable", "HIT_POLICIES", "load_dmx", "parse_dmx"]
+__all__ = ["DecisionRule", "DecisionTable", "HIT_POLICIES", "load_dmx", "parse_dmx", "redact_quotes"]
 
 #: Hit policies by every name accepted (DMN's one-letter forms too) → canonical name.
 HIT_POLICIES: Final = {"first": "first", "f": "first", "unique": "unique", "u": "unique", "collect": "collect",
@@ -150,13 +151,13 @@ class _Parser:
         if "hit_policy" in settings:
             value, line, column = settings["hit_policy"]
             if value.lower() not in HIT_POLICIES:
-                raise self.error(f"unknown hit policy {value!r}", line, column, hint="use first, unique or collect",
+                raise self.error("unknown hit policy", line, column, hint="use first, unique or collect",
                                  width=len(value))
             hit_policy = HIT_POLICIES[value.lower()]
         output_key = settings["output_key"][0] if "output_key" in settings else None
         if output_key is not None and not _OUTPUT_NAME.fullmatch(output_key):
             _, line, column = settings["output_key"]
-            raise self.error(f"output_key must be a field name, got {output_key!r}", line, column)
+            raise self.error("output_key must be a field name (letters, digits and '_')", line, column)
 
         inputs, outputs, subjects = self.header(rows[0])
         if len(rows) < 2 or not self.is_separator(rows[1][1]):
@@ -193,7 +194,7 @@ class _Parser:
         if key not in _SETTINGS:
             close = difflib.get_close_matches(key, _SETTINGS, n=1)
             hint = f"did you mean '{close[0]}'?" if close else f"known settings: {', '.join(_SETTINGS)}"
-            raise self.error(f"unknown setting {key!r}", number, indent + 1, hint=hint, width=len(key))
+            raise self.error("unknown setting", number, indent + 1, hint=hint, width=len(key))
         if key in settings:
             raise self.error(f"{key!r} is set twice (first at line {settings[key][1]})", number, indent + 1,
                              width=len(key))
@@ -269,10 +270,12 @@ class _Parser:
         names: list[str] = []
         for cell in output_cells:
             if not _OUTPUT_NAME.fullmatch(cell.text):
-                raise self.error(f"output column names must be field names, got {cell.text!r}", line, cell.column,
+                raise self.error("output column names must be field names (letters, digits and '_')", line,
+                                 cell.column,
                                  width=len(cell.text))
             if cell.text in names:
-                raise self.error(f"output column {cell.text!r} appears twice", line, cell.column,
+                raise self.error(f"this output column appears twice (first at column "
+                                 f"{output_cells[names.index(cell.text)].column})", line, cell.column,
                                  width=len(cell.text))
             names.append(cell.text)
         return [c.text for c in input_cells], names, subjects
@@ -365,8 +368,9 @@ class _Parser:
             column = cell.column + at + ((error.span.column - 1) if error.span is not None else 0)
             hint = error.hint
             if hint is None and re.fullmatch(r"[A-Za-z_][\w ]*", text) and " " in text:
-                hint = f'quote text values: "{text}"'
-            raise self.error(f"invalid {what} `{text}`: {error.message}", cell.line, column, hint=hint) from None
+                hint = 'quote text values: "…"'
+            raise self.error(f"invalid {what}: {redact_quotes(error.message)}", cell.line, column,
+                             hint=_redacted_hint(hint)) from None
         return text if _SIMPLE.fullmatch(text) else f"({text})"
 
     def literal(self, cell: _Cell) -> Any:
@@ -377,15 +381,32 @@ class _Parser:
             expression = compile_expression(cell.text)
         except KumeoExpressionError as error:
             column = cell.column + ((error.span.column - 1) if error.span is not None else 0)
-            raise self.error(f"invalid output value `{cell.text}`: {error.message}", cell.line, column,
-                             hint=error.hint) from None
+            raise self.error(f"invalid output value: {redact_quotes(error.message)}", cell.line, column,
+                             hint=_redacted_hint(error.hint)) from None
         if expression.paths or expression.functions:
-            hint = f'quote text: "{cell.text}"' if _OUTPUT_NAME.fullmatch(cell.text) else None
+            hint = 'quote text: "…"' if _OUTPUT_NAME.fullmatch(cell.text) else None
             raise self.error(
-                f"output cells must be literal values, got `{cell.text}`", cell.line, cell.column,
+                "output cells must be literal values", cell.line, cell.column,
                 hint=hint or "use a string, number, true/false, null, a list or an object", width=len(cell.text)
             )
         return expression.evaluate({})
+
+
+def redact_quotes(message: str) -> str:
+    """A parser's message without the text it quotes from a file (names, numbers, strings in quotes or after
+    ``string``/``number``); quoted operators such as '&&' stay."""
+    message = re.sub(r"\bstring .*$", "string", message)
+    message = re.sub(r"\bnumber [^\s,;)]+", "number", message)
+    return re.sub(r"'[^']*'|`[^`]*`|\"[^\"]*\"",
+                  lambda m: m.group(0) if not re.search(r"\w", m.group(0)[1:-1]) else "…", message)
+
+
+def _redacted_hint(hint: str | None) -> str | None:
+    """A hint of the expression language kept when it names the language's own words (did-you-mean of a function,
+    an operator), redacted otherwise."""
+    if hint is None or re.fullmatch(r"did you mean '\w+'\??", hint):
+        return hint
+    return redact_quotes(hint)
 
 
 def _matching_paren(text: str, opening: int) -> int | None:

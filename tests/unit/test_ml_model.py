@@ -80,7 +80,8 @@ def fresh_forest(tmp_path_factory: pytest.TempPathFactory) -> tuple[Any, Path, P
 async def test_onnx_scores_equal_sklearn_decision_function(fresh_forest):
     model, tagged, _ = fresh_forest
     agent = await started({"model": str(tagged), "features": FEATURES,
-                           "outputs": {"scores": "decision", "label": "label", "anomaly_score": "anomaly_score"}})
+                           "outputs": {"scores": "decision", "label": "label", "anomaly_score": "anomaly_score"}},
+                          tagged.parent)
     events = transactions(400, seed=5)
     results = await agent.process_batch([Event(str(i), e) for i, e in enumerate(events)])
     out = [r[0].data for r in results]
@@ -93,7 +94,7 @@ async def test_onnx_scores_equal_sklearn_decision_function(fresh_forest):
 
 async def test_default_outputs_are_anomaly_label_and_a_0_to_1_score(fresh_forest):
     model, tagged, _ = fresh_forest
-    agent = await started({"model": {"file": str(tagged), "type": "onnx"}, "features": FEATURES})
+    agent = await started({"model": {"file": str(tagged), "type": "onnx"}, "features": FEATURES}, tagged.parent)
     event = transactions(1, seed=8)[0]
     out = (await agent.process(Event("e", event)))[0].data
     assert set(out) == set(event) | {"anomaly_label", "anomaly_score"}
@@ -106,10 +107,11 @@ async def test_without_metadata_the_offset_is_sklearns_auto_or_the_setting(fresh
     model, _, bare = fresh_forest
     event = transactions(1, seed=9)[0]
     decision = float(model.decision_function(rows([event]))[0])
-    auto = await started({"model": str(bare), "features": FEATURES})
+    auto = await started({"model": str(bare), "features": FEATURES}, bare.parent)
     assert math.isclose((await auto.process(Event("e", event)))[0].data["anomaly_score"], 0.5 - decision,
                         abs_tol=1e-5)
-    given = await started({"model": str(bare), "features": FEATURES, "config": {"score_offset": model.offset_}})
+    given = await started({"model": str(bare), "features": FEATURES, "config": {"score_offset": model.offset_}},
+                          bare.parent)
     assert math.isclose((await given.process(Event("e", event)))[0].data["anomaly_score"],
                         -model.score_samples(rows([event]))[0], abs_tol=1e-5)
 
@@ -209,10 +211,10 @@ def two_input_model(path: Path) -> Path:
 async def test_several_inputs_and_an_explicit_output_mapping(tmp_path):
     model = two_input_model(tmp_path / "two.onnx")
     agent = await started({"model": str(model), "inputs": {"a": ["x", "y"], "b": ["p", "q"]},
-                           "outputs": {"total": "sums"}})
+                           "outputs": {"total": "sums"}}, tmp_path)
     out = (await agent.process(Event("1", {"x": 1, "y": 2.5, "p": 10, "q": True})))[0].data
     assert out == {"x": 1, "y": 2.5, "p": 10, "q": True, "sums": [11.0, 3.5]}
-    every = await started({"model": str(model), "inputs": {"a": ["x", "y"], "b": ["p", "q"]}})
+    every = await started({"model": str(model), "inputs": {"a": ["x", "y"], "b": ["p", "q"]}}, tmp_path)
     out = (await every.process(Event("1", {"x": 2, "y": 3, "p": 4, "q": 5})))[0].data
     assert out["total"] == [6.0, 8.0] and out["product"] == [8.0, 15.0]
 

@@ -18,6 +18,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Final
 
+from kumeo_iac._paths import runtime_path
 from kumeo_iac.errors import KumeoEvaluationError, KumeoExpressionError, KumeoRuntimeError, KumeoSyntaxError, SourceSpan
 from kumeo_iac.expr import Expression, compile_expression
 from kumeo_iac.runtime._agent import EventRejected, RuntimeAgent
@@ -126,9 +127,9 @@ class KindAgent(RuntimeAgent):
         return merged
 
     def resolve_path(self, name: str) -> Path:
-        """A file the workflow names, relative to the workflow file's directory."""
-        path = Path(name)
-        return path if path.is_absolute() else self.base_dir / path
+        """A file the workflow names, relative to the workflow file's directory (the worker's files folder);
+        refused when it resolves outside that folder (and the folders of ``KUMEO_DATA_ROOTS``)."""
+        return runtime_path(name, self.base_dir, self.label)
 
     def compile(self, text: Any, what: str) -> Expression:
         return compile_condition(text, f"{self.label}: {what}")

@@ -44,6 +44,7 @@ from typing import Any, Final
 from kumeo_iac.errors import KumeoRuntimeError
 from kumeo_iac.runtime._agent import Emit, Event, EventRejected
 from kumeo_iac.runtime.agents._common import KindAgent, file_reference, is_number
+from kumeo_iac.runtime.dmx import redact_quotes
 
 __all__ = ["DEFAULT_BATCH_SIZE", "ISOLATION_FOREST_OUTPUTS", "SCORE_OFFSET_METADATA", "MLModelAgent"]
 
@@ -265,7 +266,8 @@ class _OnnxRunner(_Runner):
             self.session = ort.InferenceSession(str(path), sess_options=session_options,
                                                 providers=["CPUExecutionProvider"])
         except Exception as error:  # noqa: BLE001 - onnxruntime's own exception types; name the file
-            raise KumeoRuntimeError(f"{label}: cannot load ONNX model {path}: {error}") from None
+            raise KumeoRuntimeError(f"{label}: cannot load ONNX model {path}: "
+                                    f"{redact_quotes(str(error))}") from None
         self.inputs = {}
         for node in self.session.get_inputs():
             dtype = _DTYPES.get(node.type)
@@ -329,7 +331,8 @@ class _PickleRunner(_Runner):
                 with path.open("rb") as handle:
                     model = pickle.load(handle)
         except Exception as error:  # noqa: BLE001 - anything can come out of a pickle
-            raise KumeoRuntimeError(f"{label}: cannot load pickled model {path}: {error}") from None
+            raise KumeoRuntimeError(f"{label}: cannot load pickled model {path}: "
+                                    f"{redact_quotes(str(error))}") from None
         if not hasattr(model, "predict"):
             raise KumeoRuntimeError(f"{label}: {path.name} holds a {type(model).__name__}, not a model with predict()")
         self.model = model

@@ -25,6 +25,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from kumeo_iac._paths import runtime_path
 from kumeo_iac.errors import KumeoRuntimeError
 from kumeo_iac.runtime.agents._common import WORKFLOW_CONFIG_KEY
 
@@ -110,7 +111,7 @@ async def load_contexts(plan: AgentPlan, base_dir: Path) -> Contexts:
         if not isinstance(options, Mapping):
             raise KumeoRuntimeError(f"{where}: 'options' must be an object, got {options!r}")
         file = network_file(declaration.get("path") or declaration.get("file"), where)
-        path = Path(file) if Path(file).is_absolute() else base_dir / file
+        path = runtime_path(file, base_dir, where)
         network = await asyncio.to_thread(load_network, path, where)
         items.append(BayesianNetworkContext(context_id, NetworkQuery(network, options, where)))
     config = plan.settings.get(WORKFLOW_CONFIG_KEY) if isinstance(plan.settings, Mapping) else None

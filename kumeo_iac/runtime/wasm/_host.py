@@ -31,6 +31,7 @@ from typing import Any, Final
 import wasmtime
 
 from kumeo_iac.errors import KumeoRuntimeError
+from kumeo_iac.runtime.dmx import redact_quotes
 
 __all__ = [
     "TICK_SECONDS",
@@ -124,7 +125,7 @@ class WasmModule:
             return wasmtime.Module(self.engine, data)
         except (wasmtime.WasmtimeError, UnicodeDecodeError) as exc:
             raise KumeoRuntimeError(f"{self.name}: {path} is not a valid WebAssembly module: "
-                                    f"{_first_line(exc)}") from None
+                                    f"{redact_quotes(_first_line(exc))}") from None
 
     def _check_abi(self) -> None:
         exports = {e.name: e.type for e in self.module.exports}
