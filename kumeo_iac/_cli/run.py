@@ -196,7 +196,14 @@ async def _run(args: argparse.Namespace, plan: Any, path: Path, events: Any, pro
                 _, source = runner.source_for(args.workflow, args.source)
                 token = "" if runner.embedded else f"{uuid.uuid4().hex[:8]}-"
                 pairs = [(f"{token}{events.stem}-{line}", payload) for line, payload in events.events]
-                count = await runner.publish(source.subject, pairs)
+                lines = {event_id: line for (event_id, _), (line, _) in zip(pairs, events.events)}
+
+                def refused(event_id: str, reason: str) -> None:
+                    problem = f"{events.name}:{lines[event_id]}: error: {reason}"
+                    events.problems.append(problem)
+                    _err(problem)
+
+                count = await runner.publish(source.subject, pairs, on_refused=refused)
                 extra = f" ({len(events.problems)} bad line{'s' if len(events.problems) != 1 else ''} skipped)" \
                     if events.problems else ""
                 progress.note(f"published {count} event{'s' if count != 1 else ''} from {events.name} to "

@@ -70,7 +70,7 @@ class Output:
         return out
 
     def to_json(self) -> str:
-        return json.dumps(self.to_dict(), ensure_ascii=False)
+        return json.dumps(self.to_dict(), ensure_ascii=False, allow_nan=False)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -89,8 +89,8 @@ def output_of(msg: Any) -> Output:
 
     headers = msg.headers or {}
     try:
-        data: Any = json.loads(msg.data) if msg.data else None
-    except ValueError:
+        data: Any = envelope.loads(msg.data) if msg.data else None
+    except ValueError:  # not strict JSON (NaN, invalid UTF-8, too deep…): shown as the text it is
         data = msg.data.decode("utf-8", "replace")
     error = envelope.header(headers, envelope.ERROR)
     if error is None and ".dlq." in f".{msg.subject}." and isinstance(data, dict) and "error" in data:
@@ -394,16 +394,34 @@ class LocalRunner:
         names = ", ".join(ep.address for ep in wf.sources)
         raise KumeoRuntimeError(f"workflow '{wf.name}' has no source {source!r} (sources: {names})")
 
-    async def publish(self, subject: str, events: Iterable[tuple[str, Any]], *, producer: str = "input") -> int:
-        """Publish ``(event_id, payload)`` pairs on ``subject`` with their envelope; return how many were stored."""
+    async def publish(self, subject: str, events: Iterable[tuple[str, Any]], *, producer: str = "input",
+                      on_refused: Callable[[str, str], None] | None = None) -> int:
+        """Publish ``(event_id, payload)`` pairs on ``subject`` with their envelope; return how many were stored.
+
+        An event that cannot be published (not strict JSON, larger than the server's ``max_payload``) is skipped
+        and reported to ``on_refused(event_id, reason)``; without it, :class:`KumeoRuntimeError` is raised.
+        """
+        from kumeo_iac.runtime import envelope
         from kumeo_iac.runtime.io import source_headers
 
+        limit = int(getattr(self.nc, "max_payload", 0) or 0)
         count = 0
         chunk: list[Any] = []
         for event_id, payload in events:
+            headers = source_headers(event_id, producer)
+            try:
+                data = envelope.dumps(payload)
+                size = envelope.wire_size(data, headers)
+                if limit and size > limit:
+                    raise envelope.NotJSON(f"the event is {size} bytes, over the NATS server's max_payload of "
+                                           f"{limit} bytes")
+            except envelope.NotJSON as exc:
+                if on_refused is None:
+                    raise KumeoRuntimeError(f"event {event_id}: {exc}") from None
+                on_refused(event_id, str(exc))
+                continue
             self.input_ids.add(event_id)
-            data = json.dumps(payload, separators=(",", ":"), ensure_ascii=False).encode()
-            chunk.append(await self.js.publish_async(subject, data, headers=source_headers(event_id, producer)))
+            chunk.append(await self.js.publish_async(subject, data, headers=headers))
             if len(chunk) >= 1000:
                 await asyncio.gather(*chunk)
                 count += len(chunk)

@@ -16,6 +16,11 @@ One worker owns everything about NATS for its agent, so agent kinds only compute
    A publish the server keeps refusing (a full stream, no connection) NAKs too, except on the last allowed
    delivery, where a NAK would strand the event: the worker stores its output or a dead letter, holding the event
    in progress until one of them lands.
+   No event can stop the worker: anything that raises while reading one (invalid UTF-8, ``NaN``/``Infinity``,
+   JSON nested past the decoder's limit, an input over ``max_input_bytes``) or while handling it dead-letters that
+   event with the reason and acks it, and the rest of the batch flows. An output the server would refuse (over its
+   ``max_payload``, headers included) is never sent: the event is dead-lettered with the size and the limit, and
+   the connection stays up. A dead letter always fits: its input is left out (with a note) when it would not.
 5. **Reconnect.** nats.py reconnects the connection but not a pull consumer (nats.py#504: the server forgets the
    open pull request). On every reconnect, and whenever a pull request goes unanswered past its expiry, the worker
    re-binds: checks the consumer still exists (recreating it from the Plan if the server lost it), renews its
@@ -59,6 +64,8 @@ _STATUS_DONE = frozenset({"404", "408", "409"})  # no messages / request expired
 _DEFAULT_JOIN_TTL_SECONDS = 300.0
 #: An event that takes longer than this makes the rest of its batch run concurrently (see ``_process``).
 _SEQUENTIAL_LIMIT_SECONDS = 0.002
+#: How much of an input a dead letter shows (as text) when the input itself is left out.
+_PREVIEW_BYTES = 256
 
 
 class _Stop:
@@ -212,6 +219,8 @@ class _Work:
     outgoing: list[_Outgoing] = dataclasses.field(default_factory=list)
     nak_delay: float | None = None  # set: NAK instead of ACK after publishing
     dead_lettered: bool = False
+    #: Set when the input cannot travel in its dead letter as JSON (not decodable, too large): says why.
+    input_note: str | None = None
 
 
 class Worker:
@@ -242,6 +251,7 @@ class Worker:
         reconnect_wait: float = 0.25,
         stop_timeout: float | None = None,
         connect_options: Mapping[str, Any] | None = None,
+        max_input_bytes: int | None = None,
     ) -> None:
         self.workflow = plan
         #: Extra ``connect`` options: credentials (user/password, token, creds_file), inbox_prefix, tls.
@@ -260,6 +270,9 @@ class Worker:
         self.stop_timeout = stop_timeout if stop_timeout is not None else self.plan.timeout_seconds + 10.0
         self.metrics = WorkerMetrics(plan.name, agent_id)
         self.js_api_prefix = "$JS.API"
+        #: Inputs larger than this (bytes) are dead-lettered unread: the argument, else $KUMEO_MAX_INPUT_BYTES,
+        #: else the agent's Plan setting ``max_input_bytes``, else 1 MiB.
+        self.max_input_bytes = _max_input_bytes(max_input_bytes, self.plan.settings)
 
         join = self.plan.settings.get("join") if isinstance(self.plan.settings, dict) else None
         self._join_settings: dict[str, Any] | None = join if isinstance(join, dict) else None
@@ -536,7 +549,38 @@ class Worker:
                 delay = min(delay * 2, 2.0)
                 continue
             if msgs:
-                await self._handle_batch(msgs)
+                try:
+                    await self._handle_batch(msgs)
+                except asyncio.CancelledError:
+                    raise
+                except Exception as exc:  # noqa: BLE001 - no event may stop the worker
+                    await self._salvage(msgs, exc)
+
+    async def _salvage(self, msgs: list[Msg], error: BaseException) -> None:
+        """A batch raised where it should not have: handle its messages one by one, and dead-letter (and ack)
+        the one that still raises on its own, so it neither stops the worker nor comes back forever."""
+        log.exception("worker %s: a batch of %d failed: %r; handling its events one by one", self.agent_id,
+                      len(msgs), error)
+        for msg in msgs:
+            if getattr(msg, "_ackd", False):
+                continue
+            if len(msgs) > 1:
+                self.metrics.events_in -= 1  # counted again by _receive
+                try:
+                    await self._handle_batch([msg])
+                    continue
+                except asyncio.CancelledError:
+                    raise
+                except Exception as exc:  # noqa: BLE001
+                    error = exc
+            work = self._receive(msg)
+            work.outgoing = []
+            work.input_note = work.input_note or "left out after an internal error"
+            self._final_failure(work, EventRejected(f"internal error handling the event: {_reason(error)}"))
+            if not await self._publish_now(self._fit(work).outgoing):
+                await self._answer(msg, self._retry_delay(work.attempt) or 1.0)
+                continue
+            await self._finish(work)
 
     # -- one batch -------------------------------------------------------------------------------------------
 
@@ -551,7 +595,12 @@ class Worker:
         await self._process(works)
         for work in works:
             if not work.done:
-                self._plan_outgoing(work)
+                try:
+                    self._plan_outgoing(work)
+                except Exception as exc:  # noqa: BLE001 - an output that is not JSON (NaN, a cycle…) is final
+                    work.outgoing = []
+                    work.nak_delay = None
+                    self._final_failure(work, EventRejected(f"the output is not JSON: {_reason(exc)}"))
         await self._publish_and_answer(works)
         elapsed = time.perf_counter() - started
         for _ in works:
@@ -560,6 +609,25 @@ class Worker:
 
     def _receive(self, msg: Msg) -> _Work:
         self.metrics.events_in += 1
+        try:
+            return self._read(msg)
+        except Exception as exc:  # noqa: BLE001 - no event may stop the worker: this one is dead-lettered
+            log.warning("worker %s: could not read a message on %s: %r", self.agent_id, msg.subject, exc)
+            headers = msg.headers or {}
+            try:
+                meta = msg.metadata
+                attempt, fallback_id = meta.num_delivered or 1, f"{meta.stream}-{meta.sequence.stream}"
+            except Exception:  # noqa: BLE001
+                attempt, fallback_id = 1, envelope.new_event_id()
+            event_id = str(envelope.header(headers, envelope.EVENT_ID) or fallback_id)
+            raw = msg.data or b""
+            work = _Work(msg=msg, event_id=event_id, attempt=attempt, payload=None, raw=raw, part="",
+                         traceparent=envelope.next_traceparent(None, event_id))
+            work.outcome = EventRejected(f"could not read the event: {_reason(exc)}")
+            work.input_note = "the input could not be read"
+            return work
+
+    def _read(self, msg: Msg) -> _Work:
         headers = msg.headers or {}
         try:
             meta = msg.metadata
@@ -573,13 +641,19 @@ class Worker:
         raw = msg.data or b""
         work = _Work(msg=msg, event_id=event_id, attempt=attempt, payload=None, raw=raw, part=part,
                      traceparent=envelope.next_traceparent(envelope.header(headers, envelope.TRACEPARENT), event_id))
+        if len(raw) > self.max_input_bytes:
+            work.outcome = EventRejected(
+                f"input of {len(raw)} bytes is over the worker's limit of {self.max_input_bytes} bytes "
+                f"({envelope.MAX_INPUT_BYTES_ENV})")
+            work.input_note = "the input is over the worker's input size limit"
+            return work
         try:
-            work.payload = json.loads(raw) if raw else None
+            work.payload = envelope.loads(raw) if raw else None
+        except envelope.NotJSON as exc:
+            work.outcome = EventRejected(str(exc))
+            work.input_note = "the input is not JSON"
         except ValueError:
-            try:
-                work.payload = raw.decode("utf-8")  # a source sending plain text: the event is that string
-            except UnicodeDecodeError:
-                work.outcome = EventRejected("payload is neither JSON nor UTF-8 text")
+            work.payload = raw.decode("utf-8")  # a source sending plain text: the event is that string
         if work.outcome is None:
             try:
                 data = _select(work.payload, field) if self.joins is None else work.payload
@@ -614,8 +688,8 @@ class Worker:
                     for pattern, part, field in self._bindings:
                         if part in result.parts and part not in data:
                             data[part] = _select(result.parts[part], field)
-                except EventRejected as exc:
-                    work.outcome = exc
+                except Exception as exc:  # noqa: BLE001 - a part that cannot be read rejects the event
+                    work.outcome = exc if isinstance(exc, EventRejected) else EventRejected(_reason(exc))
                     continue
                 work.join_complete = True
                 work.payload = result.parts
@@ -645,8 +719,8 @@ class Worker:
                 selected = self._when.truthy(
                     expression_scope(work.event.data, self.plan.settings.get(WORKFLOW_CONFIG_KEY) or {})
                 )
-            except KumeoError as exc:
-                work.outcome = EventRejected(f"when {self.plan.when!r}: {exc}")
+            except Exception as exc:  # noqa: BLE001 - KumeoError, or anything the event makes `when` raise
+                work.outcome = EventRejected(f"when {self.plan.when!r}: {exc if isinstance(exc, KumeoError) else _reason(exc)}")
                 continue
             if not selected:
                 work.passthrough = work.payload if work.join_complete else work.raw
@@ -696,7 +770,7 @@ class Worker:
         outcome = work.outcome
         if isinstance(outcome, BaseException):
             self.metrics.events_failed += 1
-            final = isinstance(outcome, EventRejected) or work.attempt >= self.plan.max_deliver
+            final = isinstance(outcome, (EventRejected, RecursionError)) or work.attempt >= self.plan.max_deliver
             if not final:
                 work.nak_delay = self._retry_delay(work.attempt)
                 log.info("worker %s: event %s attempt %d failed, retrying: %s", self.agent_id, work.event_id,
@@ -739,9 +813,17 @@ class Worker:
         stream's duplicate window (two replicas, a crash before the agent recorded it) is dropped by JetStream.
         """
         hop = envelope.next_traceparent(traceparent, event_id)
-        for out in self._outputs(event_id, attempt, hop, [(e.subject, _dumps(e.data)) for e in emits]):
+        outputs = self._outputs(event_id, attempt, hop, [(e.subject, _dumps(e.data)) for e in emits])
+        too_large = self._too_large(outputs)
+        if too_large is not None:
+            outputs = [self._dead_letter(event_id, None, attempt, too_large, hop, "dlq:release",
+                                         input_note="the input of a released event is not kept")]
+        for out in outputs:
             await self.js.publish(out.subject, out.data, headers=dict(out.headers), timeout=self.publish_timeout)
-            self.metrics.events_out += 1
+            if out.kind == "dlq":
+                self.metrics.events_dead_lettered += 1
+            else:
+                self.metrics.events_out += 1
 
     def mount_http(self, prefix: str, handler: Any) -> bool:
         """Serve ``prefix`` on the worker's HTTP server (the health port); False when it runs without one."""
@@ -775,18 +857,82 @@ class Worker:
             # A replayed event that fails again is a new dead letter, not a duplicate of the first one.
             suffix += f":replay:{replay_of}"
         work.outgoing.append(
-            self._dead_letter(work.event_id, work.payload, work.attempt, reason, work.traceparent, suffix))
+            self._dead_letter(work.event_id, work.payload, work.attempt, reason, work.traceparent, suffix,
+                              raw=work.raw, input_note=work.input_note))
         work.dead_lettered = True
         log.warning("worker %s: event %s dead-lettered after attempt %d: %s", self.agent_id, work.event_id,
                     work.attempt, reason)
 
     def _dead_letter(self, event_id: str, payload: Any, attempt: int, reason: str, traceparent: str,
-                     suffix: str = "dlq") -> _Outgoing:
+                     suffix: str = "dlq", *, raw: bytes | None = None, input_note: str | None = None) -> _Outgoing:
+        """The dead letter of an event: ``{"error", "agent", "input", "attempt"}``.
+
+        It always fits the server's ``max_payload``: when the input is not JSON (``input_note`` says why) or would
+        make the dead letter too large, ``input`` is left out, and ``input_omitted`` (why), ``input_bytes`` and
+        ``input_preview`` (its first bytes as text) stand in for it.
+        """
         headers = envelope.build_headers(event_id=event_id, agent=self.agent_id, attempt=attempt,
                                          traceparent=traceparent,
                                          msg_id=f"{envelope.dedupe_id(event_id, self.agent_id)}:{suffix}", error=reason)
-        body = {"error": reason, "agent": self.agent_id, "input": payload, "attempt": attempt}
-        return _Outgoing(self.plan.dead_letter_subject, _dumps(body), headers, "dlq")
+        limit = self._max_payload()
+        data = None
+        if input_note is None:
+            body = {"error": reason, "agent": self.agent_id, "input": payload, "attempt": attempt}
+            try:
+                data = _dumps(body)
+            except Exception:  # noqa: BLE001 - an input that cannot be written back is left out
+                input_note = "the input cannot be written as JSON"
+            else:
+                if envelope.wire_size(data, headers) > limit:
+                    input_note = f"the input would make the dead letter larger than max_payload ({limit} bytes)"
+                    data = None
+        if data is None:
+            if raw is None:
+                with contextlib.suppress(Exception):
+                    raw = _dumps(payload)
+            raw = raw or b""
+            body = {"error": envelope.one_line(reason, 2000), "agent": self.agent_id, "attempt": attempt,
+                    "input_omitted": input_note, "input_bytes": len(raw),
+                    "input_preview": raw[:_PREVIEW_BYTES].decode("utf-8", "replace")}
+            data = _dumps(body)
+        return _Outgoing(self.plan.dead_letter_subject, data, headers, "dlq")
+
+    def _max_payload(self) -> int:
+        """The server's ``max_payload`` (headers and payload together), from its INFO; 1 MiB before connecting."""
+        try:
+            value = int(self.nc.max_payload)
+        except Exception:  # noqa: BLE001 - not connected yet
+            value = 0
+        return value if value > 0 else 1024 * 1024
+
+    def _too_large(self, outgoing: list[_Outgoing]) -> str | None:
+        """Why one of ``outgoing`` cannot be published (over the server's max_payload), or None."""
+        limit = self._max_payload()
+        for out in outgoing:
+            size = envelope.wire_size(out.data, out.headers)
+            if size > limit:
+                what = {"out": "output", "fallback": "fallback message", "dlq": "dead letter"}[out.kind]
+                return (f"the {what} to {out.subject} is {size} bytes, over the NATS server's max_payload of "
+                        f"{limit} bytes")
+        return None
+
+    def _fit(self, work: _Work) -> _Work:
+        """Replace the outgoing messages of ``work`` by a dead letter when one of them is too large to publish."""
+        reason = self._too_large(work.outgoing)
+        if reason is None:
+            return work
+        log.warning("worker %s: event %s dead-lettered: %s", self.agent_id, work.event_id, reason)
+        if any(out.kind == "out" for out in work.outgoing):
+            self.metrics.events_failed += 1
+        suffix = "dlq:size"
+        replay_of = (work.msg.headers or {}).get(envelope.REPLAY_OF)
+        if replay_of:
+            suffix += f":replay:{replay_of}"
+        work.outgoing = [self._dead_letter(work.event_id, work.payload, work.attempt, reason, work.traceparent,
+                                           suffix, raw=work.raw, input_note=work.input_note)]
+        work.dead_lettered = True
+        work.nak_delay = None
+        return work
 
     def _retry_delay(self, attempt: int) -> float:
         delays = self.plan.backoff_seconds
@@ -801,7 +947,7 @@ class Worker:
         the ones that did land harmless); after that its input is NAKed so JetStream redelivers it later — unless
         this was its last allowed delivery, when a NAK would end it silently (see :meth:`_settle_last_delivery`).
         """
-        pending = [w for w in works if not w.done]
+        pending = [self._fit(w) for w in works if not w.done]
         errors: dict[int, str] = {}
         for round_ in range(3):
             futures: list[tuple[_Work, asyncio.Future[Any]]] = []
@@ -969,7 +1115,29 @@ class Worker:
 
 
 def _dumps(data: Any) -> bytes:
-    return json.dumps(data, separators=(",", ":"), ensure_ascii=False).encode()
+    """Strict JSON (no NaN/Infinity): :class:`envelope.NotJSON` says why not."""
+    return envelope.dumps(data)
+
+
+def _max_input_bytes(explicit: int | None, settings: Any) -> int:
+    """The input size limit: ``explicit``, else $KUMEO_MAX_INPUT_BYTES, else the Plan setting, else 1 MiB."""
+    import os
+
+    candidates = [("max_input_bytes", explicit), (envelope.MAX_INPUT_BYTES_ENV,
+                                                  os.environ.get(envelope.MAX_INPUT_BYTES_ENV) or None)]
+    if isinstance(settings, Mapping):
+        candidates.append(("the Plan setting max_input_bytes", settings.get("max_input_bytes")))
+    for name, value in candidates:
+        if value is None:
+            continue
+        try:
+            number = int(value)
+        except (TypeError, ValueError):
+            number = 0
+        if number <= 0:
+            raise KumeoRuntimeError(f"{name} must be a positive number of bytes, not {value!r}")
+        return number
+    return envelope.DEFAULT_MAX_INPUT_BYTES
 
 
 def _reason(error: BaseException) -> str:
