@@ -19,7 +19,7 @@ from collections.abc import Iterator
 from typing import Any
 
 from kumeo_iac._paths import escapes
-from kumeo_iac.compile._kubernetes import FILES_CHECKSUM_ANNOTATION, files_key
+from kumeo_iac.compile._kubernetes import FILES_CHECKSUM_ANNOTATION, files_key, labels
 from kumeo_iac.compile._names import dns_name
 from kumeo_iac.compile._plan import WorkflowPlan
 from kumeo_iac.errors import KumeoDeployError
@@ -64,8 +64,7 @@ def workflow_manifests(plan: WorkflowPlan, base_dir: str | os.PathLike[str] | No
     """
     name = files_config_map_name(plan)
     mounted = sorted({item["path"] for d in _deployments(plan.kubernetes) for item in _files_items(d, name)})
-    digests: dict[str, str] = {}
-    objects = [dict(o) for o in plan.kubernetes]
+    objects = list(plan.kubernetes)  # the Plan's dicts are shared, never changed: stamping makes new ones
     if mounted:
         contents = {path: _read(plan, base_dir, path) for path in mounted}
         total = sum(len(data) for data in contents.values())
@@ -77,9 +76,7 @@ def workflow_manifests(plan: WorkflowPlan, base_dir: str | os.PathLike[str] | No
         config_map = {
             "apiVersion": "v1",
             "kind": "ConfigMap",
-            "metadata": {"name": name, "namespace": plan.namespace, "labels": {
-                "app.kubernetes.io/name": name, "app.kubernetes.io/part-of": "kumeo",
-                "app.kubernetes.io/managed-by": "kumeo", "kumeo.dev/workflow": plan.slug}},
+            "metadata": {"name": name, "namespace": plan.namespace, "labels": labels(plan.slug, name)},
             "binaryData": {files_key(p): base64.b64encode(contents[p]).decode("ascii") for p in mounted},
         }
         at = next((i for i, o in enumerate(objects) if o.get("kind") == "Deployment"), len(objects))
