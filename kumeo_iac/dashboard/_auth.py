@@ -26,7 +26,8 @@ import time
 from collections.abc import Mapping, Sequence
 from typing import Any, Protocol
 
-__all__ = ["AuthError", "Authenticator", "Identity", "LocalTokenAuth", "OIDCAuth", "Role", "parse_role_map"]
+__all__ = ["AuthError", "Authenticator", "Identity", "LocalTokenAuth", "OIDCAuth", "Role", "authorize", "is_loopback",
+           "parse_role_map"]
 
 log = logging.getLogger("kumeo.dashboard")
 
@@ -92,6 +93,19 @@ class Authenticator(Protocol):
     def public_config(self) -> dict[str, Any]: ...
 
 
+async def authorize(auth: Authenticator, authorization: str | None, client_host: str | None,
+                    role: Role) -> Identity:
+    """The caller of a request that needs ``role``: authenticated by ``auth``, else AuthError(401 or 403).
+
+    The one check every Kumeo API runs (the dashboard's routes, the HumanReview worker's review API), so a token
+    means the same everywhere.
+    """
+    identity = await auth.authenticate(authorization, client_host)
+    if not identity.allows(role):
+        raise AuthError(403, f"this needs the {role.label} role; you are a {identity.role.label}")
+    return identity
+
+
 def _bearer(authorization: str | None) -> str:
     if not authorization:
         raise AuthError(401, "sign in first: this API needs an 'Authorization: Bearer <token>' header")
@@ -102,6 +116,7 @@ def _bearer(authorization: str | None) -> str:
 
 
 def is_loopback(host: str | None) -> bool:
+    """True for a loopback address (``127.0.0.1``, ``::1``) or ``localhost``."""
     if not host:
         return False
     if host == "localhost":

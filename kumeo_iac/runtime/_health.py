@@ -4,8 +4,11 @@ Kubernetes probes and Prometheus scrapes are a few tiny GET requests a minute, s
 library's ``asyncio.start_server`` speaking just enough HTTP/1.1 (one request per connection); it runs on the
 worker's own event loop, which also means a stuck loop fails the liveness probe, as it should.
 
-An agent may mount its own routes under a path prefix (:meth:`HealthServer.mount`; HumanReview serves its review
-API at ``/reviews``); those requests may use any method and carry a body (``Content-Length``, at most 1 MiB).
+An agent may mount its own routes under a path prefix (:meth:`HttpServer.mount`); those requests may use any
+method and carry a body (``Content-Length``, at most 1 MiB). The handler also gets the client's address as
+``headers[":peer"]``, set by the server (no header a client sends can have that name). :class:`HttpServer` is the same
+server without the probes: HumanReview serves its review API on one of its own, on loopback unless told otherwise
+(``KUMEO_REVIEW_HOST``), never on the probe port every pod exposes.
 """
 
 from __future__ import annotations
@@ -19,32 +22,30 @@ from kumeo_iac.runtime._metrics import CONTENT_TYPE
 
 log = logging.getLogger("kumeo.runtime")
 
-_REASONS = {200: "OK", 400: "Bad Request", 404: "Not Found", 405: "Method Not Allowed", 409: "Conflict",
+_REASONS = {200: "OK", 400: "Bad Request", 401: "Unauthorized", 403: "Forbidden", 404: "Not Found", 405: "Method Not Allowed", 409: "Conflict",
             413: "Content Too Large", 422: "Unprocessable Content", 500: "Internal Server Error",
             503: "Service Unavailable"}
 _MAX_BODY = 1 << 20
 
 #: A mounted route: (method, target, lower-cased headers, body) → (status, body, content type).
 Handler = Callable[[str, str, dict[str, str], bytes], Awaitable[tuple[int, str, str]]]
+#: The key of ``headers`` that holds the client's address (host only) for a mounted handler.
+PEER = ":peer"
 
 
-class HealthServer:
-    """Serves ``/healthz`` (the process is alive), ``/readyz`` (``ready()`` is true) and ``/metrics``."""
+class HttpServer:
+    """A tiny HTTP/1.1 server for mounted routes only (everything else is 404)."""
 
-    def __init__(
-        self,
-        ready: Callable[[], bool],
-        metrics: Callable[[], str],
-        *,
-        host: str = "0.0.0.0",
-        port: int = 8080,
-    ) -> None:
-        self._ready = ready
-        self._metrics = metrics
+    def __init__(self, *, host: str = "127.0.0.1", port: int = 0) -> None:
         self._host = host
         self._port = port
         self._server: asyncio.Server | None = None
         self._mounts: list[tuple[str, Handler]] = []
+
+    @property
+    def host(self) -> str:
+        """The address it listens on (``127.0.0.1``, ``0.0.0.0``, …)."""
+        return self._host
 
     def mount(self, prefix: str, handler: Handler) -> None:
         """Hand every request whose path is ``prefix`` or below it to ``handler``."""
@@ -89,6 +90,8 @@ class HealthServer:
                     status, body, content_type = 413, '{"error": "request body too large"}\n', "application/json"
                 else:
                     data = await asyncio.wait_for(reader.readexactly(length), 5.0) if length > 0 else b""
+                    peer = writer.get_extra_info("peername")
+                    headers[PEER] = str(peer[0]) if isinstance(peer, (tuple, list)) and peer else ""
                     status, body, content_type = await handler(method, path, headers, data)
             payload = body.encode()
             head = (
@@ -113,6 +116,25 @@ class HealthServer:
             if path == prefix or path.startswith(prefix + "/"):
                 return handler
         return None
+
+    def _respond(self, method: str, path: str) -> tuple[int, str, str]:
+        return 404, "not found\n", "text/plain; charset=utf-8"
+
+
+class HealthServer(HttpServer):
+    """Serves ``/healthz`` (the process is alive), ``/readyz`` (``ready()`` is true) and ``/metrics``."""
+
+    def __init__(
+        self,
+        ready: Callable[[], bool],
+        metrics: Callable[[], str],
+        *,
+        host: str = "0.0.0.0",
+        port: int = 8080,
+    ) -> None:
+        super().__init__(host=host, port=port)
+        self._ready = ready
+        self._metrics = metrics
 
     def _respond(self, method: str, path: str) -> tuple[int, str, str]:
         text = "text/plain; charset=utf-8"

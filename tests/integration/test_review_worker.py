@@ -1,12 +1,21 @@
 """HumanReview on a real nats-server: events parked in KV and acked, decided over the worker's HTTP API, released
-to the agent's outputs with the review attached, timeouts, webhooks, and a worker restart that loses nothing."""
+to the agent's outputs with the review attached, timeouts, webhooks, and a worker restart that loses nothing.
+
+The review API checks callers with the dashboard's verifier: tokens here are signed by a test RSA key whose JWKS a
+loopback HTTP server publishes (an OIDC provider as far as the worker can tell), configured through the same
+environment variables a pod would get.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
 import json
+import socket
+import threading
 import time
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import httpx
@@ -26,9 +35,83 @@ from worker_support import (
 
 from kumeo_iac.runtime import envelope
 
+jwt = pytest.importorskip("jwt")
+pytest.importorskip("starlette")  # the dashboard's verifier
+
+from cryptography.hazmat.primitives.asymmetric import rsa
+
 pytestmark = [pytest.mark.nats, pytest.mark.timeout(60)]
 
 AGENT = "adjuster"
+AUDIENCE = "kumeo-reviews"
+
+
+class Provider:
+    """An OIDC provider on loopback: its JWKS at ``/jwks.json``; :meth:`token` signs access tokens."""
+
+    def __init__(self) -> None:
+        self.key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+        jwk = json.loads(jwt.algorithms.RSAAlgorithm.to_jwk(self.key.public_key()))
+        jwks = json.dumps({"keys": [{**jwk, "kid": "k1", "use": "sig", "alg": "RS256"}]}).encode()
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_GET(self) -> None:
+                self.send_response(200 if self.path == "/jwks.json" else 404)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(jwks)))
+                self.end_headers()
+                self.wfile.write(jwks)
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.issuer = f"http://127.0.0.1:{self.server.server_address[1]}"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def token(self, sub: str, groups: list[str], **claims: Any) -> str:
+        now = int(time.time())
+        payload = {"iss": self.issuer, "sub": sub, "aud": AUDIENCE, "iat": now, "exp": now + 300,
+                   "groups": groups, "email": f"{sub}@example.com", **claims}
+        return jwt.encode(payload, self.key, algorithm="RS256", headers={"kid": "k1"})
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+@pytest.fixture(scope="module")
+def provider() -> Iterator[Provider]:
+    p = Provider()
+    yield p
+    p.close()
+
+
+@pytest.fixture(autouse=True)
+def review_auth(monkeypatch, provider):
+    """The worker's environment, as a pod with OIDC would have it (and nothing else review-related)."""
+    for name in ("KUMEO_REVIEW_HOST", "KUMEO_REVIEW_PORT", "KUMEO_REVIEW_AUTH", "KUMEO_REVIEW_TOKEN",
+                 "KUMEO_DASHBOARD_TOKEN", "KUMEO_OIDC_DEFAULT_ROLE"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("KUMEO_OIDC_ISSUER", provider.issuer)
+    monkeypatch.setenv("KUMEO_OIDC_AUDIENCE", AUDIENCE)
+    monkeypatch.setenv("KUMEO_OIDC_JWKS_URL", f"{provider.issuer}/jwks.json")
+    monkeypatch.setenv("KUMEO_OIDC_ROLES_CLAIM", "groups")
+    monkeypatch.setenv("KUMEO_OIDC_ROLES", "claims-team=reviewer,claims-readers=viewer")
+    return monkeypatch
+
+
+_PROVIDER: list[Provider] = []
+
+
+@pytest.fixture(autouse=True)
+def _remember(provider):
+    _PROVIDER[:] = [provider]
+
+
+def _as(sub: str, *groups: str) -> dict[str, str]:
+    """Request headers with a token for ``sub`` (a reviewer unless other groups are given)."""
+    return {"Authorization": f"Bearer {_PROVIDER[0].token(sub, list(groups or ['claims-team']))}"}
 
 
 @pytest.fixture
@@ -50,9 +133,12 @@ async def _setup(harness: Harness, config: dict[str, Any], *, trigger: str | Non
     return slug, plan
 
 
-async def _start(harness: Harness, plan) -> tuple[Any, httpx.AsyncClient]:
-    worker = await harness.run_worker(plan, AGENT, None, health_port=0, health_host="127.0.0.1")
-    client = httpx.AsyncClient(base_url=f"http://127.0.0.1:{worker.health_port}", timeout=5.0)
+async def _start(harness: Harness, plan, health_host: str = "127.0.0.1") -> tuple[Any, httpx.AsyncClient]:
+    """A worker and a client of its review API, signed in as ana (a reviewer) unless a request says otherwise."""
+    worker = await harness.run_worker(plan, AGENT, None, health_port=0, health_host=health_host)
+    url = worker.agent.review_url
+    assert url is not None and url.startswith("http://127.0.0.1:")
+    client = httpx.AsyncClient(base_url=url.removesuffix("/reviews"), timeout=5.0, headers=_as("ana"))
     return worker, client
 
 
@@ -115,14 +201,14 @@ async def test_an_approved_review_releases_the_event_with_the_review_and_its_ori
         released = msgs[1]
         data = json.loads(released.data)
         assert data["claim_id"] == "c1" and data["amount"] == 4800
-        assert data["review"]["decision"] == "approved" and data["review"]["reviewer"] == "ana"
+        assert data["review"]["decision"] == "approved" and data["review"]["reviewer"] == "ana@example.com"
         assert data["review"]["comments"][0]["comment"] == "receipts check out"
         assert released.headers[envelope.EVENT_ID] == "claim-1"
         assert released.headers[envelope.MSG_ID] == f"claim-1:{AGENT}"
         assert released.headers[envelope.TRACEPARENT].split("-")[1] == trace.split("-")[1]  # same trace
 
         assert (await client.get("/reviews")).json()["reviews"] == []
-        again = await client.post("/reviews/claim-1/reject", json={"reviewer": "bo"})
+        again = await client.post("/reviews/claim-1/reject", json={}, headers=_as("bo"))
         assert again.status_code == 409 and "already decided" in again.json()["error"]
     assert worker.metrics.events_out == 2
 
@@ -156,15 +242,15 @@ async def test_comment_rounds_then_a_race_where_the_stale_reviewer_gets_409(harn
         r1 = await client.post(f"/reviews/{rid}/comment", json={"reviewer": "ana", "comment": "photos?",
                                                                "revision": seen["revision"]})
         assert r1.status_code == 200 and r1.json()["status"] == "pending"
-        r2 = await client.post(f"/reviews/{rid}/comment", json={"reviewer": "bo", "comment": "attached",
-                                                               "fields": {"amount": 2900}})
+        r2 = await client.post(f"/reviews/{rid}/comment", json={"comment": "attached", "fields": {"amount": 2900}},
+                               headers=_as("bo"))
         assert r2.status_code == 200 and len(r2.json()["rounds"]) == 2
         current = r2.json()["revision"]
 
         # Two reviewers decide on the same revision at once: exactly one wins, the other gets 409.
         approve, reject = await asyncio.gather(
             client.post(f"/reviews/{rid}/approve", json={"reviewer": "ana", "revision": current}),
-            client.post(f"/reviews/{rid}/reject", json={"reviewer": "cy", "revision": current}),
+            client.post(f"/reviews/{rid}/reject", json={"revision": current}, headers=_as("cy")),
         )
         assert sorted([approve.status_code, reject.status_code]) == [200, 409]
         # The stale first read is refused too.
@@ -176,6 +262,7 @@ async def test_comment_rounds_then_a_race_where_the_stale_reviewer_gets_409(harn
         data = json.loads(msg.data)
         assert data["amount"] == 2900 and data["review"]["rounds"] == 3
         assert [c["comment"] for c in data["review"]["comments"]] == ["photos?", "attached"]
+        assert [c["reviewer"] for c in data["review"]["comments"]] == ["ana@example.com", "bo@example.com"]
 
 
 class _WebhookReceiver:
@@ -285,3 +372,87 @@ async def test_pending_reviews_survive_a_worker_restart(harness):
         assert len(await _wait_reviews(client2, 2)) == 2
     with contextlib.suppress(Exception):
         await worker2.stop()
+
+
+async def test_only_an_authenticated_reviewer_decides_and_the_token_names_the_approver(harness, provider):
+    slug, plan = await _setup(harness, CONFIG)
+    _, client = await _start(harness, plan)
+    async with client:
+        await publish_events(harness.js, source_subject(slug), [{"claim_id": "c9", "amount": 9000}])
+        (review,) = await _wait_reviews(client, 1)
+        rid = review["id"]
+        forged = {"reviewer": "anyone@anywhere", "comment": "trust me"}
+
+        anonymous = await client.post(f"/reviews/{rid}/approve", json=forged, headers={"Authorization": ""})
+        assert anonymous.status_code == 401 and "Authorization" in anonymous.json()["error"]
+        assert (await client.get("/reviews", headers={"Authorization": ""})).status_code == 401
+        viewer = await client.post(f"/reviews/{rid}/approve", json=forged, headers=_as("vi", "claims-readers"))
+        assert viewer.status_code == 403 and "reviewer role" in viewer.json()["error"]
+        assert (await client.get("/reviews", headers=_as("vi", "claims-readers"))).status_code == 200
+        no_role = await client.post(f"/reviews/{rid}/approve", json=forged, headers=_as("eve", "other"))
+        assert no_role.status_code == 403
+        wrong_audience = provider.token("ana", ["claims-team"], aud="another-api")
+        assert (await client.post(f"/reviews/{rid}/approve", json=forged,
+                                  headers={"Authorization": f"Bearer {wrong_audience}"})).status_code == 401
+        expired = provider.token("ana", ["claims-team"], exp=int(time.time()) - 600)
+        assert (await client.post(f"/reviews/{rid}/approve", json=forged,
+                                  headers={"Authorization": f"Bearer {expired}"})).status_code == 401
+        assert (await client.get(f"/reviews/{rid}")).json()["rounds"] == []  # none of these wrote anything
+
+        approved = await client.post(f"/reviews/{rid}/approve", json=forged)  # ana's token, a forged body
+        assert approved.status_code == 200, approved.text
+        (msg,) = await _outputs(harness, slug, 1)
+        decided = json.loads(msg.data)["review"]
+        assert decided["decision"] == "approved" and decided["reviewer"] == "ana@example.com"
+        assert decided["comments"] == [{"reviewer": "ana@example.com", "comment": "trust me", "action": "approve",
+                                        "at": decided["comments"][0]["at"]}]
+
+
+def _non_loopback_address() -> str | None:
+    """An address of this machine that is not loopback, if it has one."""
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
+        try:
+            probe.connect(("10.255.255.255", 1))  # no packet is sent: this only picks the outgoing interface
+            address = probe.getsockname()[0]
+        except OSError:
+            return None
+    return None if address.startswith("127.") or address == "0.0.0.0" else address
+
+
+async def test_the_review_api_listens_on_loopback_and_never_on_the_probe_port(harness):
+    slug, plan = await _setup(harness, CONFIG)
+    # The probe port listens on every interface, as in a pod; the review API does not follow it.
+    worker, client = await _start(harness, plan, health_host="0.0.0.0")
+    async with client:
+        await publish_events(harness.js, source_subject(slug), [{"claim_id": "c10", "amount": 9000}])
+        (review,) = await _wait_reviews(client, 1)
+        server = worker.agent._server
+        assert server.host == "127.0.0.1"
+        assert {s.getsockname()[0] for s in server._server.sockets} == {"127.0.0.1"}
+        other = _non_loopback_address()
+        if other is not None:
+            with pytest.raises(OSError):
+                await asyncio.wait_for(asyncio.open_connection(other, server.port), 2.0)
+
+        # The probe port answers /reviews with where the API is, and decides nothing.
+        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{worker.health_port}", headers=_as("ana"),
+                                     timeout=5.0) as probe:
+            assert (await probe.get("/healthz")).status_code == 200
+            pointer = await probe.post(f"/reviews/{review['id']}/approve", json={"reviewer": "ana"})
+            assert pointer.status_code == 404 and str(server.port) in pointer.json()["error"]
+        assert (await client.get(f"/reviews/{review['id']}")).json()["status"] == "pending"
+
+
+async def test_without_authentication_configured_nobody_can_approve(harness, review_auth):
+    for name in ("KUMEO_OIDC_ISSUER", "KUMEO_OIDC_AUDIENCE", "KUMEO_OIDC_JWKS_URL"):
+        review_auth.delenv(name)
+    slug, plan = await _setup(harness, CONFIG)
+    _, client = await _start(harness, plan)
+    async with client:
+        await publish_events(harness.js, source_subject(slug), [{"claim_id": "c11", "amount": 9000}])
+        (review,) = await _wait_reviews(client, 1)  # reads from this machine still work
+        for headers in ({"Authorization": ""}, _as("ana")):
+            refused = await client.post(f"/reviews/{review['id']}/approve", json={"reviewer": "anyone@anywhere"},
+                                        headers=headers)
+            assert refused.status_code == 403 and "no authentication configured" in refused.json()["error"]
+        assert (await client.get(f"/reviews/{review['id']}")).json()["status"] == "pending"

@@ -225,16 +225,24 @@ async def test_escalation_through_the_sweep_keeps_the_review_listed_as_open():
     assert released[0]["review"].items() >= {"decision": "rejected", "escalated": True}.items()
 
 
+#: A request from this machine with the local token (the dashboard's LocalTokenAuth: its holder is an admin).
+LOCAL = {":peer": "127.0.0.1", "authorization": "Bearer t0ken"}
+
+
 async def _call(api, method, target, body=None, headers=None):
-    status, text, ctype = await api.handle(method, target, headers or {},
+    status, text, ctype = await api.handle(method, target, dict(LOCAL, **(headers or {})),
                                            json.dumps(body).encode() if body is not None else b"")
     assert ctype == "application/json"
     return status, json.loads(text)
 
 
 async def test_the_http_api_lists_shows_and_acts_with_status_codes():
+    pytest.importorskip("starlette")
+    from kumeo_iac.dashboard import LocalTokenAuth
+    from kumeo_iac.runtime.review import ReviewAccess
+
     queue, _, released = _queue()
-    api = ReviewAPI(queue)
+    api = ReviewAPI(queue, ReviewAccess(auth=LocalTokenAuth(token="t0ken", user="ana")))
     await queue.park("e1", {"amount": 5, "claim_id": "c"}, None)
     await queue.park("e2", {"amount": 6}, None)
 
@@ -251,6 +259,8 @@ async def test_the_http_api_lists_shows_and_acts_with_status_codes():
     assert status == 409 and "someone acted on it first" in body["error"]
     status, body = await _call(api, "POST", "/reviews/e1/approve", {"reviewer": "bo", "fields": {"amount": 4}})
     assert status == 200 and body["status"] == "approved" and released[0]["amount"] == 4
+    # The reviewer is the token's identity: the "reviewer" fields of the bodies were ignored.
+    assert [r["reviewer"] for r in body["rounds"]] == ["ana", "ana"] and released[0]["review"]["reviewer"] == "ana"
 
     status, body = await _call(api, "GET", "/reviews")
     assert [r["id"] for r in body["reviews"]] == ["e2"]
@@ -258,7 +268,6 @@ async def test_the_http_api_lists_shows_and_acts_with_status_codes():
     assert [r["id"] for r in body["reviews"]] == ["e1"]
 
     assert (await _call(api, "GET", "/reviews/zz"))[0] == 404
-    assert (await _call(api, "POST", "/reviews/e2/approve", {"comment": "no reviewer"}))[0] == 422
     assert (await _call(api, "POST", "/reviews/e2/approve", {"reviewer": "a", "fields": {"x": 1}}))[0] == 422
     assert (await _call(api, "POST", "/reviews/e2/approve", [1]))[0] == 400
     assert (await _call(api, "GET", "/reviews/e2/approve"))[0] == 405

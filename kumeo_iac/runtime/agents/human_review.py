@@ -3,31 +3,39 @@
 The event is never held unacked: ``process`` stores the pending review in KV (key ``<agent>.<review-id>``) and
 returns no emit, which for this kind (``parks_events``) tells the worker to ack the input and publish nothing. The
 event is published later, with its original event id, dedupe id ``<event-id>:<agent>`` and trace, when a reviewer
-approves or rejects it over the review API, or when its timeout applies ``on_timeout``. Both decisions are
-released to the agent's normal outputs with ``review: {decision, reviewer, comments, …}`` added, so a Router after
-the review can send ``review?.decision == 'rejected'`` elsewhere. Events the ``trigger`` does not select pass on
-unchanged. See docs/agents.md, "HumanReview".
+approves or rejects it (in the dashboard or over the review API), or when its timeout applies ``on_timeout``. Both
+decisions are released to the agent's normal outputs with ``review: {decision, reviewer, comments, …}`` added, so a
+Router after the review can send ``review?.decision == 'rejected'`` elsewhere. Events the ``trigger`` does not
+select pass on unchanged. See docs/agents.md, "HumanReview".
+
+The review API listens on its own port, on loopback unless ``KUMEO_REVIEW_HOST`` says otherwise, and checks every
+caller with the dashboard's verifier (``kumeo_iac.runtime.review._access``): no anonymous approvals. The worker's
+probe port (``/healthz``, ``/metrics``, reachable by every pod) only answers ``/reviews`` with where the API is.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 from typing import Any
 
 from kumeo_iac.errors import KumeoRuntimeError
 from kumeo_iac.runtime import envelope
 from kumeo_iac.runtime._agent import Emit, Event
+from kumeo_iac.runtime._health import HttpServer
 from kumeo_iac.runtime.agents._common import KindAgent, holds
 from kumeo_iac.runtime.review import (
     NatsKeyValue,
     Review,
+    ReviewAccess,
     ReviewAPI,
     ReviewQueue,
     ReviewSettings,
     ReviewStore,
     WebhookNotifier,
+    listen_address,
 )
 
 __all__ = ["HumanReviewAgent"]
@@ -53,6 +61,18 @@ class HumanReviewAgent(KindAgent):
         self._trigger: Any = None
         self._notifier: WebhookNotifier | None = None
         self._sweeper: asyncio.Task[None] | None = None
+        #: Who may call the review API (tests may hand one in before start()); default: from the environment.
+        self.access: ReviewAccess | None = None
+        self._server: HttpServer | None = None
+
+    @property
+    def review_url(self) -> str | None:
+        """``http://HOST:PORT/reviews`` while the review API is served, else None."""
+        if self._server is None:
+            return None
+        host = self._server.host
+        host = "127.0.0.1" if host in ("0.0.0.0", "") else "::1" if host == "::" else host
+        return f"http://{f'[{host}]' if ':' in host else host}:{self._server.port}{ReviewAPI.prefix}"
 
     async def start(self) -> None:
         settings = ReviewSettings.from_config(self.agent_config(), self.label,
@@ -70,13 +90,50 @@ class HumanReviewAgent(KindAgent):
                                      base_url=settings.base_url)
             with contextlib.suppress(Exception):
                 self.queue.bucket_ttl = await self.queue.store.kv.ttl()
-        self.api = ReviewAPI(self.queue)
-        if self.host is not None and not self.host.mount_http(ReviewAPI.prefix, self.api.handle):
-            log.warning("%s: the worker runs without an HTTP port, so the review API is not served; start it with "
-                        "--health-port to let reviewers act", self.label)
+        if self.access is None:
+            self.access = ReviewAccess.from_env()
+        self.api = ReviewAPI(self.queue, self.access)
+        if self.host is not None:
+            await self._serve_api()
         self._sweeper = asyncio.create_task(self._sweep_forever(), name=f"kumeo-review-sweep-{self.plan.id}")
 
+    async def _serve_api(self) -> None:
+        assert self.api is not None and self.host is not None and self.access is not None
+        try:
+            address = listen_address()
+        except ValueError as exc:
+            raise KumeoRuntimeError(f"{self.label}: {exc}") from None
+        if address is None:
+            log.info("%s: KUMEO_REVIEW_PORT is negative: the review API is not served", self.label)
+        else:
+            server = HttpServer(host=address[0], port=address[1])
+            server.mount(ReviewAPI.prefix, self.api.handle)
+            try:
+                await server.start()
+            except OSError as exc:  # the port is taken: reviews still park, time out, and are decided elsewhere
+                log.error("%s: cannot serve the review API on %s:%s: %s", self.label, address[0], address[1], exc)
+            else:
+                self._server = server
+                auth = ("no authentication configured: reads from this machine only, no decisions"
+                        if self.access.auth is None else f"{self.access.mode} authentication")
+                log.info("%s: review API on %s (%s)", self.label, self.review_url, auth)
+                if self.access.auth is None:
+                    log.warning("%s: %s", self.label, self.access.problem)
+        # The worker's probe port is reachable by every pod: it never serves reviews, it only says where they are.
+        self.host.mount_http(ReviewAPI.prefix, self._elsewhere)
+
+    async def _elsewhere(self, method: str, target: str, headers: dict[str, str],
+                         body: bytes) -> tuple[int, str, str]:
+        where = (f"it listens on port {self._server.port} of this worker ({self.review_url})"
+                 if self._server is not None else "this worker does not serve it (KUMEO_REVIEW_PORT)")
+        message = (f"the review API is not served on the probe port: {where}; KUMEO_REVIEW_HOST and "
+                   "KUMEO_REVIEW_PORT set where it listens")
+        return 404, json.dumps({"error": message}) + "\n", "application/json"
+
     async def stop(self) -> None:
+        if self._server is not None:
+            await self._server.stop()
+            self._server = None
         if self._sweeper is not None:
             self._sweeper.cancel()
             with contextlib.suppress(BaseException):

@@ -5,10 +5,12 @@ The HumanReview agent (``kumeo_iac.runtime.agents.human_review``) is a thin laye
 - :class:`Review` and its pure transitions (comment, decide, time out) — the rules;
 - :class:`ReviewStore` — reviews in KV with revision-checked writes (:class:`NatsKeyValue`, :class:`MemoryKeyValue`);
 - :class:`ReviewQueue` — park, act, sweep deadlines, and release decided events (an outbox);
-- :class:`ReviewAPI` — ``/reviews`` over HTTP; :class:`WebhookNotifier` — best-effort JSON POSTs;
+- :class:`ReviewAPI` — ``/reviews`` over HTTP; :class:`ReviewAccess` — who may call it (the dashboard's verifier);
+  :class:`WebhookNotifier` — best-effort JSON POSTs;
 - :class:`ReviewSettings` — the agent's ``config:`` parsed once.
 """
 
+from kumeo_iac.runtime.review._access import AccessDenied, ReviewAccess, listen_address
 from kumeo_iac.runtime.review._api import ReviewAPI
 from kumeo_iac.runtime.review._model import (
     InvalidReviewAction,
@@ -35,12 +37,14 @@ from kumeo_iac.runtime.review._store import (
 )
 
 __all__ = [
+    "AccessDenied",
     "InvalidReviewAction",
     "KeyValueBackend",
     "MemoryKeyValue",
     "NatsKeyValue",
     "Review",
     "ReviewAPI",
+    "ReviewAccess",
     "ReviewConflict",
     "ReviewError",
     "ReviewNotFound",
@@ -52,6 +56,7 @@ __all__ = [
     "SweepResult",
     "WebhookNotifier",
     "expand_env",
+    "listen_address",
     "parse_duration",
     "review_id_for",
 ]

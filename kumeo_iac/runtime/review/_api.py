@@ -1,19 +1,26 @@
-"""The review HTTP API, served under ``/reviews`` on the worker's HTTP server (the health/metrics port).
+"""The review HTTP API, served under ``/reviews`` on the HumanReview worker's own listener (loopback by default).
 
 ====================================  =========================================================================
 ``GET  /reviews``                     open reviews (pending and escalated), oldest first;
                                       ``?status=all|pending|escalated|approved|rejected`` for others
 ``GET  /reviews/{id}``                one review: payload, display fields, rounds, deadline, ``revision``
-``POST /reviews/{id}/comment``        ``{reviewer, comment, fields?, revision?}``: a round; the review stays open
-``POST /reviews/{id}/approve``        ``{reviewer, comment?, fields?, revision?}``: decide and release the event
+``POST /reviews/{id}/comment``        ``{comment, fields?, revision?}``: a round; the review stays open
+``POST /reviews/{id}/approve``        ``{comment?, fields?, revision?}``: decide and release the event
 ``POST /reviews/{id}/reject``         same; the event is released with ``review.decision == "rejected"``
 ====================================  =========================================================================
+
+Every request carries ``Authorization: Bearer <token>``, checked by the dashboard's verifier (see ``_access.py``):
+GETs need the **viewer** role, POSTs **reviewer**; 401 without a valid token, 403 without the role. The reviewer
+recorded is the authenticated identity (its e-mail, else name, else subject, as the dashboard records it); a
+``reviewer`` field in the body is ignored. Without a configured verifier every POST is 403 and GETs are answered to
+loopback clients only.
 
 Answers are JSON. ``revision`` (in the body, or an ``If-Match`` header) makes an action conditional: if the review
 changed since that revision the answer is **409** and nothing is written, so two reviewers racing on one review
 cannot both win. Without it an action applies to the latest revision (a comment written in between is kept), but
 acting on a review that is already decided is a 409 too. Other errors: 400 (body is not a JSON object), 404 (no
-such review), 405, 422 (no reviewer, a field that is not editable), 503 (NATS unreachable).
+such review), 405, 422 (a field that is not editable), 503 (NATS unreachable, or the verifier cannot reach the
+OIDC provider).
 """
 
 from __future__ import annotations
@@ -23,6 +30,7 @@ import logging
 from typing import Any
 from urllib.parse import parse_qs, unquote
 
+from kumeo_iac.runtime.review._access import AccessDenied, ReviewAccess
 from kumeo_iac.runtime.review._model import (
     InvalidReviewAction,
     ReviewConflict,
@@ -45,12 +53,21 @@ class ReviewAPI:
 
     prefix = "/reviews"
 
-    def __init__(self, queue: ReviewQueue) -> None:
+    def __init__(self, queue: ReviewQueue, access: ReviewAccess | None = None) -> None:
         self.queue = queue
+        #: Who may call: no verifier (the default) refuses every state-changing request.
+        self.access = access if access is not None else ReviewAccess()
 
     async def handle(self, method: str, target: str, headers: dict[str, str], body: bytes) -> tuple[int, str, str]:
         path, _, query = target.partition("?")
         parts = [unquote(p) for p in path[len(self.prefix):].split("/") if p]
+        try:
+            identity = await self.access.check(headers, "viewer" if method in ("GET", "HEAD") else "reviewer")
+        except AccessDenied as exc:
+            return _error(exc.status, exc.message)
+        except Exception as exc:  # noqa: BLE001 - the verifier failed (provider unreachable): not a yes
+            log.warning("review API %s %s: authentication failed: %r", method, path, exc)
+            return _error(503, f"cannot check your token now: {type(exc).__name__}; try again")
         try:
             if not parts:
                 if method not in ("GET", "HEAD"):
@@ -64,7 +81,9 @@ class ReviewAPI:
             if len(parts) == 2 and parts[1] in _ACTIONS:
                 if method != "POST":
                     return _error(405, f"use POST /reviews/{parts[0]}/{parts[1]}")
-                return await self._act(parts[0], parts[1], headers, body)
+                if identity is None:  # unreachable: check() refuses a POST without a verifier
+                    return _error(403, "refused: no authenticated identity")
+                return await self._act(parts[0], parts[1], identity, headers, body)
             return _error(404, f"no such route: {method} {path} (see GET /reviews)")
         except ReviewNotFound as exc:
             return _error(404, str(exc))
@@ -92,18 +111,20 @@ class ReviewAPI:
             reviews = [r for r in reviews if r.status is status]
         return _ok({"agent": self.queue.agent, "reviews": [r.summary() for r in reviews]})
 
-    async def _act(self, review_id: str, action: str, headers: dict[str, str], body: bytes) -> tuple[int, str, str]:
+    async def _act(self, review_id: str, action: str, identity: Any, headers: dict[str, str],
+                   body: bytes) -> tuple[int, str, str]:
         try:
             request = json.loads(body or b"{}")
         except ValueError as exc:
             return _error(400, f"the body is not JSON: {exc}")
         if not isinstance(request, dict):
-            return _error(400, "the body must be a JSON object: {reviewer, comment, fields?, revision?}")
+            return _error(400, "the body must be a JSON object: {comment, fields?, revision?}")
         revision = _revision(request.get("revision"), headers.get("if-match"))
         text = request.get("comment")
         if text is not None and not isinstance(text, str):
             raise InvalidReviewAction("'comment' must be a string")
-        kwargs: dict[str, Any] = {"reviewer": request.get("reviewer"), "text": text,
+        # The reviewer is who the token says, never a body field (a "reviewer" in the body is ignored).
+        kwargs: dict[str, Any] = {"reviewer": identity.display, "text": text,
                                   "fields": request.get("fields"), "revision": revision}
         if action == "comment":
             review = await self.queue.comment(review_id, **kwargs)
@@ -111,6 +132,8 @@ class ReviewAPI:
             review = await self.queue.approve(review_id, **kwargs)
         else:
             review = await self.queue.reject(review_id, **kwargs)
+        log.info("review %s/%s: %s by %s (%s)", self.queue.agent, review_id, action, identity.subject,
+                 identity.role.label)
         return _ok(review.to_api())
 
 
