@@ -73,6 +73,21 @@ def build_parser() -> argparse.ArgumentParser:
                                    "stream/consumer configs (JSON) to a directory.")
     p.add_argument("path", metavar="PATH", help="a .kumeo file or a Python program")
     p.add_argument("--out", metavar="DIR", required=True, help="directory to write to")
+    p.add_argument("--settings", metavar="FILE", help="platform settings: a JSON or YAML object of "
+                                                      "PlatformSettings fields (the flags below win over it)")
+    p.add_argument("--namespace", metavar="NAME", help="Kubernetes namespace (default: the workflow's)")
+    p.add_argument("--nats-url", metavar="URL", help="NATS URL the pods connect to (default: the workflow's, "
+                                                     "else nats://nats:4222)")
+    p.add_argument("--nats-auth", action="store_true", default=None,
+                   help="per-agent NATS users (each pod reads its password from the Secret <slug>-nats)")
+    p.add_argument("--nats-tls-secret", metavar="SECRET", help="TLS to NATS with the CA (and client certificate) "
+                                                               "in this Secret (keys ca.crt, tls.crt, tls.key)")
+    p.add_argument("--keda", action="store_true", default=None,
+                   help="scale on consumer lag with KEDA ScaledObjects instead of CPU HPAs")
+    p.add_argument("--image-registry", metavar="REGISTRY", help="registry of the kumeo-<class> images")
+    p.add_argument("--secret", metavar="ENV=SECRET[/KEY]", action="append", default=[],
+                   help="read environment variable ENV (an API key) from a Secret's key (default key: ENV); "
+                        "repeatable")
 
     p = sub.add_parser("run", help="run a workflow locally on an embedded NATS server",
                        description="Run a workflow locally: publish input events and print every event that "

@@ -12,6 +12,11 @@ The Kubernetes objects are the ones the Pulumi ``Workflow`` component registers,
 ``kumeo_iac.manifests`` step for both), the files ConfigMap included; the Secrets the pods read are not written but
 listed on stdout with the command that creates each.
 
+Platform settings (``kumeo_iac.compile.PlatformSettings``) come from ``--settings FILE`` (a JSON or YAML object of
+its fields) and the flags ``--namespace``, ``--nats-url``, ``--nats-auth``, ``--nats-tls-secret``, ``--keda``,
+``--image-registry`` and ``--secret ENV=SECRET[/KEY]``, which win over the file; without any, the defaults (what
+`kumeo run` and the Pulumi component start from). A bad settings file or flag: ``FILE: error: …``, exit 2.
+
 One object per file (rather than one multi-document file) keeps diffs small and lets `kubectl apply -f DIR` apply
 them in file-name order. Render owns ``plan.json``, ``kubernetes/`` and ``jetstream/`` under ``DIR/<slug>`` and
 replaces them on every run, so files of agents that were removed do not linger.
@@ -37,7 +42,83 @@ from kumeo_iac.errors import (
 )
 from kumeo_iac.manifests import RequiredSecret
 
-__all__ = ["Rendered", "load_program", "render_plan", "run_render"]
+__all__ = ["Rendered", "load_program", "platform_settings", "render_plan", "run_render"]
+
+
+class SettingsError(KumeoError):
+    """A settings file or flag that does not make PlatformSettings (printed as is, exit 2)."""
+
+
+_FIELD_TYPES = (("Mapping", dict, "an object"), ("Sequence", list, "a list"), ("bool", bool, "true or false"),
+                ("int", int, "a whole number"), ("float", (int, float), "a number"), ("str", str, "a string"))
+
+
+def _check_field(field: dataclasses.Field, value: Any, where: str) -> None:
+    annotation = str(field.type)
+    if value is None and "None" in annotation:
+        return
+    for marker, kind, what in _FIELD_TYPES:
+        if annotation.startswith(marker):
+            wrong_bool = isinstance(value, bool) and kind is not bool
+            if wrong_bool or not isinstance(value, kind):
+                raise SettingsError(f"{where}: error: {field.name} must be {what}, not {value!r}")
+            if kind is list and not all(isinstance(v, str) for v in value):
+                raise SettingsError(f"{where}: error: {field.name} must be a list of strings")
+            return
+
+
+def _settings_file(path: Path) -> dict[str, Any]:
+    from kumeo_iac.compile import PlatformSettings
+
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise SettingsError(f"{path}: error: {exc.strerror or exc}") from None
+    try:
+        if path.suffix.lower() == ".json":
+            data = json.loads(text)
+        else:
+            import yaml
+
+            data = yaml.safe_load(text)
+    except Exception as exc:  # noqa: BLE001 - json.JSONDecodeError, yaml.YAMLError
+        raise SettingsError(f"{path}: error: not valid {'JSON' if path.suffix.lower() == '.json' else 'YAML'}: "
+                            f"{exc}") from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise SettingsError(f"{path}: error: the settings must be an object of PlatformSettings fields")
+    fields = {f.name: f for f in dataclasses.fields(PlatformSettings)}
+    for name, value in data.items():
+        if name not in fields:
+            raise SettingsError(f"{path}: error: unknown setting {name!r}; known: {', '.join(sorted(fields))}")
+        _check_field(fields[name], value, str(path))
+    return dict(data)
+
+
+def platform_settings(args: argparse.Namespace) -> Any:
+    """The PlatformSettings of ``kumeo render``: the ``--settings`` file, then the flags over it."""
+    from kumeo_iac.compile import PlatformSettings
+
+    values: dict[str, Any] = _settings_file(Path(args.settings)) if getattr(args, "settings", None) else {}
+    for flag, name in (("namespace", "namespace"), ("nats_url", "nats_url"), ("image_registry", "image_registry")):
+        if getattr(args, flag, None):
+            values[name] = getattr(args, flag)
+    if getattr(args, "nats_auth", None):
+        values["nats_auth"] = True
+    if getattr(args, "keda", None):
+        values["keda_enabled"] = True
+    if getattr(args, "nats_tls_secret", None):
+        values["nats_tls"] = {**(values.get("nats_tls") or {}), "secret": args.nats_tls_secret}
+    secrets = dict(values.get("secrets") or {})
+    for entry in getattr(args, "secret", None) or []:
+        env, sep, ref = entry.partition("=")
+        if not sep or not env.strip() or not ref.strip():
+            raise SettingsError(f"kumeo render: error: --secret {entry!r}: write ENV=SECRET or ENV=SECRET/KEY")
+        secrets[env.strip()] = ref.strip()
+    if secrets:
+        values["secrets"] = secrets
+    return PlatformSettings(**values)
 
 
 def _plural(n: int, word: str, plural: str | None = None) -> str:
@@ -160,6 +241,11 @@ def run_render(args: argparse.Namespace) -> int:
     path = Path(args.path)
     out = Path(args.out)
     try:
+        settings = platform_settings(args)
+    except SettingsError as exc:
+        print(str(exc), file=sys.stderr)
+        return 2
+    try:
         program, diagnostics = load_program(path)
         diagnostics += _validate(program, path.parent)
         errors = [d for d in diagnostics if d.severity is Severity.ERROR]
@@ -170,7 +256,7 @@ def run_render(args: argparse.Namespace) -> int:
         _emit(diagnostics, path)  # warnings
         from kumeo_iac.compile import compile_program
 
-        plan = compile_program(program, base_dir=path.parent)
+        plan = compile_program(program, base_dir=path.parent, settings=settings)
         if not plan.workflows:
             print(f"{path}:1:1: error: the program declares no workflow; nothing to render", file=sys.stderr)
             return 1

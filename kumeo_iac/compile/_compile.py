@@ -92,7 +92,8 @@ def compile_program(
     """
     if not isinstance(program, Program):
         raise compile_error(f"compile_program takes a Program, not {type(program).__name__}")
-    settings = settings or PlatformSettings()
+    # Without settings the Plan is for local use (`kumeo run`, the dashboard): Kafka/MQTT are refused at run time.
+    settings = settings if settings is not None else PlatformSettings(for_cluster=False)
     try:
         workflows = expand_integrations(program)
         planners: list[_WorkflowPlanner] = []
@@ -790,7 +791,23 @@ class _WorkflowPlanner:
 
     # -- kubernetes ------------------------------------------------------------------------------------------
 
+    def _refuse_cluster_unsupported(self) -> None:
+        """No pod runs Kafka or MQTT endpoints: a gateway with one would exit at start and crash-loop, so a Plan
+        for a cluster refuses the workflow at the first of them (by line), saying what to do instead."""
+        found = [(role, e) for role, endpoints in (("source", self.wf.sources), ("target", self.wf.targets))
+                 for e in endpoints if e.kind_name not in k8s.CLUSTER_ENDPOINT_KINDS]
+        if not found:
+            return
+        role, e = min(found, key=lambda f: _span_key(f[1].span))
+        raise self.error(
+            f"{e.kind_name} {role}s cannot be deployed: no pod runs them yet ({role} {str(e.address)!r}), and the "
+            "workflow's gateway would refuse to start", span=e.span,
+            hint=f"bridge the topic to a NATS subject (NATS serves MQTT clients itself; Kafka through a connector) "
+                 f"and use a NATS {role}")
+
     def _kubernetes(self, plan: WorkflowPlan) -> list[dict[str, Any]]:
+        if self.settings.for_cluster:
+            self._refuse_cluster_unsupported()
         storage = self.deployment.storage if self.deployment else {}
         files_mount = self.settings.files_mount_path or storage.get("models") or k8s.DEFAULT_FILES_DIR
         scaling = self.deployment.scaling if self.deployment else None

@@ -3,8 +3,11 @@
 Lean by construction: no object grows with the number of agents, and an agent has at most three resources.
 
 Per workflow (shared, selecting the agents by label): one ServiceAccount ``<slug>-agents``, one headless metrics
-Service ``<slug>-metrics``, one NetworkPolicy ``<slug>-agents`` (and ``<slug>-agents-egress`` for the agents that
-deliver to HTTP targets, labelled ``kumeo.dev/egress: external``), and when some agent runs more than one replica
+Service ``<slug>-metrics``, one NetworkPolicy ``<slug>-agents`` (ingress on port 8080 from the dashboard's pods and
+the monitoring namespace; egress to the cluster DNS pods and the NATS pods, by selector, and nowhere else) and
+``<slug>-agents-egress`` for the agents that call out — LLM endpoints, HTTP targets, review webhooks — labelled
+``kumeo.dev/egress: external`` (egress on those URLs' ports, to ``PlatformSettings.egress_cidrs`` or, for an
+in-cluster Service name, its namespace), and when some agent runs more than one replica
 one PodDisruptionBudget ``<slug>-agents`` over them (labelled ``kumeo.dev/replicated``: one eviction at a time).
 Per agent (``<slug>-<agent>``): its Deployment, and only when it can scale an autoscaler
 (``max_replicas > replicas``): an autoscaling/v2
@@ -23,7 +26,9 @@ port, NetworkPolicy), labelled ``kumeo.dev/component: gateway``.
 
 from __future__ import annotations
 
+import ipaddress
 import re
+from collections.abc import Iterable
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -46,8 +51,13 @@ GATEWAY_RESOURCES = {"requests": {"cpu": "100m", "memory": "128Mi"}, "limits": {
 #: The name suffixes of the objects every workflow's agents share.
 SHARED_AGENTS = "agents"
 SHARED_METRICS = "metrics"
-#: The pod label of agents that reach outside NATS (HTTP targets), selected by the workflow's egress policy.
+#: The pod label of agents that reach outside NATS (LLM endpoints, HTTP targets, review webhooks), selected by the
+#: workflow's egress policy.
 EGRESS_LABEL = "kumeo.dev/egress"
+#: The endpoint kinds a cluster runs (the gateway runs the non-NATS ones); compile refuses the others (Kafka, MQTT).
+CLUSTER_ENDPOINT_KINDS = frozenset({"NATS", "HTTP", "Timer", "File"})
+#: The label Kubernetes puts on every namespace (1.22+), naming it: how policies select a namespace by name.
+NAMESPACE_NAME_LABEL = "kubernetes.io/metadata.name"
 #: The pod label of agents running more than one replica, selected by the workflow's disruption budget.
 REPLICATED_LABEL = "kumeo.dev/replicated"
 #: The pod-template annotation holding the checksum of the files an agent reads (set by ``kumeo_iac.manifests``).
@@ -106,14 +116,6 @@ def _port_of(url: str, default: int) -> int:
         return default
 
 
-def _http_port(url: str) -> int:
-    try:
-        parts = urlsplit(url)
-        return parts.port or (443 if parts.scheme == "https" else 80)
-    except ValueError:
-        return 443
-
-
 def _secret_env(settings: PlatformSettings) -> list[dict[str, Any]]:
     env = []
     for var in sorted(settings.secrets):
@@ -162,10 +164,171 @@ def scaling_annotations(agent: AgentPlan) -> dict[str, str]:
     return {MIN_REPLICAS_ANNOTATION: str(agent.replicas), MAX_REPLICAS_ANNOTATION: str(agent.max_replicas)}
 
 
-def _delivers_over_http(agent: AgentPlan, targets: dict[str, EndpointPlan]) -> set[int]:
-    """The ports of the HTTP targets an agent delivers to (empty: it talks to NATS only)."""
+# -- where pods may connect: NATS, DNS, and what agents call out to ---------------------------------------------
+
+#: A destination outside NATS and DNS: ``(namespace, port)`` for an in-cluster Service, ``(None, port)`` for an
+#: address outside the cluster (reached through ``PlatformSettings.egress_cidrs``).
+Destination = tuple[str | None, int]
+
+_SERVICE_HOST = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?")
+
+
+def _namespace_of_host(host: str, namespace: str, *, short: bool = False) -> str | None:
+    """The namespace of an in-cluster Service host: ``svc`` (the pod's own namespace), ``svc.ns.svc`` or
+    ``svc.ns.svc.<cluster domain>`` (and ``svc.ns`` when ``short``: fine for the NATS server, ambiguous with
+    ``example.com`` for a URL); None for any other host (outside the cluster)."""
+    labels_ = host.lower().rstrip(".").split(".")
+    if not all(_SERVICE_HOST.fullmatch(label) for label in labels_):
+        return None
+    if len(labels_) == 1 and not labels_[0].isdigit():
+        return namespace
+    if (len(labels_) >= 3 and labels_[2] == "svc") or (short and len(labels_) == 2):
+        return labels_[1]
+    return None
+
+
+def url_destination(url: str, namespace: str, default_port: int = 443) -> Destination | None:
+    """Where a pod connects to reach ``url``: None for the pod itself (loopback). A URL whose host is only known at
+    run time (``${env.NAME}``) counts as outside the cluster, on its port or its scheme's (else ``default_port``)."""
+    try:
+        parts = urlsplit(url if "://" in url else f"https://{url}")
+        port = parts.port
+        host = parts.hostname or ""
+    except ValueError:
+        return (None, default_port)
+    if port is None:
+        port = {"https": 443, "http": 80}.get(parts.scheme, default_port)
+    if host in ("localhost", "") or host.endswith(".localhost"):
+        return None if host else (None, port)
+    try:
+        if ipaddress.ip_address(host).is_loopback:
+            return None
+        return (None, port)
+    except ValueError:
+        pass
+    return (_namespace_of_host(host, namespace) if "$" not in host else None, port)
+
+
+def _llm_base_url(agent: AgentPlan) -> str | None:
+    """The base URL an LLM agent's pod talks to, as the runtime resolves it (None when its settings do not say
+    enough: the runtime refuses such an agent at start anyway)."""
+    from kumeo_iac.errors import KumeoError
+    from kumeo_iac.runtime.llm._provider import resolve_provider
+
+    options = {k: v for k, v in agent.settings.items() if k not in ("config", "workflow_config")}
+    if isinstance(agent.settings.get("config"), dict):
+        options.update(agent.settings["config"])
+    try:
+        # the pod's environment has no OPENAI_BASE_URL/OLLAMA_HOST: the workflow's base_url, else the default
+        return resolve_provider(options, f"LLM {agent.id!r}", env={}).base_url
+    except KumeoError:
+        base_url = options.get("base_url")
+        return base_url if isinstance(base_url, str) else None
+
+
+def _review_urls(agent: AgentPlan) -> list[str]:
+    """The URLs a HumanReview agent POSTs to: its notification webhook and the URLs of its escalation path."""
+    config = agent.settings.get("config")
+    if not isinstance(config, dict):
+        return []
+    urls = []
+    notifications = config.get("notifications")
+    if isinstance(notifications, dict) and isinstance(notifications.get("webhook"), str):
+        urls.append(notifications["webhook"])
+    path = config.get("escalation_path")
+    for entry in path if isinstance(path, list) else [path]:
+        if isinstance(entry, str) and entry.startswith(("http://", "https://")):
+            urls.append(entry)
+    return urls
+
+
+def agent_destinations(agent: AgentPlan, targets: dict[str, EndpointPlan], namespace: str) -> set[Destination]:
+    """Where an agent connects besides NATS and DNS: the HTTP targets it delivers to, its LLM endpoint (OpenAI's
+    default: port 443), its review webhooks. Empty: it talks to NATS only."""
     delivered = set(agent.target_subjects) | {r.subject for r in agent.routes}
-    return {_http_port(ep.address) for ep in targets.values() if ep.kind == "HTTP" and ep.subject in delivered}
+    urls = [ep.address for ep in targets.values() if ep.kind == "HTTP" and ep.subject in delivered]
+    if agent.kind == "LLM":
+        base_url = _llm_base_url(agent)
+        urls.append(base_url if base_url else "https://api.openai.com")
+    if agent.kind == "HumanReview":
+        urls += _review_urls(agent)
+    found = {url_destination(url, namespace) for url in urls}
+    return {d for d in found if d is not None}
+
+
+def nats_namespace(settings: PlatformSettings, nats_url: str, namespace: str) -> str:
+    """The namespace of the NATS server's pods: the setting, else the one the NATS URL's host names, else nats."""
+    if settings.nats_namespace:
+        return settings.nats_namespace
+    try:
+        host = urlsplit(nats_url if "://" in nats_url else f"nats://{nats_url}").hostname or ""
+    except ValueError:
+        host = ""
+    return _namespace_of_host(host, namespace, short=True) or "nats"
+
+
+def _peer(namespace: str, pod_labels: dict[str, str] | None = None) -> dict[str, Any]:
+    peer: dict[str, Any] = {"namespaceSelector": {"matchLabels": {NAMESPACE_NAME_LABEL: namespace}}}
+    if pod_labels:
+        peer["podSelector"] = {"matchLabels": dict(pod_labels)}
+    return peer
+
+
+def _ports(ports: Iterable[int], protocol: str = "TCP") -> list[dict[str, Any]]:
+    return [{"protocol": protocol, "port": port} for port in sorted(set(ports))]
+
+
+def base_egress(settings: PlatformSettings, nats_url: str, namespace: str) -> list[dict[str, Any]]:
+    """Egress every Kumeo pod needs: DNS (53, UDP and TCP) to the cluster DNS pods, the NATS port to the NATS pods."""
+    return [
+        {"to": [_peer(settings.dns_namespace, dict(settings.dns_pod_labels))],
+         "ports": [{"protocol": "UDP", "port": 53}, {"protocol": "TCP", "port": 53}]},
+        {"to": [_peer(nats_namespace(settings, nats_url, namespace), dict(settings.nats_pod_labels))],
+         "ports": _ports([_port_of(nats_url, 4222)])},
+    ]
+
+
+def ip_blocks(settings: PlatformSettings) -> list[dict[str, Any]]:
+    """``egress_cidrs`` as ipBlocks, each leaving out the ``egress_except_cidrs`` strictly inside it."""
+    from kumeo_iac.compile._values import compile_error
+
+    def network(text: str, what: str) -> ipaddress.IPv4Network | ipaddress.IPv6Network:
+        try:
+            return ipaddress.ip_network(str(text), strict=True)
+        except ValueError as exc:
+            raise compile_error(f"PlatformSettings.{what}: {text!r} is not a CIDR ({exc})",
+                                hint='write e.g. "0.0.0.0/0" or "203.0.113.0/24"') from None
+
+    excepts = [network(e, "egress_except_cidrs") for e in settings.egress_except_cidrs]
+    blocks = []
+    for text in settings.egress_cidrs:
+        cidr = network(text, "egress_cidrs")
+        inside = sorted({str(e) for e in excepts
+                         if e.version == cidr.version and e != cidr and e.subnet_of(cidr)})  # type: ignore[arg-type]
+        blocks.append({"ipBlock": {"cidr": str(cidr), **({"except": inside} if inside else {})}})
+    return blocks
+
+
+def external_egress(settings: PlatformSettings, destinations: Iterable[Destination]) -> list[dict[str, Any]]:
+    """Egress rules for destinations: one to the ``egress_cidrs`` on the outside ports, one per namespace."""
+    outside = sorted({port for ns, port in destinations if ns is None})
+    by_namespace: dict[str, set[int]] = {}
+    for ns, port in destinations:
+        if ns is not None:
+            by_namespace.setdefault(ns, set()).add(port)
+    rules = []
+    blocks = ip_blocks(settings) if outside else []
+    if blocks:
+        rules.append({"to": blocks, "ports": _ports(outside)})
+    rules += [{"to": [_peer(ns)], "ports": _ports(ports)} for ns, ports in sorted(by_namespace.items())]
+    return rules
+
+
+def metrics_ingress_from(settings: PlatformSettings, namespace: str) -> list[dict[str, Any]]:
+    """Who may reach a pod's metrics/health port (and a HumanReview agent's review API): the dashboard's pods
+    and the monitoring namespace."""
+    return [_peer(settings.dashboard_namespace or namespace, dict(settings.dashboard_pod_labels)),
+            _peer(settings.monitoring_namespace)]
 
 
 def _tmp_volume() -> tuple[dict[str, Any], dict[str, Any]]:
@@ -179,8 +342,10 @@ def shared_agent_objects(
     """The objects a workflow's agents share: ServiceAccount, headless metrics Service and NetworkPolicies.
 
     Sharing them is as tight as one per agent: the ServiceAccount grants nothing (no RBAC, no token mounted), the
-    Service only names the pods for scraping, and the policies allow every agent the same traffic, except egress
-    to HTTP targets, allowed only to the agents labelled ``kumeo.dev/egress: external`` (those delivering there).
+    Service only names the pods for scraping, and the policies allow every agent the same traffic (DNS and NATS
+    pods out, the dashboard and monitoring in), except calling out, allowed only to the agents labelled
+    ``kumeo.dev/egress: external`` (those with an LLM endpoint, an HTTP target or a review webhook), to the
+    destinations all of them need together.
     """
     if not agents:
         return []
@@ -211,16 +376,8 @@ def shared_agent_objects(
             "spec": {
                 "podSelector": {"matchLabels": selector},
                 "policyTypes": ["Ingress", "Egress"],
-                "ingress": [{
-                    "from": [
-                        {"podSelector": {}},
-                        {"namespaceSelector": {"matchLabels": {
-                            "kubernetes.io/metadata.name": settings.monitoring_namespace}}},
-                    ],
-                    "ports": [{"protocol": "TCP", "port": HTTP_PORT}],
-                }],
-                "egress": [{"ports": [{"protocol": proto, "port": port} for port, proto in
-                                      sorted({(53, "UDP"), (53, "TCP"), (_port_of(nats_url, 4222), "TCP")})]}],
+                "ingress": [{"from": metrics_ingress_from(settings, namespace), "ports": _ports([HTTP_PORT])}],
+                "egress": base_egress(settings, nats_url, namespace),
             },
         },
     ]
@@ -234,8 +391,9 @@ def shared_agent_objects(
             "metadata": _meta(account, namespace, labels(slug, account)),
             "spec": {"maxUnavailable": 1, "selector": {"matchLabels": {**selector, REPLICATED_LABEL: "true"}}},
         })
-    http_ports = sorted(set().union(*(_delivers_over_http(a, targets) for a in agents)))
-    if http_ports:
+    destinations = set().union(*(agent_destinations(a, targets, namespace) for a in agents))
+    rules = external_egress(settings, destinations)
+    if rules:
         name = dns_name(slug, SHARED_AGENTS, "egress")
         objects.append({
             "apiVersion": "networking.k8s.io/v1",
@@ -244,7 +402,7 @@ def shared_agent_objects(
             "spec": {
                 "podSelector": {"matchLabels": {**selector, EGRESS_LABEL: "external"}},
                 "policyTypes": ["Egress"],
-                "egress": [{"ports": [{"protocol": "TCP", "port": port} for port in http_ports]}],
+                "egress": rules,
             },
         })
     return objects
@@ -271,7 +429,7 @@ def agent_objects(
     name = dns_name(slug, agent_dns)
     lbl = labels(slug, name, agent_dns)
     pod_labels = dict(lbl)
-    if _delivers_over_http(agent, targets):
+    if external_egress(settings, agent_destinations(agent, targets, namespace)):
         pod_labels[EGRESS_LABEL] = "external"
     if agent.replicas > 1:
         pod_labels[REPLICATED_LABEL] = "true"
@@ -361,7 +519,8 @@ GATEWAY = "gateway"
 GATEWAY_DEFAULT_SOURCE_PORT = 8080
 #: The gateway's /healthz, /readyz and /metrics port (moved up when an HTTP source takes it).
 GATEWAY_HEALTH_PORT = 8081
-#: Where File sources and targets are relative to in the gateway pod (an emptyDir unless the files volume is set).
+#: Where File sources and targets are relative to in the gateway pod (an emptyDir, or the claim
+#: ``PlatformSettings.gateway_data_claim`` names).
 GATEWAY_DATA_DIR = "/var/lib/kumeo/io"
 
 
@@ -438,7 +597,10 @@ def gateway_objects(
     if uses_files:
         args += ["--base-dir", GATEWAY_DATA_DIR]
         volume_mounts.append({"name": "data", "mountPath": GATEWAY_DATA_DIR})
-        volumes.append({"name": "data", "emptyDir": {"sizeLimit": "1Gi"}})
+        if settings.gateway_data_claim:
+            volumes.append({"name": "data", "persistentVolumeClaim": {"claimName": settings.gateway_data_claim}})
+        else:
+            volumes.append({"name": "data", "emptyDir": {"sizeLimit": "1Gi"}})
     if settings.nats_auth and identity is not None:
         env += identity_env(identity, credentials_secret_name(slug))
     if settings.nats_tls:
@@ -503,21 +665,15 @@ def gateway_objects(
         "spec": {"type": "ClusterIP", "selector": selector, "ports": service_ports},
     })
 
-    ingress: list[dict[str, Any]] = [{
-        "from": [
-            {"podSelector": {}},
-            {"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": settings.monitoring_namespace}}},
-        ],
-        "ports": [{"protocol": "TCP", "port": health_port}],
-    }]
+    ingress: list[dict[str, Any]] = [{"from": metrics_ingress_from(settings, namespace),
+                                      "ports": _ports([health_port])}]
     if source_ports:
         # HTTP sources take events from anywhere in the cluster (any pod of any namespace).
         ingress.append({"from": [{"namespaceSelector": {}}],
                         "ports": [{"protocol": "TCP", "port": port} for port in source_ports]})
-    egress_ports: set[tuple[int, str]] = {(53, "UDP"), (53, "TCP"), (_port_of(nats_url, 4222), "TCP")}
-    for endpoint in targets:
-        if endpoint.kind == "HTTP":
-            egress_ports.add((_http_port(endpoint.address), "TCP"))
+    destinations = {url_destination(ep.address, namespace) for ep in targets if ep.kind == "HTTP"}
+    egress = base_egress(settings, nats_url, namespace)
+    egress += external_egress(settings, {d for d in destinations if d is not None})
     objects.append({
         "apiVersion": "networking.k8s.io/v1",
         "kind": "NetworkPolicy",
@@ -526,7 +682,7 @@ def gateway_objects(
             "podSelector": {"matchLabels": selector},
             "policyTypes": ["Ingress", "Egress"],
             "ingress": ingress,
-            "egress": [{"ports": [{"protocol": proto, "port": port} for port, proto in sorted(egress_ports)]}],
+            "egress": egress,
         },
     })
     return objects

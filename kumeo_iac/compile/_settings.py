@@ -3,11 +3,16 @@
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 #: Image classes and the `deployment.base_images` keys each one reads (first found wins).
 IMAGE_CLASS_KEYS: dict[str, tuple[str, ...]] = {"base": ("base", "default"), "ml": ("ml",), "llm": ("llm",)}
+
+#: What ``egress_cidrs`` leaves out by default: the private ranges (RFC 1918, where pods, Services and nodes
+#: usually live), carrier-grade NAT (some clusters' pod range) and link-local (the cloud metadata endpoint
+#: 169.254.169.254), so an agent calling out reaches the internet and nothing inside the cluster or its VPC.
+PRIVATE_CIDRS: tuple[str, ...] = ("10.0.0.0/8", "100.64.0.0/10", "169.254.0.0/16", "172.16.0.0/12", "192.168.0.0/16")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -68,3 +73,33 @@ class PlatformSettings:
     #: Extra labels on the PodMonitor and the Grafana dashboard ConfigMap (e.g. ``{"release": "prometheus"}`` for
     #: a Prometheus Operator that selects monitors by label).
     monitoring_labels: Mapping[str, str] = dataclasses.field(default_factory=dict)
+    #: The NATS server's pods: agents and the gateway may reach them (and only them) on the NATS URL's port.
+    #: Default namespace: the one the NATS URL's host names (``nats.<namespace>[.svc[.cluster.local]]``; a host
+    #: of one label, like the default ``nats``, is a Service of the workflow's namespace), else ``nats``.
+    nats_namespace: str | None = None
+    #: The labels of the NATS server's pods (the official Helm chart's by default).
+    nats_pod_labels: Mapping[str, str] = dataclasses.field(
+        default_factory=lambda: {"app.kubernetes.io/name": "nats"})
+    #: The cluster DNS pods, the only destination of port 53 (CoreDNS keeps kube-dns's label on most clusters).
+    dns_namespace: str = "kube-system"
+    dns_pod_labels: Mapping[str, str] = dataclasses.field(default_factory=lambda: {"k8s-app": "kube-dns"})
+    #: Where agents that call out (LLM endpoints, HTTP targets, review webhooks) and the gateway (HTTP targets)
+    #: may connect outside the cluster, on the ports those URLs name only; endpoints written as in-cluster
+    #: Service names (``svc``, ``svc.ns.svc[.cluster.local]``) are reached by namespace instead. Each CIDR leaves
+    #: out the ``egress_except_cidrs`` inside it. An empty list: no egress beyond NATS, DNS and in-cluster Services.
+    egress_cidrs: Sequence[str] = ("0.0.0.0/0",)
+    #: Left out of every ``egress_cidrs`` entry that contains them (default: ``PRIVATE_CIDRS``). To reach an
+    #: endpoint on a private address, add its range to ``egress_cidrs`` (a range equal to an exception is kept).
+    egress_except_cidrs: Sequence[str] = PRIVATE_CIDRS
+    #: The pods allowed to reach agents' port 8080 (metrics, health, the HumanReview API), besides the
+    #: ``monitoring_namespace``: the Kumeo dashboard's, in ``dashboard_namespace`` (default: the workflow's).
+    dashboard_pod_labels: Mapping[str, str] = dataclasses.field(
+        default_factory=lambda: {"kumeo.dev/component": "dashboard"})
+    dashboard_namespace: str | None = None
+    #: A PersistentVolumeClaim (by name, in the workflow's namespace) mounted at the gateway's data directory
+    #: (``/var/lib/kumeo/io``, where File sources and targets are) instead of a 1 Gi emptyDir that a restart empties.
+    gateway_data_claim: str | None = None
+    #: Compile for a cluster: a workflow with a Kafka or MQTT endpoint, which no pod runs yet, is refused with its
+    #: line. ``compile_program`` without settings compiles with False (what `kumeo run` and the dashboard do: the
+    #: local runtime refuses those endpoints itself, all of them, when it starts).
+    for_cluster: bool = True

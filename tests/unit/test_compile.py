@@ -557,15 +557,29 @@ def test_network_policy_egress_allows_dns_nats_and_http_targets() -> None:
     shared = policies["fraud-detection-agents"]["spec"]
     assert shared["podSelector"] == {"matchLabels": agents_selector("fraud-detection")}
     assert shared["policyTypes"] == ["Ingress", "Egress"]
-    assert shared["egress"] == [{"ports": [{"protocol": "TCP", "port": 53}, {"protocol": "UDP", "port": 53},
-                                           {"protocol": "TCP", "port": 4333}]}]
-    assert shared["ingress"] == [{"from": [{"podSelector": {}}, {"namespaceSelector": {"matchLabels": {
-        "kubernetes.io/metadata.name": "monitoring"}}}], "ports": [{"protocol": "TCP", "port": 8080}]}]
+    # DNS and NATS by destination: the cluster DNS pods, the NATS pods (the URL's host `nats` is a Service of the
+    # workflow's own namespace)
+    assert shared["egress"] == [
+        {"to": [{"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "kube-system"}},
+                 "podSelector": {"matchLabels": {"k8s-app": "kube-dns"}}}],
+         "ports": [{"protocol": "UDP", "port": 53}, {"protocol": "TCP", "port": 53}]},
+        {"to": [{"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "fraud-detection"}},
+                 "podSelector": {"matchLabels": {"app.kubernetes.io/name": "nats"}}}],
+         "ports": [{"protocol": "TCP", "port": 4333}]},
+    ]
+    # port 8080 (metrics, health, the review API): the dashboard's pods and the monitoring namespace only
+    assert shared["ingress"] == [{"from": [
+        {"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "fraud-detection"}},
+         "podSelector": {"matchLabels": {"kumeo.dev/component": "dashboard"}}},
+        {"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "monitoring"}}},
+    ], "ports": [{"protocol": "TCP", "port": 8080}]}]
     external = policies["fraud-detection-agents-egress"]["spec"]
+    public = {"ipBlock": {"cidr": "0.0.0.0/0", "except": ["10.0.0.0/8", "100.64.0.0/10", "169.254.0.0/16",
+                                                         "172.16.0.0/12", "192.168.0.0/16"]}}
     assert external == {
         "podSelector": {"matchLabels": {**agents_selector("fraud-detection"), EGRESS_LABEL: "external"}},
         "policyTypes": ["Egress"],
-        "egress": [{"ports": [{"protocol": "TCP", "port": 80}, {"protocol": "TCP", "port": 8443}]}],
+        "egress": [{"to": [public], "ports": [{"protocol": "TCP", "port": 80}, {"protocol": "TCP", "port": 8443}]}],
     }
     # only the agents delivering over HTTP carry the label the egress policy selects
     assert _pod_labels(wf, "a")[EGRESS_LABEL] == "external"
@@ -590,6 +604,137 @@ def test_no_egress_policy_without_http_deliveries() -> None:
     assert wf.agent("score").target_subjects == ["alerts"]
     assert sorted(_policies(wf)) == ["fraud-detection-agents"]
     assert not any(EGRESS_LABEL in json.dumps(_pod_labels(wf, a.id)) for a in wf.agents)
+
+
+def test_network_policy_destinations_follow_the_settings() -> None:
+    wf = wf_of(program(targets=[HttpTarget("http://receiver.apps.svc.cluster.local:9000/x", id="svc"),
+                                HttpTarget("https://hooks.example.com/x", id="hook")],
+                       agents=[DataProcessor(id="a", output="target.svc"),
+                               DataProcessor(id="b", input="a.output", output="target.hook")]),
+               nats_url="nats://nats.messaging.svc:4222", dns_namespace="dns", dns_pod_labels={"app": "coredns"},
+               nats_pod_labels={"app": "jetstream"}, egress_cidrs=["0.0.0.0/0", "10.20.0.0/16"],
+               egress_except_cidrs=["10.0.0.0/8", "192.168.0.0/16"], dashboard_namespace="ops",
+               dashboard_pod_labels={"app": "kumeo-ui"}, monitoring_namespace="prom")
+    policies = _policies(wf)
+    shared = policies["fraud-detection-agents"]["spec"]
+    assert [rule["to"] for rule in shared["egress"]] == [
+        [{"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "dns"}},
+          "podSelector": {"matchLabels": {"app": "coredns"}}}],
+        [{"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "messaging"}},  # from the URL
+          "podSelector": {"matchLabels": {"app": "jetstream"}}}],
+    ]
+    assert shared["ingress"][0]["from"] == [
+        {"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "ops"}},
+         "podSelector": {"matchLabels": {"app": "kumeo-ui"}}},
+        {"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "prom"}}},
+    ]
+    # outside: the CIDRs, each without the exceptions strictly inside it; an in-cluster Service: its namespace
+    assert policies["fraud-detection-agents-egress"]["spec"]["egress"] == [
+        {"to": [{"ipBlock": {"cidr": "0.0.0.0/0", "except": ["10.0.0.0/8", "192.168.0.0/16"]}},
+                {"ipBlock": {"cidr": "10.20.0.0/16"}}],
+         "ports": [{"protocol": "TCP", "port": 443}]},
+        {"to": [{"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "apps"}}}],
+         "ports": [{"protocol": "TCP", "port": 9000}]},
+    ]
+    # an explicit NATS namespace wins over the URL's
+    wf = wf_of(pipeline(), nats_url="nats://10.1.2.3:4222", nats_namespace="jetstream")
+    nats_rule = _policies(wf)["fraud-detection-agents"]["spec"]["egress"][1]
+    assert nats_rule["to"][0]["namespaceSelector"]["matchLabels"]["kubernetes.io/metadata.name"] == "jetstream"
+    # a NATS host the cluster does not name: the documented default namespace
+    wf = wf_of(pipeline(), nats_url="nats://10.1.2.3:4222")
+    nats_rule = _policies(wf)["fraud-detection-agents"]["spec"]["egress"][1]
+    assert nats_rule["to"][0]["namespaceSelector"]["matchLabels"]["kubernetes.io/metadata.name"] == "nats"
+    # no CIDRs: nothing outside the cluster, so an agent calling out only there carries no egress label
+    wf = wf_of(program(targets=[HttpTarget("https://hooks.example.com/x", id="hook")],
+                       agents=[DataProcessor(id="a", output="target.hook")]), egress_cidrs=[])
+    assert sorted(_policies(wf)) == ["fraud-detection-agents"] and EGRESS_LABEL not in _pod_labels(wf, "a")
+    with pytest.raises(KumeoCompileError, match="egress_cidrs: '0.0.0.0/33' is not a CIDR"):
+        wf_of(program(targets=[HttpTarget("https://hooks.example.com/x", id="hook")],
+                      agents=[DataProcessor(id="a", output="target.hook")]), egress_cidrs=["0.0.0.0/33"])
+
+
+@pytest.mark.parametrize("url, destination", [
+    ("https://api.openai.com/v1", (None, 443)),
+    ("http://example.com", (None, 80)),  # two labels: outside (a URL's `svc.ns` would be ambiguous)
+    ("http://receiver:9000/x", ("wf", 9000)),  # one label: a Service of the workflow's namespace
+    ("http://receiver.apps.svc:9000/x", ("apps", 9000)),
+    ("https://receiver.apps.svc.cluster.local/x", ("apps", 443)),
+    ("http://203.0.113.7:8080/", (None, 8080)),
+    ("${env.HOOK}", (None, 443)),
+    ("http://127.0.0.1:11434", None), ("http://localhost:8000", None), ("http://[::1]:8000", None),
+])
+def test_url_destinations(url, destination) -> None:
+    from kumeo_iac.compile._kubernetes import nats_namespace, url_destination
+
+    assert url_destination(url, "wf") == destination
+    settings = PlatformSettings()
+    assert nats_namespace(settings, "nats://nats.messaging:4222", "wf") == "messaging"
+    assert nats_namespace(settings, "nats://nats.messaging.svc.cluster.local:4222", "wf") == "messaging"
+    assert nats_namespace(settings, "nats://nats:4222", "wf") == "wf"
+    assert nats_namespace(settings, "tls://10.0.0.5:4222", "wf") == "nats"
+
+
+@pytest.mark.parametrize("agent, port", [
+    (LLM(id="llm", engine="openai/gpt-4o-mini", prompt="{{ input }}"), 443),  # OpenAI's default base URL
+    (LLM(id="llm", engine="openai/m", prompt="p", config={"base_url": "http://vllm.example.com:8000/v1"}), 8000),
+    (LLM(id="llm", engine="openai/m", prompt="p", config={"base_url": "${env.LLM_URL}"}), 443),  # known at run time only
+    (LLM(id="llm", engine="ollama/llama3", prompt="p", config={"base_url": "https://ollama.example.com"}), 443),
+])
+def test_llm_agents_may_reach_their_endpoint_and_nothing_else_outside(agent, port) -> None:
+    wf = wf_of(program(agents=[DataProcessor(id="a"), agent.model_copy(update={"input": "a.output"})]))
+    assert _pod_labels(wf, "llm")[EGRESS_LABEL] == "external"
+    assert EGRESS_LABEL not in _pod_labels(wf, "a")
+    (rule,) = _policies(wf)["fraud-detection-agents-egress"]["spec"]["egress"]
+    assert rule["ports"] == [{"protocol": "TCP", "port": port}] and "ipBlock" in rule["to"][0]
+
+
+def test_llm_on_loopback_and_in_cluster_llm_endpoints() -> None:
+    # ollama's default (127.0.0.1:11434) is the pod itself: no egress to open
+    wf = wf_of(program(agents=[LLM(id="llm", engine="ollama/llama3", prompt="p")]))
+    assert sorted(_policies(wf)) == ["fraud-detection-agents"] and EGRESS_LABEL not in _pod_labels(wf, "llm")
+    # a Service of the cluster: its namespace, on its port
+    wf = wf_of(program(agents=[LLM(id="llm", engine="ollama/llama3", prompt="p",
+                                   config={"base_url": "http://ollama.llm.svc:11434"})]))
+    assert _policies(wf)["fraud-detection-agents-egress"]["spec"]["egress"] == [
+        {"to": [{"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "llm"}}}],
+         "ports": [{"protocol": "TCP", "port": 11434}]}]
+
+
+def test_review_webhooks_open_egress_for_the_review_agent() -> None:
+    review = HumanReview(id="review", config={"notifications": {"webhook": "https://hooks.example.com:8443/r"},
+                                              "escalation_path": ["https://esc.example.com/e", "boss@example.com"]})
+    wf = wf_of(program(agents=[DataProcessor(id="a"), review.model_copy(update={"input": "a.output"})]))
+    assert _pod_labels(wf, "review")[EGRESS_LABEL] == "external"
+    (rule,) = _policies(wf)["fraud-detection-agents-egress"]["spec"]["egress"]
+    assert rule["ports"] == [{"protocol": "TCP", "port": 443}, {"protocol": "TCP", "port": 8443}]
+
+
+def test_kafka_and_mqtt_are_refused_for_a_cluster_with_their_line_but_not_for_local_use() -> None:
+    from kumeo_iac.lang import parse
+
+    text = ('workflow Fraud {\n  source: [NATS("a.in"),\n    Kafka("payments")]\n  target: MQTT("alerts/x")\n'
+            '  agents: [ DataProcessor(id: "p", input: source) ]\n}\n')
+    prog = parse(text, path="fraud.kumeo").program
+    with pytest.raises(KumeoCompileError) as caught:
+        compile_program(prog, settings=PlatformSettings())
+    message = str(caught.value)
+    assert message.startswith("fraud.kumeo:3:") and "Kafka sources cannot be deployed" in message
+    assert "bridge the topic to a NATS subject" in message
+    # without settings (`kumeo run`, the dashboard) the Plan compiles: the local runtime refuses them itself
+    plan = compile_program(prog)
+    assert [s.kind for s in plan.workflows[0].sources] == ["NATS", "Kafka"]
+    assert compile_program(prog, settings=PlatformSettings(for_cluster=False)) == plan
+
+
+def test_gateway_data_claim_replaces_the_empty_dir() -> None:
+    from kumeo_iac.spec import FileTarget as FileTargetSpec
+
+    wf = wf_of(pipeline(targets=[FileTargetSpec("out/results.jsonl", id="f")]), gateway_data_claim="kumeo-io")
+    dep = _gateway_objects(wf)["Deployment"]
+    pod = dep["spec"]["template"]["spec"]
+    assert {"name": "data", "persistentVolumeClaim": {"claimName": "kumeo-io"}} in pod["volumes"]
+    assert {"name": "data", "mountPath": "/var/lib/kumeo/io"} in pod["containers"][0]["volumeMounts"]
+    assert not any(v["name"] == "data" and "emptyDir" in v for v in pod["volumes"])
 
 
 def test_service_exposes_metrics() -> None:
@@ -648,7 +793,7 @@ def test_integration_of_unknown_subworkflow_is_a_compile_error() -> None:
 
 
 def test_compile_is_deterministic() -> None:
-    build = lambda: pipeline(agents=[  # noqa: E731
+    build = lambda: pipeline(agents=[
         DataProcessor(id="a"), DataProcessor(id="b"),
         DataProcessor(id="j", input={"y": "b.output", "x": "a.output"}),
         LLM("ollama/llama3", id="l", prompt="x", input="j.output"),
@@ -721,8 +866,10 @@ def test_gateway_objects_for_http_source_and_http_target() -> None:
     assert {p["port"] for r in np["ingress"] for p in r["ports"]} == {8081, 9000}
     (public,) = [r for r in np["ingress"] if r["ports"] == [{"protocol": "TCP", "port": 9000}]]
     assert public["from"] == [{"namespaceSelector": {}}]
-    egress = {(p["port"], p["protocol"]) for p in np["egress"][0]["ports"]}
+    egress = {(p["port"], p["protocol"]) for r in np["egress"] for p in r["ports"]}
     assert egress == {(53, "UDP"), (53, "TCP"), (4333, "TCP"), (8443, "TCP")}
+    assert all(r.get("to") for r in np["egress"])  # every port to a destination
+    assert [r["to"][0].get("ipBlock", {}).get("cidr") for r in np["egress"]] == [None, None, "0.0.0.0/0"]
     assert wf.kubernetes == wf_of(pipeline(sources=[HttpSourceSpec("/ingest", id="web", options={"port": 9000}),
                                                     Timer("1m", id="t")],
                                            targets=[HttpTarget("https://hooks.example.com:8443/x", id="hook")]),

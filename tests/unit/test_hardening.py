@@ -3,8 +3,10 @@
 For every pod: the restricted Pod Security Standard (non-root, seccomp RuntimeDefault, no privilege escalation,
 all capabilities dropped, read-only root filesystem, only restricted volume types, no host namespaces), resource
 requests and limits; for every agent: the NetworkPolicies that select its pods (as Kubernetes applies them: every
-policy whose podSelector matches the pod's labels, their rules added up) allow egress to DNS, NATS and the HTTP
-targets it delivers to and nothing more, and ingress only on the metrics port; a ServiceAccount that mounts no
+policy whose podSelector matches the pod's labels, their rules added up) allow egress, as (destination, port) pairs,
+to the DNS pods, the NATS pods and — for the agents that call out — the destinations of their LLM endpoint, HTTP
+targets and review webhooks (the CIDRs of ``egress_cidrs`` or a Service's namespace), and nothing more, and ingress
+only on the metrics port from the dashboard's pods and the monitoring namespace; a ServiceAccount that mounts no
 token and no RBAC at all; a (shared) PodDisruptionBudget exactly when it runs more than one replica. Each check also runs
 with per-agent NATS users, TLS and KEDA on, and those objects are validated against the Kubernetes 1.30 schema.
 """
@@ -19,7 +21,12 @@ from urllib.parse import urlsplit
 import pytest
 
 from kumeo_iac.compile import PlatformSettings, compile_program
-from kumeo_iac.compile._kubernetes import HTTP_PORT
+from kumeo_iac.compile._kubernetes import (
+    HTTP_PORT,
+    agent_destinations,
+    nats_namespace,
+    url_destination,
+)
 
 ROOT = Path(__file__).resolve().parents[2]
 SCENARIOS = sorted(p for p in (ROOT / "tests" / "scenarios").iterdir() if p.is_dir() and not p.name.startswith(("_", ".")))
@@ -53,12 +60,14 @@ def _plans():
     for label, source in CASES:
         program, base, settings = _program(source)
         for variant, extra in VARIANTS.items():
-            plan = compile_program(program, base_dir=base, settings=PlatformSettings(**{**settings, **extra}))
+            platform = PlatformSettings(**{**settings, **extra})
+            plan = compile_program(program, base_dir=base, settings=platform)
             for wf in plan.workflows:
-                yield f"{label}[{variant}]", wf
+                yield f"{label}[{variant}]", wf, platform
 
 
-PLANS = list(_plans())
+SETTINGS = {label: platform for label, _, platform in _plans()}
+PLANS = [(label, wf) for label, wf, _ in _plans()]
 IDS = [label for label, _ in PLANS]
 
 
@@ -76,6 +85,10 @@ def test_every_example_and_scenario_is_covered():
     # some agent delivers to an HTTP target, so the egress policy and its label are exercised
     assert any(p["metadata"]["name"] == f"{wf.slug}-agents-egress" for _, wf in PLANS
                for p in _objects(wf, "NetworkPolicy"))
+    # and some LLM agent calls out to its endpoint (labelled for the egress policy)
+    assert any(a.kind == "LLM" and d["spec"]["template"]["metadata"]["labels"].get("kumeo.dev/egress") == "external"
+               and d["metadata"]["name"].endswith(f"-{a.id}") for _, wf in PLANS for a in wf.agents
+               for d in _objects(wf, "Deployment"))
 
 
 @pytest.mark.parametrize("label, wf", PLANS, ids=IDS)
@@ -127,29 +140,78 @@ def _applying_policies(wf, deployment):
     return found
 
 
+def _peer_key(peer):
+    """A peer of a rule as a hashable value; a selector must name its namespace (never every namespace)."""
+    if "ipBlock" in peer:
+        assert set(peer) == {"ipBlock"}
+        block = peer["ipBlock"]
+        return ("cidr", block["cidr"], tuple(block.get("except", ())))
+    assert set(peer) <= {"namespaceSelector", "podSelector"} and "namespaceSelector" in peer, peer
+    namespace = peer["namespaceSelector"]
+    assert set(namespace) == {"matchLabels"} and list(namespace["matchLabels"]) == ["kubernetes.io/metadata.name"]
+    pods = peer.get("podSelector", {"matchLabels": {}})
+    assert set(pods) == {"matchLabels"}
+    return ("pods", namespace["matchLabels"]["kubernetes.io/metadata.name"],
+            tuple(sorted(pods["matchLabels"].items())))
+
+
 def _union(policies, direction):
-    """(port, protocol) pairs the policies allow in one direction, and whether any rule has no ports (all ports)."""
-    key = direction.lower()
-    ports, unbounded = set(), False
+    """(peer, port, protocol) triples the policies allow in one direction (each rule: its peers × its ports).
+    A rule without ports or without peers would allow every port or every destination: refused here."""
+    key, side = direction.lower(), ("to" if direction == "Egress" else "from")
+    allowed = set()
     for policy in policies:
         if direction not in policy["spec"]["policyTypes"]:
             continue
         for rule in policy["spec"].get(key, []):
-            if not rule.get("ports"):
-                unbounded = True
-            ports |= {(p["port"], p.get("protocol", "TCP")) for p in rule.get("ports", [])}
-    return ports, unbounded
+            assert rule.get("ports"), f"{policy['metadata']['name']}: a {key} rule without ports allows every port"
+            assert rule.get(side), f"{policy['metadata']['name']}: a {key} rule without peers allows every peer"
+            allowed |= {(_peer_key(peer), p["port"], p.get("protocol", "TCP"))
+                        for peer in rule[side] for p in rule["ports"]}
+    return allowed
 
 
-def _http_port(address):
-    parts = urlsplit(address)
-    return parts.port or (443 if parts.scheme == "https" else 80)
+def _outside(platform):
+    """The peers of ``egress_cidrs``, independently of compile: each CIDR minus the exceptions strictly inside."""
+    import ipaddress
+
+    peers = set()
+    for text in platform.egress_cidrs:
+        cidr = ipaddress.ip_network(text)
+        inside = sorted(str(e) for e in map(ipaddress.ip_network, platform.egress_except_cidrs)
+                        if e.version == cidr.version and e != cidr and e.subnet_of(cidr))
+        peers.add(("cidr", str(cidr), tuple(inside)))
+    return peers
+
+
+def _base_needs(wf, platform):
+    nats_port = urlsplit(wf.nats_url if "://" in wf.nats_url else f"nats://{wf.nats_url}").port or 4222
+    dns = ("pods", platform.dns_namespace, tuple(sorted(platform.dns_pod_labels.items())))
+    nats = ("pods", nats_namespace(platform, wf.nats_url, wf.namespace), tuple(sorted(platform.nats_pod_labels.items())))
+    return {(dns, 53, "UDP"), (dns, 53, "TCP"), (nats, nats_port, "TCP")}
+
+
+def _destination_needs(destinations, platform):
+    needed = set()
+    for namespace, port in destinations:
+        if namespace is None:
+            needed |= {(peer, port, "TCP") for peer in _outside(platform)}
+        else:
+            needed.add((("pods", namespace, ()), port, "TCP"))
+    return needed
+
+
+def _metrics_sources(wf, platform):
+    return {("pods", platform.dashboard_namespace or wf.namespace, tuple(sorted(platform.dashboard_pod_labels.items()))),
+            ("pods", platform.monitoring_namespace, ())}
 
 
 @pytest.mark.parametrize("label, wf", PLANS, ids=IDS)
 def test_network_policies_allow_only_nats_dns_declared_endpoints_and_metrics(label, wf):
-    nats_port = urlsplit(wf.nats_url if "://" in wf.nats_url else f"nats://{wf.nats_url}").port or 4222
-    http_targets = {t.subject: t for t in wf.targets if t.kind == "HTTP"}
+    platform = SETTINGS[label]
+    targets = {t.subject: t for t in wf.targets}
+    # the agents calling out share one egress policy: each may reach what all of them need together
+    calling_out = set().union(*(agent_destinations(a, targets, wf.namespace) for a in wf.agents))
     for deployment in _objects(wf, "Deployment"):
         where = f"{label} {deployment['metadata']['name']}"
         policies = _applying_policies(wf, deployment)
@@ -157,33 +219,34 @@ def test_network_policies_allow_only_nats_dns_declared_endpoints_and_metrics(lab
         assert any(sorted(p["spec"]["policyTypes"]) == ["Egress", "Ingress"] for p in policies), where
         if _is_gateway(deployment):
             (policy,) = policies  # the gateway's own policy, and none of the agents' applies to it
-            _check_gateway_policy(label, wf, deployment, policy["spec"], nats_port)
+            _check_gateway_policy(label, wf, deployment, policy, platform)
             continue
         assert not any(_is_gateway(p) for p in policies), where
         agent = wf.agent(next(e["value"] for e in deployment["spec"]["template"]["spec"]["containers"][0]["env"]
                               if e["name"] == "KUMEO_AGENT"))
-        delivered = set(agent.target_subjects) | {r.subject for r in agent.routes}
-        needed = {(53, "UDP"), (53, "TCP"), (nats_port, "TCP")}
-        needed |= {(_http_port(http_targets[s].address), "TCP") for s in delivered & set(http_targets)}
-        egress, unbounded = _union(policies, "Egress")
-        assert not unbounded, f"{where}: an egress rule without ports allows everything"
+        own = agent_destinations(agent, targets, wf.namespace)
+        needed = _base_needs(wf, platform) | (_destination_needs(calling_out, platform) if own else set())
+        assert _destination_needs(own, platform) <= needed
+        egress = _union(policies, "Egress")
         assert egress == needed, f"{where}: egress {sorted(egress)}, needs exactly {sorted(needed)}"
-        ingress, unbounded = _union(policies, "Ingress")
-        assert not unbounded and ingress == {(HTTP_PORT, "TCP")}, where
-        for policy in policies:
-            for rule in policy["spec"].get("ingress", []):
-                assert rule.get("from"), f"{where}: an ingress rule open to every source"
+        ingress = _union(policies, "Ingress")
+        assert ingress == {(peer, HTTP_PORT, "TCP") for peer in _metrics_sources(wf, platform)}, where
+        # the LLM agents reach their endpoint (they could not before: no egress beyond NATS and DNS)
+        if agent.kind == "LLM" and own:
+            assert deployment["spec"]["template"]["metadata"]["labels"].get("kumeo.dev/egress") == "external"
 
 
 def _is_gateway(obj) -> bool:
     return obj["metadata"]["labels"].get("kumeo.dev/component") == "gateway"
 
 
-def _check_gateway_policy(label, wf, deployment, spec, nats_port):
-    """The gateway: ingress on its health port (cluster pods, monitoring) and its HTTP source ports (anywhere in
-    the cluster, nothing else); egress to DNS, NATS and the workflow's HTTP targets only."""
+def _check_gateway_policy(label, wf, deployment, policy, platform):
+    """The gateway: ingress on its health port (the dashboard's pods, monitoring) and its HTTP source ports
+    (anywhere in the cluster, nothing else); egress to the DNS pods, the NATS pods and the workflow's HTTP targets
+    only."""
     from kumeo_iac.compile._kubernetes import http_source_port
 
+    spec = policy["spec"]
     container = deployment["spec"]["template"]["spec"]["containers"][0]
     health = next(p["containerPort"] for p in container["ports"] if p["name"] == "http")
     sources = {http_source_port(s) for s in wf.sources if s.kind == "HTTP"}
@@ -191,14 +254,11 @@ def _check_gateway_policy(label, wf, deployment, spec, nats_port):
     assert ingress == {health} | sources, label
     for rule in spec["ingress"]:
         assert rule.get("ports") and rule.get("from"), f"{label}: an ingress rule open to everything"
-    allowed = {(53, "UDP"), (53, "TCP"), (nats_port, "TCP")}
-    for target in wf.targets:
-        if target.kind == "HTTP":
-            address = urlsplit(target.address)
-            allowed.add((address.port or (443 if address.scheme == "https" else 80), "TCP"))
-    egress = {(p["port"], p["protocol"]) for rule in spec["egress"] for p in rule["ports"]}
-    assert egress <= allowed and (nats_port, "TCP") in egress, label
-    assert all(rule.get("ports") for rule in spec["egress"])
+        if any(p["port"] == health for p in rule["ports"]):
+            assert {_peer_key(peer) for peer in rule["from"]} == _metrics_sources(wf, platform), label
+    destinations = {url_destination(t.address, wf.namespace) for t in wf.targets if t.kind == "HTTP"}
+    needed = _base_needs(wf, platform) | _destination_needs({d for d in destinations if d}, platform)
+    assert _union([policy], "Egress") == needed, label
 
 
 def test_workflows_with_http_timer_or_file_endpoints_get_a_gateway():

@@ -101,23 +101,19 @@ def test_render_reads_the_files_from_the_programs_folder(project: Path, tmp_path
     assert "kumeo.dev/files-checksum" not in clean["spec"]["template"]["metadata"]["annotations"]
 
 
+def render_cli(*argv: str) -> int:
+    """`kumeo render ARGV…` through the real argument parser."""
+    from kumeo_iac.cli import build_parser
+
+    return run_render(build_parser().parse_args(["render", *argv]))
+
+
 def test_render_lists_each_secret_the_pods_need_with_the_command_creating_it(project: Path, tmp_path: Path,
-                                                                           monkeypatch, capsys) -> None:
-    """`kumeo render` compiles with the default settings; given settings that make pods read Secrets (here by
-    wrapping compile), it writes none of them and prints one `kubectl create secret` line for each."""
-    import kumeo_iac.compile as compile_module
-    from kumeo_iac.compile import PlatformSettings
-
-    real = compile_module.compile_program
-
-    def secured(program, base_dir=None, settings=None):
-        assert settings is None  # render passes none today
-        return real(program, base_dir=base_dir,
-                    settings=PlatformSettings(nats_auth=True, nats_tls={"secret": "nats-client-tls"}))
-
-    monkeypatch.setattr(compile_module, "compile_program", secured)
+                                                                           capsys) -> None:
+    """Given settings that make pods read Secrets (per-agent NATS users, TLS), render writes none of them and
+    prints one `kubectl create secret` line for each."""
     out = tmp_path / "out"
-    assert render(project, out) == 0
+    assert render_cli(str(project), "--out", str(out), "--nats-auth", "--nats-tls-secret", "nats-client-tls") == 0
     root = out / "fraud-detection"
     assert capsys.readouterr().out.splitlines() == [
         f"rendered FraudDetection: 9 Kubernetes objects, 3 streams, 2 consumers, 0 KV buckets → {root}",
@@ -130,6 +126,80 @@ def test_render_lists_each_secret_the_pods_need_with_the_command_creating_it(pro
          "--from-literal=ca.crt=… --from-literal=tls.crt=… --from-literal=tls.key=…"),
     ]
     assert not [f for f in snapshot(root) if "secret" in f.lower()]
+    score = yaml.safe_load((root / "kubernetes" / "05-deployment-fraud-detection-score.yaml").read_text())
+    env = {e["name"]: e for e in score["spec"]["template"]["spec"]["containers"][0]["env"]}
+    assert env["NATS_PASSWORD"]["valueFrom"]["secretKeyRef"]["name"] == "fraud-detection-nats"
+    assert env["NATS_TLS_CA"]["value"].endswith("/ca.crt")
+
+
+LLM_WORKFLOW = """
+workflow Support {
+  source: NATS("questions")
+  target: NATS("answers")
+  agents: [ LLM("openai/gpt-4o-mini", id: "answer", prompt: "{{ text }}") ]
+}
+"""
+
+
+def test_render_takes_the_platform_settings_from_a_file_and_flags(tmp_path: Path, capsys) -> None:
+    (tmp_path / "w.kumeo").write_text(LLM_WORKFLOW)
+    settings = tmp_path / "platform.yaml"
+    settings.write_text("namespace: from-file\nimage_registry: file.example.com/kumeo\n"
+                        "secrets: {OPENAI_API_KEY: llm-keys/openai}\negress_cidrs: [203.0.113.0/24]\n")
+    out = tmp_path / "out"
+    assert render_cli(str(tmp_path / "w.kumeo"), "--out", str(out), "--settings", str(settings),
+                      "--namespace", "support", "--nats-url", "nats://nats.messaging.svc:4222", "--keda",
+                      "--image-registry", "reg.example.com/kumeo", "--secret", "EXTRA_KEY=extra") == 0
+    printed = capsys.readouterr().out.splitlines()
+    # the API keys' Secrets are listed (the flag's key defaults to the variable's name)
+    assert "  needs Secret extra (keys: EXTRA_KEY), not rendered; create it with:" in printed
+    assert "    kubectl -n support create secret generic llm-keys --from-literal=openai=…" in printed
+    plan = json.loads((out / "support" / "plan.json").read_text())["workflows"][0]
+    assert plan["namespace"] == "support"  # the flag wins over the file
+    assert plan["nats_url"] == "nats://nats.messaging.svc:4222"
+    (deployment,) = [o for o in plan["kubernetes"] if o["kind"] == "Deployment"]
+    container = deployment["spec"]["template"]["spec"]["containers"][0]
+    assert container["image"].startswith("reg.example.com/kumeo/")
+    assert {e["name"] for e in container["env"] if "valueFrom" in e} == {"EXTRA_KEY", "OPENAI_API_KEY"}
+    (egress,) = [o for o in plan["kubernetes"] if o["metadata"]["name"] == "support-agents-egress"]
+    assert egress["spec"]["egress"] == [{"to": [{"ipBlock": {"cidr": "203.0.113.0/24"}}],
+                                         "ports": [{"protocol": "TCP", "port": 443}]}]
+
+
+def test_render_keda_flag_writes_scaled_objects(project: Path, tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    assert render_cli(str(project), "--out", str(out), "--keda") == 0
+    names = sorted(p.name for p in (out / "fraud-detection" / "kubernetes").iterdir())
+    assert any("scaledobject" in n for n in names) and not any("horizontalpodautoscaler" in n for n in names)
+
+
+def test_render_json_settings_and_bad_settings(project: Path, tmp_path: Path, capsys) -> None:
+    good = tmp_path / "s.json"
+    good.write_text(json.dumps({"nats_auth": True, "namespace": "fraud"}))
+    assert render_cli(str(project), "--out", str(tmp_path / "out"), "--settings", str(good)) == 0
+    assert "kubectl -n fraud create secret generic fraud-detection-nats" in capsys.readouterr().out
+    for text, message in (('{"nope": 1}', "unknown setting 'nope'"),
+                          ('{"keda_enabled": "yes"}', "keda_enabled must be true or false"),
+                          ('{"egress_cidrs": "0.0.0.0/0"}', "egress_cidrs must be a list"),
+                          ("[1, 2]", "must be an object"), ("{", "not valid JSON")):
+        bad = tmp_path / "bad.json"
+        bad.write_text(text)
+        assert render_cli(str(project), "--out", str(tmp_path / "out"), "--settings", str(bad)) == 2
+        err = capsys.readouterr().err
+        assert err.startswith(f"{bad}: error: ") and message in err, err
+    assert render_cli(str(project), "--out", str(tmp_path / "out"), "--settings", str(tmp_path / "none.yaml")) == 2
+    assert "none.yaml: error: " in capsys.readouterr().err
+    assert render_cli(str(project), "--out", str(tmp_path / "out"), "--secret", "NOEQUALS") == 2
+    assert "--secret 'NOEQUALS': write ENV=SECRET" in capsys.readouterr().err
+
+
+def test_render_refuses_kafka_and_mqtt_with_the_line(tmp_path: Path, capsys) -> None:
+    (tmp_path / "w.kumeo").write_text('workflow Fraud {\n  source: NATS("a.in")\n  target: MQTT("alerts/x")\n'
+                                      '  agents: [ DataProcessor(id: "p", input: source) ]\n}\n')
+    assert render(tmp_path / "w.kumeo", tmp_path / "out") == 1
+    err = capsys.readouterr().err
+    assert err.startswith(f"{tmp_path / 'w.kumeo'}:3:") and "MQTT targets cannot be deployed" in err, err
+    assert not (tmp_path / "out").exists()
 
 
 def test_render_is_byte_identical_across_runs(project: Path, tmp_path: Path) -> None:

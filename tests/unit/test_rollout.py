@@ -166,10 +166,15 @@ def test_one_image_class_rolls_only_its_agents(tmp_path: Path, base: Deployed, i
 
 
 def test_the_nats_url_rolls_every_agent(tmp_path: Path, base: Deployed) -> None:
-    after = deploy(tmp_path / "after", settings=PlatformSettings(nats_url="nats://nats.messaging:4222"))
+    after = deploy(tmp_path / "after", settings=PlatformSettings(nats_url="nats://nats.fraud-detection.svc:4222"))
     assert rolled(base, after) == AGENTS  # NATS_URL in each pod's environment (and in its own Plan)
-    # the same port: the agents' NetworkPolicy stays; the KEDA/HPA objects do not depend on it without KEDA
+    # the same port and namespace: the agents' NetworkPolicy stays; the KEDA/HPA objects do not depend on it
+    # without KEDA
     assert changed_objects(base, after) == {("Deployment", f"fraud-detection-{a}") for a in AGENTS}
+    # a NATS server in another namespace: the policy's egress goes there instead
+    moved = deploy(tmp_path / "moved", settings=PlatformSettings(nats_url="nats://nats.messaging:4222"))
+    assert changed_objects(base, moved) == {("Deployment", f"fraud-detection-{a}") for a in AGENTS} | {
+        ("NetworkPolicy", "fraud-detection-agents")}
 
 
 def test_the_nats_url_rolls_every_agent_and_the_gateway(tmp_path: Path) -> None:
