@@ -699,7 +699,7 @@ class _Checker:
             return
         text = str(written)[offset:]
         try:
-            expression = self._compiled[text] if text in self._compiled else self._compile_or_raise(text)
+            expression = self._compile_or_raise(text)
         except KumeoExpressionError as exc:
             self.error(f"{where} does not parse: {exc.message}", self._locate(written, offset, exc.span, span),
                        "expression", exc.hint)
@@ -714,17 +714,25 @@ class _Checker:
 
     def _compile(self, text: str) -> Any:
         try:
-            return self._compiled[text] if text in self._compiled else self._compile_or_raise(text)
+            return self._compile_or_raise(text)
         except KumeoExpressionError:
             return None
 
     def _compile_or_raise(self, text: str) -> Any:
+        """The compiled expression, or its KumeoExpressionError; either is kept, so each text is parsed once."""
+        if text in self._compiled:
+            cached = self._compiled[text]
+            if isinstance(cached, KumeoExpressionError):
+                raise cached.with_traceback(None)
+            return cached
         try:
             compiled = self.expr.compile_expression(text)
-        except KumeoExpressionError:
+        except KumeoExpressionError as exc:
+            self._compiled[text] = exc
             raise
         except KumeoError as exc:  # any other failure of the compiler, reported like a syntax error
-            raise KumeoExpressionError(str(exc)) from None
+            self._compiled[text] = KumeoExpressionError(str(exc))
+            raise self._compiled[text] from None
         self._compiled[text] = compiled
         return compiled
 

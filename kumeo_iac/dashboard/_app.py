@@ -65,6 +65,10 @@ log = logging.getLogger("kumeo.dashboard")
 
 STATIC_DIR = Path(__file__).parent / "static"
 _MAX_BODY = 2 << 20
+#: Seconds of work one ``POST /api/check`` may take. Enforced by construction: the check runs inside
+#: ``kumeo_iac.expr.time_budget``, so once it is spent the next expression stops the check (each expression is
+#: at most 10,000 characters, a few tens of ms to parse); the wait below is only a backstop for the reply.
+CHECK_BUDGET_SECONDS = 5.0
 
 
 @dataclasses.dataclass
@@ -226,9 +230,21 @@ def create_app(config: DashboardConfig) -> Starlette:
         return JSONResponse({"file": name, "text": text, "diagnostics": [diagnostic_json(d) for d in diagnostics]})
 
     async def check(request: Request, identity: Identity) -> Response:
+        from kumeo_iac.expr import BudgetExceeded, time_budget
+
         data = await body(request)
         _, name, base = file_of(data.get("file"))
-        diagnostics = await asyncio.to_thread(check_text, text_of(data), name, base)
+        budget = CHECK_BUDGET_SECONDS
+
+        def budgeted(text: str) -> list[Any]:
+            with time_budget(budget):
+                return check_text(text, name, base)
+
+        try:
+            diagnostics = await asyncio.wait_for(asyncio.to_thread(budgeted, text_of(data)), budget + 1.0)
+        except (BudgetExceeded, TimeoutError):
+            return _error(422, f"the check took longer than its budget of {budget:g} s and was stopped; the text "
+                               "has too many or too long expressions (each is limited to 10,000 characters)")
         return JSONResponse({"diagnostics": [diagnostic_json(d) for d in diagnostics],
                              "errors": sum(1 for d in diagnostics if d.is_error)})
 

@@ -19,16 +19,28 @@ from kumeo_iac.expr._expression import (
     parse_expression,
     validate_expression,
 )
-from kumeo_iac.expr._functions import FUNCTIONS
+from kumeo_iac.expr._functions import FUNCTIONS, MAX_MATCH_INPUT, MAX_PATTERN_LENGTH
+from kumeo_iac.expr._limits import (
+    MAX_EXPRESSION_LENGTH,
+    MAX_NESTING,
+    BudgetExceeded,
+    time_budget,
+)
 from kumeo_iac.expr._syntax import EXPRESSION_PATH, RESERVED_WORDS
 
 __all__ = [
     "EXPRESSION_PATH",
     "FUNCTIONS",
+    "MAX_EXPRESSION_LENGTH",
+    "MAX_MATCH_INPUT",
+    "MAX_NESTING",
+    "MAX_PATTERN_LENGTH",
     "RESERVED_WORDS",
+    "BudgetExceeded",
     "Expression",
     "compile_expression",
     "locate",
     "parse_expression",
+    "time_budget",
     "validate_expression",
 ]

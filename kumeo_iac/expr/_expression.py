@@ -12,6 +12,7 @@ from typing import Any, Final
 
 from kumeo_iac.errors import KumeoEvaluationError, SourceSpan
 from kumeo_iac.expr._compiler import Closure, compile_tree
+from kumeo_iac.expr._limits import check_budget, prescan
 from kumeo_iac.expr._syntax import parse_tree
 from kumeo_iac.expr._values import EvaluationFailure, truthy
 
@@ -79,10 +80,14 @@ def compile_expression(text: str) -> Expression:
     """Parse and compile expression text; raises KumeoExpressionError with a span relative to the text.
 
     Spans use the path ``"<expr>"`` and 1-based lines and columns inside ``text``; use :func:`locate` to turn
-    them into a position in the enclosing file.
+    them into a position in the enclosing file. Text longer than ``MAX_EXPRESSION_LENGTH`` characters or nested
+    deeper than ``MAX_NESTING`` levels is rejected before it is parsed; inside a :func:`time_budget` that is
+    spent, BudgetExceeded is raised instead of parsing.
     """
     if not isinstance(text, str):
         raise TypeError(f"an expression must be a string, got {type(text).__name__}")
+    check_budget()
+    prescan(text)
     compiled = compile_tree(parse_tree(text))
     return Expression(text, compiled.fn, compiled.paths, compiled.functions)
 

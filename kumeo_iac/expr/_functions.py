@@ -111,15 +111,68 @@ def _ends_with(value: object, suffix: object) -> bool:
     return pair is not None and pair[0].endswith(pair[1])
 
 
+# What RE2 says, mapped to the feature a pattern written for Python's `re` reached for.
+_UNSUPPORTED: Final = (
+    (re.compile(r"invalid escape sequence: \\[1-9]"), "a backreference (\\1)"),
+    (re.compile(r"invalid perl operator: \(\?P$"), "a named backreference (?P=name)"),
+    (re.compile(r"invalid perl operator: \(\?[=!]"), "a lookahead (?= …) or (?! …)"),
+    (re.compile(r"invalid perl operator: \(\?<[=!]"), "a lookbehind (?<= …) or (?<! …)"),
+    (re.compile(r"invalid perl operator: \(\?>"), "an atomic group (?> …)"),
+    (re.compile(r"invalid perl operator: \(\?\("), "a conditional (?(1) …)"),
+    (re.compile(r"bad repetition operator: [*+?}]\+"), "a possessive quantifier (*+ ++ ?+)"),
+    (re.compile(r"invalid escape sequence: \\Z"), "\\Z (write \\z, or $)"),
+)
+
+
+class _NoRE2:
+    """Stands in for the `re2` module when google-re2 is not installed, so the failure is an evaluation error."""
+
+
+@functools.cache
+def _re2() -> Any:
+    """The `re2` module (google-re2), imported on first use so `kumeo check` pays for it only when it meets a regex."""
+    try:
+        import re2  # type: ignore[import-untyped]
+    except ImportError:
+        return _NoRE2
+    return re2
+
+
+@functools.cache
+def _re2_options() -> Any:
+    options = _re2().Options()
+    options.log_errors = False  # RE2 would print every rejected pattern to stderr; the error says it instead
+    options.never_capture = True  # matches() only asks whether there is a match
+    return options
+
+
 @functools.lru_cache(maxsize=256)
-def compile_pattern(pattern: str) -> re.Pattern[str]:
-    """Compile a `matches()` pattern once; raises EvaluationFailure for a pattern that is too long or invalid."""
+def compile_pattern(pattern: str) -> Any:
+    """Compile a `matches()` pattern once with RE2; raises EvaluationFailure for a pattern that is too long,
+    invalid, or uses what RE2 cannot do in linear time (backreferences, lookaround, atomic groups).
+
+    RE2 matches in time linear in the input whatever the pattern, so no event can stall an agent with a
+    pattern like ``(a+)+$``, whether the pattern is written in the file or read from the event.
+    """
     if len(pattern) > MAX_PATTERN_LENGTH:
         raise EvaluationFailure(f"matches() pattern is {len(pattern)} characters long; the limit is {MAX_PATTERN_LENGTH}")
+    re2 = _re2()
+    if re2 is _NoRE2:
+        raise EvaluationFailure("matches() needs the google-re2 package; install it with `pip install google-re2`")
     try:
-        return re.compile(pattern)
-    except (re.error, RecursionError, OverflowError) as error:
-        raise EvaluationFailure(f"matches() pattern {show(pattern)} is not a valid regular expression: {error}") from None
+        return re2.compile(pattern, _re2_options())
+    except re2.error as error:
+        raw = error.args[0] if error.args else ""
+        reason = raw.decode("utf-8", "replace") if isinstance(raw, bytes) else str(raw)
+    except UnicodeEncodeError:  # RE2 works on UTF-8; a lone surrogate (JSON "\ud800") has no encoding
+        raise EvaluationFailure(f"matches() pattern {show(pattern)} is not valid Unicode text") from None
+    for sign, feature in _UNSUPPORTED:
+        if sign.search(reason):
+            raise EvaluationFailure(
+                f"matches() pattern {show(pattern)} uses {feature}, which Kumeo's regular expressions (RE2, "
+                f"linear time) do not support"
+            )
+    raise EvaluationFailure(f"matches() pattern {show(pattern)} is not a valid regular expression: {reason}")
 
 
 def _matches(value: object, pattern: object) -> bool:
@@ -131,7 +184,10 @@ def _matches(value: object, pattern: object) -> bool:
         return False
     if len(text) > MAX_MATCH_INPUT:
         raise EvaluationFailure(f"matches() input is {len(text)} characters long; the limit is {MAX_MATCH_INPUT}")
-    return regex.search(text) is not None
+    try:
+        return regex.search(text) is not None
+    except UnicodeEncodeError:
+        raise EvaluationFailure(f"matches() input {show(text)} is not valid Unicode text") from None
 
 
 def _abs(value: object) -> int | float:
@@ -322,7 +378,7 @@ FUNCTIONS: Final[Mapping[str, Function]] = {
         _fn("contains", 2, 2, lambda h, n: _contains(h, n), "contains(x, y) is `y in x`"),
         _fn("starts_with", 2, 2, _starts_with, "whether a string starts with a prefix"),
         _fn("ends_with", 2, 2, _ends_with, "whether a string ends with a suffix"),
-        _fn("matches", 2, 2, _matches, "regular-expression search (Python `re`), pattern ≤ 200, input ≤ 10k chars"),
+        _fn("matches", 2, 2, _matches, "regular-expression search (RE2 syntax, linear time), pattern ≤ 200, input ≤ 10k chars"),
         _fn("abs", 1, 1, _abs, "absolute value"),
         _fn("min", 1, None, _min, "smallest of the arguments or of one list, ignoring nulls"),
         _fn("max", 1, None, _max, "largest of the arguments or of one list, ignoring nulls"),
