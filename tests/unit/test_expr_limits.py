@@ -68,7 +68,7 @@ def test_the_limits_are_the_documented_ones() -> None:
 def test_a_long_expression_is_rejected_before_parsing_at_its_start() -> None:
     started = time.perf_counter()
     error = compile_error(CHAIN)
-    assert time.perf_counter() - started < 0.1  # parsing it took seconds
+    assert time.perf_counter() - started < 2.0  # parsing it took 7-21 s (a generous bound: CI machines are busy)
     assert error.message == f"expression is {len(CHAIN):,} characters long; the limit is 10,000"
     assert (error.span.line, error.span.column) == (1, 1)
     # exactly at the limit is fine
@@ -81,7 +81,7 @@ def test_kumeo_check_reports_the_long_expression_at_its_position_quickly() -> No
     text = workflow(CHAIN)
     started = time.perf_counter()
     [d] = check(text)
-    assert time.perf_counter() - started < 1.0  # was 18-21 s
+    assert time.perf_counter() - started < 4.0  # was 7-21 s (a generous bound: CI machines are busy)
     assert d.is_error and f"expression is {len(CHAIN):,} characters long; the limit is 10,000" in d.message
     assert (d.span.line, d.span.column) == (6, when_column(text))  # the first character inside the quotes
 
@@ -115,7 +115,7 @@ def test_nesting_up_to_the_limit_is_accepted(text: str) -> None:
 def test_nesting_past_the_limit_is_rejected_where_it_goes_too_deep(text: str, column: int | None) -> None:
     started = time.perf_counter()
     error = compile_error(text)
-    assert time.perf_counter() - started < 0.1
+    assert time.perf_counter() - started < 2.0  # no parse of 10,000 levels (a generous bound for busy machines)
     if column is None:
         assert "characters long" in error.message
     else:
@@ -202,15 +202,17 @@ async def test_the_dashboard_check_answers_within_its_budget(monkeypatch: pytest
 def test_catastrophic_backtracking_finishes_in_milliseconds() -> None:
     compile_pattern("warm-up")  # import RE2 outside the timing
     rule = compile_expression("matches(s, '(a+)+$')")
-    for text in ("a" * 27 + "!", "a" * 9_999 + "!"):
+    # A backtracking engine needs ~2^n steps: ~10 s at n = 27 with Python's re, centuries at n = 60. RE2 is linear,
+    # so a bound generous enough for a busy machine still tells the two apart.
+    for text in ("a" * 60 + "!", "a" * 9_999 + "!"):
         started = time.perf_counter()
         assert rule.evaluate({"s": text}) is False
-        assert time.perf_counter() - started < 0.05  # Python's re took ~10 s on the first
+        assert time.perf_counter() - started < 2.0
     assert rule.evaluate({"s": "aaa"}) is True
     # a pattern from the event is just as safe
     started = time.perf_counter()
-    assert compile_expression("matches(s, p)").evaluate({"s": "a" * 30 + "!", "p": "(a|aa)+$"}) is False
-    assert time.perf_counter() - started < 0.05
+    assert compile_expression("matches(s, p)").evaluate({"s": "a" * 80 + "!", "p": "(a|aa)+$"}) is False
+    assert time.perf_counter() - started < 2.0
 
 
 @pytest.mark.parametrize(("pattern", "expected"), [
@@ -277,8 +279,8 @@ async def test_a_router_rule_with_a_hostile_pattern_neither_hangs_nor_routes() -
     agent = create_agent(plan, WorkflowPlan("wf", "wf", "wf", "nats://localhost:4222", [], [], [], [], [], []), Path("."))
     await agent.start()
     began = time.perf_counter()
-    [emit] = await agent.process(Event(id="e1", data={"s": "a" * 27 + "!", "p": "b"}))
-    assert emit.subject == "other" and time.perf_counter() - began < 0.1
+    [emit] = await agent.process(Event(id="e1", data={"s": "a" * 60 + "!", "p": "b"}))
+    assert emit.subject == "other" and time.perf_counter() - began < 2.0  # backtracking: centuries
     # a pattern RE2 cannot run, from the event: the event is rejected (→ its dead letter) with the reason
     with pytest.raises(EventRejected, match="uses a backreference"):
         await agent.process(Event(id="e2", data={"s": "!", "p": r"(a)\1"}))
