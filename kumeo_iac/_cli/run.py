@@ -5,6 +5,12 @@ stdout carries results only, one JSON line per message on a target or dead-lette
 progress, notes and problems go to stderr. Exit codes: 0 drained (dead letters are results too), 1 the workflow or
 the input has problems or the run did not drain in time, 2 bad usage, 130/143 interrupted by SIGINT/SIGTERM
 (without ``--follow``; with it, a signal is the normal way to stop and exits 0 after draining).
+
+After the first SIGINT/SIGTERM the run ends within ``DRAIN_SECONDS`` (10 s): sources stop, events in flight finish
+(with ``--follow`` the workflow drains for up to half of it), agent processes get SIGTERM and then SIGKILL, and a
+watchdog thread kills whatever is left (agents, the embedded nats-server) and exits when the time is up. A second
+signal does that at once. The input is published and drained within ``--timeout``, whatever happens to the
+embedded nats-server (see :mod:`kumeo_iac.local._runner` for how agents and the server are supervised).
 """
 
 from __future__ import annotations
@@ -17,6 +23,7 @@ import logging
 import os
 import signal
 import sys
+import threading
 import time
 import uuid
 from pathlib import Path
@@ -27,8 +34,57 @@ from kumeo_iac.errors import Diagnostic, KumeoError, SourceSpan, sort_diagnostic
 __all__ = ["run_run", "run_send", "run_tail"]
 
 DEFAULT_NATS_URL = "nats://127.0.0.1:4222"
-#: With --follow, how long a signal waits for events in flight before stopping the agents.
-FOLLOW_DRAIN_SECONDS = 10.0
+#: After SIGINT/SIGTERM, the run exits within this many seconds (drain, stop the agents, kill what is left).
+DRAIN_SECONDS = 10.0
+FOLLOW_DRAIN_SECONDS = DRAIN_SECONDS  # the former name
+
+
+class _Shutdown:
+    """The first signal sets a deadline ``DRAIN_SECONDS`` away that a watchdog thread enforces; a second signal
+    stops everything at once. The hard stop SIGKILLs the agent processes and the embedded nats-server, then exits
+    ``128 + signal`` without waiting for anything (a stuck event loop cannot hold it)."""
+
+    def __init__(self, progress: Any, stop: asyncio.Event) -> None:
+        self.progress = progress
+        self.stop = stop
+        self.received: list[int] = []
+        self.deadline: float | None = None
+        self.runner: Any = None
+        self.timer: threading.Timer | None = None
+
+    def on_signal(self, sig: int) -> None:
+        self.received.append(sig)
+        if len(self.received) == 1:
+            self.deadline = time.monotonic() + DRAIN_SECONDS
+            self.timer = threading.Timer(DRAIN_SECONDS, self.hard_stop,
+                                         ((f"did not stop within the drain timeout of {DRAIN_SECONDS:g} s; "
+                                           "killed the agents and the nats-server"),))
+            self.timer.daemon = True
+            self.timer.start()
+            self.stop.set()
+        elif len(self.received) == 2:
+            self.progress.note("second signal: killing the agents and the nats-server now")
+            self.hard_stop(None)
+
+    def left(self, default: float) -> float:
+        """Seconds a step may still take: ``default`` before any signal, the time to the deadline after one."""
+        if self.deadline is None:
+            return default
+        return max(0.1, min(default, self.deadline - time.monotonic() - 0.5))
+
+    def hard_stop(self, message: str | None) -> None:
+        # Raw writes: the main thread may hold sys.stderr's lock, and result lines are flushed as they are written.
+        if message:
+            with contextlib.suppress(OSError):
+                os.write(2, f"\nkumeo run: error: {message}\n".encode())
+        if self.runner is not None:
+            with contextlib.suppress(Exception):
+                self.runner.kill_now()
+        os._exit(128 + int(self.received[0] if self.received else signal.SIGTERM))
+
+    def cancel(self) -> None:
+        if self.timer is not None:
+            self.timer.cancel()
 
 
 def _err(text: str) -> None:
@@ -142,28 +198,28 @@ def run_run(args: argparse.Namespace) -> int:
     root.setLevel(level)
     logging.getLogger("nats").setLevel(logging.CRITICAL)  # its reconnect chatter at shutdown says nothing new
     logging.getLogger("kumeo_providers").setLevel(max(level, logging.WARNING))
+    shutdown: list[_Shutdown] = []
     try:
-        return asyncio.run(_run(args, plan, path, events, progress))
+        return asyncio.run(_run(args, plan, path, events, progress, shutdown))
     finally:
+        for s in shutdown:
+            s.cancel()
         progress.close()
         root.removeHandler(handler)
 
 
-async def _run(args: argparse.Namespace, plan: Any, path: Path, events: Any, progress: Any) -> int:
+async def _run(args: argparse.Namespace, plan: Any, path: Path, events: Any, progress: Any,
+               holder: list[_Shutdown]) -> int:
     from kumeo_iac.local._runner import LocalRunner
 
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
-    received: list[int] = []
-
-    def on_signal(sig: int) -> None:
-        received.append(sig)
-        stop.set()
-        if len(received) == 2:
-            progress.note("stopping (again: the agents get 15 s to finish, then are killed)")
+    shutdown = _Shutdown(progress, stop)
+    holder.append(shutdown)
+    received = shutdown.received
 
     for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, on_signal, sig)
+        loop.add_signal_handler(sig, shutdown.on_signal, sig)
 
     stdout = _Stdout()
     exit_code = 0
@@ -173,8 +229,9 @@ async def _run(args: argparse.Namespace, plan: Any, path: Path, events: Any, pro
                 plan = await _use_local_llm(plan, stack, progress)
             runner = LocalRunner(plan, base_dir=path.parent, nats_url=args.nats, processes=args.processes,
                                  on_output=lambda o: stdout.write(o.to_json()),
-                                 log_level="INFO" if args.verbose else "WARNING")
-            stack.push_async_callback(runner.stop)
+                                 log_level="INFO" if args.verbose else "WARNING", on_note=progress.note)
+            shutdown.runner = runner
+            stack.push_async_callback(lambda: runner.stop(timeout=shutdown.left(20.0)))
             if not await _until(runner.start(), stop):
                 return _interrupted(received, progress)
             agents = sum(len(wf.agents) for wf in plan.workflows)
@@ -192,6 +249,7 @@ async def _run(args: argparse.Namespace, plan: Any, path: Path, events: Any, pro
             if live and not args.follow:
                 progress.note("HTTP and Timer sources run only while the input drains; add --follow to keep them")
 
+            deadline = time.monotonic() + args.timeout  # publishing and draining the input, together
             if events is not None:
                 _, source = runner.source_for(args.workflow, args.source)
                 token = "" if runner.embedded else f"{uuid.uuid4().hex[:8]}-"
@@ -203,7 +261,15 @@ async def _run(args: argparse.Namespace, plan: Any, path: Path, events: Any, pro
                     events.problems.append(problem)
                     _err(problem)
 
-                count = await runner.publish(source.subject, pairs, on_refused=refused)
+                published = await _until(_within(runner.publish(source.subject, pairs, on_refused=refused),
+                                                 args.timeout), stop)
+                if published is False:
+                    return _interrupted(received, progress)
+                if published == -1:
+                    _err(f"kumeo run: error: the input was not published within {args.timeout:g} s "
+                         f"({runner.published} of {len(pairs)} events stored); is the NATS server up?")
+                    return 1
+                count = published
                 extra = f" ({len(events.problems)} bad line{'s' if len(events.problems) != 1 else ''} skipped)" \
                     if events.problems else ""
                 progress.note(f"published {count} event{'s' if count != 1 else ''} from {events.name} to "
@@ -226,7 +292,7 @@ async def _run(args: argparse.Namespace, plan: Any, path: Path, events: Any, pro
                     ticker.cancel()
                 for gateway in runner.gateways:
                     await gateway.stop_sources()
-                result = await runner.drain(min(args.timeout, FOLLOW_DRAIN_SECONDS), tick=tick)
+                result = await runner.drain(min(args.timeout, shutdown.left(DRAIN_SECONDS) / 2), tick=tick)
                 tick()
                 progress.update(force=True)
                 if not result.drained:
@@ -236,7 +302,7 @@ async def _run(args: argparse.Namespace, plan: Any, path: Path, events: Any, pro
                 exit_code = 0
             else:
                 began = time.monotonic()
-                result = await _until(runner.drain(args.timeout, tick=tick), stop)
+                result = await _until(runner.drain(max(0.1, deadline - began), tick=tick), stop)
                 if result is False:
                     return _interrupted(received, progress)
                 tick()
@@ -246,9 +312,12 @@ async def _run(args: argparse.Namespace, plan: Any, path: Path, events: Any, pro
                          f"events: {'; '.join(result.holding)}")
                     exit_code = 1
                 else:
+                    restarts = runner.agent_restarts + runner.server_restarts
+                    extra = f" ({restarts} restart{'s' if restarts != 1 else ''}, see above)" if restarts else ""
                     progress.note(f"drained in {time.monotonic() - began:.1f} s: {runner.published} in, "
                                   f"{runner.results} result{'s' if runner.results != 1 else ''}, "
-                                  f"{runner.dead_letters} dead letter{'s' if runner.dead_letters != 1 else ''}")
+                                  f"{runner.dead_letters} dead letter{'s' if runner.dead_letters != 1 else ''}"
+                                  f"{extra}")
                     if result.unreached:
                         shown = ", ".join(result.unreached[:5]) + (" …" if len(result.unreached) > 5 else "")
                         progress.note(f"{len(result.unreached)} event(s) reached no target or dead-letter subject "
@@ -297,6 +366,14 @@ async def _until(awaitable: Any, stop: asyncio.Event) -> Any:
     with contextlib.suppress(BaseException):
         await task
     return False
+
+
+async def _within(awaitable: Any, timeout: float) -> Any:
+    """``awaitable``'s result, or -1 when it has not finished within ``timeout`` seconds (it is cancelled)."""
+    try:
+        return await asyncio.wait_for(awaitable, timeout)
+    except TimeoutError:
+        return -1
 
 
 async def _tick_forever(tick: Any) -> None:

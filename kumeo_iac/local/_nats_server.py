@@ -160,9 +160,15 @@ class NatsServer:
             raise
         return self
 
-    def stop(self) -> None:
-        """Stop the server gracefully (SIGTERM), killing it if it has not exited after ``stop_timeout_s``."""
-        self._terminate(graceful=True)
+    @property
+    def exit_code(self) -> int | None:
+        """The exit code of a server process that has exited by itself (or been killed), None while it runs."""
+        return self._process.poll() if self._process is not None else None
+
+    def stop(self, timeout: float | None = None) -> None:
+        """Stop the server gracefully (SIGTERM), killing it if it has not exited after ``timeout`` seconds
+        (default ``stop_timeout_s``)."""
+        self._terminate(graceful=True, timeout=timeout)
 
     def kill(self) -> None:
         """Kill the server at once (SIGKILL), as a crash would; JetStream recovers its files on the next start."""
@@ -173,9 +179,9 @@ class NatsServer:
         self.stop()
         return self.start()
 
-    def cleanup(self) -> None:
+    def cleanup(self, timeout: float | None = None) -> None:
         """Stop the server and delete the directories this object created (never a store dir it was given)."""
-        self.stop()
+        self.stop(timeout)
         if self._owned_store_dir:
             shutil.rmtree(self._store_dir, ignore_errors=True)
         shutil.rmtree(self._log_dir, ignore_errors=True)
@@ -247,10 +253,11 @@ class NatsServer:
             return False
         return isinstance(info, dict) and info.get("server_name") == self._server_name
 
-    def _terminate(self, *, graceful: bool) -> None:
+    def _terminate(self, *, graceful: bool, timeout: float | None = None) -> None:
         process = self._process
         if process is None:
             return
+        wait = self._stop_timeout_s if timeout is None else max(0.1, timeout)
         if process.poll() is None:
             try:
                 if graceful:
@@ -260,7 +267,7 @@ class NatsServer:
             except ProcessLookupError:
                 pass
             try:
-                process.wait(timeout=self._stop_timeout_s)
+                process.wait(timeout=wait)
             except subprocess.TimeoutExpired:
                 process.kill()
                 process.wait(timeout=self._stop_timeout_s)

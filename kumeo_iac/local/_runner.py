@@ -18,6 +18,18 @@ sources) has published what it has:
    held in an incomplete join, a workflow with no target, live HTTP/Timer sources) when idle has held with no new
    output for the *quiet period* (0.5 s);
 3. not drained after ``timeout`` seconds: the result names the agents and targets still holding events.
+
+**Supervision** (``processes=True``, and the embedded nats-server). An agent process that exits while the run goes
+on is started again, like a Deployment replaces a crashed pod, after a backoff of 0.5 s doubling per crash to at
+most 10 s, and each restart is reported (``agent 'x' exited with code -9; restarting (2nd restart, in 1.0 s)``).
+Its durable consumer is the same, so the events it held come back to the new process when their ack wait ends;
+nothing is lost. An agent that exits more than 5 times within 60 s is crash-looping: the run fails with that
+message. An agent process that exits before it ever became ready fails the run at once (a start error that a
+restart would only repeat). The embedded nats-server is restarted on the same port with the same JetStream store
+(its streams and messages survive), at most 3 times within 60 s; then, or when it cannot start again, the run
+fails. After a reconnection the output subjects are read back from their streams since the run began, so an
+output published while the connection was down is still reported; every output is reported once (per subject and
+``Nats-Msg-Id``, else event id), however many times redeliveries or read-backs show it.
 """
 
 from __future__ import annotations
@@ -46,6 +58,17 @@ log = logging.getLogger("kumeo.local")
 POLL_SECONDS = 0.05
 QUIET_SECONDS = 0.5
 READY_TIMEOUT_SECONDS = 60.0
+#: Agent-process supervision: backoff before a restart (doubling per crash within the window, capped), and the
+#: crash-loop limit: more than RESTART_LIMIT exits within RESTART_WINDOW seconds stop the run.
+BACKOFF_INITIAL_SECONDS = 0.5
+BACKOFF_MAX_SECONDS = 10.0
+RESTART_LIMIT = 5
+RESTART_WINDOW_SECONDS = 60.0
+#: The embedded nats-server is restarted at most this many times within RESTART_WINDOW_SECONDS.
+SERVER_RESTART_LIMIT = 3
+#: How long one publish round waits for its PubAcks before the missing ones are published again (same
+#: Nats-Msg-Id: the stream stores each event once).
+PUBLISH_ACK_SECONDS = 5.0
 #: Agent kinds whose worker serves an HTTP API of their own (the review queue) beside /healthz.
 _SERVES_HTTP = frozenset({"HumanReview", "HumanInLoop"})
 
@@ -98,6 +121,25 @@ def output_of(msg: Any) -> Output:
     return Output(msg.subject, envelope.header(headers, envelope.EVENT_ID), data, error)
 
 
+def _ordinal(n: int) -> str:
+    suffix = "th" if 10 <= n % 100 <= 20 else {1: "st", 2: "nd", 3: "rd"}.get(n % 10, "th")
+    return f"{n}{suffix}"
+
+
+@dataclasses.dataclass
+class _Child:
+    """One supervised agent process: its command, the process running it now, its crash history."""
+
+    name: str
+    cmd: list[str]
+    env: dict[str, str]
+    process: subprocess.Popen[bytes]
+    restarts: int = 0
+    crashes: list[float] = dataclasses.field(default_factory=list)
+    restart_at: float | None = None
+    last_code: int | None = None
+
+
 class LocalRunner:
     """Runs every workflow of a Plan locally until :meth:`stop`.
 
@@ -117,6 +159,12 @@ class LocalRunner:
         http_port: int | None = None,
         fetch_expires: float = 1.0,
         log_level: str = "WARNING",
+        on_note: Callable[[str], None] | None = None,
+        restart_limit: int = RESTART_LIMIT,
+        restart_window: float = RESTART_WINDOW_SECONDS,
+        backoff_initial: float = BACKOFF_INITIAL_SECONDS,
+        backoff_max: float = BACKOFF_MAX_SECONDS,
+        server_restart_limit: int = SERVER_RESTART_LIMIT,
     ) -> None:
         self.plan = plan
         self.workflows = list(plan.workflows)
@@ -132,7 +180,22 @@ class LocalRunner:
         self.js: Any = None
         self.gateways: list[Any] = []
         self.workers: list[Any] = []
-        self.children: list[tuple[str, subprocess.Popen[bytes]]] = []
+        self.children: list[_Child] = []
+        self.on_note = on_note
+        self.restart_limit = restart_limit
+        self.restart_window = restart_window
+        self.backoff_initial = backoff_initial
+        self.backoff_max = backoff_max
+        self.server_restart_limit = server_restart_limit
+        self.agent_restarts = 0
+        self.server_restarts = 0
+        self.duplicates = 0
+        self._server_crashes: list[float] = []
+        self._server_restart: asyncio.Future[Any] | None = None
+        self._supervising = False
+        self._seen_keys: set[tuple[str, str]] = set()
+        self._replay_from: list[tuple[str, str, int]] = []  # (subject, stream, first sequence of this run)
+        self._replaying = 0
         self.input_ids: set[str] = set()
         self.seen_ids: set[str] = set()
         self.outputs = 0
@@ -187,6 +250,7 @@ class LocalRunner:
                 await asyncio.to_thread(self.server.start)
             await self._connect()
             await self._create_jetstream_objects()
+            await self._note_replay_points()
             for subject in self.output_subjects():
                 self._subs.append(await self.nc.subscribe(subject, cb=self._on_message, pending_msgs_limit=-1,
                                                           pending_bytes_limit=-1))
@@ -195,6 +259,8 @@ class LocalRunner:
                 await self._start_processes()
             else:
                 await self._start_workers()
+            if self.embedded or self.processes:
+                self._tasks.append(asyncio.create_task(self._supervise()))
             for gateway in gateways:
                 await gateway.start(self.nc)
                 self.gateways.append(gateway)
@@ -207,7 +273,8 @@ class LocalRunner:
 
         try:
             self.nc = await connect(self.url, timeout_s=10.0 if self.embedded else 5.0, name="kumeo-run",
-                                    allow_reconnect=True, max_reconnect_attempts=-1, reconnect_time_wait=0.25)
+                                    allow_reconnect=True, max_reconnect_attempts=-1, reconnect_time_wait=0.25,
+                                    reconnected_cb=self._on_reconnected)
         except KumeoError as exc:
             raise KumeoRuntimeError(str(exc)) from exc
         self.js = self.nc.jetstream()
@@ -270,19 +337,25 @@ class LocalRunner:
                        "--workflow", wf.slug, "--nats", self.url,
                        "--health-port", "0" if agent.kind in _SERVES_HTTP else "-1",
                        "--base-dir", str(self.base_dir.resolve()), "--log-level", self.log_level]
-                # stdout stays ours (results only); the agents' logs share our stderr. A session of their own:
-                # Ctrl-C reaches us, and we stop them in order.
-                child = subprocess.Popen(  # noqa: ASYNC220 - Popen returns at once; the children are polled
-                    cmd, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, env=env, start_new_session=True)
-                self.children.append((f"{wf.name}/{agent.id}", child))
-        self._tasks.append(asyncio.create_task(self._watch_children()))
+                name = agent.id if len(self.workflows) == 1 else f"{wf.name}/{agent.id}"
+                self.children.append(_Child(name, cmd, env, self._spawn(cmd, env)))
         await self._wait_children_ready()
+        self._supervising = True
+
+    @staticmethod
+    def _spawn(cmd: list[str], env: dict[str, str]) -> subprocess.Popen[bytes]:
+        # stdout stays ours (results only); the agents' logs share our stderr. A session of their own: Ctrl-C
+        # reaches us, and we stop them in order.
+        return subprocess.Popen(
+            cmd, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, env=env, start_new_session=True)
 
     async def _wait_children_ready(self) -> None:
         """Every agent process has an open pull request on each of its consumers (it started), or one exited."""
         deadline = time.monotonic() + READY_TIMEOUT_SECONDS
         pending = [(c.stream, c.durable) for wf in self.workflows for c in wf.consumers]
         while pending:
+            for child in self.children:
+                self._supervise_child(child, time.monotonic())
             self._raise_failure()
             still = []
             for stream, durable in pending:
@@ -300,15 +373,154 @@ class LocalRunner:
             if pending:
                 await asyncio.sleep(0.1)
 
-    async def _watch_children(self) -> None:
-        while not self._stopped:
-            for name, child in self.children:
-                code = child.poll()
-                if code is not None and not self._stopped:
-                    self._failure = KumeoRuntimeError(
-                        f"agent process {name} (pid {child.pid}) exited with code {code}; its error is above")
+    def _note(self, text: str) -> None:
+        if self.on_note is not None:
+            with contextlib.suppress(Exception):
+                self.on_note(text)
+        else:
+            log.warning("%s", text)
+
+    def _recent(self, crashes: list[float], now: float) -> list[float]:
+        return [t for t in crashes if now - t < self.restart_window] + [now]
+
+    async def _supervise(self) -> None:
+        """Restart crashed agent processes (with backoff) and a dead embedded nats-server; fail on crash loops."""
+        while not self._stopped and self._failure is None:
+            now = time.monotonic()
+            for child in self.children:
+                self._supervise_child(child, now)
+                if self._failure is not None:
                     return
+            if self.embedded and self.server is not None and self._server_restart is None \
+                    and not self.server.is_running:
+                self._server_restart = asyncio.ensure_future(self._restart_server())
+            if self._server_restart is not None and self._server_restart.done():
+                self._server_restart = None
             await asyncio.sleep(0.1)
+
+    def _supervise_child(self, child: _Child, now: float) -> None:
+        if self._stopped:
+            return
+        if child.restart_at is not None:
+            if now >= child.restart_at:
+                child.restart_at = None
+                child.process = self._spawn(child.cmd, child.env)
+            return
+        code = child.process.poll()
+        if code is None:
+            return
+        if not self._supervising:  # it never became ready: a start error, which a restart would repeat
+            self._failure = KumeoRuntimeError(
+                f"agent process {child.name} (pid {child.process.pid}) exited with code {code} before it was "
+                "ready; its error is above")
+            return
+        child.crashes = self._recent(child.crashes, now)
+        child.last_code = code
+        if len(child.crashes) > self.restart_limit:
+            self._failure = KumeoRuntimeError(
+                f"agent '{child.name}' is crash-looping: its process exited {len(child.crashes)} times within "
+                f"{self.restart_window:g} s (last exit code {code}); stopping the run (its errors are above)")
+            return
+        delay = min(self.backoff_initial * 2 ** (len(child.crashes) - 1), self.backoff_max)
+        child.restarts += 1
+        self.agent_restarts += 1
+        child.restart_at = now + delay
+        self._note(f"agent '{child.name}' exited with code {code}; restarting ({_ordinal(child.restarts)} restart, "
+                   f"in {delay:.1f} s)")
+
+    async def _restart_server(self) -> None:
+        server = self.server
+        code = server.exit_code
+        now = time.monotonic()
+        self._server_crashes = self._recent(self._server_crashes, now)
+        if len(self._server_crashes) > self.server_restart_limit:
+            self._failure = KumeoRuntimeError(
+                f"the embedded nats-server exited {len(self._server_crashes)} times within "
+                f"{self.restart_window:g} s (last exit code {code}); giving up. Its output:\n{server.read_log()}")
+            return
+        self.server_restarts += 1
+        self._note(f"the embedded nats-server exited with code {code}; restarting it on {server.url} with the "
+                   f"same store ({_ordinal(self.server_restarts)} restart)")
+        try:
+            await asyncio.to_thread(server.start)
+        except Exception as exc:  # noqa: BLE001 - reported as the run's failure
+            self._failure = KumeoRuntimeError(f"the embedded nats-server exited with code {code} and could not "
+                                              f"be started again: {exc}")
+            return
+        self._note(f"the embedded nats-server is back on {server.url}")
+
+    async def _note_replay_points(self) -> None:
+        """For each output subject a stream captures: the stream, and its first sequence of this run."""
+        self._replay_from = []
+        for subject in self.output_subjects():
+            try:
+                stream = await self.js.find_stream_name_by_subject(subject)
+                info = await self.js.stream_info(stream)
+            except Exception as exc:  # noqa: BLE001 - no stream captures it: core NATS only, nothing to read back
+                log.debug("no stream to read %s back from: %r", subject, exc)
+                continue
+            self._replay_from.append((subject, stream, int(info.state.last_seq or 0) + 1))
+
+    async def _on_reconnected(self) -> None:
+        if not self._stopped and self._replay_from:
+            self._tasks.append(asyncio.create_task(self._read_back()))
+
+    async def _read_back(self) -> None:
+        """Report the outputs stored while the connection was down (the subscription missed them); dedupe drops
+        the ones already reported."""
+        from nats.js.api import ConsumerConfig, DeliverPolicy
+
+        self._replaying += 1
+        try:
+            for subject, stream, first in self._replay_from:
+                for _attempt in range(20):
+                    if self._stopped:
+                        return
+                    try:
+                        await self._read_back_one(subject, stream, first, ConsumerConfig, DeliverPolicy)
+                        break
+                    except Exception as exc:  # noqa: BLE001 - JetStream not back yet: again shortly
+                        log.debug("reading back %s failed: %r", subject, exc)
+                        await asyncio.sleep(0.25)
+        finally:
+            self._replaying -= 1
+
+    async def _read_back_one(self, subject: str, stream: str, first: int, config_type: Any, policy: Any) -> None:
+        info = await self.js.stream_info(stream)
+        if int(info.state.last_seq or 0) < first:
+            return
+        sub = await self.js.subscribe(subject, stream=stream, ordered_consumer=True,
+                                      deliver_policy=policy.BY_START_SEQUENCE,
+                                      config=config_type(opt_start_seq=first))
+        try:
+            while True:
+                try:
+                    msg = await sub.next_msg(timeout=1.0)
+                except TimeoutError:
+                    return
+                await self._on_message(msg)
+                if msg.metadata.num_pending == 0:
+                    return
+        finally:
+            with contextlib.suppress(Exception):
+                await sub.unsubscribe()
+
+    def kill_now(self) -> None:
+        """SIGKILL every agent process and the embedded nats-server at once (the hard stop; any thread)."""
+        for child in self.children:
+            with contextlib.suppress(Exception):
+                if child.process.poll() is None:
+                    child.process.kill()
+        process = getattr(self.server, "_process", None)
+        with contextlib.suppress(Exception):
+            if process is not None and process.poll() is None:
+                process.kill()
+        with contextlib.suppress(Exception):
+            if self.server is not None:
+                self.server.cleanup(0.5)
+        with contextlib.suppress(Exception):
+            if self._tmp is not None:
+                self._tmp.cleanup()
 
     def _raise_failure(self) -> None:
         if self._failure is not None:
@@ -318,52 +530,67 @@ class LocalRunner:
         """Raise the failure of an agent (a worker task that died, an agent process that exited), if any."""
         self._raise_failure()
 
-    async def stop(self) -> None:
-        """Stop sources, then agents (in-flight events finish and are acked), then targets, then the server."""
+    async def stop(self, timeout: float = 20.0) -> None:
+        """Stop sources, then agents (in-flight events finish and are acked), then targets, then the server.
+
+        Everything is done within ``timeout`` seconds: agent processes get SIGTERM, and SIGKILL when the time
+        left is short; each other step is cut off when its share of the time is up.
+        """
         if self._stopped:
             return
         self._stopped = True
+        deadline = time.monotonic() + timeout
+
+        def left(cap: float = 5.0, reserve: float = 0.0) -> float:
+            return max(0.05, min(cap, deadline - reserve - time.monotonic()))
+
         for gateway in self.gateways:
-            with contextlib.suppress(Exception):
-                await gateway.stop_sources()
+            with contextlib.suppress(BaseException):
+                await asyncio.wait_for(gateway.stop_sources(), left(reserve=1.5))
         for worker in self.workers:
             try:
-                await worker.stop()
+                await asyncio.wait_for(worker.stop(), left(cap=timeout, reserve=1.5))
             except Exception:
                 log.exception("worker did not stop cleanly")
-        await self._stop_children()
+        await self._stop_children(left(cap=timeout, reserve=1.0))
         for gateway in self.gateways:
-            with contextlib.suppress(Exception):
-                await gateway.stop()
+            with contextlib.suppress(BaseException):
+                await asyncio.wait_for(gateway.stop(), left(reserve=0.8))
+        if self._server_restart is not None:
+            with contextlib.suppress(BaseException):
+                await asyncio.wait_for(asyncio.shield(self._server_restart), left(reserve=0.5))
         for task in self._tasks:
             task.cancel()
         for task in self._tasks:
             with contextlib.suppress(BaseException):
-                await asyncio.wait_for(task, 5.0)
+                await asyncio.wait_for(task, left(cap=1.0, reserve=0.5))
         if self.nc is not None and not self.nc.is_closed:
             for sub in self._subs:
                 with contextlib.suppress(Exception):
-                    await sub.unsubscribe()
-            with contextlib.suppress(Exception):
-                await asyncio.wait_for(self.nc.close(), 5.0)
+                    await asyncio.wait_for(sub.unsubscribe(), left(cap=0.5, reserve=0.5))
+            with contextlib.suppress(BaseException):
+                await asyncio.wait_for(self.nc.close(), left(cap=2.0, reserve=0.5))
         if self.server is not None:
-            await asyncio.to_thread(self.server.cleanup)
+            await asyncio.to_thread(self.server.cleanup, left(cap=5.0, reserve=0.1))
         if self._tmp is not None:
             self._tmp.cleanup()
 
     async def _stop_children(self, timeout: float = 15.0) -> None:
-        for _, child in self.children:
-            if child.poll() is None:
+        """SIGTERM every agent process (they finish what is in flight), SIGKILL those still running at the end."""
+        for child in self.children:
+            child.restart_at = None
+            if child.process.poll() is None:
                 with contextlib.suppress(ProcessLookupError):
-                    child.send_signal(signal.SIGTERM)
+                    child.process.send_signal(signal.SIGTERM)
         deadline = time.monotonic() + timeout
-        for _, child in self.children:
-            while child.poll() is None and time.monotonic() < deadline:
+        for child in self.children:
+            while child.process.poll() is None and time.monotonic() < deadline:
                 await asyncio.sleep(0.05)
-            if child.poll() is None:
+            if child.process.poll() is None:
                 with contextlib.suppress(ProcessLookupError):
-                    child.kill()
-                await asyncio.to_thread(child.wait)
+                    child.process.kill()
+                with contextlib.suppress(subprocess.TimeoutExpired):
+                    await asyncio.to_thread(child.process.wait, 5.0)
 
     async def __aenter__(self) -> LocalRunner:  # noqa: PYI034 - as Worker does
         await self.start()
@@ -406,7 +633,7 @@ class LocalRunner:
 
         limit = int(getattr(self.nc, "max_payload", 0) or 0)
         count = 0
-        chunk: list[Any] = []
+        chunk: list[tuple[bytes, dict[str, str]]] = []
         for event_id, payload in events:
             headers = source_headers(event_id, producer)
             try:
@@ -421,18 +648,51 @@ class LocalRunner:
                 on_refused(event_id, str(exc))
                 continue
             self.input_ids.add(event_id)
-            chunk.append(await self.js.publish_async(subject, data, headers=headers))
+            chunk.append((data, headers))
             if len(chunk) >= 1000:
-                await asyncio.gather(*chunk)
-                count += len(chunk)
+                count += await self._publish_chunk(subject, chunk)
+                self.published += len(chunk)
                 chunk = []
         if chunk:
-            await asyncio.gather(*chunk)
-            count += len(chunk)
-        self.published += count
+            count += await self._publish_chunk(subject, chunk)
+            self.published += len(chunk)
         return count
 
+    async def _publish_chunk(self, subject: str, chunk: list[tuple[bytes, dict[str, str]]]) -> int:
+        """Publish until every message of ``chunk`` has its PubAck: a PubAck lost with a connection (the server
+        restarted) means publishing that message again, which its Nats-Msg-Id makes harmless."""
+        todo = list(chunk)
+        while todo:
+            self._raise_failure()
+            futures: list[Any] = []
+            try:
+                for data, headers in todo:
+                    futures.append(await self.js.publish_async(subject, data, headers=headers))
+            except Exception as exc:  # noqa: BLE001 - disconnected, buffer full: wait and publish the rest again
+                log.debug("publishing failed, retrying: %r", exc)
+            if futures:
+                done, not_done = await asyncio.wait(futures, timeout=PUBLISH_ACK_SECONDS)
+                for future in not_done:
+                    future.cancel()
+            else:
+                done = set()
+            todo = [item for item, future in zip(todo, futures + [None] * (len(todo) - len(futures)))
+                    if future is None or future not in done or future.cancelled() or future.exception() is not None]
+            if todo:
+                await asyncio.sleep(0.25)
+        return len(chunk)
+
     async def _on_message(self, msg: Any) -> None:
+        from kumeo_iac.runtime import envelope
+
+        headers = msg.headers or {}
+        identity = envelope.header(headers, envelope.MSG_ID) or envelope.header(headers, envelope.EVENT_ID)
+        if identity is not None:
+            key = (msg.subject, identity)
+            if key in self._seen_keys:  # a redelivery, a republish after a restart, or read back: reported once
+                self.duplicates += 1
+                return
+            self._seen_keys.add(key)
         output = output_of(msg)
         self.outputs += 1
         if output.dead_letter:
@@ -501,13 +761,23 @@ class LocalRunner:
             self._raise_failure()
             now = time.monotonic()
             if now >= deadline:
-                holding = await self.holding()
+                try:
+                    holding = await asyncio.wait_for(self.holding(), 2.0)
+                except TimeoutError:
+                    holding = ["unknown: the NATS server does not answer"]
                 if not self.sources_finished():
                     holding.append("a File source still reading")
                 return DrainResult(False, now - began, holding or ["nothing (no output for the quiet period yet)"],
                                    self.unreached())
             if self.sources_finished():
-                holding = await self.holding()
+                try:
+                    holding = await asyncio.wait_for(self.holding(), max(0.1, deadline - now))
+                except TimeoutError:
+                    continue
+                if self._replaying:
+                    holding = [*holding, "the outputs read back after a reconnection"]
+                if self.embedded and self.server is not None and not self.server.is_running:
+                    holding = [*holding, "the embedded nats-server (restarting)"]
                 self.holding_now = holding
                 idle_polls = idle_polls + 1 if not holding else 0
                 if idle_polls >= 2:
