@@ -118,7 +118,7 @@ def platform_settings(args: argparse.Namespace) -> Any:
         secrets[env.strip()] = ref.strip()
     if secrets:
         values["secrets"] = secrets
-    return PlatformSettings(**values)
+    return PlatformSettings(**{**values, "for_cluster": True})  # render writes what a cluster applies
 
 
 def _plural(n: int, word: str, plural: str | None = None) -> str:

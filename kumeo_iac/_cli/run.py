@@ -244,7 +244,8 @@ async def _run(args: argparse.Namespace, plan: Any, path: Path, events: Any, pro
                     if source.endpoint.kind == "HTTP":
                         progress.note(f"HTTP source {source.endpoint.address!r} listening on {source.url}")
             for agent_id, url in runner.agent_urls().items():
-                progress.note(f"agent '{agent_id}' serves its API on {url}")
+                progress.note(f"agent '{agent_id}' serves its review API on {url} (decisions need a reviewer's "
+                              "token: see docs/security.md; or decide in `kumeo dashboard`)")
             live = [s for g in runner.gateways for s in g.sources if s.endpoint.kind in ("HTTP", "Timer")]
             if live and not args.follow:
                 progress.note("HTTP and Timer sources run only while the input drains; add --follow to keep them")

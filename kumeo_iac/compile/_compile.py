@@ -92,8 +92,7 @@ def compile_program(
     """
     if not isinstance(program, Program):
         raise compile_error(f"compile_program takes a Program, not {type(program).__name__}")
-    # Without settings the Plan is for local use (`kumeo run`, the dashboard): Kafka/MQTT are refused at run time.
-    settings = settings if settings is not None else PlatformSettings(for_cluster=False)
+    settings = settings or PlatformSettings()
     try:
         workflows = expand_integrations(program)
         planners: list[_WorkflowPlanner] = []

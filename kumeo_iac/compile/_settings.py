@@ -100,6 +100,6 @@ class PlatformSettings:
     #: (``/var/lib/kumeo/io``, where File sources and targets are) instead of a 1 Gi emptyDir that a restart empties.
     gateway_data_claim: str | None = None
     #: Compile for a cluster: a workflow with a Kafka or MQTT endpoint, which no pod runs yet, is refused with its
-    #: line. ``compile_program`` without settings compiles with False (what `kumeo run` and the dashboard do: the
-    #: local runtime refuses those endpoints itself, all of them, when it starts).
-    for_cluster: bool = True
+    #: line. The deployers of the cluster objects (`kumeo render`, the Workflow component) set it; `kumeo run` and
+    #: the dashboard leave it off (the local runtime refuses those endpoints itself when it starts).
+    for_cluster: bool = False

@@ -390,6 +390,8 @@ def _platform_settings(settings: Any, **overrides: Any) -> Any:
     values = {k: v for k, v in overrides.items() if v is not None and k in known}
     if settings is not None:  # explicit settings win over stack config; only the Output stand-ins still apply
         values = {k: v for k, v in values.items() if v in (_NAMESPACE_PLACEHOLDER, _NATS_URL_PLACEHOLDER)}
+    if "for_cluster" in known:  # the component deploys to a cluster: endpoints no pod runs are refused
+        values["for_cluster"] = True
     if dataclasses.is_dataclass(base):
         return dataclasses.replace(base, **values)
     return base.model_copy(update=values)

@@ -223,8 +223,9 @@ class LocalRunner:
         return self.external_url is None
 
     def agent_urls(self) -> dict[str, str]:
-        """``{agent id: http://127.0.0.1:PORT}`` of in-process workers serving HTTP (HumanReview's review API)."""
-        return {w.agent_id: f"http://127.0.0.1:{w.health_port}" for w in self.workers if w.health_port}
+        """``{agent id: URL}`` of the in-process agents serving an API of their own (HumanReview's review API)."""
+        urls = {w.agent_id: getattr(w.agent, "review_url", None) for w in self.workers}
+        return {agent_id: url for agent_id, url in urls.items() if url}
 
     def output_subjects(self) -> list[str]:
         """Every target subject of every workflow, and each workflow's dead-letter wildcard."""

@@ -184,3 +184,27 @@ def _events(tmp_path: Path) -> Path:
     events = tmp_path / "events.jsonl"
     events.write_text('{"amount": 1}\n{"amount": 1000}\n')
     return events
+
+
+REVIEWS = """
+workflow Reviews {
+  source: NATS("claims.in")
+  target: NATS("claims.done")
+  agents: [
+    HumanReview(id: "adjuster", trigger: "amount > 10", config: { timeout: "1h" })
+  ]
+}
+"""
+
+
+async def test_the_review_api_url_the_runner_reports_is_the_review_api_and_it_needs_a_token(
+        tmp_path: Path) -> None:
+    async with LocalRunner(plan_of(tmp_path, REVIEWS), base_dir=tmp_path) as runner:
+        urls = runner.agent_urls()
+        assert set(urls) == {"adjuster"}
+        assert urls["adjuster"].startswith("http://127.0.0.1:") and urls["adjuster"].endswith("/reviews")
+        async with httpx.AsyncClient(timeout=5) as client:
+            listed = await client.get(urls["adjuster"])
+            decided = await client.post(f"{urls['adjuster']}/nope/approve", json={"reviewer": "anyone@anywhere"})
+        assert listed.status_code == 200 and listed.json() is not None  # reads are answered on loopback
+        assert decided.status_code == 403  # no verifier configured: no approval at all, anonymous or not

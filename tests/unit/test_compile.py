@@ -716,14 +716,14 @@ def test_kafka_and_mqtt_are_refused_for_a_cluster_with_their_line_but_not_for_lo
             '  agents: [ DataProcessor(id: "p", input: source) ]\n}\n')
     prog = parse(text, path="fraud.kumeo").program
     with pytest.raises(KumeoCompileError) as caught:
-        compile_program(prog, settings=PlatformSettings())
+        compile_program(prog, settings=PlatformSettings(for_cluster=True))
     message = str(caught.value)
     assert message.startswith("fraud.kumeo:3:") and "Kafka sources cannot be deployed" in message
     assert "bridge the topic to a NATS subject" in message
-    # without settings (`kumeo run`, the dashboard) the Plan compiles: the local runtime refuses them itself
+    # for local use (`kumeo run`, the dashboard) the Plan compiles: the local runtime refuses them itself
     plan = compile_program(prog)
     assert [s.kind for s in plan.workflows[0].sources] == ["NATS", "Kafka"]
-    assert compile_program(prog, settings=PlatformSettings(for_cluster=False)) == plan
+    assert compile_program(prog, settings=PlatformSettings()) == plan  # the same default either way
 
 
 def test_gateway_data_claim_replaces_the_empty_dir() -> None:

@@ -245,3 +245,13 @@ def test_a_typo_in_the_file_fails_the_program_instead_of_dropping_the_agent(tmp_
     with pytest.raises(KumeoValidationError) as raised:
         Workflow.from_file("typo", source)
     assert f"{source}:5:5: error: unknown agent kind 'LLMM'" in str(raised.value)
+
+
+def test_the_component_refuses_endpoints_no_pod_runs(pulumi_mocks, tmp_path):
+    from kumeo_iac.errors import KumeoCompileError
+
+    source = tmp_path / "kafka.kumeo"
+    source.write_text('workflow Bridge {\n  source: Kafka("payments")\n  target: NATS("out")\n'
+                      '  agents: [ DataProcessor(id: "p", input: source) ]\n}\n')
+    with pytest.raises(KumeoCompileError, match="Kafka sources cannot be deployed"):
+        Workflow.from_file("bridge", source, manage_jetstream=False)
