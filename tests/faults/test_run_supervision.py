@@ -35,7 +35,7 @@ WORKFLOW = """workflow Sup {
   source: NATS("sup.in")
   target: NATS("sup.out")
   agents: [
-    Custom("handlers:%s", id: "slow", input: source, timeout: "1s", config: { threads: 4 }),
+    Custom("supervision_handlers:%s", id: "slow", input: source, timeout: "1s", config: { threads: 4 }),
     DataProcessor(id: "tag", input: slow.output, output: "target.sup.out")
   ]
 }
@@ -59,7 +59,8 @@ def stuck(payload):
 def write_workflow(tmp_path: Path, handler: str = "slow", events: int = EVENTS) -> tuple[Path, Path]:
     workflow = tmp_path / "sup.kumeo"
     workflow.write_text(WORKFLOW % handler)
-    (tmp_path / "handlers.py").write_text(HANDLERS)
+    # a module name of its own: in-process runs cache it in sys.modules, where other tests import `handlers`
+    (tmp_path / "supervision_handlers.py").write_text(HANDLERS)
     data = tmp_path / "events.jsonl"
     data.write_text("".join(json.dumps({"n": i}) + "\n" for i in range(events)))
     return workflow, data
