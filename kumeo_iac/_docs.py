@@ -80,7 +80,7 @@ networks, `Custom` WASM modules, rule files, `models`/`data`/`schemas` entries, 
 folder of the `.kumeo` (or `.py`) file and must stay inside it: an absolute path elsewhere, a `..` that climbs out,
 or a symlink resolving outside is an error of `kumeo check` at the path (and compile, the deployer and the runtime
 refuse it too). Files shared by several workflows live under a declared data root:
-`deployment: { storage: { data_root: "../shared" } }` (relative to the workflow's folder, or absolute). Such files
+`deployment: { storage: { data_root: "../common-models" } }` (relative to the workflow's folder, or absolute). Such files
 cannot go in the files ConfigMap (whose items lie under the workflow's folder): put them on a volume
 (`PlatformSettings.files_volume`) and list the folder where the workers see them in `KUMEO_DATA_ROOTS`.
 
