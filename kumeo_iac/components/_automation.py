@@ -144,7 +144,8 @@ def select_stack(
         opts=auto.LocalWorkspaceOptions(
             work_dir=work_dir,
             project_settings=auto.ProjectSettings(name=project, runtime=_python_runtime()),
-            env_vars=_python_env(),
+            # The engine tells its dynamic providers neither project nor stack; their audit records read these.
+            env_vars={**_python_env(), "PULUMI_PROJECT": project, "PULUMI_STACK": stack_name},
         ),
     )
     values = stack_config(config)

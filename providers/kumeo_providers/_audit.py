@@ -6,11 +6,17 @@ through :func:`record_change`, and the auditor publishes one record on ``kumeo.a
 
     {"time": "2025-01-31T12:00:00.123456Z", "resource": "stream", "action": "update", "name": "KUMEO_FRAUD",
      "before": {"max_age": 86400000000000}, "after": {"max_age": 604800000000000},
-     "actor": "pulumi:stream", "server": "nats://nats:4222"}
+     "actor": "pulumi:stream", "server": "nats://nats:4222",
+     "who": {"nats": {"user": "kumeo-deployer", "auth": "password"},
+             "pulumi": {"project": "fraud", "stack": "prod", "organization": null, "user": "alice"}}}
 
 ``before``/``after`` summarise the configuration in the wire shape: the whole requested configuration on a create
 (``before`` null), only the fields that changed on an update, the last live configuration on a delete (``after``
-null). "Unchanged" outcomes are not changes and are not recorded. Outside a provider (``kumeo run``, a worker
+null). "Unchanged" outcomes are not changes and are not recorded. ``who`` (:func:`deployer`) says who made the
+change: the NATS identity the provider connected as, and the Pulumi project, stack, organization and (OS) user of
+the process making it. It is worked out in that process when the change is made, never taken from the resource's
+inputs or state, so it is no part of any object's identity, causes no diff, and a ``destroy`` (which runs no
+program) names whoever runs it. Outside a provider (``kumeo run``, a worker
 re-creating its consumer) no auditor is active and nothing is recorded.
 
 The audit stream is created on first use (file storage, a year of history, ``deny_delete`` and ``deny_purge``, so
@@ -24,10 +30,15 @@ from __future__ import annotations
 import contextlib
 import contextvars
 import dataclasses
+import base64
+import binascii
 import datetime
 import json
 import logging
+import os
+import re
 from collections.abc import AsyncIterator, Mapping
+from pathlib import Path
 from typing import Any
 
 import nats.errors
@@ -44,6 +55,7 @@ __all__ = [
     "Auditor",
     "audit_stream_config",
     "auditing",
+    "deployer",
     "is_auditing",
     "read_audit",
     "record_change",
@@ -70,6 +82,9 @@ class AuditRecord:
     after: dict[str, Any] | None
     actor: str
     server: str
+    #: Who made the change (:func:`deployer`): ``{"nats": {user, auth}, "pulumi": {project, stack, organization,
+    #: user}}``; a value not known is null.
+    who: dict[str, Any] = dataclasses.field(default_factory=dict)
 
     def to_json(self) -> bytes:
         return json.dumps(dataclasses.asdict(self), sort_keys=True, separators=(",", ":")).encode()
@@ -94,10 +109,12 @@ def audit_stream_config() -> StreamConfig:
 class Auditor:
     """Publishes the audit records of one connection (see :func:`auditing`)."""
 
-    def __init__(self, js: JetStreamContext, *, actor: str, server: str) -> None:
+    def __init__(self, js: JetStreamContext, *, actor: str, server: str,
+                 who: Mapping[str, Any] | None = None) -> None:
         self.js = js
         self.actor = actor
         self.server = server
+        self.who = dict(who) if who is not None else deployer()
         #: The records this auditor published, in order (what tests and callers may inspect).
         self.records: list[AuditRecord] = []
 
@@ -131,6 +148,7 @@ class Auditor:
             after=after,
             actor=self.actor,
             server=self.server,
+            who=self.who,
         )
         try:
             await self.js.publish(AUDIT_SUBJECT, record.to_json(), stream=AUDIT_STREAM)
@@ -143,9 +161,11 @@ class Auditor:
 
 
 @contextlib.asynccontextmanager
-async def auditing(js: JetStreamContext, *, actor: str, server: str) -> AsyncIterator[Auditor]:
-    """Record every change made through ``js`` inside the block on the audit stream."""
-    auditor = Auditor(js, actor=actor, server=_without_credentials(server))
+async def auditing(js: JetStreamContext, *, actor: str, server: str,
+                   who: Mapping[str, Any] | None = None) -> AsyncIterator[Auditor]:
+    """Record every change made through ``js`` inside the block on the audit stream; ``who`` defaults to
+    :func:`deployer` without connection details (an anonymous NATS identity)."""
+    auditor = Auditor(js, actor=actor, server=_without_credentials(server), who=who)
     await auditor.open()
     token = _current.set(auditor)
     try:
@@ -187,6 +207,104 @@ async def read_audit(js: JetStreamContext, *, start_seq: int = 1, limit: int = 1
         out.append(json.loads(msg.data or b"{}"))
         seq += 1
     return out
+
+
+# -- who ---------------------------------------------------------------------------------------------------------
+
+#: What the Python dynamic-provider host configures the SDK with when it knows nothing better (pulumi.dynamic).
+_HOST_PLACEHOLDERS = {"project": "project", "stack": "stack", "organization": "organization"}
+_CREDS_JWT = re.compile(r"-----BEGIN NATS USER JWT-----\s*(\S+?)\s*-+END NATS USER JWT-+")
+
+
+def deployer(inputs: Mapping[str, Any] | None = None, environ: Mapping[str, str] | None = None) -> dict[str, Any]:
+    """Who makes a deploy's changes: ``{"nats": {"user", "auth"}, "pulumi": {"project", "stack", "organization",
+    "user"}}``.
+
+    ``nats`` is the identity the provider connects with (``inputs``: ``user``, else the name in the ``creds_file``'s
+    user JWT, else ``token``, else ``anonymous``; a user or token in the URL counts). ``pulumi`` is read in the
+    calling process: ``PULUMI_PROJECT``/``PULUMI_STACK``/``PULUMI_ORGANIZATION`` (CI, `kumeo up` and Pulumi's
+    language hosts set them), else the SDK's project, stack and organization when a program (or Pulumi's mocks)
+    set them (the engine's dynamic-provider host knows none of them), else the ``name`` of the ``Pulumi.yaml`` in
+    ``PULUMI_ROOT_DIRECTORY`` or the working directory (where the engine starts providers); the user is the
+    operating-system user running the deploy. Call it in the provider's calling thread: the SDK's settings are
+    context variables the provider's worker thread does not see.
+    """
+    env = os.environ if environ is None else environ
+    return {"nats": nats_identity(inputs or {}), "pulumi": {**_pulumi_context(env), "user": _os_user(env)}}
+
+
+def nats_identity(inputs: Mapping[str, Any]) -> dict[str, str]:
+    """``{"user", "auth"}`` of the NATS connection ``inputs`` describe; never a secret."""
+    url = str(inputs.get("server_url") or "")
+    userinfo = url.partition("://")[2].rpartition("@")[0] if "@" in url else ""
+    url_user, has_password, _ = userinfo.partition(":")
+    if inputs.get("user") or (url_user and has_password):
+        return {"user": str(inputs.get("user") or url_user), "auth": "password"}
+    if inputs.get("creds_file"):
+        return {"user": _creds_name(str(inputs["creds_file"])), "auth": "creds"}
+    if inputs.get("token") or url_user:
+        return {"user": "token", "auth": "token"}  # a token names no one; the server's config says whose it is
+    return {"user": "anonymous", "auth": "none"}
+
+
+def _creds_name(path: str) -> str:
+    """The ``name`` (else ``sub``) claim of the user JWT in a ``.creds`` file; the seed in it is never read."""
+    try:
+        text = Path(path).read_text(encoding="utf-8", errors="replace")
+    except OSError:
+        return f"unknown (cannot read {Path(path).name})"
+    match = _CREDS_JWT.search(text)
+    parts = match.group(1).split(".") if match else []
+    if len(parts) != 3:
+        return f"unknown (no user JWT in {Path(path).name})"
+    try:
+        claims = json.loads(base64.urlsafe_b64decode(parts[1] + "=" * (-len(parts[1]) % 4)))
+    except (ValueError, binascii.Error):
+        return f"unknown (unreadable user JWT in {Path(path).name})"
+    if not isinstance(claims, dict):
+        return f"unknown (unreadable user JWT in {Path(path).name})"
+    return str(claims.get("name") or claims.get("sub") or f"unknown (unnamed user JWT in {Path(path).name})")
+
+
+def _pulumi_context(env: Mapping[str, str]) -> dict[str, str | None]:
+    found: dict[str, str | None] = {key: env.get(f"PULUMI_{key.upper()}") or None for key in _HOST_PLACEHOLDERS}
+    try:
+        from pulumi.runtime.settings import SETTINGS
+    except ImportError:  # pragma: no cover - the providers always ship with the SDK
+        SETTINGS = None  # noqa: N806
+    if SETTINGS is not None:
+        sdk = {"project": SETTINGS.project, "stack": SETTINGS.stack, "organization": SETTINGS.organization}
+        placeholders = sdk["stack"] == "stack" and sdk["organization"] == "organization"
+        for key, value in sdk.items():
+            if not found[key] and value and not (placeholders and value == _HOST_PLACEHOLDERS[key]):
+                found[key] = str(value)
+    if found["project"] is None:
+        found["project"] = _project_file_name(Path(env.get("PULUMI_ROOT_DIRECTORY") or os.getcwd()))
+    return found
+
+
+def _project_file_name(folder: Path) -> str | None:
+    for name in ("Pulumi.yaml", "Pulumi.yml"):
+        try:
+            text = (folder / name).read_text(encoding="utf-8", errors="replace")
+        except OSError:
+            continue
+        match = re.search(r"^name:\s*[\"']?([^\"'#\s]+)", text, re.MULTILINE)
+        return match.group(1) if match else None
+    return None
+
+
+def _os_user(env: Mapping[str, str]) -> str:
+    """The operating-system user, as :func:`getpass.getuser` finds it (environment first, then the user database)."""
+    for name in ("LOGNAME", "USER", "LNAME", "USERNAME"):
+        if env.get(name):
+            return env[name]
+    try:
+        import pwd
+
+        return pwd.getpwuid(os.getuid()).pw_name
+    except (ImportError, KeyError, OSError):  # no passwd entry (a bare container) or not POSIX
+        return f"uid {os.getuid()}" if hasattr(os, "getuid") else "unknown"
 
 
 # -- summaries --------------------------------------------------------------------------------------------------

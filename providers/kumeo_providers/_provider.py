@@ -46,7 +46,7 @@ from pulumi.output import Unknown
 from pulumi.runtime.rpc import UNKNOWN, is_rpc_secret, unwrap_rpc_secret
 
 from kumeo_iac.errors import KumeoDeployError
-from kumeo_providers._audit import _without_credentials, auditing
+from kumeo_providers._audit import _without_credentials, auditing, deployer
 from kumeo_providers._jetstream import (
     ConfigFieldError,
     Outcome,
@@ -324,7 +324,8 @@ class JetStreamProvider(ResourceProvider):
 
     def create(self, props: dict[str, Any]) -> CreateResult:
         inputs = self._inputs(props)
-        existing, live = run_sync(lambda: self._with_js(inputs, lambda js: self._create(js, inputs), audit=True))
+        who = deployer(inputs)  # here, in the calling thread: the SDK's settings are context variables
+        existing, live = run_sync(lambda: self._with_js(inputs, lambda js: self._create(js, inputs), audit=who))
         if existing is not None:
             announce(
                 f"adopted {self.kind} {self.display_name(inputs)}, which already existed on {self._where(inputs)}"
@@ -335,7 +336,8 @@ class JetStreamProvider(ResourceProvider):
 
     def update(self, _id: str, olds: dict[str, Any], news: dict[str, Any]) -> UpdateResult:
         inputs = self._inputs(news)
-        live, outcome = run_sync(lambda: self._with_js(inputs, lambda js: self.apply(js, inputs), audit=True))
+        who = deployer(inputs)
+        live, outcome = run_sync(lambda: self._with_js(inputs, lambda js: self.apply(js, inputs), audit=who))
         if outcome is Outcome.CREATED:
             moved = unwrap(olds.get("server_url")) != inputs.get("server_url")
             announce(
@@ -372,7 +374,8 @@ class JetStreamProvider(ResourceProvider):
 
     def delete(self, _id: str, props: dict[str, Any]) -> None:
         inputs = self._inputs(props)
-        run_sync(lambda: self._with_js(inputs, lambda js: self.remove(js, inputs), audit=True))
+        who = deployer(inputs)
+        run_sync(lambda: self._with_js(inputs, lambda js: self.remove(js, inputs), audit=who))
 
     # -- identity and replacement ----------------------------------------------------------------------------
 
@@ -512,10 +515,11 @@ class JetStreamProvider(ResourceProvider):
         return inputs
 
     async def _with_js(
-        self, inputs: Mapping[str, Any], action: Callable[[JetStreamContext], Awaitable[_R]], *, audit: bool = False
+        self, inputs: Mapping[str, Any], action: Callable[[JetStreamContext], Awaitable[_R]], *,
+        audit: Mapping[str, Any] | None = None,
     ) -> _R:
-        """Connect with ``inputs``' connection details and run ``action``; with ``audit``, every change it makes is
-        recorded on KUMEO_AUDIT."""
+        """Connect with ``inputs``' connection details and run ``action``; with ``audit`` (who acts, see
+        :func:`~kumeo_providers._audit.deployer`), every change it makes is recorded on KUMEO_AUDIT."""
         url = inputs.get("server_url")
         if not url:
             raise KumeoDeployError(f"a {self.kind} needs server_url, e.g. 'nats://127.0.0.1:4222'")
@@ -526,12 +530,12 @@ class JetStreamProvider(ResourceProvider):
             options["tls"] = tls
 
         async def audited(js: JetStreamContext) -> _R:
-            async with auditing(js, actor=f"pulumi:{self.kind}", server=str(url)):
+            async with auditing(js, actor=f"pulumi:{self.kind}", server=str(url), who=audit):
                 return await action(js)
 
         return await with_jetstream(
             url,
-            audited if audit else action,
+            audited if audit is not None else action,
             timeout_s=float(timeout),
             user=inputs.get("user"),
             password=inputs.get("password"),

@@ -7,6 +7,8 @@ test_providers_dynamic.py; the records are read back from the server.
 from __future__ import annotations
 
 import asyncio
+import base64
+import json
 from typing import Any
 
 import nats
@@ -21,7 +23,7 @@ from kumeo_providers import (
     key_value_config_to_inputs,
     stream_config_to_inputs,
 )
-from kumeo_providers._audit import AUDIT_STREAM, AUDIT_SUBJECT, read_audit
+from kumeo_providers._audit import AUDIT_STREAM, AUDIT_SUBJECT, nats_identity, read_audit
 from nats.js.api import AckPolicy, ConsumerConfig, KeyValueConfig, StreamConfig
 from nats.js.errors import APIError
 
@@ -167,3 +169,91 @@ def test_the_deployer_user_writes_the_audit_trail_on_a_secured_server(tmp_path, 
             return (await js.stream_info(AUDIT_STREAM)).state.messages
 
         assert on_server(server.url, delete_audit, **creds) == 2
+
+
+# -- who made the change -------------------------------------------------------------------------------------------
+
+
+def _who_env(monkeypatch, **values: str) -> None:
+    for name in ("PULUMI_PROJECT", "PULUMI_STACK", "PULUMI_ORGANIZATION", "LOGNAME", "USER", "LNAME", "USERNAME"):
+        monkeypatch.delenv(name, raising=False)
+    for name, value in values.items():
+        monkeypatch.setenv(name, value)
+
+
+def test_records_name_the_nats_user_and_the_pulumi_stack_and_user_without_touching_identity(tmp_path, monkeypatch):
+    """On a secured server, every record names the deployer's NATS user and who deployed which stack; none of it is
+    an input or output of the resource, so a deploy by someone else is no diff."""
+    spec = WorkflowSpec(name="Who", source=NATS("who.in"), agents=[DataProcessor(id="a", input=Ref(path=("source",)))])
+    plan = compile_program(Program(workflows=[spec]), settings=PlatformSettings(nats_auth=True))
+    passwords = derive_passwords(plan, "audit-seed-0123456789abcdef")
+    reader = {"user": "auditor", "password": "auditor-password-0123456789"}
+    (tmp_path / "nats.conf").write_text(render_nats_config(
+        plan, passwords, store_dir=None, extra_users=[{**reader, "permissions": {
+            "publish": {"allow": [">"]}, "subscribe": {"allow": [">"]}}}]))
+    monkeypatch.setenv("JETSTREAM_KEY", "audit-test-key-0123456789abcdef")
+    _who_env(monkeypatch, PULUMI_PROJECT="fraud", PULUMI_STACK="prod", PULUMI_ORGANIZATION="acme", LOGNAME="alice")
+    with NatsServer(config_file=tmp_path / "nats.conf") as server:
+        provider = StreamProvider()
+        creds = {"user": DEPLOYER_USER, "password": passwords[DEPLOYER_USER]}
+        stream = plan.workflows[0].streams[0]
+        inputs = checked(provider, {"server_url": server.url, "config": stream.config, **creds})
+        created = provider.create(inputs)
+        assert not any("who" in key or key in ("project", "stack") for key in created.outs)
+
+        _who_env(monkeypatch, PULUMI_PROJECT="fraud", PULUMI_STACK="prod", LOGNAME="bob")  # another deployer
+        assert provider.diff(created.id, created.outs, inputs).changes is False
+        changed = checked(provider, {"server_url": server.url, **creds,
+                                     "config": {**stream.config, "max_age": 3600 * SECOND}})
+        provider.update(created.id, created.outs, changed)
+        _who_env(monkeypatch, PULUMI_STACK="prod", LOGNAME="carol")  # a destroy runs no program
+        provider.delete(created.id, created.outs)
+
+        records = audit(server.url, **reader)
+    assert [(r["action"], r["name"]) for r in records] == [
+        ("create", AUDIT_STREAM), ("create", stream.name), ("update", stream.name), ("delete", stream.name)]
+    nats_user = {"user": DEPLOYER_USER, "auth": "password"}
+    assert records[0]["who"] == records[1]["who"] == {
+        "nats": nats_user, "pulumi": {"project": "fraud", "stack": "prod", "organization": "acme", "user": "alice"}}
+    assert records[2]["who"] == {
+        "nats": nats_user, "pulumi": {"project": "fraud", "stack": "prod", "organization": None, "user": "bob"}}
+    # Without PULUMI_PROJECT the project is the Pulumi.yaml of the working directory (where the engine starts
+    # providers): this repository's own.
+    assert records[3]["who"]["pulumi"] == {"project": "kumeo-fraud-detection", "stack": "prod",
+                                           "organization": None, "user": "carol"}
+    assert records[3]["who"]["nats"] == nats_user
+    assert all(passwords[DEPLOYER_USER] not in json.dumps(r) for r in records)
+
+
+def test_under_pulumi_mocks_records_name_the_programs_project_and_stack(nats_url, monkeypatch):
+    """Where the provider runs inside the program's process (mocks, an inline program), the SDK knows the stack."""
+    from kumeo_iac.testing import mocked_engine
+
+    _who_env(monkeypatch, LOGNAME="dana")
+    provider = StreamProvider()
+    inputs = checked(provider, {"server_url": nats_url,
+                                "config": stream_config_to_inputs(StreamConfig(name="MOCKED", subjects=["mocked"]))})
+    with mocked_engine(project="claims", stack="staging"):
+        provider.create(inputs)
+    (record,) = [r for r in audit(nats_url) if r["name"] == "MOCKED"]
+    assert record["who"] == {"nats": {"user": "anonymous", "auth": "none"},
+                             "pulumi": {"project": "claims", "stack": "staging", "organization": None,
+                                        "user": "dana"}}
+
+
+def test_the_nats_identity_comes_from_the_connection_never_its_secrets(tmp_path):
+    claims = {"jti": "X", "name": "ci-deployer", "sub": "UABC", "nats": {"type": "user"}}
+    payload = base64.urlsafe_b64encode(json.dumps(claims).encode()).decode().rstrip("=")
+    creds = tmp_path / "deployer.creds"
+    creds.write_text(f"-----BEGIN NATS USER JWT-----\neyJhbGciOiJlZDI1NTE5In0.{payload}.c2ln\n"
+                     "------END NATS USER JWT------\n\n-----BEGIN USER NKEY SEED-----\nSUAXXXX\n"
+                     "------END USER NKEY SEED------\n")
+    assert nats_identity({"server_url": "nats://n:4222", "creds_file": str(creds)}) == {
+        "user": "ci-deployer", "auth": "creds"}
+    assert nats_identity({"server_url": "nats://deployer:s3cret@n:4222"}) == {"user": "deployer", "auth": "password"}
+    assert nats_identity({"server_url": "nats://n:4222", "token": "t0k"}) == {"user": "token", "auth": "token"}
+    assert nats_identity({"server_url": "nats://t0k@n:4222"}) == {"user": "token", "auth": "token"}
+    assert nats_identity({"server_url": "nats://n:4222"}) == {"user": "anonymous", "auth": "none"}
+    (tmp_path / "empty.creds").write_text("no jwt here")
+    assert nats_identity({"server_url": "nats://n", "creds_file": str(tmp_path / "empty.creds")})["user"] == (
+        "unknown (no user JWT in empty.creds)")

@@ -146,7 +146,9 @@ def test_up_drives_create_or_select_stack_with_an_inline_program(tiny, monkeypat
     # The engine's plugins (the JetStream dynamic providers) run in this very Python environment.
     runtime = calls["opts"].project_settings.runtime
     assert runtime.name == "python" and runtime.options == {"virtualenv": sys.prefix}
-    assert calls["opts"].env_vars == {"PULUMI_PYTHON_CMD": sys.executable}
+    # ... and learn the project and stack from the environment, for their audit records.
+    assert calls["opts"].env_vars == {"PULUMI_PYTHON_CMD": sys.executable, "PULUMI_PROJECT": "tiny",
+                                      "PULUMI_STACK": "dev"}
     assert Path(calls["opts"].work_dir) == tiny.parent / ".kumeo" / "pulumi" / "tiny"
     assert calls["config"]["kumeo:namespace"].value == "tiny-dev"
     assert calls["preview"] is print and calls["up"] is print
