@@ -43,7 +43,12 @@ from kumeo_iac.compile._plan import (
     WorkflowPlan,
 )
 from kumeo_iac.compile._security import agent_identity, gateway_identity
-from kumeo_iac.compile._settings import IMAGE_CLASS_KEYS, PlatformSettings
+from kumeo_iac.compile._settings import (
+    DEFAULT_MAX_INPUT_BYTES,
+    IMAGE_CLASS_KEYS,
+    PlatformSettings,
+    max_input_bytes,
+)
 from kumeo_iac.compile._slices import agent_plan, gateway_plan, plan_text
 from kumeo_iac.compile._values import compile_error, duration_seconds, to_json
 from kumeo_iac.errors import KumeoCompileError, SourceSpan
@@ -189,6 +194,10 @@ class _WorkflowPlanner:
             raise self.error(f"namespace {self.namespace!r} is not a valid Kubernetes name",
                              hint="lower-case letters, digits and '-', at most 63 characters")
         self.nats_url = settings.nats_url or (str(wf.nats) if wf.nats else None) or DEFAULT_NATS_URL
+        try:
+            self.max_input_bytes = max_input_bytes(settings, self.deployment.extra if self.deployment else None)
+        except ValueError as exc:
+            raise self.error(str(exc), span=self.deployment.span if self.deployment else None) from None
         self.sources = [self._endpoint(e, i, source=True) for i, e in enumerate(wf.sources)]
         self.targets = [self._endpoint(e, i, source=False) for i, e in enumerate(wf.targets)]
         self.source_by_ref = {ref.key: ep for ref, ep in zip(self.graph.sources, self.sources)}
@@ -205,6 +214,8 @@ class _WorkflowPlanner:
         kind = e.kind_name
         options = to_json(e.options) if isinstance(e.options, dict) else ({} if e.options is None else
                                                                           {"value": to_json(e.options)})
+        if source and kind in ("HTTP", "File") and self.max_input_bytes != DEFAULT_MAX_INPUT_BYTES:
+            options.setdefault("max_input_bytes", self.max_input_bytes)  # the gateway reads it here
         address_field = e.positional[0] if e.positional else None
         for field in type(e).meaningful_fields():
             if field in ("id", "options", "kind", "extra_args", address_field):
@@ -441,6 +452,8 @@ class _WorkflowPlanner:
         if node.is_join:
             settings["join"] = {"bucket": buckets["joins"], "parts": sorted({b["part"] for b in bindings}),
                                 "timeout_seconds": self._join_timeout(agent)}
+        if self.max_input_bytes != DEFAULT_MAX_INPUT_BYTES:
+            settings["max_input_bytes"] = self.max_input_bytes  # the worker reads it here
         if isinstance(agent, HumanReview):
             settings["review_bucket"] = buckets["reviews"]
         if isinstance(agent, LLM):

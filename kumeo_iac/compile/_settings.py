@@ -103,3 +103,32 @@ class PlatformSettings:
     #: line. The deployers of the cluster objects (`kumeo render`, the Workflow component) set it; `kumeo run` and
     #: the dashboard leave it off (the local runtime refuses those endpoints itself when it starts).
     for_cluster: bool = False
+    #: The largest event (bytes, its compact JSON) an agent or a gateway HTTP/File source takes; a larger one is
+    #: dead-lettered unread (an HTTP source answers 413). A workflow's ``deployment: { max_input_bytes: N }`` wins;
+    #: default 1 MiB. The Plan carries it (agent setting and source option ``max_input_bytes``) only when it is not
+    #: the default, so the Plans of workflows that do not set it stay as they were.
+    max_input_bytes: int | None = None
+
+
+#: The input size limit when neither the platform nor the workflow sets one (``KUMEO_MAX_INPUT_BYTES`` overrides it at
+#: run time, as ``kumeo_iac.runtime.envelope.DEFAULT_MAX_INPUT_BYTES``).
+DEFAULT_MAX_INPUT_BYTES = 1024 * 1024
+#: NATS's own ceiling for ``max_payload``: a larger input could never be published.
+MAX_INPUT_BYTES_CEILING = 64 * 1024 * 1024
+
+
+def max_input_bytes(settings: PlatformSettings, deployment_extra: Mapping[str, Any] | None) -> int:
+    """The workflow's input size limit: its ``deployment.max_input_bytes``, else the platform's, else 1 MiB.
+
+    Raises ValueError naming the setting when a value is not a whole number of bytes between 1 and 64 MiB.
+    """
+    for where, value in (("deployment.max_input_bytes", (deployment_extra or {}).get("max_input_bytes")),
+                         ("PlatformSettings.max_input_bytes", settings.max_input_bytes)):
+        if value is None:
+            continue
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or value != int(value) or \
+                not 1 <= value <= MAX_INPUT_BYTES_CEILING:
+            raise ValueError(f"{where} must be a whole number of bytes from 1 to {MAX_INPUT_BYTES_CEILING} "
+                             f"(64 MiB, NATS's largest max_payload), got {value!r}")
+        return int(value)
+    return DEFAULT_MAX_INPUT_BYTES

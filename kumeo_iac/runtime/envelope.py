@@ -262,6 +262,29 @@ def dumps(data: Any) -> bytes:
         raise NotJSON(f"not JSON: {exc}") from None
 
 
+def max_input_bytes(setting: Any = None, environ: Mapping[str, str] | None = None) -> int:
+    """The input size limit of a source: ``$KUMEO_MAX_INPUT_BYTES``, else ``setting`` (the Plan's
+    ``max_input_bytes``), else 1 MiB, the order a worker uses. ValueError names the one that is not a size."""
+    env = os.environ if environ is None else environ
+    for name, value in ((MAX_INPUT_BYTES_ENV, env.get(MAX_INPUT_BYTES_ENV) or None),
+                        ("the Plan setting max_input_bytes", setting)):
+        if value is None:
+            continue
+        try:
+            number = int(value) if not isinstance(value, bool) else 0
+        except (TypeError, ValueError):
+            number = 0
+        if number <= 0:
+            raise ValueError(f"{name} must be a positive number of bytes, not {value!r}")
+        return number
+    return DEFAULT_MAX_INPUT_BYTES
+
+
+def over_limit(size: int, limit: int, what: str = "input") -> str:
+    """The reason an input of ``size`` bytes is refused, in the words a worker uses."""
+    return f"{what} of {size} bytes is over the limit of {limit} bytes (max_input_bytes, {MAX_INPUT_BYTES_ENV})"
+
+
 def wire_size(data: bytes, headers: Mapping[str, str] | None) -> int:
     """The bytes a message takes against the server's ``max_payload``: its headers block plus its payload."""
     size = len(data)

@@ -135,15 +135,32 @@ def parse_json_lines(text: str) -> Iterator[tuple[int, Any] | InvalidLine]:
         yield parse_line(line, number)
 
 
-def parse_line(line: str, number: int) -> tuple[int, Any] | InvalidLine:
-    """One JSON-lines line as ``(number, object)`` or an :class:`InvalidLine` saying why it is not an event."""
+def parse_line(line: str, number: int, max_bytes: int | None = None) -> tuple[int, Any] | InvalidLine:
+    """One JSON-lines line as ``(number, object)`` or an :class:`InvalidLine` saying why it is not an event.
+
+    Strict JSON, as a worker reads it (:func:`envelope.loads`): ``NaN``/``Infinity``, numbers beyond a double and
+    nesting past the decoder's limit are refused with what and where; so is an event over ``max_bytes`` (its text,
+    or the compact JSON it would be published as), before it is decoded when its text alone is too large.
+    """
+    if max_bytes is not None:
+        size = len(line.encode("utf-8", "surrogatepass"))
+        if size > max_bytes:
+            return InvalidLine(number, envelope.over_limit(size, max_bytes, "event"), line)
     try:
-        value = json.loads(line)
+        value = envelope.loads(line)
+    except envelope.NotJSON as exc:
+        return InvalidLine(number, str(exc), line)
     except ValueError as exc:
         reason = f"invalid JSON: {getattr(exc, 'msg', exc)} (column {getattr(exc, 'colno', '?')})"
         return InvalidLine(number, reason, line)
+    except Exception as exc:  # noqa: BLE001 - whatever else a hostile line makes the decoder raise
+        return InvalidLine(number, f"cannot read the line: {type(exc).__name__}: {exc}", line)
     if not isinstance(value, dict):
         return InvalidLine(number, f"expected a JSON object, got {_json_type(value)}", line)
+    if max_bytes is not None:
+        size = len(envelope.dumps(value))
+        if size > max_bytes:
+            return InvalidLine(number, envelope.over_limit(size, max_bytes, "event"), line)
     return number, value
 
 

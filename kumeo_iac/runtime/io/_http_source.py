@@ -3,7 +3,10 @@
 The body may be one JSON object, a JSON array of objects, or JSON lines (``application/x-ndjson``); each object is
 published with ``js.publish`` on the workflow's source subject with a new ``Kumeo-Event-Id`` (= ``Nats-Msg-Id``)
 and the answer is ``202 {"event_ids": [...]}`` once JetStream has stored every one. A body that is not what we
-accept is answered ``400`` with the reason and nothing of it is published. A client that sends
+accept is answered ``400`` with the reason (strict JSON: ``NaN``, ``Infinity`` and nesting past the decoder's limit
+are refused as a worker would refuse them), an event over the workflow's input limit ``413`` (``max_input_bytes``,
+``KUMEO_MAX_INPUT_BYTES``, 1 MiB by default), and nothing of such a body is published: the client is told, so
+nothing goes to the dead-letter subject. A client that sends
 ``Idempotency-Key: K`` gets event ids ``K`` (or ``K-1``, ``K-2``… for several events), so a retried POST is
 deduplicated by JetStream instead of doubling events.
 
@@ -45,11 +48,23 @@ _REASONS = {200: "OK", 202: "Accepted", 400: "Bad Request", 404: "Not Found", 40
 
 
 class BadRequest(Exception):
-    """The body is not one JSON object, an array of objects or JSON lines; the message says where and why."""
+    """The body is not one JSON object, an array of objects or JSON lines (400), or holds an event over the
+    workflow's input limit (413); the message says where and why."""
+
+    def __init__(self, message: str, status: int = 400) -> None:
+        super().__init__(message)
+        self.status = status
 
 
-def parse_body(body: bytes, content_type: str = "") -> list[Any]:
-    """The events in a POSTed body; raises :class:`BadRequest` with a message for the client."""
+def parse_body(body: bytes, content_type: str = "", max_event_bytes: int | None = None) -> list[Any]:
+    """The events in a POSTed body; raises :class:`BadRequest` with a message for the client.
+
+    Strict JSON, as a worker reads it (:func:`envelope.loads`): ``NaN``/``Infinity``, numbers beyond a double and
+    nesting past the decoder's limit are a 400 naming what and where; an event whose compact JSON is over
+    ``max_event_bytes`` is a 413 naming the event, its size and the limit.
+    """
+    from kumeo_iac.runtime import envelope
+
     try:
         text = body.decode("utf-8")
     except UnicodeDecodeError as exc:
@@ -59,14 +74,19 @@ def parse_body(body: bytes, content_type: str = "") -> list[Any]:
     lines_wanted = "ndjson" in content_type or "jsonl" in content_type or "json-seq" in content_type
     if not lines_wanted:
         try:
-            value = json.loads(text)
+            value = envelope.loads(text)
+        except envelope.NotJSON as exc:
+            raise BadRequest(str(exc)) from None
         except ValueError as exc:
             lines = [line for line in text.splitlines() if line.strip()]
             if len(lines) < 2:
                 raise BadRequest(f"invalid JSON: {getattr(exc, 'msg', exc)} at line {getattr(exc, 'lineno', 1)} "
                                  f"column {getattr(exc, 'colno', 1)}") from None
+        except Exception as exc:  # noqa: BLE001 - whatever else a hostile body makes the decoder raise
+            raise BadRequest(f"cannot read the body: {type(exc).__name__}") from None
         else:
             if isinstance(value, dict):
+                _check_size([value], max_event_bytes, single=True)
                 return [value]
             if isinstance(value, list):
                 if not value:
@@ -74,17 +94,31 @@ def parse_body(body: bytes, content_type: str = "") -> list[Any]:
                 for index, item in enumerate(value):
                     if not isinstance(item, dict):
                         raise BadRequest(f"element {index} of the array is not a JSON object")
+                _check_size(value, max_event_bytes, single=False)
                 return value
             raise BadRequest("expected a JSON object, an array of objects, or JSON lines")
     events = []
     for number, line in enumerate(text.splitlines(), start=1):
         if not line.strip():
             continue
-        parsed = parse_line(line, number)
+        parsed = parse_line(line, number, max_event_bytes)
         if isinstance(parsed, InvalidLine):
-            raise BadRequest(f"line {parsed.line}: {parsed.reason}")
+            raise BadRequest(f"line {parsed.line}: {parsed.reason}",
+                             413 if parsed.reason.startswith("event of ") else 400)
         events.append(parsed[1])
     return events
+
+
+def _check_size(events: list[Any], limit: int | None, *, single: bool) -> None:
+    from kumeo_iac.runtime import envelope
+
+    if limit is None:
+        return
+    for index, event in enumerate(events):
+        size = len(envelope.dumps(event))
+        if size > limit:
+            where = "" if single else f"element {index} of the array: "
+            raise BadRequest(where + envelope.over_limit(size, limit, "event"), 413)
 
 
 class HttpSource(Adapter):
@@ -109,6 +143,15 @@ class HttpSource(Adapter):
         chosen = port if port is not None else options.get("port", split.port if split else None)
         self.port = default_port if chosen is None else int(chosen)
         self.publish_timeout = publish_timeout
+        from kumeo_iac.runtime import envelope
+
+        try:
+            #: The largest event (compact JSON bytes) accepted: $KUMEO_MAX_INPUT_BYTES, else the Plan's option.
+            self.max_input_bytes = envelope.max_input_bytes(options.get("max_input_bytes"))
+        except ValueError as exc:
+            raise KumeoRuntimeError(f"workflow '{workflow.name}': HTTP source {endpoint.address!r}: {exc}") from None
+        #: A body may hold many events: up to 10 MiB, or one event at the limit if that is more.
+        self.max_body_bytes = max(MAX_BODY_BYTES, self.max_input_bytes + 1024)
         self.js: Any = None
         self._server: asyncio.Server | None = None
         self._connections: set[asyncio.Task[Any]] = set()
@@ -198,8 +241,8 @@ class HttpSource(Adapter):
         except ValueError:
             await _respond(writer, 400, {"error": f"bad Content-Length {length_text!r}"}, keep_alive=False)
             return False
-        if length > MAX_BODY_BYTES:
-            await _respond(writer, 413, {"error": f"the body exceeds {MAX_BODY_BYTES} bytes; send fewer events "
+        if length > self.max_body_bytes:
+            await _respond(writer, 413, {"error": f"the body exceeds {self.max_body_bytes} bytes; send fewer events "
                                                   "per request"}, keep_alive=False)
             return False
         if length:
@@ -220,9 +263,9 @@ class HttpSource(Adapter):
 
     async def _ingest(self, body: bytes, headers: dict[str, str]) -> tuple[int, dict[str, Any]]:
         try:
-            events = parse_body(body, headers.get("content-type", "").lower())
+            events = parse_body(body, headers.get("content-type", "").lower(), self.max_input_bytes)
         except BadRequest as exc:
-            return 400, {"error": str(exc)}
+            return exc.status, {"error": str(exc)}
         from kumeo_iac.runtime import envelope
 
         key = headers.get("idempotency-key") or headers.get(envelope.EVENT_ID.lower())
