@@ -1,19 +1,27 @@
-"""Generates docs/language.md, the `.kumeo` language reference, from the Spec and the expression language.
+"""Generates docs/language.md, the `.kumeo` language reference, and the settings tables of docs/agents.md from the
+Spec and the expression language.
 
-The kinds' tables come from the pydantic models (one declaration feeds validation, the DSL and these docs); the
-prose sections are written here. Regenerate with ``kumeo docs --out docs/language.md`` (or
-``python -m kumeo_iac._docs``); a test fails when the file is out of date.
+The kinds' tables come from the pydantic models (one declaration feeds validation, the DSL and these docs): the
+arguments of each kind, and the settings of its ``config`` (its kind's settings model). The prose of language.md is
+written here; in agents.md only the blocks between ``<!-- generated: config KIND -->`` and ``<!-- /generated -->``
+are rewritten. Regenerate with ``python -m kumeo_iac._docs`` (``kumeo docs --out docs/language.md`` writes
+language.md only); a test fails when either file is out of date.
 """
 
 from __future__ import annotations
 
+import re
 import sys
+import types
+import typing
 from pathlib import Path
 from typing import Any
 
-__all__ = ["language_reference", "main"]
+__all__ = ["agents_reference", "config_table", "language_reference", "main"]
 
 DOC_PATH = Path(__file__).resolve().parent.parent / "docs" / "language.md"
+AGENTS_DOC_PATH = DOC_PATH.parent / "agents.md"
+_GENERATED = re.compile(r"(<!-- generated: config (\w+) -->\n).*?(<!-- /generated -->)", re.DOTALL)
 
 _HEADER = """\
 # The `.kumeo` language
@@ -258,8 +266,128 @@ def _kind_section(cls: Any, base: type | None, level: str = "###") -> list[str]:
     table = _argument_table(_own_arguments(cls, base), required)
     if table:
         lines += ["", *table]
+    if hasattr(cls, "config_model"):
+        lines += ["", *config_table(cls)]
     lines.append("")
     return lines
+
+
+def _type_text(annotation: Any) -> str:
+    """A settings type as a reader says it: ``"a" \\| "b"``, list of string, duration, object…"""
+    from pydantic import BaseModel
+
+    from kumeo_iac.spec._durations import Duration
+
+    if annotation is Duration:
+        return "duration"
+    origin = typing.get_origin(annotation)
+    args = [a for a in typing.get_args(annotation) if a is not type(None)]
+    if origin is typing.Annotated:
+        return _type_text(args[0])
+    if origin is typing.Literal:
+        return " \\| ".join(f'`"{a}"`' for a in typing.get_args(annotation))
+    if origin in (typing.Union, types.UnionType):
+        singles = [a for a in args if typing.get_origin(a) is not list]
+        lists = [a for a in args if typing.get_origin(a) is list]
+        texts = list(dict.fromkeys(_type_text(a) for a in singles))
+        for item in lists:
+            inner = typing.get_args(item)[0] if typing.get_args(item) else Any
+            inner_texts = [_type_text(a) for a in typing.get_args(inner)] if typing.get_origin(inner) in (
+                typing.Union, types.UnionType) else [_type_text(inner)]
+            if inner_texts == texts:  # `T` or a list of `T`: say it once
+                texts = [f"{t}, or a list of them" if t == inner_texts[-1] else t for t in texts]
+            else:
+                texts.append(_type_text(item))
+        return " or ".join(texts)
+    if origin is list:
+        inner = _type_text(args[0]) if args else "any"
+        return f"list of ({inner})" if " or " in inner else f"list of {inner}"
+    if origin is dict:
+        return "object"
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return "object"
+    names = {str: "string", int: "integer", float: "number", bool: "boolean"}
+    if annotation is Any:
+        return "any"
+    return names.get(annotation, getattr(annotation, "__name__", str(annotation)))
+
+
+def _default_text(field: Any) -> str:
+    from pydantic_core import PydanticUndefined
+
+    if field.default is PydanticUndefined and field.default_factory is None:
+        return "required"
+    value = field.default
+    if value is None:
+        return ""
+    if isinstance(value, bool):
+        return f"`{str(value).lower()}`"
+    if isinstance(value, str):
+        return f'`"{value}"`'
+    return f"`{value}`"
+
+
+def _settings_rows(model: Any, prefix: str = "") -> list[str]:
+    from pydantic import BaseModel
+
+    rows = []
+    fields = sorted(model.model_fields.items(), key=lambda item: item[0] == "join_timeout")
+    for name, field in fields:
+        key = prefix + (field.alias or name)
+        rows.append(f"| `{key}` | {_type_text(field.annotation)} | {_default_text(field)} | "
+                    f"{_cell(field.description or '')} |")
+        nested = _nested_models(field.annotation)
+        if nested:
+            model_type, in_list = nested
+            rows += _settings_rows(model_type, f"{key}[]." if in_list else f"{key}.")
+    return rows
+
+
+def _nested_models(annotation: Any, in_list: bool = False) -> tuple[Any, bool] | None:
+    """The settings model nested in a field's type (and whether it sits in a list), if any."""
+    from pydantic import BaseModel
+
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return annotation, in_list
+    for arg in typing.get_args(annotation):
+        found = _nested_models(arg, in_list or typing.get_origin(annotation) is list)
+        if found is not None:
+            return found
+    return None
+
+
+def config_table(cls: Any) -> list[str]:
+    """The settings an agent kind reads from its ``config`` (from its settings model), as Markdown lines."""
+    from kumeo_iac.spec._agent_config import CustomSettings, NoSettings
+
+    model = cls.config_model
+    if model is NoSettings:
+        return [f"`config:` {cls.kind_name} takes its settings as arguments; its `config` may hold only "
+                "`join_timeout` (for an agent joining several inputs: how long a partial join waits, default "
+                "`\"5m\"`). Any other key is an error of `kumeo check`."]
+    lines = [f"`config:` settings (an object, a `config` entry, or a JSON file; `kumeo check` reports unknown keys "
+             "and wrong types at the key):", "", "| Key | Type | Default | Meaning |", "|---|---|---|---|"]
+    lines += _settings_rows(model)
+    if cls.config_arguments:
+        lines += ["", "These arguments may be given in `config` too (the entry wins): "
+                  + ", ".join(f"`{a}`" for a in cls.config_arguments) + "."]
+    if model is CustomSettings:
+        lines += ["", "Other keys are free-form, unless the agent declares `config_schema` (a JSON Schema): then "
+                      "`kumeo check` validates them against it."]
+    return lines
+
+
+def agents_reference(current: str) -> str:
+    """docs/agents.md with its generated settings blocks rewritten from the settings models."""
+    from kumeo_iac.spec import AGENT_KINDS
+
+    def block(m: re.Match[str]) -> str:
+        kind = AGENT_KINDS.get(m.group(2))
+        if kind is None:
+            raise ValueError(f"docs/agents.md names no agent kind {m.group(2)!r} in a generated block")
+        return m.group(1) + "\n".join(config_table(kind)) + "\n" + m.group(3)
+
+    return _GENERATED.sub(block, current)
 
 
 def _model_table(title: str, cls: Any) -> list[str]:
@@ -329,18 +457,20 @@ def language_reference() -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """``python -m kumeo_iac._docs [--check]``: write (or check) docs/language.md."""
+    """``python -m kumeo_iac._docs [--check]``: write (or check) docs/language.md and docs/agents.md."""
     argv = sys.argv[1:] if argv is None else argv
-    text = language_reference()
+    agents_current = AGENTS_DOC_PATH.read_text(encoding="utf-8") if AGENTS_DOC_PATH.exists() else ""
+    wanted = {DOC_PATH: language_reference(), AGENTS_DOC_PATH: agents_reference(agents_current)}
     if "--check" in argv:
-        current = DOC_PATH.read_text(encoding="utf-8") if DOC_PATH.exists() else ""
-        if current != text:
-            print(f"{DOC_PATH} is out of date; run `python -m kumeo_iac._docs`", file=sys.stderr)
-            return 1
-        return 0
-    DOC_PATH.parent.mkdir(parents=True, exist_ok=True)
-    DOC_PATH.write_text(text, encoding="utf-8")
-    print(f"wrote {DOC_PATH}", file=sys.stderr)
+        stale = [path for path, text in wanted.items()
+                 if (path.read_text(encoding="utf-8") if path.exists() else "") != text]
+        for path in stale:
+            print(f"{path} is out of date; run `python -m kumeo_iac._docs`", file=sys.stderr)
+        return 1 if stale else 0
+    for path, text in wanted.items():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text, encoding="utf-8")
+        print(f"wrote {path}", file=sys.stderr)
     return 0
 
 

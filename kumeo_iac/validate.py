@@ -52,6 +52,13 @@ from kumeo_iac.spec import (
     WorkflowSpec,
     span_of,
 )
+from kumeo_iac.spec._durations import DURATION_HINT, parse_duration
+from kumeo_iac.spec._agent_config import NoSettings
+from kumeo_iac.spec._problems import Problem, plain, problems_for_type, problems_in
+from kumeo_iac.spec._references import block_ref, resolve
+from kumeo_iac.spec._retry import retry_problems
+from kumeo_iac.spec._suggest import closest as _closest  # noqa: F401 - kept for the CLI's `graph --workflow`
+from kumeo_iac.spec._suggest import did_you_mean as _did_you_mean
 
 __all__ = ["WORKFLOW_BLOCKS", "check_file", "check_program", "load", "validate"]
 
@@ -74,13 +81,9 @@ WORKFLOW_BLOCKS = (
     "config",
 )
 
-# A reference to a workflow-level entry: "models.fraud_detector", "config.risk_thresholds.high", "base_images.ml".
-_BLOCK_REF = re.compile(r"(models|data|schemas|config|base_images)\.([A-Za-z_][A-Za-z0-9_-]*)((?:\.[A-Za-z0-9_-]+)*)")
 _IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
-_DURATION = re.compile(r"\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?\s*")
-_RETRY_KEYS = ("attempts", "backoff")
 # Keys of a DataProcessor's config whose items may be computed fields written "name: expression".
-_COMPUTED_KEYS = ("features", "computed", "compute", "derive")
+_COMPUTED_KEYS = ("features", "computed")
 
 
 # -- public API ---------------------------------------------------------------------------------------------------
@@ -164,29 +167,6 @@ def _dedupe(diagnostics: Iterable[Diagnostic]) -> list[Diagnostic]:
 # -- helpers ------------------------------------------------------------------------------------------------------
 
 
-def _closest(word: str, candidates: Iterable[str]) -> str | None:
-    """The candidate closest to ``word`` (or to one of its dotted/slashed prefixes), if close enough."""
-    pool = sorted({c for c in candidates if c and c != word})
-    if not pool or not word:
-        return None
-    words = [word]
-    for sep in (".", "/"):
-        parts = word.split(sep)
-        words += [sep.join(parts[:i]) for i in range(len(parts) - 1, 0, -1)]
-    best: tuple[float, str] | None = None
-    for w in words:
-        for c in pool:
-            ratio = difflib.SequenceMatcher(None, w, c).ratio()
-            if ratio >= 0.6 and (best is None or ratio > best[0]):
-                best = (ratio, c)
-    return best[1] if best else None
-
-
-def _did_you_mean(word: str, candidates: Iterable[str]) -> str:
-    match = _closest(word, candidates)
-    return f"; did you mean '{match}'?" if match else ""
-
-
 def _a(noun: str) -> str:
     """``noun`` with the article a sentence needs (``an engine``, ``a provider``, ``rules``)."""
     if noun.endswith("s") and not noun.endswith("ss"):
@@ -219,12 +199,12 @@ def _text(value: Any) -> str | None:
     return None
 
 
-def _parse_duration(value: Any) -> bool:
-    if isinstance(value, bool):
+def _is_duration(value: Any, *, positive: bool = False) -> bool:
+    try:
+        seconds = parse_duration(value)
+    except ValueError:
         return False
-    if isinstance(value, (int, float)):
-        return value >= 0
-    return isinstance(value, str) and _DURATION.fullmatch(value) is not None
+    return seconds > 0 or not positive
 
 
 def _strings(value: Any) -> Iterator[Any]:
@@ -632,20 +612,15 @@ class _Checker:
         self._check_context_refs(agent, label, hosts, context_ids)
         self._check_agent_files(agent, label, hosts)
         # timeout, retry, fallback
-        if agent.timeout is not None and not _parse_duration(agent.timeout):
-            self.error(
-                f"timeout {_show(agent.timeout)} of {label} is not a duration; write e.g. \"30s\", \"2m\", "
-                f"\"1h\", \"500ms\" or a number of seconds",
-                span_of(agent.timeout, agent.span_for("timeout")), "bad-duration",
-            )
+        if agent.timeout is not None and not _is_duration(agent.timeout):
+            self.error(f"timeout {_show(agent.timeout)} of {label} is not a duration; {DURATION_HINT}",
+                       span_of(agent.timeout, agent.span_for("timeout")), "bad-duration")
+        elif agent.timeout is not None and not _is_duration(agent.timeout, positive=True):
+            self.error(f"timeout {_show(agent.timeout)} of {label} must be more than 0; {DURATION_HINT}",
+                       span_of(agent.timeout, agent.span_for("timeout")), "bad-duration")
         self._check_retry(agent, label)
-        if isinstance(agent, HumanReview) and isinstance(agent.config, dict):
-            t = agent.config.get("timeout")
-            if t is not None and not _parse_duration(t):
-                self.error(
-                    f"review timeout {_show(t)} of {label} is not a duration; write e.g. \"24h\" or \"30m\"",
-                    span_of(t, agent.span_for("config")), "bad-duration",
-                )
+        for wf in hosts or [None]:
+            self._check_config(agent, label, wf)
 
     def _check_router_rules(self, agent: Router, label: str, hosts: list[WorkflowSpec]) -> None:
         rules = agent.rules
@@ -790,72 +765,37 @@ class _Checker:
 
     def _check_entry_refs(self, agent: Agent, label: str, hosts: list[WorkflowSpec]) -> None:
         for field, what in (("model", "model"), ("output_schema", "output schema"), ("config", "config"),
-                            ("rules", "rules"), ("network", "network"), ("matrix", "matrix")):
+                            ("rules", "rules"), ("network", "network"), ("matrix", "matrix"),
+                            ("config_schema", "config schema")):
             if field not in type(agent).model_fields:
                 continue
             value = getattr(agent, field)
             fallback = agent.span_for(field)
             direct = _text(value)
             if direct is not None:
-                if _BLOCK_REF.fullmatch(direct.strip()):
+                if block_ref(direct) is not None:
                     for wf in hosts:
-                        self._resolve_entry(wf, direct.strip(), span_of(value, fallback), f"{what} of {label}")
+                        self._resolve_entry(wf, direct, span_of(value, fallback), f"{what} of {label}")
                 continue
             if field in ("config", "model", "rules") and isinstance(value, (dict, list)):
                 for s in _strings(value):
-                    if _BLOCK_REF.fullmatch(s.strip()):
+                    if block_ref(s) is not None:
                         for wf in hosts:
-                            self._resolve_entry(wf, s.strip(), span_of(s, fallback), f"{what} of {label}")
+                            self._resolve_entry(wf, s, span_of(s, fallback), f"{what} of {label}")
 
     def _resolve_entry(self, wf: WorkflowSpec, text: str, span: SourceSpan | None, where: str,
                        *, quiet: bool = False) -> Any:
-        """The entry a ``block.name[.more]`` reference points at, reporting why when there is none (unless
-        ``quiet``: the reference was already reported where it was first checked)."""
-        m = _BLOCK_REF.fullmatch(text)
-        if m is None:
-            return None
-        block, name, rest = m.group(1), m.group(2), m.group(3)
-        if block == "base_images":
-            entries: dict[str, Any] = dict(wf.deployment.base_images) if wf.deployment else {}
-            block_label = "deployment.base_images"
-        else:
-            entries = wf.resource_block(block)
-            block_label = block
-        if not entries:
+        """The entry a ``block.name[.more]`` reference points at (``None`` when it names nothing or is no
+        reference), reporting why it names nothing unless ``quiet`` (already reported where first checked)."""
+        resolution = resolve(wf, text)
+        if resolution.problem is not None:
             if not quiet:
-                self.soft(
-                    f"{where} refers to '{text}', but workflow '{wf.name}' has no `{block_label}` block; fine if "
-                    f"an external registry provides it, but `kumeo render`, `run` and `up` will refuse it — add "
-                    f"`{block_label}: {{ {name}: … }}`", span, "missing-block",
-                )
+                if resolution.problem.code == "missing-block":
+                    self.soft(f"{where} {resolution.problem.message}", span, "missing-block")
+                else:
+                    self.error(f"{where} {resolution.problem.message}", span, "unknown-entry")
             return None
-        if name not in entries:
-            if quiet:
-                return None
-            self.error(
-                f"{where} refers to '{text}', but the `{block_label}` block has no entry '{name}'"
-                + (_did_you_mean(name, [str(k) for k in entries])
-                   or f"; its entries are: {', '.join(str(k) for k in entries)}"),
-                span, "unknown-entry",
-            )
-            return None
-        current = entries[name]
-        walked = [block, name]
-        for part in [p for p in rest.split(".") if p]:
-            if not isinstance(current, dict):
-                return current
-            if part not in current:
-                if quiet:
-                    return None
-                self.error(
-                    f"{where} refers to '{text}', but '{'.'.join(walked)}' has no entry '{part}'"
-                    + _did_you_mean(part, [str(k) for k in current]),
-                    span, "unknown-entry",
-                )
-                return None
-            current = current[part]
-            walked.append(part)
-        return current
+        return resolution.value if resolution.ref is not None else None
 
     def _check_context_refs(self, agent: Agent, label: str, hosts: list[WorkflowSpec],
                             context_ids: list[str]) -> None:
@@ -868,7 +808,7 @@ class _Checker:
                 continue
             text = text.strip()
             span = span_of(item, fallback)
-            if _BLOCK_REF.fullmatch(text):
+            if block_ref(text) is not None:
                 for wf in hosts:
                     self._resolve_entry(wf, text, span, f"context of {label}")
                 continue
@@ -888,30 +828,102 @@ class _Checker:
 
     def _check_retry(self, agent: Agent, label: str) -> None:
         retry = agent.retry
-        if retry is None:
-            return
         span = span_of(retry, agent.span_for("retry"))
-        if isinstance(retry, bool) or (isinstance(retry, (int, float)) and (retry < 0 or retry != int(retry))):
-            self.error(f"retry {_show(retry)} of {label} must be a whole number of retries (0 or more) or "
-                       f"`{{ attempts: 3, backoff: \"1s\" }}`", span, "bad-retry")
-        elif isinstance(retry, (int, float)):
+        for problem in retry_problems(retry):
+            self._report_problem(problem, retry, span, "retry", label,
+                                 "bad-duration" if "not a duration" in problem.message else "bad-retry")
+
+    def _report_problem(self, problem: Problem, written: Any, span: SourceSpan | None, what: str, label: str,
+                        code: str, origin: str = "") -> None:
+        """One problem of a typed setting, at the key it is about (or the value, when that has a position)."""
+        where = span_at(written, problem.path, span)
+        subject = what if not problem.path else f"{what} {_quote_path(problem)}"
+        if problem.unknown_key:
+            subject = what if len(problem.path) <= 1 else f"{what} {_quote_path(problem, drop_last=True)}"
+        joint = " " if problem.message.startswith(("must", "has no", "is missing")) else ": "
+        self.error(f"{subject} of {label}{origin}{joint}{problem.message}", where, code)
+
+    def _check_config(self, agent: Agent, label: str, wf: WorkflowSpec | None) -> None:
+        """The agent's ``config`` against its kind's settings model: unknown keys and wrong types, at the key."""
+        value = agent.config
+        if value is None:
             return
-        elif isinstance(retry, dict):
-            for key, value in retry.items():
-                key_span = span_of(key, span)
-                if key not in _RETRY_KEYS:
-                    self.error(f"retry of {label} has no setting '{key}'"
-                               + (_did_you_mean(str(key), _RETRY_KEYS) or "; use `attempts` and `backoff`"),
-                               key_span, "bad-retry")
-                elif key == "attempts" and (isinstance(value, bool) or not isinstance(value, int) or value < 0):
-                    self.error(f"retry attempts {_show(value)} of {label} must be a whole number, 0 or more",
-                               span_of(value, key_span), "bad-retry")
-                elif key == "backoff" and not _parse_duration(value):
-                    self.error(f"retry backoff {_show(value)} of {label} is not a duration; write e.g. \"1s\"",
-                               span_of(value, key_span), "bad-duration")
-        else:
-            self.error(f"retry {_show(retry)} of {label} must be a whole number of retries (0 or more) or "
-                       f"`{{ attempts: 3, backoff: \"1s\" }}`", span, "bad-retry")
+        span = span_of(value, agent.span_for("config"))
+        origin = ""
+        if isinstance(value, (str, Ref)):
+            if wf is None:
+                return
+            resolution = resolve(wf, str(value))
+            if resolution.ref is None or not resolution.resolved:
+                return  # a JSON file the runtime reads, or a reference reported where it is checked
+            origin = f" (from '{resolution.ref.text}')"
+            value = resolution.value
+            if isinstance(value, str):
+                return  # the entry names a file
+        if isinstance(value, dict) and isinstance(value.get("file"), str):
+            return  # `{ file: "settings.json" }`: read at run time
+        if not isinstance(value, dict):
+            self.error(f"config of {label}{origin} must be an object of settings, a `config` entry or a JSON file, "
+                       f"not {_show(plain(value))}", span, "bad-config")
+            return
+        kind = type(agent)
+        arguments = kind.config_arguments
+        own = {k: v for k, v in value.items() if str(k) not in arguments}
+        for problem in problems_in(kind.config_model, own, also=arguments):
+            if problem.unknown_key and len(problem.path) == 1 and kind.config_model is NoSettings:
+                key = str(problem.path[0])
+                own_args = [a for a in kind.argument_names() if a not in Agent.argument_names()]
+                problem = Problem(problem.path, (
+                    f"has no setting '{key}'"
+                    + _did_you_mean(key, own_args).replace("did you mean '", "did you mean the argument '")
+                    + f"; {kind.kind_name} takes its settings as arguments ({', '.join(own_args) or 'none'}), "
+                      f"and its `config` may hold only `join_timeout`"), True)
+            self._report_problem(problem, value, span, "config", label, "bad-config", origin)
+        for key, item in value.items():
+            if str(key) in arguments:
+                field = kind.field_for_argument(str(key))
+                annotation = kind.model_fields[field].annotation if field else Any
+                for problem in problems_for_type(annotation, item, (str(key),)):
+                    self._report_problem(problem, value, span, "config", label, "bad-config", origin)
+        if isinstance(agent, Custom) and agent.config_schema is not None:
+            declared = set(kind.config_model.model_fields) | {"join_timeout"}
+            self._check_custom_schema(agent, label, wf, {k: v for k, v in own.items() if str(k) not in declared},
+                                      value, span, origin)
+
+    def _check_custom_schema(self, agent: Custom, label: str, wf: WorkflowSpec | None, free: dict[Any, Any],
+                             written: dict[Any, Any], span: SourceSpan | None, origin: str) -> None:
+        schema: Any = agent.config_schema
+        schema_span = span_of(schema, agent.span_for("config_schema"))
+        if isinstance(schema, (str, Ref)):
+            if wf is None:
+                return
+            resolution = resolve(wf, str(schema))
+            if not resolution.resolved:
+                return  # a schema file (read by whoever runs the agent) or a reference reported elsewhere
+            schema = resolution.value
+        if not isinstance(schema, dict):
+            if not isinstance(schema, str):
+                self.error(f"config_schema of {label} must be a JSON Schema object, a `schemas` entry or a file",
+                           schema_span, "bad-config")
+            return
+        try:
+            import jsonschema
+        except ImportError:
+            self.warning(f"config of {label} is not checked against its config_schema: jsonschema is not "
+                         f"installed (pip install 'kumeo-iac[runtime]')", schema_span, "unchecked")
+            return
+        schema = plain(schema)
+        validator_class = jsonschema.validators.validator_for(schema, default=jsonschema.Draft202012Validator)
+        try:
+            validator_class.check_schema(schema)
+        except jsonschema.SchemaError as exc:
+            self.error(f"config_schema of {label} is not a valid JSON Schema: {exc.message}", schema_span,
+                       "bad-config")
+            return
+        for error in sorted(validator_class(schema).iter_errors(plain(free)), key=lambda e: list(e.path)):
+            path = tuple(error.path)
+            problem = Problem(path, f"does not match config_schema: {error.message}")
+            self._report_problem(problem, written, span, "config", label, "bad-config", origin)
 
     # files
 
@@ -941,11 +953,16 @@ class _Checker:
         text = _text(value)
         span = span_of(value, fallback)
         if text is not None:
-            if _BLOCK_REF.fullmatch(text.strip()):
-                for wf in hosts:
-                    entry = self._resolve_entry(wf, text.strip(), span, "", quiet=True)
-                    yield from self._files_of(entry, [], span)
-                return
+            ref = block_ref(text)
+            if ref is not None:
+                refs = [resolve(wf, text) for wf in hosts]
+                if not refs and not ref.could_be_file:
+                    return  # a subworkflow no integration hosts: nothing to resolve against
+                if any(r.ref is not None for r in refs):
+                    for r in refs:
+                        if r.resolved:
+                            yield from self._files_of(r.value, [], span)
+                    return
             yield text, span
         elif isinstance(value, dict):
             file = value.get("file", value.get("path"))
@@ -1036,6 +1053,31 @@ def _relocated(value: str, quote: SourceSpan | None) -> Any:
     return LocatedStr(value, quote, SourceSpan(quote.path, quote.line, quote.column + 1))
 
 
+
+
+def span_at(value: Any, path: tuple[str | int, ...], fallback: SourceSpan | None) -> SourceSpan | None:
+    """Where the item at ``path`` inside a written value was written: its key (the last one with a position
+    on the way), or the item itself when it is a located string."""
+    span = fallback
+    current = value
+    for part in path:
+        if isinstance(current, dict):
+            key = next((k for k in current if str(k) == str(part)), None)
+            if key is None:
+                break
+            span = span_of(key, span)
+            current = current[key]
+        elif isinstance(current, (list, tuple)) and isinstance(part, int) and 0 <= part < len(current):
+            current = current[part]
+            span = span_of(current, span)
+        else:
+            break
+    return span
+
+
+def _quote_path(problem: Problem, *, drop_last: bool = False) -> str:
+    path = problem.path[:-1] if drop_last else problem.path
+    return "'" + Problem(path, "").dotted + "'"
 
 
 def _show(value: Any) -> str:

@@ -66,20 +66,17 @@ from kumeo_iac.spec import (
     RuleEngine,
 )
 from kumeo_iac.spec._base import span_of
+from kumeo_iac.spec._references import FILE_EXTENSIONS, resolve
+from kumeo_iac.spec._retry import retry_policy
 from kumeo_iac.spec._workflow import RESOURCE_BLOCKS, WorkflowSpec
 
 DEFAULT_NATS_URL = "nats://nats:4222"
 DEFAULT_TIMEOUT_SECONDS = 30.0
-DEFAULT_RETRY_ATTEMPTS = 3
-DEFAULT_BACKOFF_BASE_SECONDS = 1.0
 DEFAULT_JOIN_TIMEOUT_SECONDS = 300.0
 DEFAULT_REVIEW_TTL_SECONDS = 7 * 24 * 3600.0
 DEFAULT_RESOURCES = {"requests": {"cpu": "100m", "memory": "128Mi"}, "limits": {"cpu": "500m", "memory": "512Mi"}}
 DEFAULT_IMAGE_NAMES = {"base": "agent-base", "ml": "ml-runtime", "llm": "llm-runtime"}
 
-_BLOCK_REF = re.compile(r"(models|data|schemas|config)\.([A-Za-z_][A-Za-z0-9_]*)((?:\.[A-Za-z_][A-Za-z0-9_]*)*)\Z")
-_FILE_EXTENSIONS = {"onnx", "json", "bn", "bif", "xml", "xmlbif", "dmx", "yaml", "yml", "csv", "parquet", "pt",
-                    "pth", "wasm", "txt", "md", "jsonl", "pkl", "joblib", "gguf", "rules", "bin", "safetensors"}
 _SECRET_KEY = re.compile(r"(?i)(api[_-]?key|apikey|password|passwd|secret|access[_-]?token|auth[_-]?token|bearer)\Z")
 _QUANTITY = re.compile(r"[+-]?(\d+(\.\d*)?|\.\d+)([eE][+-]?\d+|[numkMGTPE]|[KMGTPE]i)?\Z")
 _PLACEHOLDER = re.compile(r"\$\{([^{}]*)\}")
@@ -488,42 +485,10 @@ class _WorkflowPlanner:
         )
 
     def _retry(self, agent: Agent) -> tuple[int, list[float]]:
-        retry, span = agent.retry, agent.span_for("retry")
-        attempts, base, explicit, factor = DEFAULT_RETRY_ATTEMPTS, DEFAULT_BACKOFF_BASE_SECONDS, None, 2.0
-        if isinstance(retry, bool):
-            attempts = DEFAULT_RETRY_ATTEMPTS if retry else 0
-        elif isinstance(retry, (int, float)):
-            attempts = int(retry)
-        elif isinstance(retry, dict):
-            value = retry.get("attempts", retry.get("max_attempts", retry.get("count", DEFAULT_RETRY_ATTEMPTS)))
-            if isinstance(value, bool) or not isinstance(value, (int, float)):
-                raise self.error(f"retry attempts must be a number, not {value!r}", agent=agent.id, span=span)
-            attempts = int(value)
-            backoff = retry.get("backoff", retry.get("delay"))
-            if isinstance(backoff, list):
-                explicit = [duration_seconds(v, what="retry backoff", workflow=self.wf.name, agent=agent.id,
-                                             span=span) for v in backoff]
-            elif isinstance(backoff, str) and backoff.strip().lower() in ("exponential", "exp"):
-                pass
-            elif isinstance(backoff, str) and backoff.strip().lower() in ("fixed", "constant", "linear"):
-                factor = 1.0
-            elif backoff is not None:
-                base = duration_seconds(backoff, what="retry backoff", workflow=self.wf.name, agent=agent.id,
-                                        span=span)
-            if retry.get("factor") is not None:
-                factor = float(retry["factor"])
-        elif retry is not None:
-            raise self.error(f"retry must be a count or {{ attempts, backoff }}, not {retry!r}", agent=agent.id,
-                             span=span)
-        if not 0 <= attempts <= 100:
-            raise self.error(f"retry attempts must be between 0 and 100, not {attempts}", agent=agent.id, span=span)
-        if explicit is not None:
-            if not explicit:
-                explicit = [base]
-            delays = [explicit[min(i, len(explicit) - 1)] for i in range(attempts)]
-        else:
-            delays = [round(base * factor**i, 3) for i in range(attempts)]
-        return attempts, [float(d) for d in delays]
+        try:
+            return retry_policy(agent.retry)
+        except ValueError as exc:
+            raise self.error(str(exc), agent=agent.id, span=agent.span_for("retry")) from None
 
     def _replicas(self) -> tuple[int, int]:
         scaling = self.deployment.scaling if self.deployment else None
@@ -672,13 +637,13 @@ class _WorkflowPlanner:
     def _settings_field(self, agent: Agent, name: str, value: Any, span: SourceSpan | None, files: list[str],
                         out: dict[str, Any]) -> None:
         if name == "model":
-            out[name] = self._file_value(self._resolve(value, agent, span, strict=True), files)
+            out[name] = self._file_value(self._resolve(value, agent, span, strict=True, what=name), files)
         elif name == "output_schema":
-            resolved = self._resolve(value, agent, span, strict=True)
+            resolved = self._resolve(value, agent, span, strict=True, what=name)
             out[name] = self._file_value(resolved, files) if isinstance(resolved, str) else self._nested(
                 resolved, agent, files)
         elif name == "config":
-            resolved = self._resolve(value, agent, span, strict=True) if isinstance(value, str) else value
+            resolved = self._resolve(value, agent, span, strict=True, what=name) if isinstance(value, str) else value
             out[name] = self._file_value(resolved, files) if isinstance(resolved, str) and _looks_like_file(
                 resolved) else self._nested(resolved, agent, files)
         elif name == "context":
@@ -687,7 +652,7 @@ class _WorkflowPlanner:
             out[name] = resolved_items if isinstance(value, list) else resolved_items[0]
         elif name in ("network", "matrix", "wasm") or (name == "rules" and isinstance(agent, RuleEngine)
                                                        and isinstance(value, str)):
-            out[name] = self._file_value(self._resolve(value, agent, span, strict=False), files)
+            out[name] = self._file_value(self._resolve(value, agent, span, strict=True, what=name), files)
         else:
             out[name] = to_json(value)
 
@@ -707,29 +672,22 @@ class _WorkflowPlanner:
                                  span=span, hint="keep the file under it (or declare a data root: "
                                                  "`deployment: { storage: { data_root: \"…\" } }`)")
 
-    def _resolve(self, value: Any, agent: Agent, span: SourceSpan | None, *, strict: bool) -> Any:
-        """``"models.x"`` → the `models` entry ``x`` (deeper paths walk into it); other values unchanged."""
+    def _resolve(self, value: Any, agent: Agent, span: SourceSpan | None, *, strict: bool,
+                 what: str = "a value") -> Any:
+        """``"models.x"`` → the `models` entry ``x`` (deeper paths walk into it); other values unchanged. A
+        reference naming nothing is an error when ``strict`` (validation reports the same problem, in the same
+        words), else kept as written."""
         if not isinstance(value, str):
             return value
-        m = _BLOCK_REF.match(value.strip())
-        if not m or m.group(2).lower() in _FILE_EXTENSIONS and not m.group(3):
+        resolution = resolve(self.wf, value)
+        if resolution.ref is None:
             return value
-        block, key, rest = m.group(1), m.group(2), m.group(3)
-        entries = self.wf.resource_block(block)
-        if key not in entries:
+        if resolution.problem is not None:
             if not strict:
                 return value
-            known = ", ".join(sorted(entries)) or "none"
-            raise self.error(f"{value!r} names no entry of the workflow's {block!r} block", agent=agent.id,
-                             span=span, hint=f"entries: {known}")
-        resolved: Any = entries[key]
-        for part in [p for p in rest.split(".") if p]:
-            if not isinstance(resolved, dict) or part not in resolved:
-                if strict:
-                    raise self.error(f"{value!r}: {block}.{key} has no field {part!r}", agent=agent.id, span=span)
-                return value
-            resolved = resolved[part]
-        return to_json(resolved)
+            raise self.error(f"{what} {resolution.problem.message}", agent=agent.id, span=span,
+                             hint="run `kumeo check`: it reports the same problem at its line")
+        return to_json(resolution.value)
 
     def _file_value(self, value: Any, files: list[str]) -> Any:
         if isinstance(value, str):
@@ -770,7 +728,7 @@ class _WorkflowPlanner:
                         files.append(data["path"])
                     return data
             if value.strip().startswith("data."):
-                resolved = self._resolve(value, agent, span, strict=True)
+                resolved = self._resolve(value, agent, span, strict=True, what="context")
                 name = value.strip().split(".", 2)[1]
                 if isinstance(resolved, str):
                     files.append(self._relative(resolved))
@@ -883,7 +841,7 @@ def _looks_like_file(text: str) -> bool:
     if not text or any(c.isspace() for c in text) or "://" in text:
         return False
     suffix = PurePosixPath(text).suffix.lstrip(".").lower()
-    return suffix in _FILE_EXTENSIONS
+    return suffix in FILE_EXTENSIONS
 
 
 def _text_of(agent: Agent) -> str:

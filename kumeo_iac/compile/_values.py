@@ -3,14 +3,12 @@
 from __future__ import annotations
 
 import enum
-import re
 from typing import Any
 
 from kumeo_iac.errors import Diagnostic, KumeoCompileError, Severity, SourceSpan
 from kumeo_iac.spec import Call, Ref, SpecNode
+from kumeo_iac.spec._durations import parse_duration
 
-_DURATION = re.compile(r"\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?\s*\Z")
-_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0, None: 1.0}
 
 
 def compile_error(
@@ -38,20 +36,11 @@ def compile_error(
 
 def duration_seconds(value: Any, *, what: str, workflow: str, agent: str | None = None,
                      span: SourceSpan | None = None) -> float:
-    """``"30s"``, ``"2m"``, ``"1h"``, ``"500ms"``, ``"1d"`` or a number of seconds."""
-    if isinstance(value, bool):
-        raise compile_error(f"{what} must be a duration, not {value!r}", workflow=workflow, agent=agent, span=span)
-    if isinstance(value, (int, float)):
-        seconds = float(value)
-    else:
-        m = _DURATION.match(str(value))
-        if not m:
-            raise compile_error(f"{what} {str(value)!r} is not a duration", workflow=workflow, agent=agent,
-                                span=span, hint='write e.g. "30s", "2m", "1h" or a number of seconds')
-        seconds = float(m.group(1)) * _UNITS[m.group(2)]
-    if seconds < 0:
-        raise compile_error(f"{what} must not be negative", workflow=workflow, agent=agent, span=span)
-    return round(seconds, 3)
+    """``"30s"``, ``"2m"``, ``"1h"``, ``"500ms"``, ``"1d"`` or a number of seconds (the parser validation uses)."""
+    try:
+        return parse_duration(value)
+    except ValueError as exc:
+        raise compile_error(f"{what} {exc}", workflow=workflow, agent=agent, span=span) from None
 
 
 def to_json(value: Any) -> Any:

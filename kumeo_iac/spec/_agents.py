@@ -7,12 +7,35 @@ the language allows several shapes (a path, an inline object, a list); validatio
 from __future__ import annotations
 
 import re
-from typing import Annotated, Any, ClassVar, Literal, Union
+from typing import TYPE_CHECKING, Annotated, Any, ClassVar, Literal, Union
 
 from pydantic import Field, field_validator
 
+from kumeo_iac.spec._agent_config import (
+    AgentConfig,
+    BayesianNetworkSettings,
+    CustomSettings,
+    DataNormalizerSettings,
+    DataProcessorSettings,
+    HumanReviewSettings,
+    LLMSettings,
+    MLModelSettings,
+    NoSettings,
+)
 from kumeo_iac.spec._base import Ref, arg
 from kumeo_iac.spec._kinds import KindSpec
+
+if TYPE_CHECKING:  # the DSL's view of `config`: a TypedDict per kind, so a misspelt key is a type error
+    from kumeo_iac.spec._agent_config import (
+        BayesianNetworkConfig,
+        CustomConfig,
+        DataNormalizerConfig,
+        DataProcessorConfig,
+        HumanReviewConfig,
+        LLMConfig,
+        MLModelConfig,
+        NoConfig,
+    )
 
 
 def _to_ref(value: Any) -> Any:
@@ -25,6 +48,11 @@ def _to_ref(value: Any) -> Any:
 class Agent(KindSpec):
     """Fields every agent kind has. ``output`` is stored as ``output_channel`` so ``agent.output`` can be a Ref."""
 
+    #: The settings this kind reads from its ``config:`` object (docs/agents.md lists them).
+    config_model: ClassVar[type[AgentConfig]] = NoSettings
+    #: Arguments the kind's runtime also takes from ``config:`` (the entry wins over the argument).
+    config_arguments: ClassVar[tuple[str, ...]] = ()
+
     id: str | None = arg("Unique id of the agent in its workflow; derived from the kind when omitted.")
     input: Any = arg(
         "Where events come from: `source`, another agent's output (`risk.output`, `\"validated.tx\"`), or an "
@@ -36,7 +64,8 @@ class Agent(KindSpec):
         alias="output",
     )
     model: Any = arg("A model file path, a reference to the workflow's `models` block, or an inline model object.")
-    config: Any = arg("Kind-specific settings (an object), or a reference to the workflow's `config` block.")
+    config: Any = arg("The kind's settings (an object, see each kind's settings), a reference to an entry of the "
+                      "workflow's `config` block, or a JSON file.")
     when: str | None = arg(
         "An expression; events for which it is false skip this agent and pass on unchanged.",
         example='when: "amount > 1000"',
@@ -72,6 +101,11 @@ class LLM(Agent):
     positional: ClassVar[tuple[str, ...]] = ("engine",)
     required_one_of: ClassVar[tuple[tuple[str, ...], ...]] = (("engine", "provider"),)
     kind: Literal["LLM"] = "LLM"
+    config_model: ClassVar[type[AgentConfig]] = LLMSettings
+    config_arguments: ClassVar[tuple[str, ...]] = ('engine', 'provider', 'prompt', 'system', 'temperature', 'max_tokens', 'json_mode', 'output_schema', 'context')
+
+    if TYPE_CHECKING:
+        config: LLMConfig | str | None = None
 
     engine: str | None = arg("`provider/model`, e.g. `ollama/llama3` or `openai/gpt-4o-mini`.")
     provider: Any = arg("Provider object instead of `engine`: `{ ollama: { model: \"llama3\", temperature: 0.7 } }`.")
@@ -91,6 +125,11 @@ class MLModel(Agent):
     summary: ClassVar[str] = "Runs an ONNX model (ONNX Runtime) on fields of the event."
     positional: ClassVar[tuple[str, ...]] = ("model",)
     kind: Literal["MLModel"] = "MLModel"
+    config_model: ClassVar[type[AgentConfig]] = MLModelSettings
+    config_arguments: ClassVar[tuple[str, ...]] = ('model', 'features')
+
+    if TYPE_CHECKING:
+        config: MLModelConfig | str | None = None
 
     model: Any = arg(
         "The model: a file (`forest.onnx`), a `models` entry (`\"models.fraud_detector\"`) or an inline object "
@@ -105,6 +144,11 @@ class BayesianNetworkAgent(Agent):
     summary: ClassVar[str] = "Queries a discrete Bayesian network (pgmpy) with evidence taken from the event."
     positional: ClassVar[tuple[str, ...]] = ("network",)
     kind: Literal["BayesianNetwork"] = "BayesianNetwork"
+    config_model: ClassVar[type[AgentConfig]] = BayesianNetworkSettings
+    config_arguments: ClassVar[tuple[str, ...]] = ('network', 'query', 'evidence', 'method')
+
+    if TYPE_CHECKING:
+        config: BayesianNetworkConfig | str | None = None
 
     network: str | None = arg("The network file (BIF `.bn`/`.bif` or XMLBIF `.xml`).", required=True)
     query: list[str] | str | None = arg("Variables whose posterior (or MAP) goes into the output.")
@@ -118,11 +162,19 @@ class DecisionMatrix(Agent):
     positional: ClassVar[tuple[str, ...]] = ("matrix",)
     required_one_of: ClassVar[tuple[tuple[str, ...], ...]] = (("matrix", "rules"),)
     kind: Literal["DecisionMatrix"] = "DecisionMatrix"
+    config_model: ClassVar[type[AgentConfig]] = NoSettings
+
+    if TYPE_CHECKING:
+        config: NoConfig | str | None = None
 
     matrix: str | None = arg("A decision-table file (`.dmx`).")
     rules: Any = arg("Inline rules: `[{ name: …, condition: \"expr\", error: … }]`.")
     hit_policy: str | None = arg("`first` (default), `unique` or `collect`.")
     on_failure: Any = arg("What to do when a rule fails: `{ action: \"reject\"|\"quarantine\", … }`.")
+    mode: Literal["decide", "validate"] | None = arg(
+        "Inline rules: `decide` (set the outputs of matching rules) or `validate` (fail on rules with an `error`). "
+        "Default: `validate` when the rules carry errors and no outputs.")
+    output_key: str | None = arg("Where the decision goes (default `decisions`; a `.dmx` file may set it).")
 
 
 class RuleEngine(Agent):
@@ -130,6 +182,10 @@ class RuleEngine(Agent):
     summary: ClassVar[str] = "Evaluates rules (inline or a rules JSON file) and sets fields from the ones that match."
     positional: ClassVar[tuple[str, ...]] = ("rules",)
     kind: Literal["RuleEngine"] = "RuleEngine"
+    config_model: ClassVar[type[AgentConfig]] = NoSettings
+
+    if TYPE_CHECKING:
+        config: NoConfig | str | None = None
 
     rules: Any = arg("A rules file (`rules.json`) or inline rules `[{ when: \"expr\", set: {…} }]`.", required=True)
     hit_policy: str | None = arg("`all` (default: every matching rule applies, in order) or `first`.")
@@ -139,6 +195,10 @@ class Router(Agent):
     kind_name: ClassVar[str] = "Router"
     summary: ClassVar[str] = "Sends each event to the first target or agent whose condition holds."
     kind: Literal["Router"] = "Router"
+    config_model: ClassVar[type[AgentConfig]] = NoSettings
+
+    if TYPE_CHECKING:
+        config: NoConfig | str | None = None
 
     rules: Any = arg(
         "Routes: `{ \"expr\": \"target.subject\", \"default\": \"target.other\" }` (first match wins).",
@@ -151,6 +211,10 @@ class DataProcessor(Agent):
     kind_name: ClassVar[str] = "DataProcessor"
     summary: ClassVar[str] = "Validates, selects, renames, computes and cleans event fields."
     kind: Literal["DataProcessor"] = "DataProcessor"
+    config_model: ClassVar[type[AgentConfig]] = DataProcessorSettings
+
+    if TYPE_CHECKING:
+        config: DataProcessorConfig | str | None = None
 
 
 class DataNormalizer(Agent):
@@ -158,8 +222,12 @@ class DataNormalizer(Agent):
     summary: ClassVar[str] = "Scales numeric fields (min-max, z-score) with fixed or configured statistics."
     positional: ClassVar[tuple[str, ...]] = ("config",)
     kind: Literal["DataNormalizer"] = "DataNormalizer"
+    config_model: ClassVar[type[AgentConfig]] = DataNormalizerSettings
 
-    config: Any = arg("Normalization settings or a `config` entry.", required=True)
+    if TYPE_CHECKING:
+        config: DataNormalizerConfig | str | None = None
+    else:
+        config: Any = arg("Normalization settings (see below), a `config` entry or a JSON file.", required=True)
 
 
 class MissingValueHandler(Agent):
@@ -167,12 +235,19 @@ class MissingValueHandler(Agent):
     summary: ClassVar[str] = "Fills missing fields by a strategy (mean, median, constant, drop)."
     positional: ClassVar[tuple[str, ...]] = ("strategy",)
     kind: Literal["MissingValueHandler"] = "MissingValueHandler"
+    config_model: ClassVar[type[AgentConfig]] = NoSettings
+
+    if TYPE_CHECKING:
+        config: NoConfig | str | None = None
 
     strategy: str | None = arg(
         "`mean_imputation`, `median_imputation`, `constant` or `drop` (also `mean`, `median`).", required=True
     )
     fields: list[str] | None = arg("Fields to fill; default: every field the strategy can fill.")
-    value: Any = arg("The value used by the `constant` strategy.")
+    value: Any = arg("The value used by the `constant` strategy (and by mean/median until a field has history).")
+    stats: dict[str, Any] | None = arg(
+        "Fixed statistics, `{ field: { mean: …, median: … } }` (or a number): the same fill on every replica.")
+    window: int | None = arg("How many recent values per field the rolling mean/median uses (default 1000).")
 
 
 class HumanReview(Agent):
@@ -181,6 +256,10 @@ class HumanReview(Agent):
     summary: ClassVar[str] = "Holds an event until a person approves or rejects it (durable review queue)."
     positional: ClassVar[tuple[str, ...]] = ("interface",)
     kind: Literal["HumanReview"] = "HumanReview"
+    config_model: ClassVar[type[AgentConfig]] = HumanReviewSettings
+
+    if TYPE_CHECKING:
+        config: HumanReviewConfig | str | None = None
 
     interface: str | None = arg("The review interface (`web`, default).")
     trigger: str | None = arg("An expression; only matching events wait for review (like `when`).")
@@ -192,9 +271,16 @@ class Custom(Agent):
     positional: ClassVar[tuple[str, ...]] = ("entrypoint",)
     required_one_of: ClassVar[tuple[tuple[str, ...], ...]] = (("entrypoint", "wasm"),)
     kind: Literal["Custom"] = "Custom"
+    config_model: ClassVar[type[AgentConfig]] = CustomSettings
+
+    if TYPE_CHECKING:
+        config: CustomConfig | dict[str, Any] | str | None = None
 
     entrypoint: str | None = arg("A Python `package.module:function` (sync or async) taking and returning a dict.")
     wasm: str | None = arg("A WebAssembly module file using the JSON-in/JSON-out ABI.")
+    config_schema: Any = arg(
+        "A JSON Schema (inline, a file, or a `schemas` entry) the agent's `config` must satisfy; without one the "
+        "config is free-form.")
 
 
 AnyAgent = Annotated[

@@ -416,7 +416,7 @@ def test_valid_retries(retry):
 @pytest.mark.parametrize(
     ("retry", "needle"),
     [(-1, "whole number"), (True, "whole number"), ("3", "whole number"), ({"attempt": 3}, "did you mean 'attempts'"),
-     ({"attempts": -2}, "0 or more"), ({"backoff": "soon"}, "not a duration")],
+     ({"attempts": -2}, "must be 0 or more, not -2"), ({"backoff": "soon"}, "not a duration")],
 )
 def test_invalid_retries(retry, needle):
     diags = validate(program(DataProcessor(id="a", retry=retry)))

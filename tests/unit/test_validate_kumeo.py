@@ -61,9 +61,23 @@ def test_upstream_fraud_example_reports_the_dangling_input():
     assert all(d.severity is Severity.WARNING for d in diags if not d.is_error)
 
 
-@pytest.mark.parametrize("name", ["health_monitoring_system.kumeo", "simple_workflow.kumeo"])
-def test_other_upstream_examples_have_only_warnings(name):
-    assert [d.format() for d in check_file(UPSTREAM / name) if d.is_error] == []
+def test_simple_upstream_example_has_only_warnings():
+    assert [d.format() for d in check_file(UPSTREAM / "simple_workflow.kumeo") if d.is_error] == []
+
+
+def test_upstream_health_example_reports_the_settings_no_runtime_reads():
+    """The upstream file writes config keys that no agent reads (they would silently do nothing): each is an error
+    at its key, with what the kind does take."""
+    errors = [d for d in check_file(UPSTREAM / "health_monitoring_system.kumeo") if d.is_error]
+    assert {d.code for d in errors} == {"bad-config"}
+    assert [(d.span.line, d.span.column) for d in errors] == [(75, 9), (87, 9), (187, 9), (188, 9), (209, 11),
+                                                             (219, 15), (226, 11)]
+    assert errors[0].message.startswith("config of DataProcessor 'data_validator' has no setting 'rules'; the "
+                                        "settings are: defaults, required_fields, schema")
+    assert errors[5].message.startswith("config 'ui.fields[3]' of HumanReview 'critical_case_review' has no "
+                                        "setting 'required'; the settings are: field, label, type")
+    assert errors[6].message.startswith("config 'notifications.email' of HumanReview 'critical_case_review' must "
+                                        "be a list")
 
 
 @pytest.mark.parametrize("path", sorted((ROOT / "examples").glob("*/*.kumeo")), ids=lambda p: p.name)
