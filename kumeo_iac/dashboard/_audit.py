@@ -1,7 +1,8 @@
 """The audit trail: who decided a review, replayed a dead letter or saved a file, in the ``KUMEO_AUDIT`` stream.
 
 One stream holds every audit record of a NATS account, on subjects under ``kumeo.audit.>``: deploy records on
-``kumeo.audit.deploy`` (written by `kumeo up`), the dashboard's on ``kumeo.audit.ui``. Whoever writes first creates
+``kumeo.audit.deploy`` (written by `kumeo up`), the dashboard's on ``kumeo.audit.ui``, the HumanReview worker's
+review API's on ``kumeo.audit.review`` (``kumeo_iac.runtime.review._audit``). Whoever writes first creates
 the stream; :func:`ensure_audit_stream` is idempotent and only ever widens it, so a stream created for
 ``kumeo.audit.deploy`` alone is extended to ``kumeo.audit.>`` (the subjects it covers are folded into the wildcard,
 as a stream may not list overlapping subjects) and nothing else about it changes.
@@ -74,11 +75,15 @@ class AuditLog:
         self.subject = subject
         self._ready = False
 
-    async def record(self, action: str, user: dict[str, Any], **details: Any) -> dict[str, Any]:
-        """Store one record ``{id, at, action, user, …details}`` and return it with its stream sequence."""
+    async def ensure(self) -> None:
+        """Make sure the audit stream exists and covers this log's subject (asked of the server once per log)."""
         if not self._ready:
             await ensure_audit_stream(self.js)
             self._ready = True
+
+    async def record(self, action: str, user: dict[str, Any], **details: Any) -> dict[str, Any]:
+        """Store one record ``{id, at, action, user, …details}`` and return it with its stream sequence."""
+        await self.ensure()
         record = {"id": uuid.uuid4().hex, "at": now_iso(), "action": action, "user": user, **details}
         data = json.dumps(record, ensure_ascii=False, sort_keys=True, default=str).encode()
         ack = await self.js.publish(self.subject, data, headers={"Nats-Msg-Id": record["id"], ACTION_HEADER: action},

@@ -407,6 +407,27 @@ async def test_only_an_authenticated_reviewer_decides_and_the_token_names_the_ap
         assert decided["comments"] == [{"reviewer": "ana@example.com", "comment": "trust me", "action": "approve",
                                         "at": decided["comments"][0]["at"]}]
 
+        # The decision is in KUMEO_AUDIT, with the token's identity; none of the refused attempts left a record.
+        (record,) = [r for r in await _review_audit(harness) if r["review_id"] == rid]
+        assert approved.json()["audit"] == {"seq": record["seq"], "id": record["id"]}
+        assert record["action"] == "review.approve" and record["via"] == "review-api"
+        assert record["user"] == {"subject": "ana", "role": "reviewer", "email": "ana@example.com",
+                                  "issuer": provider.issuer, "groups": ["claims-team"]}
+        assert (record["workflow"], record["agent"], record["review_id"], record["event_id"]) == (
+            plan.name, AGENT, rid, review["event_id"])
+        assert record["comment"] == "trust me" and record["status"] == "approved"
+        assert "anyone@anywhere" not in json.dumps(record)
+
+
+async def _review_audit(harness: Harness) -> list[dict[str, Any]]:
+    """The review API's records in KUMEO_AUDIT (subject kumeo.audit.review), oldest first, with their sequence."""
+    from kumeo_iac.runtime.review import REVIEW_SUBJECT
+
+    out = []
+    for msg in await read_subject(harness.js, "KUMEO_AUDIT", REVIEW_SUBJECT):
+        out.append({**json.loads(msg.data), "seq": msg.metadata.sequence.stream})
+    return out
+
 
 def _non_loopback_address() -> str | None:
     """An address of this machine that is not loopback, if it has one."""

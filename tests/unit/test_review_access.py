@@ -150,3 +150,35 @@ def test_the_api_listens_on_loopback_unless_told_otherwise():
     assert listen_address({"KUMEO_REVIEW_PORT": "-1"}) is None
     with pytest.raises(ValueError, match="KUMEO_REVIEW_PORT"):
         listen_address({"KUMEO_REVIEW_PORT": "http"})
+
+
+@pytest.mark.nats
+async def test_every_action_is_audited_and_an_action_that_cannot_be_audited_is_not_taken(nats_url):
+    import nats
+
+    from kumeo_iac.runtime.review import REVIEW_SUBJECT, ReviewAudit
+
+    nc = await nats.connect(nats_url)
+    try:
+        api, released = _api(ReviewAccess(auth=Tokens()))
+        api.audit = ReviewAudit(lambda: nc.jetstream())
+        await api.queue.park("e2", {"amount": 5}, None)
+        await api.queue.park("e3", {"amount": 7}, None)
+        status, body = await _call(api, "POST", "/reviews/e2/reject", {"reviewer": "x", "comment": "no"},
+                                   token="reviewer:ana")
+        assert status == 200 and body["audit"]["seq"] > 0
+        msg = await nc.jetstream().get_msg("KUMEO_AUDIT", body["audit"]["seq"])
+        record = json.loads(msg.data)
+        assert msg.subject == REVIEW_SUBJECT and record["id"] == body["audit"]["id"]
+        assert record["action"] == "review.reject" and record["user"] == {
+            "subject": "sub-ana", "role": "reviewer", "email": "ana@example.com"}
+        assert (record["workflow"], record["agent"], record["review_id"], record["comment"]) == (
+            "Claims", "adjuster", "e2", "no")
+
+        await nc.close()  # NATS gone: the audit stream cannot be written, so nothing is decided
+        status, body = await _call(api, "POST", "/reviews/e3/approve", {"comment": "ok"}, token="reviewer:ana")
+        assert status == 503 and "nothing was done" in body["error"] and "KUMEO_AUDIT" in body["error"]
+        assert (await api.queue.store.get("e3")).is_open and [r["review"]["decision"] for r in released] == [
+            "rejected"]
+    finally:
+        await nc.close()

@@ -31,6 +31,7 @@ from kumeo_iac.runtime.review import (
     Review,
     ReviewAccess,
     ReviewAPI,
+    ReviewAudit,
     ReviewQueue,
     ReviewSettings,
     ReviewStore,
@@ -92,7 +93,9 @@ class HumanReviewAgent(KindAgent):
                 self.queue.bucket_ttl = await self.queue.store.kv.ttl()
         if self.access is None:
             self.access = ReviewAccess.from_env()
-        self.api = ReviewAPI(self.queue, self.access)
+        host = self.host
+        audit = ReviewAudit(lambda: host.js) if host is not None else None
+        self.api = ReviewAPI(self.queue, self.access, audit)
         if self.host is not None:
             await self._serve_api()
         self._sweeper = asyncio.create_task(self._sweep_forever(), name=f"kumeo-review-sweep-{self.plan.id}")

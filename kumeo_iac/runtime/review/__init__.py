@@ -6,12 +6,14 @@ The HumanReview agent (``kumeo_iac.runtime.agents.human_review``) is a thin laye
 - :class:`ReviewStore` — reviews in KV with revision-checked writes (:class:`NatsKeyValue`, :class:`MemoryKeyValue`);
 - :class:`ReviewQueue` — park, act, sweep deadlines, and release decided events (an outbox);
 - :class:`ReviewAPI` — ``/reviews`` over HTTP; :class:`ReviewAccess` — who may call it (the dashboard's verifier);
+  :class:`ReviewAudit` — every action it takes, recorded in ``KUMEO_AUDIT``;
   :class:`WebhookNotifier` — best-effort JSON POSTs;
 - :class:`ReviewSettings` — the agent's ``config:`` parsed once.
 """
 
 from kumeo_iac.runtime.review._access import AccessDenied, ReviewAccess, listen_address
 from kumeo_iac.runtime.review._api import ReviewAPI
+from kumeo_iac.runtime.review._audit import REVIEW_SUBJECT, ReviewAudit
 from kumeo_iac.runtime.review._model import (
     InvalidReviewAction,
     Review,
@@ -37,6 +39,7 @@ from kumeo_iac.runtime.review._store import (
 )
 
 __all__ = [
+    "REVIEW_SUBJECT",
     "AccessDenied",
     "InvalidReviewAction",
     "KeyValueBackend",
@@ -45,6 +48,7 @@ __all__ = [
     "Review",
     "ReviewAPI",
     "ReviewAccess",
+    "ReviewAudit",
     "ReviewConflict",
     "ReviewError",
     "ReviewNotFound",

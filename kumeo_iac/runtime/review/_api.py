@@ -15,6 +15,10 @@ recorded is the authenticated identity (its e-mail, else name, else subject, as 
 ``reviewer`` field in the body is ignored. Without a configured verifier every POST is 403 and GETs are answered to
 loopback clients only.
 
+Every comment, approval and rejection is recorded in ``KUMEO_AUDIT`` (``kumeo.audit.review``, see ``_audit.py``)
+with the authenticated identity, as the dashboard records its own; the API makes sure it can write that record
+before it acts, so when it cannot (503) nothing is decided. The answer carries ``audit: {seq, id}``.
+
 Answers are JSON. ``revision`` (in the body, or an ``If-Match`` header) makes an action conditional: if the review
 changed since that revision the answer is **409** and nothing is written, so two reviewers racing on one review
 cannot both win. Without it an action applies to the latest revision (a comment written in between is kept), but
@@ -31,6 +35,7 @@ from typing import Any
 from urllib.parse import parse_qs, unquote
 
 from kumeo_iac.runtime.review._access import AccessDenied, ReviewAccess
+from kumeo_iac.runtime.review._audit import ReviewAudit
 from kumeo_iac.runtime.review._model import (
     InvalidReviewAction,
     ReviewConflict,
@@ -53,10 +58,14 @@ class ReviewAPI:
 
     prefix = "/reviews"
 
-    def __init__(self, queue: ReviewQueue, access: ReviewAccess | None = None) -> None:
+    def __init__(self, queue: ReviewQueue, access: ReviewAccess | None = None,
+                 audit: ReviewAudit | None = None) -> None:
         self.queue = queue
         #: Who may call: no verifier (the default) refuses every state-changing request.
         self.access = access if access is not None else ReviewAccess()
+        #: Where every action is recorded; the HumanReview worker always gives one (None: an in-memory queue
+        #: in tests or a library, with no NATS to record on).
+        self.audit = audit
 
     async def handle(self, method: str, target: str, headers: dict[str, str], body: bytes) -> tuple[int, str, str]:
         path, _, query = target.partition("?")
@@ -123,9 +132,19 @@ class ReviewAPI:
         text = request.get("comment")
         if text is not None and not isinstance(text, str):
             raise InvalidReviewAction("'comment' must be a string")
+        if self.audit is not None:
+            try:  # an action that could not be audited is not taken
+                await self.audit.ready()
+            except Exception as exc:  # noqa: BLE001 - NATS down, no permission, no stream: refuse, say why
+                log.error("review %s/%s: %s by %s refused: cannot write to the audit stream: %r", self.queue.agent,
+                          review_id, action, identity.subject, exc)
+                return _error(503, f"cannot record this {action} in the audit stream KUMEO_AUDIT "
+                                   f"({type(exc).__name__}), so nothing was done; try again, or decide in the "
+                                   "dashboard")
         # The reviewer is who the token says, never a body field (a "reviewer" in the body is ignored).
-        kwargs: dict[str, Any] = {"reviewer": identity.display, "text": text,
-                                  "fields": request.get("fields"), "revision": revision}
+        fields = request.get("fields")
+        kwargs: dict[str, Any] = {"reviewer": identity.display, "text": text, "fields": fields,
+                                  "revision": revision}
         if action == "comment":
             review = await self.queue.comment(review_id, **kwargs)
         elif action == "approve":
@@ -134,7 +153,18 @@ class ReviewAPI:
             review = await self.queue.reject(review_id, **kwargs)
         log.info("review %s/%s: %s by %s (%s)", self.queue.agent, review_id, action, identity.subject,
                  identity.role.label)
-        return _ok(review.to_api())
+        audit: dict[str, Any] | None = None
+        if self.audit is not None:
+            try:
+                record = await self.audit.record(
+                    action, identity.to_json(), workflow=self.queue.workflow, agent=self.queue.agent,
+                    review_id=review.id, event_id=review.event_id, comment=text, fields=fields or {},
+                    status=review.status.value, released=review.released)
+                audit = {"seq": record["seq"], "id": record["id"]}
+            except Exception as exc:  # noqa: BLE001 - the stream was writable a moment ago; the action stands
+                log.error("review %s/%s: %s by %s was made but its audit record was not stored: %r",
+                          self.queue.agent, review_id, action, identity.subject, exc)
+        return _ok({**review.to_api(), "audit": audit})
 
 
 def _revision(body_value: Any, if_match: str | None) -> int | None:
