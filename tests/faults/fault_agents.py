@@ -38,3 +38,10 @@ class Slow(RuntimeAgent):
             await asyncio.sleep(self.delay)
         # A payload of some size, so a worker hoarding events would show in its RSS.
         return [Emit({**event.data, "padding": "x" * 512})]
+
+
+class Amplify(RuntimeAgent):
+    """Emits ``{"score": x * 1e308}``: an ``x`` above 1 makes the output infinite, which no JSON can carry."""
+
+    async def process(self, event: Event) -> list[Emit]:
+        return [Emit({**event.data, "score": float(event.data.get("x", 0)) * 1e308})]
