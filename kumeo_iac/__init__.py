@@ -1,7 +1,8 @@
 """Kumeo: infrastructure as code for distributed agent workflows on NATS JetStream and Kubernetes.
 
 Declare a workflow as Python objects or import it from a `.kumeo` file; both give the same typed Spec, which
-validates, compiles to a Plan, deploys through Pulumi (:class:`Workflow`) and runs locally (`kumeo run`).
+:func:`load` reads from either kind of file and validates, compiles to a Plan, deploys through Pulumi
+(:class:`Workflow`) and runs locally (`kumeo run`).
 
 The public API is this module's ``__all__``; everything else lives in private modules and may change. Names are
 imported on first use, so ``import kumeo_iac`` (and the `kumeo` command) stays fast and never pulls in Pulumi,
@@ -72,7 +73,7 @@ _LAZY: dict[str, str] = {
     "parse_file": "kumeo_iac.lang",
     "format_program": "kumeo_iac.lang",
     "validate": "kumeo_iac.validate",
-    "load": "kumeo_iac.validate",
+    "load": "kumeo_iac._load",
     "compile_program": "kumeo_iac.compile",
     "PlatformSettings": "kumeo_iac.compile",
     "Plan": "kumeo_iac.compile",
@@ -151,4 +152,5 @@ if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
         Timer,
         WorkflowSpec,
     )
-    from kumeo_iac.validate import load, validate
+    from kumeo_iac._load import load
+    from kumeo_iac.validate import validate

@@ -1,4 +1,4 @@
-"""The ``kumeo`` command: check, format, draw, render, run and deploy `.kumeo` programs.
+"""The ``kumeo`` command: check, format, draw, render, run and deploy workflows (`.kumeo` files or Python).
 
 This module only declares the command line; each subcommand lives in ``kumeo_iac._cli.<module>`` and is imported
 when it runs, so ``kumeo check --help`` starts without loading Pulumi, nats, ONNX Runtime or pgmpy. Exit codes:
@@ -46,32 +46,36 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
 
     p = sub.add_parser(
-        "check", help="validate .kumeo files (exit 1 on errors)",
-        description="Parse and validate .kumeo files. Problems are printed on stderr as "
+        "check", help="validate workflow files (exit 1 on errors)",
+        description="Read and validate workflow files: .kumeo files and Python workflows (.py files defining "
+                    "WorkflowSpec or Program objects at module level). Problems are printed on stderr as "
                     "PATH:LINE:COL: error|warning: MESSAGE; the exit code is 0 when no file has errors.",
     )
-    p.add_argument("paths", nargs="+", metavar="PATH", help="a .kumeo file, or a directory searched for *.kumeo")
+    p.add_argument("paths", nargs="+", metavar="PATH",
+                   help="a .kumeo file, a Python workflow (.py), or a directory searched for *.kumeo")
     p.add_argument("--strict", action="store_true",
                    help="treat missing model/network/rule files and absent workflow blocks as errors "
                         "(what render, run and up do)")
     p.add_argument("-q", "--quiet", action="store_true", help="print errors only (no warnings, no summary)")
 
     p = sub.add_parser("fmt", help="format .kumeo files in place",
-                       description="Rewrite .kumeo files in the canonical format (comments are kept).")
+                       description="Rewrite .kumeo files in the canonical format (comments are kept). A file "
+                                   "with errors is left as it is. Python workflows are not formatted (exit 2): "
+                                   "use a Python formatter.")
     p.add_argument("paths", nargs="+", metavar="PATH", help="a .kumeo file, or a directory searched for *.kumeo")
     p.add_argument("--check", action="store_true", help="write nothing; exit 1 if a file would change")
     p.add_argument("--diff", action="store_true", help="write nothing; print a unified diff of the changes")
 
     p = sub.add_parser("graph", help="draw the agent graph (Mermaid or Graphviz dot)",
                        description="Print the agent graph of each workflow and subworkflow of a file on stdout.")
-    p.add_argument("path", metavar="PATH", help="a .kumeo file")
+    p.add_argument("path", metavar="PATH", help="a .kumeo file or a Python workflow (.py)")
     p.add_argument("--format", choices=("mermaid", "dot"), default="mermaid", help="output format (mermaid)")
     p.add_argument("--workflow", metavar="NAME", help="draw only this workflow or subworkflow")
 
     p = sub.add_parser("render", help="write the Plan as Kubernetes YAML and JetStream JSON",
-                       description="Compile a .kumeo file and write the Kubernetes objects (YAML) and JetStream "
+                       description="Compile a workflow file and write the Kubernetes objects (YAML) and JetStream "
                                    "stream/consumer configs (JSON) to a directory.")
-    p.add_argument("path", metavar="PATH", help="a .kumeo file or a Python program")
+    p.add_argument("path", metavar="PATH", help="a .kumeo file or a Python workflow (.py)")
     p.add_argument("--out", metavar="DIR", required=True, help="directory to write to")
     p.add_argument("--settings", metavar="FILE", help="platform settings: a JSON or YAML object of "
                                                       "PlatformSettings fields (the flags below win over it)")
@@ -96,7 +100,7 @@ def build_parser() -> argparse.ArgumentParser:
                                    "to stderr. Exits when the input is drained: every input event reached a "
                                    "target or a dead-letter subject and no agent holds an event, or nothing "
                                    "moved for a short quiet period.")
-    p.add_argument("path", metavar="PATH", help="a .kumeo file")
+    p.add_argument("path", metavar="PATH", help="a .kumeo file or a Python workflow (.py)")
     p.add_argument("--input", metavar="EVENTS.jsonl",
                    help="events to publish, one JSON object a line ('-': standard input)")
     p.add_argument("--follow", action="store_true",
@@ -141,7 +145,8 @@ def build_parser() -> argparse.ArgumentParser:
                        description="Serve the Kumeo web UI for PATH (a .kumeo file, or a directory of them) on this "
                                    "machine: the workflow running on NATS (`kumeo run --follow`, or a cluster's), "
                                    "its dead letters and review queue, and the editors. See docs/ui.md.")
-    p.add_argument("path", nargs="?", metavar="PATH", help="a .kumeo file or a directory (default: .)")
+    p.add_argument("path", nargs="?", metavar="PATH",
+                   help="a .kumeo file or a directory (default: .); the editors work on .kumeo files only")
     p.add_argument("--nats", metavar="URL", default=_nats_default(), help="the NATS server ($NATS_URL, else "
                                                                          "nats://127.0.0.1:4222)")
     p.add_argument("--port", type=int, default=8765, help="the HTTP port (8765; 0 picks a free one)")
@@ -192,7 +197,8 @@ def _add_deploy_commands(sub: argparse._SubParsersAction) -> None:  # type: igno
     """``kumeo preview|up|destroy PATH --stack NAME``: the Automation API, with Pulumi's options passed through."""
     for name, text, description in _DEPLOY_COMMANDS:
         p = sub.add_parser(name, help=text, description=description)
-        p.add_argument("path", metavar="PATH", help="a .kumeo file or a Python program")
+        p.add_argument("path", metavar="PATH", help="a .kumeo file, a Python workflow (.py), or a Python Pulumi "
+                                                    "program (a .py importing pulumi, run as is)")
         p.add_argument("--stack", metavar="NAME", required=True, help="the Pulumi stack")
         p.add_argument("--config", metavar="KEY=VALUE", action="append", default=[], type=_key_value,
                        help="stack configuration, saved in the stack (repeatable; a bare KEY is kumeo:KEY, "
@@ -277,10 +283,11 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _print_kumeo_error(exc: Exception) -> None:
+    from kumeo_iac._cli._report import emit
+
     diagnostics = getattr(exc, "diagnostics", None)
     if diagnostics:
-        for d in diagnostics:
-            print(d.format().replace("\n", "\\n"), file=sys.stderr)
+        emit(diagnostics)
     else:
         print(f"kumeo: error: {exc}", file=sys.stderr)
 

@@ -25,6 +25,15 @@ class SourceSpan:
         return f"{self.path}:{self.line}:{self.column}"
 
 
+@dataclasses.dataclass(frozen=True, slots=True)
+class PythonSpan(SourceSpan):
+    """Where a Spec node was built in Python: the file and line of the call, for diagnostics only.
+
+    It is a position in Python code, not in `.kumeo` text, so the formatter (which orders and lays out entries by
+    where they were written) ignores it.
+    """
+
+
 class Severity(str, enum.Enum):
     """How bad a diagnostic is; the values are what the CLI prints."""
 

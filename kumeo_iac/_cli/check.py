@@ -1,7 +1,10 @@
-"""``kumeo check``, ``kumeo fmt`` and ``kumeo graph``: the commands that read `.kumeo` files and deploy nothing.
+"""``kumeo check``, ``kumeo fmt`` and ``kumeo graph``: the commands that read workflow files and deploy nothing.
 
-Diagnostics go to stderr, gcc-style (``PATH:LINE:COL: error: MESSAGE``), followed by a one-line summary; stdout
-carries only what a command produces (a graph, a diff), so it can be piped.
+Files are read by :func:`kumeo_iac._load.load_file`, like every other command: a `.kumeo` file, or a Python
+workflow (a `.py` file named explicitly; directories are searched for `*.kumeo` only, since finding workflows in
+`.py` files would mean running every script of a folder). Diagnostics go to stderr, gcc-style
+(``PATH:LINE:COL: error: MESSAGE``), followed by a one-line summary; stdout carries only what a command produces (a
+graph, a diff), so it can be piped.
 """
 
 from __future__ import annotations
@@ -11,16 +14,18 @@ import difflib
 import os
 import sys
 import tempfile
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 
-from kumeo_iac.errors import Diagnostic, KumeoError, KumeoSyntaxError, SourceSpan, sort_diagnostics
+from kumeo_iac._cli._report import emit, plural, reject_python
+from kumeo_iac.errors import Diagnostic, KumeoError, KumeoSyntaxError, SourceSpan
 
 __all__ = ["collect_files", "read_source", "run_check", "run_docs", "run_fmt", "run_graph"]
 
 
 def collect_files(paths: Sequence[str]) -> tuple[list[Path], list[str]]:
-    """The `.kumeo` files named by ``paths`` (directories are searched recursively), and the problems met.
+    """The workflow files named by ``paths`` (directories are searched recursively for `*.kumeo`), and the
+    problems met.
 
     Hidden directories (``.git``, ``.venv``) are skipped; a file named explicitly is taken whatever its suffix.
     """
@@ -34,7 +39,7 @@ def collect_files(paths: Sequence[str]) -> tuple[list[Path], list[str]]:
                 if p.is_file() and not any(part.startswith(".") for part in p.relative_to(path).parts[:-1])
             )
             if not found:
-                problems.append(f"{raw}: no .kumeo files in this directory")
+                problems.append(f"{raw}: no .kumeo files in this directory (name a Python workflow explicitly)")
             files += found
         elif path.exists() or path.is_symlink():
             files.append(path)
@@ -68,29 +73,17 @@ def read_source(path: Path) -> str:
         ) from None
 
 
-def _plural(n: int, word: str) -> str:
-    return f"{n} {word}{'' if n == 1 else 's'}"
-
-
-def _emit(diagnostics: Iterable[Diagnostic], *, quiet: bool = False) -> None:
-    for d in diagnostics:
-        if quiet and not d.is_error:
-            continue
-        # One problem, one line: editors and CI annotators parse PATH:LINE:COL line by line.
-        print(d.format().replace("\r", "\\r").replace("\n", "\\n"), file=sys.stderr)
-
-
 # -- kumeo check --------------------------------------------------------------------------------------------------
 
 
 def check_paths(paths: Sequence[str], *, strict_files: bool = False) -> tuple[int, list[Diagnostic], list[str]]:
     """Check files and directories: (number of files checked, their diagnostics, path-level problems)."""
-    from kumeo_iac.validate import check_file
+    from kumeo_iac._load import load_file
 
     files, problems = collect_files(paths)
     diagnostics: list[Diagnostic] = []
     for file in files:
-        diagnostics += check_file(file, strict_files=strict_files)
+        diagnostics += load_file(file, strict_files=strict_files).diagnostics
     return len(files), diagnostics, problems
 
 
@@ -100,13 +93,13 @@ def run_check(args: argparse.Namespace) -> int:
     quiet = getattr(args, "quiet", False)
     for problem in problems:
         print(f"kumeo: error: {problem}", file=sys.stderr)
-    _emit(diagnostics, quiet=quiet)
+    emit(diagnostics, quiet=quiet)
     errors = sum(1 for d in diagnostics if d.is_error) + len(problems)
     warnings = sum(1 for d in diagnostics if not d.is_error)
     if not quiet:
-        found = ", ".join(p for p in (_plural(errors, "error") if errors else "",
-                                      _plural(warnings, "warning") if warnings else "") if p) or "no problems"
-        print(f"checked {_plural(count, 'file')}: {found}", file=sys.stderr)
+        found = ", ".join(p for p in (plural(errors, "error") if errors else "",
+                                      plural(warnings, "warning") if warnings else "") if p) or "no problems"
+        print(f"checked {plural(count, 'file')}: {found}", file=sys.stderr)
     return 1 if errors else 0
 
 
@@ -114,22 +107,38 @@ def run_check(args: argparse.Namespace) -> int:
 
 
 def run_fmt(args: argparse.Namespace) -> int:
-    """``kumeo fmt PATH... [--check] [--diff]``: rewrite files canonically, or report which would change."""
+    """``kumeo fmt PATH... [--check] [--diff]``: rewrite files canonically, or report which would change.
+
+    A file with an error (what ``kumeo check`` reports) is left untouched and reported: formatting prints the
+    Spec, so a part the importer could not read would be deleted from the file.
+    """
+    from kumeo_iac._load import load_text
     from kumeo_iac.lang import format_text, parse
 
+    refused = reject_python("fmt", args.paths)
+    if refused:
+        for line in refused:
+            print(line, file=sys.stderr)
+        return 2
     files, problems = collect_files(args.paths)
     for problem in problems:
         print(f"kumeo: error: {problem}", file=sys.stderr)
     failed = bool(problems)
     changed: list[Path] = []
+    refused: list[Path] = []
     for file in files:
         try:
             text = read_source(file)
-            formatted = format_text(text, str(file))
-        except KumeoError as exc:
-            _emit(_diagnostics_of(exc, file))
-            failed = True
+        except KumeoSyntaxError as exc:  # unreadable, or not UTF-8
+            emit(exc.diagnostics)
+            refused.append(file)
             continue
+        loaded = load_text(text, file, base_dir=file.parent)
+        if loaded.errors:
+            emit(loaded.errors)
+            refused.append(file)
+            continue
+        formatted = format_text(text, str(file))
         if formatted == text:
             continue
         # Never rewrite a file into something that means another program.
@@ -152,10 +161,11 @@ def run_fmt(args: argparse.Namespace) -> int:
         elif not args.diff:
             _write_atomically(file, formatted)
             print(f"reformatted {file}", file=sys.stderr)
-    unchanged = len(files) - len(changed)
+    unchanged = len(files) - len(changed) - len(refused)
     verb = "would be reformatted" if (args.check or args.diff) else "reformatted"
-    print(f"{_plural(len(changed), 'file')} {verb}, {unchanged} unchanged", file=sys.stderr)
-    if failed:
+    left = f", {plural(len(refused), 'file')} with errors left as they are" if refused else ""
+    print(f"{plural(len(changed), 'file')} {verb}, {unchanged} unchanged{left}", file=sys.stderr)
+    if failed or refused:
         return 1
     return 1 if (args.check and changed) else 0
 
@@ -175,34 +185,25 @@ def _write_atomically(path: Path, text: str) -> None:
         raise
 
 
-def _diagnostics_of(exc: KumeoError, path: Path) -> list[Diagnostic]:
-    from kumeo_iac.validate import _diagnostics_of as convert
-
-    return sort_diagnostics(convert(exc, str(path)))
-
-
 # -- kumeo graph --------------------------------------------------------------------------------------------------
 
 
 def run_graph(args: argparse.Namespace) -> int:
-    """``kumeo graph PATH``: print each workflow's agent graph on stdout; problems go to stderr (exit 1)."""
+    """``kumeo graph PATH``: print each workflow's agent graph on stdout; problems go to stderr (exit 1).
+
+    A file with errors still gets the graph of what could be read (it helps to see what is wrong), but the exit
+    code is 1 and the errors are printed, as ``kumeo check`` prints them.
+    """
+    from kumeo_iac._load import load_file
     from kumeo_iac.graph import build_graph
-    from kumeo_iac.lang import parse_file
-    from kumeo_iac.validate import _closest, validate
+    from kumeo_iac.validate import _closest
 
     path = Path(args.path)
-    try:
-        result = parse_file(path)
-    except KumeoError as exc:
-        _emit(_diagnostics_of(exc, path))
-        return 1
-    program = result.program
-    diagnostics = list(result.diagnostics)
-    if program is not None:
-        diagnostics += validate(program, base_dir=path.parent)
-    errors = [d for d in sort_diagnostics(diagnostics) if d.is_error]
+    loaded = load_file(path)
+    program = loaded.program
+    errors = loaded.errors
     if program is None:
-        _emit(errors)
+        emit(errors)
         return 1
     flows = [*program.workflows, *program.subworkflows]
     if args.workflow:
@@ -226,9 +227,9 @@ def run_graph(args: argparse.Namespace) -> int:
             header = f"%% {('subworkflow' if flow in program.subworkflows else 'workflow')} {flow.name}\n"
             parts.append(header + graph.to_mermaid())
     sys.stdout.write("\n".join(parts))
-    _emit(errors)
+    emit(errors)
     if errors:
-        print(f"{path}: the graph above is incomplete: {_plural(len(errors), 'error')}", file=sys.stderr)
+        print(f"{path}: the graph above is incomplete: {plural(len(errors), 'error')}", file=sys.stderr)
     return 1 if errors else 0
 
 

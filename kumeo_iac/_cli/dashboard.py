@@ -69,6 +69,11 @@ def run_dashboard(args: argparse.Namespace) -> int:
     if args.path and not os.path.exists(args.path):
         _err(f"kumeo dashboard: error: {args.path}: no such file or directory")
         return 1
+    if args.path and args.path.endswith(".py"):
+        # The editors print the Spec back as .kumeo text; they cannot rewrite a Python module.
+        _err(f"kumeo dashboard: error: {args.path}: the dashboard edits .kumeo files only; check a Python workflow "
+             f"with `kumeo check {args.path}` and draw it with `kumeo graph {args.path}`")
+        return 2
     return asyncio.run(_serve(args, auth, metrics))
 
 

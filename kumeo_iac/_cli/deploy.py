@@ -19,8 +19,6 @@ from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
-from kumeo_iac.errors import KumeoValidationError
-
 __all__ = ["run_destroy", "run_new", "run_preview", "run_up", "scaffold"]
 
 
@@ -47,7 +45,8 @@ def _deploy(operation: str, args: argparse.Namespace) -> int:
     path = Path(args.path)
     if not path.is_file():
         return _error(f"{path}: no such file")
-    if path.suffix == ".kumeo" and operation != "destroy":
+    # Destroying needs no program (Pulumi deletes what the stack holds), so a broken file can still be torn down.
+    if operation != "destroy" and not _is_pulumi_program(path):
         _check(path)  # a KumeoError here is printed gcc-style by the CLI boundary (exit 1)
     pairs = list(getattr(args, "config", None) or ())
     problems = _config_problems(pairs)
@@ -160,16 +159,21 @@ def _config_problems(pairs: list[tuple[str, str]]) -> list[str]:
     return check_config_pairs(pairs)
 
 
-def _check(path: Path) -> None:
-    from kumeo_iac.lang import parse_file
-    from kumeo_iac.validate import validate
+def _is_pulumi_program(path: Path) -> bool:
+    """A `.py` Pulumi program is run as is by Pulumi; anything else is a workflow file, checked here first."""
+    from kumeo_iac._load import is_pulumi_program
 
-    program = parse_file(str(path)).program
-    diagnostics = validate(program, base_dir=path.parent, strict_files=True)
-    if any(d.is_error for d in diagnostics):
-        raise KumeoValidationError(diagnostics)
-    for d in diagnostics:
-        print(d.format(), file=sys.stderr)
+    return path.suffix == ".py" and is_pulumi_program(path)
+
+
+def _check(path: Path) -> None:
+    """Load the file as `kumeo render` does (missing files are errors); warnings are printed, errors raised."""
+    from kumeo_iac._cli._report import emit
+    from kumeo_iac._load import load_file
+
+    loaded = load_file(path, strict_files=True)
+    loaded.program_or_raise()
+    emit(loaded.diagnostics)
 
 
 _ORDER = ("create", "update", "replace", "delete", "same")

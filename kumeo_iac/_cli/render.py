@@ -27,22 +27,16 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
-import runpy
 import shutil
 import sys
 from pathlib import Path
 from typing import Any
 
-from kumeo_iac.errors import (
-    Diagnostic,
-    KumeoError,
-    Severity,
-    SourceSpan,
-    sort_diagnostics,
-)
+from kumeo_iac._cli._report import emit, emit_error
+from kumeo_iac.errors import KumeoError
 from kumeo_iac.manifests import RequiredSecret
 
-__all__ = ["Rendered", "load_program", "platform_settings", "render_plan", "run_render"]
+__all__ = ["Rendered", "platform_settings", "render_plan", "run_render"]
 
 
 class SettingsError(KumeoError):
@@ -125,35 +119,6 @@ def _plural(n: int, word: str, plural: str | None = None) -> str:
     return f"{n} {word if n == 1 else (plural or word + 's')}"
 
 
-def load_program(path: Path) -> tuple[Any, list[Diagnostic]]:
-    """The Program in a `.kumeo` file (parsed) or a Python file (its ``PROGRAM``), and the diagnostics found."""
-    from kumeo_iac.spec import Program
-
-    if path.suffix == ".py":
-        try:
-            namespace = runpy.run_path(str(path))
-        except KumeoError:
-            raise
-        except Exception as exc:  # the user's program failed: say where, no traceback
-            raise KumeoError(f"{path}: error: running the program failed: {type(exc).__name__}: {exc}") from None
-        program = namespace.get("PROGRAM")
-        if not isinstance(program, Program):
-            raise KumeoError(f"{path}: error: the program defines no PROGRAM (a kumeo_iac.spec.Program)")
-        if program.path is None:
-            program.path = str(path)
-        return program, []
-    from kumeo_iac.lang import parse_file
-
-    result = parse_file(path)
-    return result.program, list(result.diagnostics)
-
-
-def _validate(program: Any, base_dir: Path) -> list[Diagnostic]:
-    from kumeo_iac.validate import validate
-
-    return list(validate(program, base_dir=base_dir, strict_files=True))
-
-
 def _dump_yaml(obj: dict[str, Any]) -> str:
     import yaml
 
@@ -216,26 +181,6 @@ def _write(path: Path, text: str) -> None:
         f.write(text)
 
 
-def _diagnostics_of(exc: BaseException, path: Path) -> list[Diagnostic]:
-    found = getattr(exc, "diagnostics", None)
-    if found:
-        return list(found)
-    span = getattr(exc, "span", None)
-    text = str(exc)
-    if isinstance(span, SourceSpan):
-        return [Diagnostic(getattr(exc, "message", text), span)]
-    if text.startswith(f"{path}:"):
-        return [Diagnostic(text.split(": error: ", 1)[-1], SourceSpan(str(path), 1, 1))]
-    return [Diagnostic(text, SourceSpan(str(path), 1, 1))]
-
-
-def _emit(diagnostics: list[Diagnostic], path: Path) -> None:
-    for d in sort_diagnostics(diagnostics):
-        if d.span is None:
-            d = Diagnostic(d.message, SourceSpan(str(path), 1, 1), d.severity, d.hint, d.code)
-        print(d.format(), file=sys.stderr)
-
-
 def run_render(args: argparse.Namespace) -> int:
     """Parse, validate (missing files are errors), compile and write the Plan; 0 on success, 1 on problems."""
     path = Path(args.path)
@@ -245,15 +190,15 @@ def run_render(args: argparse.Namespace) -> int:
     except SettingsError as exc:
         print(str(exc), file=sys.stderr)
         return 2
+    from kumeo_iac._load import load_file
+
+    loaded = load_file(path, strict_files=True)  # missing model and rule files are errors here
+    emit(loaded.diagnostics)
+    if not loaded.ok:
+        print(f"{path}: {_plural(len(loaded.errors), 'error')}; nothing rendered", file=sys.stderr)
+        return 1
+    program = loaded.program
     try:
-        program, diagnostics = load_program(path)
-        diagnostics += _validate(program, path.parent)
-        errors = [d for d in diagnostics if d.severity is Severity.ERROR]
-        if errors:
-            _emit(diagnostics, path)
-            print(f"{path}: {_plural(len(errors), 'error')}; nothing rendered", file=sys.stderr)
-            return 1
-        _emit(diagnostics, path)  # warnings
         from kumeo_iac.compile import compile_program
 
         plan = compile_program(program, base_dir=path.parent, settings=settings)
@@ -262,7 +207,7 @@ def run_render(args: argparse.Namespace) -> int:
             return 1
         written = render_plan(plan, out, path.parent)
     except KumeoError as exc:
-        _emit(_diagnostics_of(exc, path), path)
+        emit_error(exc, path)
         return 1
     except OSError as exc:
         where = exc.filename or out

@@ -29,7 +29,7 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-from kumeo_iac.errors import Diagnostic, KumeoError, SourceSpan, sort_diagnostics
+from kumeo_iac.errors import KumeoError
 
 __all__ = ["run_run", "run_send", "run_tail"]
 
@@ -114,36 +114,24 @@ class _Stdout:
 
 
 def _load_plan(path: Path) -> Any:
-    """Parse, validate strictly (missing files are errors) and compile; KumeoError carries the diagnostics."""
+    """Read and validate strictly (missing files are errors), then compile; KumeoError carries the diagnostics.
+
+    Warnings are printed here, on stderr, before the run starts.
+    """
+    from kumeo_iac._cli._report import emit
+    from kumeo_iac._load import load_file
     from kumeo_iac.compile import compile_program
 
-    if path.suffix == ".py":
-        from kumeo_iac._cli.render import _validate, load_program
-        from kumeo_iac.errors import KumeoValidationError
-
-        program, diagnostics = load_program(path)
-        diagnostics += _validate(program, path.parent)
-        if program is None or any(d.is_error for d in diagnostics):
-            raise KumeoValidationError(diagnostics)
-    else:
-        from kumeo_iac.validate import load
-
-        if not path.exists():
-            raise KumeoError(f"{path}: error: no such file")
-        program = load(path, strict_files=True)
-    return compile_program(program, base_dir=path.parent)
+    loaded = load_file(path, strict_files=True)
+    if loaded.ok:
+        emit(loaded.diagnostics)
+    return compile_program(loaded.program_or_raise(), base_dir=path.parent)
 
 
 def _print_error(exc: KumeoError, path: Path) -> None:
-    diagnostics = getattr(exc, "diagnostics", None)
-    if diagnostics:
-        for d in sort_diagnostics(diagnostics):
-            if d.span is None:
-                d = Diagnostic(d.message, SourceSpan(str(path), 1, 1), d.severity, d.hint, d.code)
-            _err(d.format().replace("\n", "\\n"))
-        return
-    text = str(exc)
-    _err(text if ": error: " in text else f"kumeo: error: {text}")
+    from kumeo_iac._cli._report import emit_error
+
+    emit_error(exc, path)
 
 
 def run_run(args: argparse.Namespace) -> int:

@@ -42,24 +42,21 @@ def diagnostic_json(d: Diagnostic) -> dict[str, Any]:
 
 def _parse(text: str, path: str) -> tuple[Any, list[Diagnostic]]:
     """(ParseResult or None, diagnostics of parsing); a syntax error is a diagnostic, never raised."""
+    from kumeo_iac._load import diagnostics_of
     from kumeo_iac.lang import parse
-    from kumeo_iac.validate import _diagnostics_of
 
     try:
         result = parse(text, path)
     except KumeoError as exc:
-        return None, sort_diagnostics(_diagnostics_of(exc, path))
+        return None, sort_diagnostics(diagnostics_of(exc, Path(path)))
     return result, list(result.diagnostics)
 
 
 def check_text(text: str, path: str, base_dir: Path | None, *, strict_files: bool = False) -> list[Diagnostic]:
-    """Every diagnostic of `.kumeo` text: what ``kumeo check`` prints for the same file content."""
-    from kumeo_iac.validate import validate
+    """Every diagnostic of `.kumeo` text: what ``kumeo check`` prints for the same file content (one loader)."""
+    from kumeo_iac._load import load_text
 
-    result, diagnostics = _parse(text, path)
-    if result is not None and result.program is not None:
-        diagnostics += validate(result.program, base_dir=base_dir, strict_files=strict_files)
-    return sort_diagnostics(diagnostics)
+    return load_text(text, path, base_dir=base_dir, strict_files=strict_files).diagnostics
 
 
 # -- the editor model -----------------------------------------------------------------------------------------

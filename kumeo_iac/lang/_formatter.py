@@ -19,7 +19,7 @@ import re
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from kumeo_iac.errors import KumeoSpecError, SourceSpan
+from kumeo_iac.errors import KumeoSpecError, PythonSpan, SourceSpan
 from kumeo_iac.lang._syntax import Comment
 from kumeo_iac.spec import (
     Agent,
@@ -108,12 +108,17 @@ def _scalar(value: Any) -> str | None:
 # -- positions -----------------------------------------------------------------------------------------------------
 
 
+def _in_text(span: Any) -> bool:
+    """A span in the `.kumeo` text being formatted (a Python node's call site is not one)."""
+    return isinstance(span, SourceSpan) and not isinstance(span, PythonSpan)
+
+
 def _span_start(span: SourceSpan | None) -> Pos | None:
-    return (span.line, span.column) if span is not None else None
+    return (span.line, span.column) if _in_text(span) else None  # type: ignore[union-attr]
 
 
 def _span_end(span: SourceSpan | None) -> Pos | None:
-    if span is None:
+    if span is None or not _in_text(span):
         return None
     if span.end_line is not None and span.end_column is not None:
         return (span.end_line, span.end_column)
@@ -123,7 +128,7 @@ def _span_end(span: SourceSpan | None) -> Pos | None:
 def _start(value: Any) -> Pos | None:
     """Where a value was written: its own span, or that of the first located thing inside it."""
     span = getattr(value, "span", None)
-    if isinstance(span, SourceSpan):
+    if _in_text(span):
         return (span.line, span.column)
     if isinstance(value, dict):
         for key, item in value.items():
@@ -141,7 +146,7 @@ def _start(value: Any) -> Pos | None:
 def _end(value: Any) -> Pos | None:
     """Where a value ends, as far as can be known: its span's end, or the last located thing inside it."""
     span = getattr(value, "span", None)
-    if isinstance(span, SourceSpan):
+    if _in_text(span):
         return _span_end(span)
     if isinstance(value, dict):
         for key, item in reversed(value.items()):

@@ -6,12 +6,16 @@ so a workflow imported from `.kumeo` text equals the same workflow built in Pyth
 
 from __future__ import annotations
 
+import linecache
+import os
 import re
+import sys
 from typing import Any, ClassVar
 
+import pydantic
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr
 
-from kumeo_iac.errors import SourceSpan
+from kumeo_iac.errors import PythonSpan, SourceSpan
 
 
 class LocatedStr(str):
@@ -62,6 +66,34 @@ def arg(
     return Field(default=default, description=description, alias=alias, json_schema_extra=extra)
 
 
+_SPEC_DIR = os.path.dirname(os.path.abspath(__file__)) + os.sep
+_PACKAGE_DIR = os.path.dirname(_SPEC_DIR.rstrip(os.sep)) + os.sep
+_PYDANTIC_DIR = os.path.dirname(os.path.abspath(pydantic.__file__ or "")) + os.sep
+
+
+def caller_span() -> SourceSpan | None:
+    """Where user code built the node being constructed: the file and line of its call (the DSL's ``span``).
+
+    The walk passes over the Spec's own frames (``__init__``, validators that re-type a node) and pydantic's, and
+    stops at the first other frame. When that frame is elsewhere in Kumeo (the importer, compile, a component
+    building a Program), the node is an internal one and gets no span: only a user's call is a place to point at.
+    Cost: a few frame hops and one cached line lookup per node, paid only by nodes built in Python.
+    """
+    frame = sys._getframe(2)
+    while frame is not None:
+        filename = frame.f_code.co_filename
+        if filename.startswith(_SPEC_DIR) or filename.startswith(_PYDANTIC_DIR):
+            frame = frame.f_back
+            continue
+        if filename.startswith(_PACKAGE_DIR) or filename.startswith("<frozen "):
+            return None
+        line = frame.f_lineno or 1
+        text = linecache.getline(filename, line)
+        column = len(text) - len(text.lstrip()) + 1 if text.strip() else 1
+        return PythonSpan(filename, line, column)
+    return None
+
+
 class SpecNode(BaseModel):
     """Base of every Spec model: typed fields, spans that never take part in equality, unknown args kept aside."""
 
@@ -73,12 +105,18 @@ class SpecNode(BaseModel):
         protected_namespaces=(),
     )
 
-    #: Where the node starts in its `.kumeo` file; ``None`` for nodes built in Python.
+    #: Where the node starts in its `.kumeo` file, or the file and line of the Python call that built it
+    #: (``None`` for nodes Kumeo builds itself, and for nodes read from JSON).
     span: SourceSpan | None = Field(default=None, exclude=True, repr=False)
     #: Where each argument's value was written, by argument name.
     arg_spans: dict[str, SourceSpan] = Field(default_factory=dict, exclude=True, repr=False)
 
     _compared_fields: ClassVar[tuple[str, ...] | None] = None
+
+    def __init__(self, /, **data: Any) -> None:
+        if data.get("span") is None:
+            data["span"] = caller_span()
+        super().__init__(**data)
 
     @classmethod
     def meaningful_fields(cls) -> tuple[str, ...]:
