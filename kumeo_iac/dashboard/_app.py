@@ -9,8 +9,8 @@ Every ``/api`` route but ``GET /api/auth`` needs a bearer token and a role (see 
 ``POST /api/check`` ``{text, file?}``                          viewer    diagnostics, as `kumeo check`
 ``POST /api/model`` ``{text, file?}``                          viewer    the visual editor's model of the text
 ``GET  /api/kinds``                                            viewer    agent kinds and their arguments
-``GET  /api/workflow?file=``                                   viewer    the compiled graph (subjects, nodes, edges)
-``GET  /api/stats?file=``                                      viewer    live numbers per agent/source/target
+``GET  /api/workflow?file=``                                   viewer    the compiled graph, or why it does not compile
+``GET  /api/stats?file=``                                      viewer    live numbers per agent/source/target, reviews
 ``GET  /api/agents/{workflow}/{agent}/messages?direction=``    viewer    newest events in / out / dead letters
 ``GET  /api/reviews?file=&status=``                            viewer    the human-review queue
 ``POST /api/reviews/{workflow}/{agent}/{id}/{action}``         reviewer  approve / reject / comment (audited)
@@ -88,14 +88,23 @@ class DashboardConfig:
     runner: Any = None
 
 
+@dataclasses.dataclass(frozen=True)
+class Compiled:
+    """One file compiled: its Plan, or why there is none (a message, and the diagnostics when it is a check)."""
+
+    plan: Any
+    error: str | None = None
+    diagnostics: tuple[dict[str, Any], ...] = ()
+
+
 class _Plans:
     """Compiled Plans per file, recompiled when the file changes on disk."""
 
     def __init__(self, workspace: Workspace) -> None:
         self.workspace = workspace
-        self._cache: dict[Path, tuple[tuple[int, int], Any, str | None]] = {}
+        self._cache: dict[Path, tuple[tuple[int, int], Compiled]] = {}
 
-    def get(self, name: str | None) -> tuple[Any, str | None]:
+    def get(self, name: str | None) -> Compiled:
         from kumeo_iac.compile import compile_program
         from kumeo_iac.validate import load
 
@@ -103,19 +112,22 @@ class _Plans:
         try:
             stat = file.stat()
         except FileNotFoundError:
-            return None, f"{self.workspace.display(file)}: no such file"
+            return Compiled(None, f"{self.workspace.display(file)}: no such file")
         key = (stat.st_mtime_ns, stat.st_size)
         cached = self._cache.get(file)
         if cached is not None and cached[0] == key:
-            return cached[1], cached[2]
-        plan, error = None, None
+            return cached[1]
         try:
-            plan = compile_program(load(file), base_dir=file.parent)
+            compiled = Compiled(compile_program(load(file), base_dir=file.parent))
         except KumeoError as exc:
-            problems = getattr(exc, "diagnostics", None)
-            error = "; ".join(d.format() for d in problems if d.is_error)[:2000] if problems else str(exc)
-        self._cache[file] = (key, plan, error)
-        return plan, error
+            problems = getattr(exc, "diagnostics", None) or []
+            errors = [d for d in problems if d.is_error]
+            message = "; ".join(d.format() for d in errors)[:2000] if errors else str(exc)
+            # Errors first: they are why there is no graph; the warnings follow, as `kumeo check` prints them.
+            ordered = [*errors, *(d for d in problems if not d.is_error)]
+            compiled = Compiled(None, message, tuple(diagnostic_json(d) for d in ordered))
+        self._cache[file] = (key, compiled)
+        return compiled
 
 
 def _error(status: int, message: str, **extra: Any) -> JSONResponse:
@@ -189,10 +201,10 @@ def create_app(config: DashboardConfig) -> Starlette:
         return file, workspace.display(file), file.parent
 
     def plan_for(request: Request) -> Any:
-        plan, error = plans.get(request.query_params.get("file"))
-        if plan is None:
-            raise LiveError(409, f"the workflow does not compile, so it cannot be shown running: {error}")
-        return plan
+        compiled = plans.get(request.query_params.get("file"))
+        if compiled.plan is None:
+            raise LiveError(409, f"the workflow does not compile, so it cannot be shown running: {compiled.error}")
+        return compiled.plan
 
     def workflow_and_agent(plan: Any, workflow: str, agent_id: str) -> tuple[Any, Any]:
         try:
@@ -291,10 +303,11 @@ def create_app(config: DashboardConfig) -> Starlette:
         return JSONResponse({"kinds": kinds_catalog()})
 
     async def workflow(request: Request, identity: Identity) -> Response:
-        plan, error = plans.get(request.query_params.get("file"))
-        if plan is None:
-            return JSONResponse({"workflows": [], "error": error})
-        return JSONResponse({"workflows": [topology(wf) for wf in plan.workflows], "error": None})
+        compiled = plans.get(request.query_params.get("file"))
+        if compiled.plan is None:
+            return JSONResponse({"workflows": [], "error": compiled.error, "diagnostics": list(compiled.diagnostics)})
+        return JSONResponse({"workflows": [topology(wf) for wf in compiled.plan.workflows], "error": None,
+                             "diagnostics": []})
 
     async def stats(request: Request, identity: Identity) -> Response:
         return JSONResponse(await live.stats(plan_for(request)))

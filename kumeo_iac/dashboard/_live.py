@@ -3,8 +3,9 @@
 - **Topology** comes from the Plan (so integrations are already expanded, and subjects are the ones the workers
   use): an edge joins whoever publishes a subject to whoever consumes it.
 - **Stats** are read from JetStream every time the page polls (at most every half second, shared by all pages):
-  consumer info per agent (``delivered``, ``num_pending`` = lag, ``num_ack_pending``, ``num_redelivered``) and the
-  message count per subject of the workflow's streams (outputs, dead letters, sources, targets). Agents whose
+  consumer info per agent (``delivered``, ``num_pending`` = lag, ``num_ack_pending``, ``num_redelivered``), the
+  message count per subject of the workflow's streams (outputs, dead letters, sources, targets), and for each
+  HumanReview agent the reviews still open in its review bucket (``reviews_pending``). Agents whose
   ``/metrics`` is reachable add failures and processing-time percentiles: ``--metrics AGENT=URL``, or, with
   ``--metrics-discover`` inside a cluster, every pod behind the workflow's headless metrics Service (its name,
   namespace and port from the Plan), each agent's replicas summed.
@@ -317,6 +318,8 @@ class Live:
                         "mean_seconds": (sample.sum / sample.count) if sample.count else None,
                         "latency": latency_summary(delta) or latency_summary(sample.buckets),
                     }
+                if agent.kind == "HumanReview":
+                    entry["reviews_pending"] = await self._open_reviews(wf, agent)
                 agents[agent.id] = entry
             endpoints = {}
             for ep in [*wf.sources, *wf.targets]:
@@ -327,6 +330,18 @@ class Live:
                     "rate": self._rates.update(f"{wf.slug}/{role}:{ep.name}", count, now)}
             out["workflows"].append({"name": wf.name, "slug": wf.slug, "agents": agents, "endpoints": endpoints})
         return out
+
+    async def _open_reviews(self, wf: WorkflowPlan, agent: AgentPlan) -> int | None:
+        """How many events wait for a decision at a HumanReview agent; None while its bucket does not exist."""
+        try:
+            queue = await self._queue(wf, agent)
+            # One KV watch per agent and refresh (the stats are cached for half a second across pages).
+            return sum(1 for review in await queue.store.list() if review.is_open)
+        except LiveError:
+            return None
+        except Exception as exc:  # noqa: BLE001 - an unreadable bucket must not hide the other numbers
+            log.debug("reviews of %s/%s: %r", wf.slug, agent.id, exc)
+            return None
 
     async def _samples(self, plan: Plan) -> dict[tuple[str, str], AgentSample]:
         """Metrics of the agents whose numbers are known: in-process workers, or scraped ``/metrics``."""

@@ -8,6 +8,7 @@ export const app = $state({
   error: null,
   view: 'graph',
   files: [],
+  root: '',
   file: null,
   nats: '',
   text: '',
@@ -17,7 +18,14 @@ export const app = $state({
   kinds: [],
   selected: null, // {workflow, agent} for the inspector
   notice: null,
+  picked: null, // {file, count, root}: the dashboard opened a directory and chose this file itself
 });
+
+/** Show one of the pages (and keep it in the address bar, so a reload comes back to it). */
+export function go(view) {
+  app.view = view;
+  history.replaceState(null, '', `${location.pathname}${location.search}#view=${view}`);
+}
 
 export function notify(text, kind = 'info') {
   app.notice = { text, kind, at: Date.now() };
@@ -26,12 +34,17 @@ export function notify(text, kind = 'info') {
   }, 4000);
 }
 
+/** Open a file: everything shown about the previous one (selection, model, an error notice) is dropped. */
 export async function loadFile(name) {
   const data = await api(withFile('/api/file', name));
   app.file = data.file;
   app.text = data.text;
   app.savedText = data.text;
   app.diagnostics = data.diagnostics;
+  modelSeq++; // a model still on its way is the previous file's
+  app.model = null;
+  app.selected = null;
+  if (app.notice?.kind === 'error') app.notice = null;
 }
 
 let modelSeq = 0;
