@@ -1,10 +1,11 @@
 """The web UI in headless Chromium, against a real `kumeo run --follow` on a real nats-server.
 
 What a user does, page by page, with a screenshot of each saved under docs/images/ (linked from docs/ui.md):
-the live graph shows every agent and its counts rise as events flow; the inspector shows a dead letter and
-replays it; a review approved in the page releases its event to the workflow's target (seen on `kumeo run`'s
-stdout); the code editor shows live diagnostics; an agent added, connected and configured in the visual editor
-shows up in the text, which is saved and passes `kumeo check`.
+the live graph shows every agent, its counts rise as events flow, and the review node counts the events waiting
+for a decision; the inspector shows a dead letter and replays it; a review approved in the page releases its event
+to the workflow's target (seen on `kumeo run`'s stdout) and the count drops to zero; the code editor shows live
+diagnostics; an agent added, connected and configured in the visual editor shows up in the text, which is saved
+and passes `kumeo check`.
 
 Needs Chromium (``apt-get install chromium`` → /usr/bin/chromium, or ``KUMEO_CHROMIUM=/path``), the Python
 ``playwright`` package (its bundled driver; no browser download), and the built front end (``make ui``).
@@ -13,94 +14,50 @@ Needs Chromium (``apt-get install chromium`` → /usr/bin/chromium, or ``KUMEO_C
 from __future__ import annotations
 
 import json
-import os
 import re
 import shutil
 import subprocess
-import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-
-ROOT = Path(__file__).resolve().parents[2]
-DEMO = Path(__file__).parent / "ui_demo"
-IMAGES = ROOT / "docs" / "images"
-STATIC = ROOT / "kumeo_iac" / "dashboard" / "static" / "index.html"
-KUMEO = [sys.executable, "-m", "kumeo_iac.cli"]
-CHROMIUM = os.environ.get("KUMEO_CHROMIUM") or shutil.which("chromium") or shutil.which("chromium-browser")
-LAUNCH_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-               "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+from ui_support import (
+    CHROMIUM,
+    DEMO,
+    IMAGES,
+    KUMEO,
+    LAUNCH_ARGS,
+    ROOT,
+    Process,
+    require_browser,
+    require_built_front_end,
+    start_dashboard,
+)
+from ui_support import wait_for as _wait
 
 pytestmark = [pytest.mark.nats, pytest.mark.slow, pytest.mark.timeout(240)]
 
-if not CHROMIUM:
-    pytest.skip("Chromium is not installed (apt-get install -y chromium, or set KUMEO_CHROMIUM)",
-                allow_module_level=True)
-sync_api = pytest.importorskip("playwright.sync_api", reason="the Python package 'playwright' is not installed "
-                                                              "(pip install playwright; no browser download needed)")
-
-
-def _wait(predicate: Any, timeout: float, what: str, interval: float = 0.1) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(interval)
-    raise AssertionError(f"timed out after {timeout:g} s waiting for {what}")
-
-
-class Process:
-    """A child process whose output goes to files (read while it runs), stopped with SIGTERM."""
-
-    def __init__(self, args: list[str], directory: Path, name: str, env: dict[str, str] | None = None) -> None:
-        self.out = directory / f"{name}.out"
-        self.err = directory / f"{name}.err"
-        self.proc = subprocess.Popen(args, stdout=self.out.open("wb"), stderr=self.err.open("wb"),
-                                     stdin=subprocess.DEVNULL, cwd=ROOT, env={**os.environ, **(env or {})})
-
-    def stdout(self) -> str:
-        return self.out.read_text(errors="replace")
-
-    def stderr(self) -> str:
-        return self.err.read_text(errors="replace")
-
-    def alive(self) -> bool:
-        return self.proc.poll() is None
-
-    def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(15)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+sync_api = require_browser()
 
 
 @pytest.fixture
 def stack(tmp_path: Path, nats_url: str) -> Iterator[dict[str, Any]]:
     """`kumeo run --follow` and `kumeo dashboard` on one nats-server, on a copy of the demo workflow."""
-    if not STATIC.exists():
-        pytest.fail(f"the front end is not built ({STATIC} is missing): run `make ui` "
-                    "(cd ui && npm ci && npm run build)")
+    require_built_front_end()
     work = tmp_path / "project"
     shutil.copytree(DEMO, work)
     run = Process([*KUMEO, "run", str(work / "orders.kumeo"), "--input", str(work / "orders.jsonl"), "--follow",
                    "--nats", nats_url], tmp_path, "run")
-    dashboard = Process([*KUMEO, "dashboard", str(work / "orders.kumeo"), "--nats", nats_url, "--port", "0"],
-                        tmp_path, "dashboard", env={"KUMEO_DASHBOARD_TOKEN": "e2e-token"})
+    dashboard = None
     try:
-        url = _wait(lambda: (re.search(r"open (http://\S+)", dashboard.stderr()) or [None, None])[1], 30,
-                    f"the dashboard to start: {dashboard.stderr()}")
+        dashboard, url = start_dashboard(work / "orders.kumeo", nats_url, tmp_path)
         _wait(lambda: "orders.accepted" in run.stdout() or not run.alive(), 60, "kumeo run to process the input")
         assert run.alive(), run.stderr()
         yield {"url": url, "run": run, "dashboard": dashboard, "work": work, "nats": nats_url}
     finally:
-        dashboard.stop()
+        if dashboard is not None:
+            dashboard.stop()
         run.stop()
 
 
@@ -136,6 +93,9 @@ def test_the_pages_drive_a_running_workflow(stack: dict[str, Any]) -> None:
             _wait(lambda: int(page.locator("[data-testid='count-out-decide']").text_content()) >= 32, 30,
                   "the new events to reach the end")
             assert page.locator("[data-testid='dlq-validate']").text_content() == "1"
+            # the large order waits for a reviewer: the review node says so
+            waiting = page.locator("[data-testid='reviews-count-review']")
+            _wait(lambda: waiting.text_content() == "1", 15, "the pending review to be counted on the graph")
             page.screenshot(path=str(IMAGES / "ui-graph.png"))
 
             # -- the inspector: the dead letter and its reason, replayed ----------------------------------------
@@ -146,12 +106,13 @@ def test_the_pages_drive_a_running_workflow(stack: dict[str, Any]) -> None:
             page.screenshot(path=str(IMAGES / "ui-inspector.png"))
             page.click("[data-testid='replay']")
             notice = page.wait_for_selector("[data-testid='notice']")
-            assert "Replayed" in notice.inner_text() and "attempt 2" in notice.inner_text()
+            assert "Replayed" in notice.inner_text() and "attempt 2" in notice.inner_text(), notice.inner_text()
             page.click("[data-testid='tab-in']")
             _wait(lambda: page.locator("[data-testid='message']").count() >= 35, 20, "the replayed input")
 
             # -- reviews: approving in the page releases the event ----------------------------------------------
-            page.click("[data-testid='nav-reviews']")
+            page.click("[data-testid='nav-graph']")
+            page.click("[data-testid='reviews-review']")  # the count on the graph leads to the queue
             card = page.wait_for_selector("[data-testid='review']")
             assert "Large order" in card.inner_text()
             assert page.input_value("[data-testid='field-order_id']") == "o-2"
@@ -171,6 +132,9 @@ def test_the_pages_drive_a_running_workflow(stack: dict[str, Any]) -> None:
             out = _wait(released, 20, "the approved order on orders.accepted")
             assert out["data"]["review"]["decision"] == "approved"
             assert out["data"]["review"]["comments"][0]["comment"] == "checked with the customer"
+            page.click("[data-testid='nav-graph']")
+            waiting = page.locator("[data-testid='reviews-count-review']")
+            _wait(lambda: waiting.text_content() == "0", 15, "the graph to show no review waiting")
 
             # -- the visual editor: add, connect and configure an agent ----------------------------------------
             page.click("[data-testid='nav-visual']")
