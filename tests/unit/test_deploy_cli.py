@@ -104,7 +104,9 @@ def test_the_inline_program_under_mocks(tiny, pulumi_mocks):
 def test_a_kumeo_error_in_the_inline_program_is_one_clean_pulumi_error(tmp_path, pulumi_mocks):
     """Mocks stand in for the engine; Pulumi prints a RunError by its message alone, with no traceback."""
     program = tmp_path / "stack.py"
-    program.write_text("from kumeo_iac.errors import KumeoSpecError\nraise KumeoSpecError('agents must be a list')\n")
+    # It imports pulumi, so it is a Pulumi program, run as is (a .py without it is a Python workflow, loaded).
+    program.write_text("import pulumi\nfrom kumeo_iac.errors import KumeoSpecError\n"
+                       "raise KumeoSpecError('agents must be a list')\n")
     with pytest.raises(pulumi.RunError, match=r"^agents must be a list$"):
         pulumi_mocks.run(_automation.workflow_program(program))
 
