@@ -16,9 +16,13 @@ import sys
 import tempfile
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from kumeo_iac._cli._report import emit, plural, reject_python
 from kumeo_iac.errors import Diagnostic, KumeoError, KumeoSyntaxError, SourceSpan
+
+if TYPE_CHECKING:  # pragma: no cover
+    from kumeo_iac.spec import SubworkflowSpec, WorkflowSpec
 
 __all__ = ["collect_files", "read_source", "run_check", "run_docs", "run_fmt", "run_graph"]
 
@@ -115,9 +119,9 @@ def run_fmt(args: argparse.Namespace) -> int:
     from kumeo_iac._load import load_text
     from kumeo_iac.lang import format_text, parse
 
-    refused = reject_python("fmt", args.paths)
-    if refused:
-        for line in refused:
+    python_files = reject_python("fmt", args.paths)
+    if python_files:
+        for line in python_files:
             print(line, file=sys.stderr)
         return 2
     files, problems = collect_files(args.paths)
@@ -205,7 +209,7 @@ def run_graph(args: argparse.Namespace) -> int:
     if program is None:
         emit(errors)
         return 1
-    flows = [*program.workflows, *program.subworkflows]
+    flows: list[WorkflowSpec | SubworkflowSpec] = [*program.workflows, *program.subworkflows]
     if args.workflow:
         chosen = [f for f in flows if f.name == args.workflow]
         if not chosen:

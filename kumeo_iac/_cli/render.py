@@ -197,7 +197,7 @@ def run_render(args: argparse.Namespace) -> int:
     if not loaded.ok:
         print(f"{path}: {_plural(len(loaded.errors), 'error')}; nothing rendered", file=sys.stderr)
         return 1
-    program = loaded.program
+    program = loaded.program_or_raise()
     try:
         from kumeo_iac.compile import compile_program
 

@@ -10,6 +10,7 @@ import linecache
 import os
 import re
 import sys
+from types import FrameType
 from typing import Any, ClassVar
 
 import pydantic
@@ -79,7 +80,7 @@ def caller_span() -> SourceSpan | None:
     building a Program), the node is an internal one and gets no span: only a user's call is a place to point at.
     Cost: a few frame hops and one cached line lookup per node, paid only by nodes built in Python.
     """
-    frame = sys._getframe(2)
+    frame: FrameType | None = sys._getframe(2)
     while frame is not None:
         filename = frame.f_code.co_filename
         if filename.startswith(_SPEC_DIR) or filename.startswith(_PYDANTIC_DIR):
