@@ -2,11 +2,14 @@
 
 Every agent gets its own NATS user, ``<slug>-<agent>``, allowed exactly what its worker does and nothing else:
 
-* **publish** its output, dead-letter, route, target and fallback subjects; the JetStream API calls its consumers
-  need (``CONSUMER.INFO``/``CONSUMER.MSG.NEXT``/``CONSUMER.CREATE`` for its own durables, ``STREAM.INFO`` of
-  their streams, ``$JS.API.INFO``); acks ``$JS.ACK.<stream>.<durable>.>``; and for each KV bucket its settings
-  name, ``$KV.<bucket>.>`` plus the calls nats.py's KV makes (``STREAM.INFO``/``DIRECT.GET``/``STREAM.MSG.GET``
-  of ``KV_<bucket>``, the ordered consumer behind ``keys()`` and its flow control).
+* **publish** its output, dead-letter, route, target and fallback subjects; the JetStream API calls reading its
+  consumers needs (``CONSUMER.INFO`` and ``CONSUMER.MSG.NEXT`` of its own durables, ``STREAM.INFO`` of their
+  streams, ``$JS.API.INFO``); acks ``$JS.ACK.<stream>.<durable>.>``; and for each KV bucket its settings name,
+  ``$KV.<bucket>.>`` plus the calls nats.py's KV makes (``STREAM.INFO``/``DIRECT.GET``/``STREAM.MSG.GET`` of
+  ``KV_<bucket>``, the ordered consumer behind ``keys()`` and its flow control).
+* **never** ``CONSUMER.CREATE``/``CONSUMER.DURABLE.CREATE`` (nor update, the same API calls) of its durables: the
+  deployer creates them, and the worker only binds. An agent allowed to create its durable could re-create it with
+  a wider filter (``kumeo.<workflow>.>``) and read every other agent's output.
 * **subscribe** only to its private inbox ``_INBOX_<user>.>``. Inputs are read through the durable pull consumer
   (the server delivers to the inbox), never by subscribing to a subject, so an agent cannot tap another agent's
   input, and no other user can subscribe to its inbox (a shared ``_INBOX.>`` would let any user read every pull
@@ -99,9 +102,7 @@ def agent_identity(slug: str, agent: AgentPlan, key_values: Iterable[KeyValuePla
             f"{JS_API}.STREAM.INFO.{c.stream}",
             f"{JS_API}.CONSUMER.INFO.{c.stream}.{c.durable}",
             f"{JS_API}.CONSUMER.MSG.NEXT.{c.stream}.{c.durable}",
-            # The worker re-creates its consumer when the server lost it (a fresh server).
-            f"{JS_API}.CONSUMER.CREATE.{c.stream}.{c.durable}",
-            f"{JS_API}.CONSUMER.DURABLE.CREATE.{c.stream}.{c.durable}",
+            # No CONSUMER.CREATE/DURABLE.CREATE: the deployer owns the durable (see the module docstring).
             f"$JS.ACK.{c.stream}.{c.durable}.>",
         }
     for bucket in agent_buckets(agent, key_values):
@@ -112,7 +113,8 @@ def agent_identity(slug: str, agent: AgentPlan, key_values: Iterable[KeyValuePla
             f"{JS_API}.DIRECT.GET.{stream}",
             f"{JS_API}.DIRECT.GET.{stream}.>",
             f"{JS_API}.STREAM.MSG.GET.{stream}",
-            # keys() and watch() run an ordered push consumer on the bucket's stream, with flow control.
+            # keys() and watch() run an ordered push consumer on the bucket's stream, with flow control. Creating
+            # it stays allowed: whatever its filter, it reads only KV_<bucket>, a stream this agent may read anyway.
             f"{JS_API}.CONSUMER.CREATE.{stream}",
             f"{JS_API}.CONSUMER.CREATE.{stream}.>",
             f"{JS_API}.CONSUMER.DELETE.{stream}.>",
@@ -130,7 +132,8 @@ def gateway_identity(slug: str, sources: Iterable[EndpointPlan], targets: Iterab
     """The least-privilege NATS identity of a workflow's gateway (the pod running HTTP/Timer/File endpoints).
 
     It may publish events on the subjects of the sources it runs and their dead letters, and read the target
-    subjects it delivers through its own durable consumers, dead-lettering what cannot be delivered. Nothing else.
+    subjects it delivers through its own durable consumers (which the deployer creates: it may not create or update
+    them), dead-lettering what cannot be delivered. Nothing else.
     """
     user = nats_user(slug, GATEWAY_USER)
     publish = {f"{JS_API}.INFO", f"kumeo.{slug}.dlq.source"}
@@ -145,10 +148,7 @@ def gateway_identity(slug: str, sources: Iterable[EndpointPlan], targets: Iterab
             f"{JS_API}.STREAM.INFO.{stream}",
             f"{JS_API}.CONSUMER.INFO.{stream}.{durable}",
             f"{JS_API}.CONSUMER.MSG.NEXT.{stream}.{durable}",
-            # the adapter ensures its consumer (nats.py uses DURABLE.CREATE, or CREATE naming the filter subject)
-            f"{JS_API}.CONSUMER.DURABLE.CREATE.{stream}.{durable}",
-            f"{JS_API}.CONSUMER.CREATE.{stream}.{durable}",
-            f"{JS_API}.CONSUMER.CREATE.{stream}.{durable}.>",
+            # No CONSUMER.CREATE/DURABLE.CREATE: the deployer creates the target durables; the adapter binds.
             f"$JS.ACK.{stream}.{durable}.>",
         }
     prefix = inbox_prefix(user)

@@ -1,7 +1,8 @@
 """The local runner behind `kumeo run`: a Plan running on NATS JetStream on this machine, with zero setup.
 
 :class:`LocalRunner` starts (or connects to) a nats-server, creates the Plan's streams, consumers and KV buckets with
-the same ``ensure_*`` functions the Pulumi providers use, starts every agent (asyncio tasks in this process, or one
+the same ``ensure_*`` functions the Pulumi providers use (the agents' consumers and the gateways' target consumers:
+the runner is the deployer, and workers and target adapters only bind to their durable), starts every agent (asyncio tasks in this process, or one
 ``python -m kumeo_iac.runtime`` process per agent, like pods) and each workflow's :class:`~kumeo_iac.runtime.io.
 Gateway` (HTTP/Timer/File sources, HTTP/File targets), then watches every target subject and every dead-letter
 subject ``kumeo.<slug>.dlq.>`` and reports each message seen there as an output.
@@ -27,7 +28,8 @@ nothing is lost. An agent that exits more than 5 times within 60 s is crash-loop
 message. An agent process that exits before it ever became ready fails the run at once (a start error that a
 restart would only repeat). The embedded nats-server is restarted on the same port with the same JetStream store
 (its streams and messages survive), at most 3 times within 60 s; then, or when it cannot start again, the run
-fails. After a reconnection the output subjects are read back from their streams since the run began, so an
+fails. After a reconnection the runner ensures the streams, consumers and buckets again (a server that lost them
+gets them back from the deployer, as workers may not create them) and the output subjects are read back from their streams since the run began, so an
 output published while the connection was down is still reported; every output is reported once (per subject and
 ``Nats-Msg-Id``, else event id), however many times redeliveries or read-backs show it.
 """
@@ -47,9 +49,12 @@ import tempfile
 import time
 from collections.abc import Callable, Iterable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from kumeo_iac.errors import KumeoError, KumeoRuntimeError
+
+if TYPE_CHECKING:
+    from kumeo_iac.compile import ConsumerPlan
 
 __all__ = ["DrainResult", "LocalRunner", "Output"]
 
@@ -195,6 +200,8 @@ class LocalRunner:
         self._supervising = False
         self._seen_keys: set[tuple[str, str]] = set()
         self._replay_from: list[tuple[str, str, int]] = []  # (subject, stream, first sequence of this run)
+        #: The gateways' target consumers, created with the agents' before anything binds to them.
+        self._target_consumers: list[ConsumerPlan] = []
         self._replaying = 0
         self.input_ids: set[str] = set()
         self.seen_ids: set[str] = set()
@@ -250,6 +257,7 @@ class LocalRunner:
                 self.server = NatsServer()
                 await asyncio.to_thread(self.server.start)
             await self._connect()
+            self._target_consumers = [c for gateway in gateways for c in gateway.consumer_plans]
             await self._create_jetstream_objects()
             await self._note_replay_points()
             for subject in self.output_subjects():
@@ -295,8 +303,9 @@ class LocalRunner:
                 await ensure_stream(self.js, stream_config_from_inputs(dict(stream.config)))
             for kv in wf.key_values:
                 await ensure_key_value(self.js, key_value_config_from_inputs(dict(kv.config)))
-            for consumer in wf.consumers:
-                await ensure_consumer(self.js, consumer.stream, consumer_config_from_inputs(dict(consumer.config)))
+        # Every durable a worker or target adapter binds to: they may not create one themselves.
+        for consumer in [c for wf in self.workflows for c in wf.consumers] + self._target_consumers:
+            await ensure_consumer(self.js, consumer.stream, consumer_config_from_inputs(dict(consumer.config)))
 
     async def _start_workers(self) -> None:
         from kumeo_iac.runtime._worker import Worker
@@ -463,8 +472,19 @@ class LocalRunner:
             self._replay_from.append((subject, stream, int(info.state.last_seq or 0) + 1))
 
     async def _on_reconnected(self) -> None:
-        if not self._stopped and self._replay_from:
+        if self._stopped:
+            return
+        self._tasks.append(asyncio.create_task(self._restore_jetstream_objects()))
+        if self._replay_from:
             self._tasks.append(asyncio.create_task(self._read_back()))
+
+    async def _restore_jetstream_objects(self) -> None:
+        """After a reconnection, as the deployer: whatever the server lost (a fresh store) is created again, so the
+        workers, which only bind, find their consumers; on a server that kept them this changes nothing."""
+        try:
+            await self._create_jetstream_objects()
+        except Exception as exc:  # noqa: BLE001 - the workers report a consumer still missing, by name
+            log.warning("could not ensure the streams and consumers after reconnecting: %r", exc)
 
     async def _read_back(self) -> None:
         """Report the outputs stored while the connection was down (the subscription missed them); dedupe drops

@@ -2,9 +2,11 @@
 
 One worker owns everything about NATS for its agent, so agent kinds only compute (see ``_agent.py``):
 
-1. **Consume.** Each of the agent's durable pull consumers (created from the Plan's config if missing) is read by a
-   pull loop that keeps one pull request of ``batch_size`` messages open on the server and hands over whatever
-   has arrived, so a busy stream is read in batches and a quiet one with no batching delay.
+1. **Consume.** Each of the agent's durable pull consumers is read by a pull loop that keeps one pull request of ``batch_size`` messages open on the server and hands over whatever
+   has arrived, so a busy stream is read in batches and a quiet one with no batching delay. The deployer creates
+   those consumers (the ``Workflow`` component, or ``kumeo run``); the worker only binds to them (``CONSUMER.INFO``)
+   and has no right to create one, so it cannot widen its filter. A consumer missing at start is a
+   :class:`~kumeo_iac.runtime._binding.ConsumerMissing` error naming the stream and durable.
 2. **Process.** Each message becomes an :class:`Event` (id from ``Kumeo-Event-Id``, or derived from the source
    stream position so a redelivered source message keeps its id). ``when`` false passes the payload on unchanged;
    otherwise the agent runs under ``timeout_seconds``.
@@ -23,8 +25,9 @@ One worker owns everything about NATS for its agent, so agent kinds only compute
    the connection stays up. A dead letter always fits: its input is left out (with a note) when it would not.
 5. **Reconnect.** nats.py reconnects the connection but not a pull consumer (nats.py#504: the server forgets the
    open pull request). On every reconnect, and whenever a pull request goes unanswered past its expiry, the worker
-   re-binds: checks the consumer still exists (recreating it from the Plan if the server lost it), renews its
-   inbox subscription if it was closed, and issues a fresh pull request.
+   re-binds: checks the consumer still exists, renews its inbox subscription if it was closed, and issues a fresh
+   pull request. A consumer the server lost is logged as an error (what to do included), the worker reports not
+   ready and checks again until the deployer has created it once more; then it resumes by itself.
 """
 
 from __future__ import annotations
@@ -44,12 +47,12 @@ import nats.errors
 import nats.js.errors
 from nats.aio.client import Client as NATS
 from nats.aio.msg import Msg
-from nats.js.api import ConsumerConfig
 
 from kumeo_iac.compile._plan import AgentPlan, ConsumerPlan, WorkflowPlan
 from kumeo_iac.errors import KumeoError, KumeoRuntimeError
 from kumeo_iac.runtime import envelope
 from kumeo_iac.runtime._agent import Emit, Event, EventRejected, RuntimeAgent
+from kumeo_iac.runtime._binding import ConsumerMissing, bind_durable
 from kumeo_iac.runtime._health import HealthServer
 from kumeo_iac.runtime._joins import JoinStore
 from kumeo_iac.runtime._metrics import WorkerMetrics
@@ -66,6 +69,8 @@ _DEFAULT_JOIN_TTL_SECONDS = 300.0
 _SEQUENTIAL_LIMIT_SECONDS = 0.002
 #: How much of an input a dead letter shows (as text) when the input itself is left out.
 _PREVIEW_BYTES = 256
+#: How often a worker whose consumer has gone missing says so again.
+_MISSING_LOG_SECONDS = 30.0
 
 
 class _Stop:
@@ -101,17 +106,19 @@ class _Puller:
         self._generation = -1  # the connection generation the pull request was made on
         self._outstanding = 0
         self._deadline = 0.0
+        #: While the consumer is missing: when to log that again (an error every few seconds would flood the log).
+        self.missing_logged_until = 0.0
 
     @property
     def needs_rebind(self) -> bool:
         return self._generation != self.worker.generation
 
     async def bind(self) -> None:
-        """Make sure the consumer exists, the inbox is subscribed, and forget any pull request of the past."""
+        """Check the consumer exists, subscribe the inbox, and forget any pull request of the past."""
         worker = self.worker
         nc = worker.nc
         generation = worker.generation
-        await worker.ensure_consumer(self.plan)
+        await worker.bind_consumer(self.plan)
         if self._sub is None or self._sub._closed:
             self._inbox = nc.new_inbox()
 
@@ -325,7 +332,8 @@ class Worker:
     # -- lifecycle -------------------------------------------------------------------------------------------
 
     async def start(self) -> None:
-        """Connect, create what is missing (consumers, the joins bucket), start the agent and the endpoints."""
+        """Connect, bind to the consumers (:class:`ConsumerMissing` when one is not there), open the joins bucket,
+        start the agent and the endpoints."""
         if self._started:
             return
         if self._health is not None:
@@ -457,16 +465,12 @@ class Worker:
             await asyncio.wait_for(self._connected.wait(), timeout)
         return self.nc.is_connected
 
-    async def ensure_consumer(self, plan: ConsumerPlan) -> None:
-        """Create the consumer from the Plan if the server does not have it (a fresh server, or one that lost it)."""
-        try:
-            await self.js.consumer_info(plan.stream, plan.durable)
-            return
-        except nats.js.errors.NotFoundError:
-            pass
-        from kumeo_providers._jetstream import ensure_consumer
+    async def bind_consumer(self, plan: ConsumerPlan) -> None:
+        """Check that the deployer created the consumer; :class:`ConsumerMissing` (stream and durable named) if not.
 
-        await ensure_consumer(self.js, plan.stream, ConsumerConfig.from_response(dict(plan.config)))
+        Never creates it: the agent's identity may not, and a worker that could would also be able to widen it."""
+        await bind_durable(self.js, plan.stream, plan.durable,
+                           who=f"worker {self.workflow.name}/{self.agent_id}")
 
     async def _open_joins(self) -> JoinStore:
         assert self._join_settings is not None
@@ -535,11 +539,24 @@ class Worker:
                     if not await self.wait_connected(1.0):
                         continue
                     await puller.bind()
+                    puller.missing_logged_until = 0.0
                     log.info("worker %s: consumer %s/%s bound", self.agent_id, puller.stream, puller.durable)
                 msgs = await puller.next_batch()
                 delay = 0.05
             except asyncio.CancelledError:
                 raise
+            except ConsumerMissing as exc:
+                # The server lost the consumer (deleted, or a server with a fresh store). Only the deployer may
+                # create it: say so, stay not ready, and check again until it is back.
+                puller.bound = False
+                puller._generation = -1
+                now = time.monotonic()
+                if now >= puller.missing_logged_until:
+                    log.error("%s; waiting for it (not ready until then)", exc)
+                    puller.missing_logged_until = now + _MISSING_LOG_SECONDS
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 2.0)
+                continue
             except Exception as exc:  # noqa: BLE001 - a NATS hiccup: re-bind and carry on
                 puller.bound = False
                 puller._generation = -1

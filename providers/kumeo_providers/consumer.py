@@ -24,9 +24,8 @@ nats-server 2.10), ``description``, ``max_ack_pending``, ``rate_limit_bps``, ``s
 ``inactive_threshold``, ``num_replicas``, ``metadata``, ``pause_until``, ….
 
 ``create`` of a durable that already exists fails unless the input ``adopt`` is true; then it is taken over and
-updated, or deleted and created again when it differs in a field above. Kumeo's workers create their consumer from
-the Plan when they find it missing (a fresh server, or right after a replacement deleted it), so a replacement with
-running workers may find the consumer already re-created: ``adopt`` takes it over.
+updated, or deleted and created again when it differs in a field above. Kumeo's workers and gateway never create a
+consumer (their NATS identities may not): they bind to the one this resource creates and wait while it is missing.
 
 Note that when ``backoff`` is set the server uses its first step as the ack wait and reports ``ack_wait`` as that
 value; the desired ``ack_wait`` is kept as written so a refresh does not show a false drift.

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import nats
-from kumeo_providers._jetstream import ensure_stream
+from kumeo_providers._jetstream import ensure_consumer, ensure_stream
 from nats.js.api import (
     AckPolicy,
     ConsumerConfig,
@@ -104,12 +104,15 @@ async def connect(url: str) -> Any:
 
 
 async def create_streams(js: Any, plan: WorkflowPlan, **overrides: dict[str, Any]) -> None:
-    """The Plan's streams; ``overrides[kind]`` changes a stream's limits (``max_msgs``, ``discard``…)."""
+    """The Plan's streams and the agents' consumers, as the deployer creates them before workers bind;
+    ``overrides[kind]`` changes a stream's limits (``max_msgs``, ``discard``…)."""
     for stream in plan.streams:
         config = StreamConfig.from_response(dict(stream.config))
         for key, value in (overrides.get(stream.role) or {}).items():
             setattr(config, key, value)
         await ensure_stream(js, config)
+    for consumer in plan.consumers:
+        await ensure_consumer(js, consumer.stream, ConsumerConfig.from_response(dict(consumer.config)))
 
 
 async def publish(js: Any, subject: str, events: list[tuple[str, Any]]) -> None:

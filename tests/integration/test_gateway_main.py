@@ -179,12 +179,13 @@ async def test_gateway_runs_as_its_own_nats_user_and_may_do_nothing_else(tmp_pat
     through its target consumer on a real server running the generated authorization config, and it is refused
     publishing on an agent's output subject."""
     import nats
-    from kumeo_providers._jetstream import ensure_stream
-    from nats.js.api import StreamConfig
+    from kumeo_providers._jetstream import ensure_consumer, ensure_stream
+    from nats.js.api import ConsumerConfig, StreamConfig
 
     from kumeo_iac.compile import derive_passwords, render_nats_config
     from kumeo_iac.compile._security import DEPLOYER_USER
     from kumeo_iac.local._nats_server import NatsServer
+    from kumeo_iac.runtime.io import target_consumers
     from kumeo_iac.spec import FileTarget
 
     http_port, health_port = _free_port(), _free_port()
@@ -218,6 +219,9 @@ async def test_gateway_runs_as_its_own_nats_user_and_may_do_nothing_else(tmp_pat
         deployer = await nats.connect(server.url, user=DEPLOYER_USER, password=passwords[DEPLOYER_USER])
         for stream in wf.streams:
             await ensure_stream(deployer.jetstream(), StreamConfig.from_response(dict(stream.config)))
+        for consumer in target_consumers(wf):  # the gateway only binds to its target consumer
+            await ensure_consumer(deployer.jetstream(), consumer.stream, ConsumerConfig.from_response(
+                dict(consumer.config)))
         await deployer.close()
 
         process = subprocess.Popen(  # noqa: ASYNC220 - started once; waits below run in a thread

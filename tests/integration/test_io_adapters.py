@@ -12,7 +12,12 @@ from typing import Any
 import httpx
 import nats
 import pytest
-from kumeo_providers._jetstream import ensure_stream, stream_config_from_inputs
+from kumeo_providers._jetstream import (
+    consumer_config_from_inputs,
+    ensure_consumer,
+    ensure_stream,
+    stream_config_from_inputs,
+)
 
 from kumeo_iac.compile import compile_program
 from kumeo_iac.runtime import envelope
@@ -25,6 +30,7 @@ from kumeo_iac.runtime.io import (
     TimerSource,
     parse_body,
     refusals,
+    target_consumers,
 )
 from kumeo_iac.runtime.io._http_source import BadRequest
 from kumeo_iac.validate import load
@@ -43,10 +49,13 @@ def endpoint(wf: Any, kind: str, role: str = "sources") -> Any:
 
 
 async def open_js(url: str, wf: Any) -> tuple[Any, Any]:
+    """What the deployer does first: the streams, and the target consumers the adapters bind to."""
     nc = await nats.connect(url)
     js = nc.jetstream()
     for stream in wf.streams:
         await ensure_stream(js, stream_config_from_inputs(dict(stream.config)))
+    for consumer in target_consumers(wf):
+        await ensure_consumer(js, consumer.stream, consumer_config_from_inputs(dict(consumer.config)))
     return nc, js
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 
+import nats.js.errors
 import pytest
 from worker_support import (
     Harness,
@@ -152,21 +153,38 @@ async def test_readyz_flips_to_503_while_nats_is_down(harness, nats_server):
     assert "kumeo_processing_seconds_bucket" in metrics and "kumeo_consumer_lag" in metrics
 
 
-async def test_a_deleted_consumer_is_recreated_from_the_plan(harness):
+async def test_a_deleted_consumer_is_reported_and_the_worker_resumes_once_the_deployer_restores_it(harness, caplog):
+    """The worker never creates its consumer (its identity may not): while it is gone the worker says which one and
+    what to do, reports not ready, and binds again by itself once the deployer has created it once more."""
     slug = new_slug()
     plan = workflow_plan(slug, [agent_plan(slug, "a", {"": source_subject(slug)})], harness.url)
     await create_streams(harness.js, plan)
     internal, sources = stream_names(slug)
     out = f"kumeo.{slug}.a.out"
-    await harness.run_worker(plan, "a", make_agent(PassThrough, plan, "a"))
+    worker = await harness.run_worker(plan, "a", make_agent(PassThrough, plan, "a"))
     await publish_events(harness.js, source_subject(slug), [{"n": i} for i in range(10)])
     assert await wait_count(harness.js, internal, out, 10) == 10
 
+    caplog.set_level("ERROR", logger="kumeo.runtime")
     await harness.js.delete_consumer(sources, "a")
     await publish_events(harness.js, source_subject(slug), [{"n": i} for i in range(10, 20)])
+    for _ in range(150):
+        if not worker.is_ready() and any("does not exist" in r.getMessage() for r in caplog.records):
+            break
+        await asyncio.sleep(0.1)
+    assert not worker.is_ready()
+    (message,) = {r.getMessage() for r in caplog.records if "does not exist" in r.getMessage()}
+    assert f"durable consumer 'a' on stream '{sources}'" in message and "pulumi up" in message
+    assert await count_exact(harness, internal, out) == 10  # nothing read while the consumer is gone
+    with pytest.raises(nats.js.errors.NotFoundError):  # and the worker did not create it
+        await harness.js.consumer_info(sources, "a")
+
+    from worker_support import create_consumers
+
+    await create_consumers(harness.js, plan)  # the deployer restores it
     assert await wait_count(harness.js, internal, out, 20, timeout=15) == 20
-    info = await harness.js.consumer_info(sources, "a")
-    assert info.config.ack_wait == 3.0  # recreated with the Plan's config
+    assert worker.is_ready()
     # The new consumer starts from the stream's beginning; the duplicate window drops the re-published outputs.
     await asyncio.sleep(0.5)
     assert await count_exact(harness, internal, out) == 20
+

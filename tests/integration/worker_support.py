@@ -14,7 +14,7 @@ import uuid
 from typing import Any
 
 import nats
-from kumeo_providers._jetstream import ensure_key_value, ensure_stream
+from kumeo_providers._jetstream import ensure_consumer, ensure_key_value, ensure_stream
 from nats.js.api import (
     AckPolicy,
     ConsumerConfig,
@@ -129,11 +129,19 @@ def workflow_plan(slug: str, agents: list[AgentPlan], nats_url: str = "nats://12
 
 
 async def create_streams(js: Any, plan: WorkflowPlan) -> None:
-    """What `kumeo run` or Pulumi does before workers start: the streams (and buckets) exist."""
+    """What `kumeo run` or Pulumi does before workers start: the streams, buckets and the agents' consumers exist
+    (workers only bind to their consumer; they never create one)."""
     for stream in plan.streams:
         await ensure_stream(js, StreamConfig.from_response(dict(stream.config)))
     for kv in plan.key_values:
         await ensure_key_value(js, KeyValueConfig(bucket=kv.bucket, history=1))
+    await create_consumers(js, plan)
+
+
+async def create_consumers(js: Any, plan: WorkflowPlan) -> None:
+    """The deployer's part a worker binds to: every agent's durable consumer, from the Plan."""
+    for consumer in plan.consumers:
+        await ensure_consumer(js, consumer.stream, ConsumerConfig.from_response(dict(consumer.config)))
 
 
 async def publish_events(js: Any, subject: str, payloads: list[Any], *, headers: bool = False) -> None:

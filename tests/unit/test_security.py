@@ -24,6 +24,7 @@ from kumeo_iac.compile._security import (
     DEPLOYER_USER,
     agent_buckets,
     deployer_permissions,
+    identities,
     inbox_prefix,
 )
 from kumeo_iac.errors import KumeoCompileError, KumeoError
@@ -31,6 +32,8 @@ from kumeo_iac.runtime.__main__ import nats_connect_options
 from kumeo_iac.spec import (
     NATS,
     DataProcessor,
+    FileTarget,
+    HttpSource,
     HumanReview,
     Program,
     Ref,
@@ -76,8 +79,7 @@ def test_an_agent_publishes_only_its_own_subjects_and_its_consumers_api_calls():
     assert clean.identity.publish == sorted({
         clean.output_subject, clean.dead_letter_subject,
         "$JS.API.INFO", f"$JS.API.STREAM.INFO.{s}", f"$JS.API.CONSUMER.INFO.{s}.{d}",
-        f"$JS.API.CONSUMER.MSG.NEXT.{s}.{d}", f"$JS.API.CONSUMER.CREATE.{s}.{d}",
-        f"$JS.API.CONSUMER.DURABLE.CREATE.{s}.{d}", f"$JS.ACK.{s}.{d}.>",
+        f"$JS.API.CONSUMER.MSG.NEXT.{s}.{d}", f"$JS.ACK.{s}.{d}.>",
     })
     assert clean.identity.subscribe == ["_INBOX_pay-clean.>"]
     others = [a for a in wf.agents if a.id != "clean"]
@@ -105,6 +107,22 @@ def test_no_identity_has_wildcards_beyond_its_own_acks_inbox_and_buckets():
                                 r"DELETE))|FC)\.KV_[^.]+\.>)\Z", subject), subject
         assert agent.identity.subscribe == [f"{inbox_prefix(agent.identity.user)}.>"]
         assert "_INBOX.>" not in agent.identity.subscribe
+
+
+def test_no_agent_or_gateway_may_create_or_update_a_consumer_outside_its_kv_buckets():
+    """Consumers belong to the deployer: an identity allowed CONSUMER.CREATE on its durable could widen the filter.
+    The ordered consumers behind KV keys()/watch() are the one exception, and only on KV_<bucket> streams."""
+    program = Program(workflows=[WorkflowSpec(
+        name="Gw", sources=[HttpSource("/in", id="web")], targets=[FileTarget("out.jsonl", id="sink")],
+        agents=[DataProcessor(id="a", input="source.web", output="target.sink")])])
+    gateway_plan = compile_program(program, settings=PlatformSettings(nats_auth=True))
+    every = identities(plan()) + identities(gateway_plan)
+    assert any(i.user == "gw-gateway" for i in every)
+    for identity in every:
+        for subject in identity.publish:
+            if ".CONSUMER.CREATE." in subject or ".CONSUMER.DURABLE." in subject or subject.endswith(
+                    ".CONSUMER.CREATE"):
+                assert re.match(r"\$JS\.API\.CONSUMER\.CREATE\.KV_[^.]+(\.>)?\Z", subject), (identity.user, subject)
 
 
 def test_the_plan_round_trips_with_identities():

@@ -1,7 +1,8 @@
 """Sources and targets beyond NATS: adapters that run beside the agent workers.
 
 HTTP, Timer and File sources publish events on ``kumeo.<slug>.source.<name>``; HTTP and File targets read
-``kumeo.<slug>.target.<name>`` with a durable consumer of their own. Kafka and MQTT are accepted by the language and
+``kumeo.<slug>.target.<name>`` with a durable consumer of their own, which the deployer creates
+(:func:`target_consumers`) and they only bind to. Kafka and MQTT are accepted by the language and
 the Plan, and refused here at start with the workflow and the line (:func:`refusals`). A :class:`Gateway` holds
 the adapters of one workflow.
 """
@@ -24,6 +25,7 @@ from kumeo_iac.runtime.io._file_target import FileTarget
 from kumeo_iac.runtime.io._gateway import Gateway
 from kumeo_iac.runtime.io._http_source import HttpSource, parse_body
 from kumeo_iac.runtime.io._http_target import HttpTarget
+from kumeo_iac.runtime.io._target import target_consumers
 from kumeo_iac.runtime.io._timer_source import TimerSource
 
 __all__ = [
@@ -44,5 +46,6 @@ __all__ = [
     "publish_event",
     "refusals",
     "source_headers",
+    "target_consumers",
     "target_durable",
 ]

@@ -14,9 +14,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from kumeo_iac.runtime.io._common import Adapter, refusals
+from kumeo_iac.runtime.io._target import TargetAdapter
 
 if TYPE_CHECKING:
-    from kumeo_iac.compile import WorkflowPlan
+    from kumeo_iac.compile import ConsumerPlan, WorkflowPlan
 
 __all__ = ["Gateway"]
 
@@ -73,13 +74,20 @@ class Gateway:
         return [c for a in self.targets for c in a.consumers]
 
     @property
+    def consumer_plans(self) -> list[ConsumerPlan]:
+        """The durable consumers the targets read, for the deployer to create before :meth:`start` binds to them."""
+        return [a.consumer_plan() for a in self.targets if isinstance(a, TargetAdapter)]
+
+    @property
     def sources_finished(self) -> bool:
         """True when every finite source (a File source) has published what it has; HTTP and Timer sources are
         live and never hold up a drain."""
         return all(a.finished for a in self.sources)
 
     async def start(self, nc: Any) -> None:
-        """Start targets first (so nothing a source lets in finds its target missing), then sources."""
+        """Start targets first (so nothing a source lets in finds its target missing), then sources. Each target
+        binds to the durable consumer the deployer created (see :attr:`consumer_plans`); a missing one is a
+        :class:`~kumeo_iac.runtime._binding.ConsumerMissing` error naming the stream and durable."""
         try:
             for adapter in self.adapters:
                 await adapter.start(nc)

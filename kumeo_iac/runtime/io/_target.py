@@ -1,5 +1,9 @@
 """The part every target adapter shares: a durable pull consumer on ``kumeo.<slug>.target.<name>``, read in
-batches, each message acked only once the outside world has it (or its dead letter is stored)."""
+batches, each message acked only once the outside world has it (or its dead letter is stored).
+
+The deployer creates that consumer (:meth:`TargetAdapter.consumer_plan`, :func:`target_consumers`): the Workflow
+component in a cluster, the local runner under ``kumeo run``. The adapter only binds to it; the gateway's NATS
+identity may not create or change a consumer, so it cannot widen the filter to read other subjects."""
 
 from __future__ import annotations
 
@@ -13,12 +17,13 @@ import nats.errors
 
 from kumeo_iac.errors import KumeoRuntimeError
 from kumeo_iac.runtime import envelope
+from kumeo_iac.runtime._binding import ConsumerMissing, bind_durable, is_missing
 from kumeo_iac.runtime.io._common import Adapter, target_consumer_config, target_durable
 
 if TYPE_CHECKING:
     from nats.aio.msg import Msg
 
-    from kumeo_iac.compile import EndpointPlan, WorkflowPlan
+    from kumeo_iac.compile import ConsumerPlan, EndpointPlan, WorkflowPlan
 
 log = logging.getLogger("kumeo.io")
 
@@ -53,11 +58,24 @@ class TargetAdapter(Adapter):
     def ack_wait(self) -> float:
         return 60.0
 
-    async def start(self, nc: Any) -> None:
-        from kumeo_providers._jetstream import ensure_consumer
+    @property
+    def _who(self) -> str:
+        return f"workflow '{self.workflow.name}': {self.label}"
 
+    def consumer_plan(self) -> ConsumerPlan:
+        """The durable consumer this adapter reads, as the deployer creates it (config in the Plan's wire shape)."""
+        import json
+
+        from kumeo_iac.compile import ConsumerPlan
+
+        config = target_consumer_config(self.endpoint, ack_wait=self.ack_wait).as_dict()
+        return ConsumerPlan(stream=self.stream, durable=self.durable, agent="gateway",
+                            config=json.loads(json.dumps(config, sort_keys=True)))  # enums to wire strings
+
+    async def start(self, nc: Any) -> None:
+        """Bind to the durable the deployer created (:class:`ConsumerMissing` if there is none) and start pulling."""
         self.js = nc.jetstream()
-        await ensure_consumer(self.js, self.stream, target_consumer_config(self.endpoint, ack_wait=self.ack_wait))
+        await bind_durable(self.js, self.stream, self.durable, who=self._who)
         await self.open()
         self._sub = await self.js.pull_subscribe_bind(self.durable, self.stream)
         self._task = asyncio.create_task(self._run(), name=f"kumeo-target-{self.endpoint.name}")
@@ -84,6 +102,10 @@ class TargetAdapter(Adapter):
             except Exception as exc:  # noqa: BLE001 - a NATS hiccup: wait and pull again
                 if self._stopping:
                     break
+                if is_missing(exc):  # the server lost the consumer: only the deployer may create it again
+                    log.error("%s", ConsumerMissing(self._who, self.stream, self.durable))
+                    await asyncio.sleep(2.0)
+                    continue
                 log.warning("%s: pulling failed: %r", self.label, exc)
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 2.0)
@@ -129,3 +151,20 @@ def event_id_of(msg: Msg) -> str:
                                                                                             envelope.MSG_ID))
     except Exception:  # noqa: BLE001
         return envelope.new_event_id()
+
+
+def target_consumers(workflow: WorkflowPlan) -> list[ConsumerPlan]:
+    """The durable consumers of a workflow's gateway (one per HTTP/File target), for the deployer to create.
+
+    Agents' consumers are in the Plan (``WorkflowPlan.consumers``); these come from the target adapters themselves,
+    so their settings (an HTTP target's ack wait follows its retries and timeout) have one source."""
+    from kumeo_iac.runtime.io._file_target import FileTarget
+    from kumeo_iac.runtime.io._http_target import HttpTarget
+
+    out: list[ConsumerPlan] = []
+    for ep in workflow.targets:
+        if ep.kind == "HTTP":
+            out.append(HttpTarget(workflow, ep).consumer_plan())
+        elif ep.kind == "File":
+            out.append(FileTarget(workflow, ep).consumer_plan())
+    return out
