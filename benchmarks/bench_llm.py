@@ -103,6 +103,8 @@ async def main(events: int, max_tokens: int) -> None:
         js = nc.jetstream()
         for stream in plan.streams:
             await js.add_stream(StreamConfig.from_response(dict(stream.config)))
+        for consumer in plan.consumers:  # the deployer's part: workers only bind to their durable
+            await js.add_consumer(consumer.stream, ConsumerConfig.from_response(dict(consumer.config)))
         outputs: asyncio.Queue[dict[str, object]] = asyncio.Queue()
 
         async def received(msg: object) -> None:

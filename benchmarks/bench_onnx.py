@@ -67,6 +67,8 @@ def _plan(slug: str, url: str, agent_batch: int) -> WorkflowPlan:
 
 async def _prepare(js, plan: WorkflowPlan, events: int) -> None:
     await js.add_stream(StreamConfig.from_response(dict(plan.streams[0].config)))
+    for consumer in plan.consumers:  # the deployer's part: workers only bind to their durable
+        await js.add_consumer(consumer.stream, ConsumerConfig.from_response(dict(consumer.config)))
     rng = np.random.default_rng(1)
     source = f"kumeo.{plan.slug}.source"
     pending = []

@@ -78,6 +78,8 @@ def _plan(slug: str, chain: list[str], url: str) -> WorkflowPlan:
 async def _prepare(js, plan: WorkflowPlan, events: int) -> None:
     stream = plan.streams[0].name
     await js.add_stream(StreamConfig.from_response(dict(plan.streams[0].config)))
+    for consumer in plan.consumers:  # the deployer's part: workers only bind to their durable
+        await js.add_consumer(consumer.stream, ConsumerConfig.from_response(dict(consumer.config)))
     payload = json.dumps({"amount": 42.5, "account": "acc-1", "country": "ES"}).encode()
     source = f"kumeo.{plan.slug}.source"
     pending = []
@@ -176,6 +178,8 @@ async def bench_latency(url: str, rate: float, seconds: float, batch: int, tag: 
     nc = await nats.connect(url)
     js = nc.jetstream()
     await js.add_stream(StreamConfig.from_response(dict(plan.streams[0].config)))
+    for consumer in plan.consumers:  # the deployer's part: workers only bind to their durable
+        await js.add_consumer(consumer.stream, ConsumerConfig.from_response(dict(consumer.config)))
     worker = Worker(plan, "hop", url, agent=PassThrough(plan.agent("hop"), plan, Path(".")), batch_size=batch)
     await worker.start()
     task = asyncio.create_task(worker.run())
