@@ -20,7 +20,18 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
-from kumeo_iac._paths import data_roots, escapes
+from kumeo_iac._names import (
+    Subjects,
+    covers,
+    dns_name,
+    is_dns_label,
+    is_token,
+    minimal_subjects,
+    overlap,
+    slugify,
+    valid_subject,
+)
+from kumeo_iac._paths import data_roots, declared_roots, escapes, escapes_lexically
 from kumeo_iac.errors import (
     Diagnostic,
     KumeoError,
@@ -54,6 +65,7 @@ from kumeo_iac.spec import (
 )
 from kumeo_iac.spec._durations import DURATION_HINT, parse_duration
 from kumeo_iac.spec._agent_config import NoSettings
+from kumeo_iac.spec._platform import kubernetes_quantity, literal_secrets
 from kumeo_iac.spec._problems import Problem, plain, problems_for_type, problems_in
 from kumeo_iac.spec._references import block_ref, resolve
 from kumeo_iac.spec._retry import retry_problems
@@ -82,6 +94,9 @@ WORKFLOW_BLOCKS = (
 )
 
 _IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+# Agent fields that are not settings (compile keeps them out of the agent's settings).
+_COMMON_AGENT_FIELDS = frozenset({"extra_args", "kind", "id", "input", "output_channel", "when", "timeout", "retry",
+                                  "fallback"})
 # Keys of a DataProcessor's config whose items may be computed fields written "name: expression".
 _COMPUTED_KEYS = ("features", "computed")
 
@@ -272,6 +287,32 @@ class _Checker:
             self._check_subworkflow(sw, hosts.get(sw.name, []))
         for integration in p.integrations:
             self._check_integration(integration)
+        self._check_source_streams()
+
+    def _check_source_streams(self) -> None:
+        """JetStream keeps a subject in one stream: the source subjects of the file's workflows must not partly
+        overlap one another (one covering the other is fine, the later workflow reads the earlier one's stream)."""
+        registered: list[tuple[str, str]] = [(Subjects(slugify(w.name)).all, w.name) for w in self.program.workflows]
+        for wf in self.program.workflows:
+            own: list[str] = []
+            registered += [(str(e.address), wf.name) for e in wf.sources
+                           if e.kind_name == "NATS" and getattr(e, "stream", None)]
+            nats = [e for e in wf.sources if e.kind_name == "NATS" and not getattr(e, "stream", None)
+                    and valid_subject(str(e.address), wildcards=True)]
+            for subject in minimal_subjects([str(e.address) for e in nats]):
+                if any(covers(s, subject) for s, _ in registered):
+                    continue
+                clash = next(((s, name) for s, name in registered if overlap(s, subject)), None)
+                if clash is not None:
+                    e = next(e for e in nats if str(e.address) == subject)
+                    self.error(f"source subject '{subject}' of workflow '{wf.name}' overlaps '{clash[0]}' of workflow "
+                               f"'{clash[1]}' without either covering the other; JetStream keeps a subject in one "
+                               f"stream only — use the same subject, or one that covers the other",
+                               span_of(e.address, e.span_for(e.positional[0] if e.positional else "subject")),
+                               "bad-subject")
+                    continue
+                own.append(subject)
+            registered += [(s, wf.name) for s in own]
 
     def _check_names(self) -> None:
         first: dict[str, tuple[str, SourceSpan | None]] = {}
@@ -313,8 +354,80 @@ class _Checker:
         for agent in agents:
             self._check_agent_values(agent, [wf], context_ids, ids)
         self._check_deployment(wf)
+        self._check_platform(wf, agents)
         for ctx in wf.contexts:
             self._check_context_files(ctx, [wf])
+
+    def _check_platform(self, wf: WorkflowSpec, agents: list[Agent]) -> None:
+        """What compile refuses about names, subjects, replicas, quantities and secrets, said at its place."""
+        slug = slugify(wf.name)
+        other = next((w for w in self.program.workflows if w is not wf and slugify(w.name) == slug
+                      and w.name != wf.name), None)
+        if other is not None and self.program.workflows.index(other) < self.program.workflows.index(wf):
+            self.error(f"workflow '{wf.name}' gets the same name in subjects and Kubernetes objects ('{slug}') as "
+                       f"workflow '{other.name}'; rename one of them", wf.span_for("name"), "duplicate-workflow")
+        internal = Subjects(slug).all
+        seen: dict[str, str] = {}
+        for agent in agents:
+            if not agent.id:
+                continue
+            if not is_token(agent.id):
+                self.error(f"agent id '{agent.id}' cannot be part of a NATS subject; use letters, digits, '_' and '-' "
+                           f"only", agent.span_for("id"), "bad-name")
+                continue
+            dns = dns_name(agent.id, limit=40)
+            if dns in seen and seen[dns] != agent.id:
+                self.error(f"agents '{seen[dns]}' and '{agent.id}' get the same Kubernetes name '{dns}'; rename one "
+                           f"of them", agent.span_for("id"), "duplicate-id")
+            seen.setdefault(dns, agent.id)
+        for role, endpoints in (("source", wf.sources), ("target", wf.targets)):
+            for e in endpoints:
+                if e.kind_name != "NATS":
+                    continue
+                subject = str(e.address)
+                span = span_of(e.address, e.span_for(e.positional[0] if e.positional else "subject"))
+                if not valid_subject(subject, wildcards=role == "source"):
+                    rule = "" if role == "source" else ", no wildcards in a target"
+                    self.error(f"{role} subject '{subject}' is not a valid NATS subject (dot-separated tokens without "
+                               f"spaces{rule})", span, "bad-subject")
+                elif overlap(subject, internal):
+                    self.error(f"{role} subject '{subject}' overlaps the workflow's own subjects '{internal}'; choose "
+                               f"a subject outside the kumeo.* namespace", span, "bad-subject")
+        deployment = wf.deployment
+        if deployment is None:
+            return
+        if deployment.namespace is not None and not is_dns_label(str(deployment.namespace)):
+            self.error(f"namespace '{deployment.namespace}' is not a valid Kubernetes name: lower-case letters, digits "
+                       f"and '-', at most 63 characters", deployment.span_for("namespace"), "bad-value")
+        scaling = deployment.scaling
+        if scaling is not None:
+            low = scaling.min_replicas if scaling.min_replicas is not None else 1
+            high = scaling.max_replicas if scaling.max_replicas is not None else max(low, 1)
+            if low < 1 or high < low:
+                self.error(f"scaling needs 1 <= min_replicas <= max_replicas (got {low} and {high})",
+                           scaling.span or deployment.span_for("scaling"), "bad-value")
+        for name, resources in deployment.resources.items():
+            for attr in ("cpu", "memory"):
+                value = getattr(resources, attr)
+                if value is not None and kubernetes_quantity(value) is None:
+                    self.error(f"{attr} {_show(value)} of resources '{name}' is not a Kubernetes quantity; write "
+                               f"e.g. \"500m\", \"1Gi\"", span_of(value, resources.span_for(attr)), "bad-value")
+
+    def _check_secrets(self, agent: Agent, label: str, hosts: list[WorkflowSpec]) -> None:
+        """A credential written literally in an agent's settings would land in a ConfigMap: compile refuses it."""
+        for field in type(agent).meaningful_fields():
+            if field in _COMMON_AGENT_FIELDS:
+                continue
+            value = getattr(agent, field)
+            values = [value]
+            if isinstance(value, (str, Ref)):
+                values = [r.value for r in (resolve(wf, str(value)) for wf in hosts) if r.resolved]
+            for item in values:
+                for path in literal_secrets(item, ()):
+                    self.error(f"'{path[-1]}' in {field} of {label} is a credential written literally: it would "
+                               f"end up in a ConfigMap; write \"${{env.NAME}}\" (the worker reads the variable) or "
+                               f"keep it in a Kubernetes Secret",
+                               span_at(value if item is value else item, path, agent.span_for(field)), "secret")
 
     def _check_subworkflow(self, sw: SubworkflowSpec, hosts: list[WorkflowSpec]) -> None:
         self._check_contexts(sw.contexts)
@@ -619,8 +732,9 @@ class _Checker:
             self.error(f"timeout {_show(agent.timeout)} of {label} must be more than 0; {DURATION_HINT}",
                        span_of(agent.timeout, agent.span_for("timeout")), "bad-duration")
         self._check_retry(agent, label)
-        for wf in hosts or [None]:
-            self._check_config(agent, label, wf)
+        self._check_secrets(agent, label, hosts)
+        for host in [*hosts] or [None]:
+            self._check_config(agent, label, host)
 
     def _check_router_rules(self, agent: Router, label: str, hosts: list[WorkflowSpec]) -> None:
         rules = agent.rules
@@ -644,7 +758,7 @@ class _Checker:
             )
 
     def _check_computed_fields(self, agent: DataProcessor, label: str, hosts: list[WorkflowSpec]) -> None:
-        config = agent.config
+        config: dict[str, Any] = agent.config if isinstance(agent.config, dict) else {}
         fallback = agent.span_for("config")
         for key in _COMPUTED_KEYS:
             items = config.get(key)
@@ -928,11 +1042,22 @@ class _Checker:
     # files
 
     def _check_agent_files(self, agent: Agent, label: str, hosts: list[WorkflowSpec]) -> None:
-        if self.base_dir is None:
-            return
         checks: list[tuple[str, Any]] = []
         if isinstance(agent, (MLModel, BayesianNetworkAgent)):
             checks.append(("model", agent.model))
+        if self.base_dir is None:
+            # No folder to look in: still refuse what leaves any folder by its text (compile refuses it too).
+            roots = declared_roots(hosts)
+            for field in ("model", "output_schema", "config", "network", "matrix", "rules", "wasm"):
+                value = getattr(agent, field, None)
+                if field in ("output_schema", "config", "rules") and not isinstance(value, str):
+                    continue
+                for file, written_span in self._files_of(value, hosts, agent.span_for(field)):
+                    if file and "${" not in file and "://" not in file and escapes_lexically(file, roots):
+                        self.error(f"{field} path '{file}' of {label} leaves the workflow's folder; keep the file "
+                                   f"under it (or declare a data root: `deployment: {{ storage: {{ data_root: "
+                                   f"\"…\" }} }}`)", written_span, "path-escape")
+            return
         if isinstance(agent, BayesianNetworkAgent):
             checks.append(("network", agent.network))
         if isinstance(agent, DecisionMatrix):

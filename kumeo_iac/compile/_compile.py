@@ -66,6 +66,7 @@ from kumeo_iac.spec import (
     RuleEngine,
 )
 from kumeo_iac.spec._base import span_of
+from kumeo_iac.spec._platform import kubernetes_quantity, literal_secrets
 from kumeo_iac.spec._references import FILE_EXTENSIONS, resolve
 from kumeo_iac.spec._retry import retry_policy
 from kumeo_iac.spec._workflow import RESOURCE_BLOCKS, WorkflowSpec
@@ -77,8 +78,6 @@ DEFAULT_REVIEW_TTL_SECONDS = 7 * 24 * 3600.0
 DEFAULT_RESOURCES = {"requests": {"cpu": "100m", "memory": "128Mi"}, "limits": {"cpu": "500m", "memory": "512Mi"}}
 DEFAULT_IMAGE_NAMES = {"base": "agent-base", "ml": "ml-runtime", "llm": "llm-runtime"}
 
-_SECRET_KEY = re.compile(r"(?i)(api[_-]?key|apikey|password|passwd|secret|access[_-]?token|auth[_-]?token|bearer)\Z")
-_QUANTITY = re.compile(r"[+-]?(\d+(\.\d*)?|\.\d+)([eE][+-]?\d+|[numkMGTPE]|[KMGTPE]i)?\Z")
 _PLACEHOLDER = re.compile(r"\$\{([^{}]*)\}")
 _COMMON_FIELDS = {"span", "arg_spans", "extra_args", "kind", "id", "input", "output_channel", "when", "timeout",
                   "retry", "fallback"}
@@ -526,7 +525,7 @@ class _WorkflowPlanner:
             value, owner = first(attr)
             if value is None:
                 continue
-            quantity = _quantity(value)
+            quantity = kubernetes_quantity(value)
             if quantity is None:
                 raise self.error(f"{attr} {value!r} is not a Kubernetes quantity", agent=agent.id,
                                  span=owner.span_for(attr) if owner else None, hint='write e.g. "500m", "1Gi"')
@@ -747,17 +746,11 @@ class _WorkflowPlanner:
         return PurePosixPath(text).as_posix()
 
     def _refuse_secrets(self, value: Any, agent: Agent) -> None:
-        if isinstance(value, dict):
-            for k, v in value.items():
-                if _SECRET_KEY.match(str(k)) and isinstance(v, str) and v and not v.startswith("${"):
-                    raise self.error(f"argument {k!r} holds a literal secret, which would end up in a ConfigMap",
-                                     agent=agent.id, span=agent.span,
-                                     hint="keep API keys in a Kubernetes Secret (PlatformSettings.secrets) or "
-                                          "write ${env.NAME}")
-                self._refuse_secrets(v, agent)
-        elif isinstance(value, list):
-            for v in value:
-                self._refuse_secrets(v, agent)
+        for path in literal_secrets(value):
+            raise self.error(f"argument {str(path[-1])!r} holds a literal secret, which would end up in a ConfigMap",
+                             agent=agent.id, span=agent.span,
+                             hint="keep API keys in a Kubernetes Secret (PlatformSettings.secrets) or write "
+                                  "${env.NAME}")
 
     # -- kubernetes ------------------------------------------------------------------------------------------
 
@@ -826,15 +819,6 @@ class _WorkflowPlanner:
 
 def _span_key(span: SourceSpan | None) -> tuple[str, int, int]:
     return (span.path, span.line, span.column) if span else ("", 0, 0)
-
-
-def _quantity(value: Any) -> str | None:
-    if isinstance(value, bool):
-        return None
-    if isinstance(value, (int, float)):
-        value = f"{value:g}"
-    text = str(value).strip()
-    return text if _QUANTITY.match(text) else None
 
 
 def _looks_like_file(text: str) -> bool:

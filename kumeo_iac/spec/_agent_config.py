@@ -13,9 +13,10 @@ agent declares ``config_schema`` (a JSON Schema).
 
 from __future__ import annotations
 
-from typing import Any, Final, Literal, TypedDict
+import re
+from typing import Annotated, Any, Final, Literal, TypedDict
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
 from kumeo_iac.spec._durations import Duration
 
@@ -40,9 +41,25 @@ __all__ = [
     "NoSettings",
 ]
 
-_ENV_REF: Final = r"^\$\{env\.[A-Za-z_][A-Za-z0-9_]*\}$"
+_ENV_REF: Final = re.compile(r"\$\{env\.[A-Za-z_][A-Za-z0-9_]*\}")
 _TEXT_STEPS = Literal["trim", "lowercase", "uppercase", "remove_special_chars", "collapse_whitespace"]
-_SIZE: Final = r"(?i)^\s*\d+(\.\d+)?\s*(b|k|ki|kb|kib|m|mi|mb|mib|g|gi|gb|gib)?\s*$"
+_SIZE: Final = re.compile(r"(?i)\s*\d+(\.\d+)?\s*(b|k|ki|kb|kib|m|mi|mb|mib|g|gi|gb|gib)?\s*")
+
+
+def _env_ref(value: str) -> str:
+    if not _ENV_REF.fullmatch(value):
+        raise ValueError(f'"{value}" is not a reference like "${{env.OPENAI_API_KEY}}"; never write the key itself')
+    return value
+
+
+def _size(value: str | int) -> str | int:
+    if isinstance(value, str) and not _SIZE.fullmatch(value):
+        raise ValueError(f'"{value}" is not a size; write e.g. "64Mi", "1Gi" or a number of bytes')
+    return value
+
+
+_EnvRef = Annotated[str, AfterValidator(_env_ref)]
+_Size = Annotated[str | int, AfterValidator(_size)]
 
 
 class AgentConfig(BaseModel):
@@ -51,8 +68,9 @@ class AgentConfig(BaseModel):
     model_config = ConfigDict(extra="forbid", strict=True)
 
     join_timeout: Duration | None = Field(
-        None, description="For an agent with several inputs (a join): how long the first part of an event waits "
-                          "for the others before it is dead-lettered. Default `\"5m\"`.")
+        default=None,
+        description="For an agent with several inputs (a join): how long the first part of an event waits "
+                    "for the others before it is dead-lettered. Default `\"5m\"`.")
 
 
 class NoSettings(AgentConfig):
@@ -63,86 +81,93 @@ class LLMSettings(AgentConfig):
     """How an LLM agent reaches its provider and what it does with the reply."""
 
     base_url: str | None = Field(
-        None, description="The server's URL. Default: `$OPENAI_BASE_URL` or `$OLLAMA_HOST`, else the provider's "
-                          "usual address.")
-    api: Literal["chat", "generate"] = Field("chat", description="Ollama only: the `chat` or `generate` API.")
+        default=None,
+        description="The server's URL. Default: `$OPENAI_BASE_URL` or `$OLLAMA_HOST`, else the provider's "
+                    "usual address.")
+    api: Literal["chat", "generate"] = Field(default="chat", description="Ollama only: the `chat` or `generate` API.")
     api_key_env: str | None = Field(
-        None, description="The environment variable holding the API key. Default: `OPENAI_API_KEY` for openai.")
-    api_key: str | None = Field(
-        None, pattern=_ENV_REF, description="Where the key comes from, as `\"${env.NAME}\"`; never the key itself.")
+        default=None, description="The environment variable holding the API key. Default: `OPENAI_API_KEY` for openai.")
+    api_key: _EnvRef | None = Field(
+        default=None, description="Where the key comes from, as `\"${env.NAME}\"`; never the key itself.")
     structured_output: bool = Field(
-        False, description="With `output_schema`: send the schema as the provider's structured-output format.")
-    output_field: str = Field("llm", min_length=1, description="The event field the reply is written to.")
-    http_retries: int = Field(3, ge=0, description="Further HTTP requests after a failed one, for one event.")
-    retry_base_delay: float = Field(0.5, ge=0, description="Seconds before the first HTTP retry; doubles after.")
-    max_retry_delay: float = Field(20.0, ge=0, description="The longest wait between HTTP retries, in seconds.")
-    concurrency: int = Field(16, ge=1, description="Requests in flight at once from one worker.")
-    cache: bool = Field(True, description="Reuse the reply to an identical prompt (a JetStream key-value cache).")
+        default=False, description="With `output_schema`: send the schema as the provider's structured-output format.")
+    output_field: str = Field(default="llm", min_length=1, description="The event field the reply is written to.")
+    http_retries: int = Field(default=3, ge=0, description="Further HTTP requests after a failed one, for one event.")
+    retry_base_delay: float = Field(default=0.5, ge=0,
+    description="Seconds before the first HTTP retry; doubles after.")
+    max_retry_delay: float = Field(default=20.0, ge=0, description="The longest wait between HTTP retries, in seconds.")
+    concurrency: int = Field(default=16, ge=1, description="Requests in flight at once from one worker.")
+    cache: bool = Field(default=True,
+    description="Reuse the reply to an identical prompt (a JetStream key-value cache).")
 
 
 class MLModelSettings(AgentConfig):
     """How an MLModel agent feeds its model and where the outputs go."""
 
     inputs: dict[str, list[str]] | None = Field(
-        None, description="For a model with several input tensors: `{ tensor_name: [field, …] }` (instead of "
+        default=None, description="For a model with several input tensors: `{ tensor_name: [field, …] }` (instead of "
                           "`features`).")
     outputs: dict[str, str] | None = Field(
-        None, description="`{ model_output: event_field }`. Default: every output under its own name "
+        default=None, description="`{ model_output: event_field }`. Default: every output under its own name "
                           "(an IsolationForest: `anomaly_label`, `anomaly_score`).")
     score_offset: float | None = Field(
-        None, description="IsolationForest: the offset turning `scores` into `anomaly_score` when the model's "
+        default=None, description="IsolationForest: the offset turning `scores` into `anomaly_score` when the model's "
                           "metadata lacks it. Default -0.5.")
-    batch_size: int = Field(256, ge=1, description="The most events one inference call takes.")
-    max_wait_ms: float = Field(0, ge=0, description="How long a short batch waits for more events, in ms.")
-    intra_op_num_threads: int = Field(1, ge=1, description="ONNX Runtime's threads within one operator.")
-    inter_op_num_threads: int = Field(1, ge=1, description="ONNX Runtime's threads across operators.")
+    batch_size: int = Field(default=256, ge=1, description="The most events one inference call takes.")
+    max_wait_ms: float = Field(default=0, ge=0, description="How long a short batch waits for more events, in ms.")
+    intra_op_num_threads: int = Field(default=1, ge=1, description="ONNX Runtime's threads within one operator.")
+    inter_op_num_threads: int = Field(default=1, ge=1, description="ONNX Runtime's threads across operators.")
     allow_pickle: bool = Field(
-        False, description="Load a pickled sklearn model (`.pkl`, `.joblib`): unpickling runs code from the file, "
-                           "so only for files you trust. ONNX needs no such switch.")
+        default=False,
+        description="Load a pickled sklearn model (`.pkl`, `.joblib`): unpickling runs code from the file, "
+                    "so only for files you trust. ONNX needs no such switch.")
 
 
 class BayesianNetworkSettings(AgentConfig):
     """Where a BayesianNetwork agent puts its answer."""
 
     output_key: str | None = Field(
-        None, min_length=1, description="Nest the result under this field instead of merging it into the event.")
+        default=None, min_length=1,
+        description="Nest the result under this field instead of merging it into the event.")
 
 
 class DataProcessorSettings(AgentConfig):
     """The checks and transforms of a DataProcessor, applied in this order."""
 
-    defaults: dict[str, Any] | None = Field(None, description="Values for fields that are missing or null.")
+    defaults: dict[str, Any] | None = Field(default=None, description="Values for fields that are missing or null.")
     required_fields: list[str] | str | None = Field(
-        None, description="Fields every event must have (not null); an event without one is dead-lettered.")
+        default=None, description="Fields every event must have (not null); an event without one is dead-lettered.")
     schema_: dict[str, Any] | str | None = Field(
-        None, alias="schema", description="A JSON Schema (inline, a file, or a `schemas` entry) every event must "
-                                          "satisfy.")
-    rename: dict[str, str] | None = Field(None, description="`{ old_name: new_name }`.")
+        default=None, alias="schema",
+        description="A JSON Schema (inline, a file, or a `schemas` entry) every event must "
+                    "satisfy.")
+    rename: dict[str, str] | None = Field(default=None, description="`{ old_name: new_name }`.")
     steps: list[_TEXT_STEPS] | _TEXT_STEPS | None = Field(
-        None, description="Text steps applied, in order, to string fields.")
-    fields: list[str] | str | None = Field(None, description="The fields `steps` apply to. Default: every field.")
+        default=None, description="Text steps applied, in order, to string fields.")
+    fields: list[str] | str | None = Field(default=None,
+    description="The fields `steps` apply to. Default: every field.")
     features: list[str] | dict[str, str] | str | None = Field(
-        None, description="Fields to keep (`\"amount\"`) or compute (`\"big: amount > 1000\"`, or "
+        default=None, description="Fields to keep (`\"amount\"`) or compute (`\"big: amount > 1000\"`, or "
                           "`{ big: \"amount > 1000\" }`), in order.")
-    computed: list[str] | dict[str, str] | str | None = Field(None, description="More computed fields, like "
+    computed: list[str] | dict[str, str] | str | None = Field(default=None, description="More computed fields, like "
                                                                                 "`features`.")
     select: list[str] | str | None = Field(
-        None, description="Keep only these fields (and the features) in the output.")
+        default=None, description="Keep only these fields (and the features) in the output.")
 
 
 class DataNormalizerSettings(AgentConfig):
     """How a DataNormalizer scales its fields."""
 
     method: Literal["min_max", "minmax", "z_score", "zscore"] = Field(
-        "min_max", description="`min_max`: (x - min) / (max - min); `z_score`: (x - mean) / std.")
+        default="min_max", description="`min_max`: (x - min) / (max - min); `z_score`: (x - mean) / std.")
     fields: dict[str, list[float] | dict[str, float]] = Field(
         description="Each field with its statistics: `{ amount: [min, max] }` (or `[mean, std]`, or "
                     "`{ min: …, max: … }`).")
     clip: bool | float | list[float] = Field(
-        False, description="Clip the result: `true` ([0, 1] for min_max), a number of deviations (z_score), or "
+        default=False, description="Clip the result: `true` ([0, 1] for min_max), a number of deviations (z_score), or "
                            "`[low, high]`.")
-    keep_original: bool = Field(False, description="Write the result to `<field><suffix>` and keep the field.")
-    suffix: str = Field("_normalized", min_length=1, description="The suffix used with `keep_original`.")
+    keep_original: bool = Field(default=False, description="Write the result to `<field><suffix>` and keep the field.")
+    suffix: str = Field(default="_normalized", min_length=1, description="The suffix used with `keep_original`.")
 
 
 class ReviewField(BaseModel):
@@ -151,8 +176,8 @@ class ReviewField(BaseModel):
     model_config = ConfigDict(extra="forbid", strict=True)
 
     field: str = Field(description="The event field.")
-    label: str | None = Field(None, description="Its label. Default: the field name.")
-    type: str = Field("text", description="How it is shown (`text`, …).")
+    label: str | None = Field(default=None, description="Its label. Default: the field name.")
+    type: str = Field(default="text", description="How it is shown (`text`, …).")
 
 
 class ReviewUI(BaseModel):
@@ -160,10 +185,10 @@ class ReviewUI(BaseModel):
 
     model_config = ConfigDict(extra="forbid", strict=True)
 
-    title: str | None = Field(None, description="The review's title.")
+    title: str | None = Field(default=None, description="The review's title.")
     fields: list[str | ReviewField] | str | ReviewField | None = Field(
-        None, description="The fields shown (and editable): names or `{ field, label, type }`.")
-    base_url: str | None = Field(None, description="Where reviewers reach the API, for links in notifications.")
+        default=None, description="The fields shown (and editable): names or `{ field, label, type }`.")
+    base_url: str | None = Field(default=None, description="Where reviewers reach the API, for links in notifications.")
 
 
 class ReviewNotifications(BaseModel):
@@ -171,24 +196,25 @@ class ReviewNotifications(BaseModel):
 
     model_config = ConfigDict(extra="forbid", strict=True)
 
-    webhook: str | None = Field(None, description="An http(s) URL POSTed to (`${env.NAME}` is expanded).")
-    email: list[str] | str | None = Field(None, description="Addresses named in the notification.")
+    webhook: str | None = Field(default=None, description="An http(s) URL POSTed to (`${env.NAME}` is expanded).")
+    email: list[str] | str | None = Field(default=None, description="Addresses named in the notification.")
 
 
 class HumanReviewSettings(AgentConfig):
     """The review page, notifications and what happens when nobody decides in time."""
 
-    ui: ReviewUI | None = Field(None, description="`{ title, fields, base_url }`.")
-    notifications: ReviewNotifications | None = Field(None, description="`{ webhook, email }`.")
-    timeout: Duration | None = Field(None, description="How long a review waits. Default: until someone decides.")
+    ui: ReviewUI | None = Field(default=None, description="`{ title, fields, base_url }`.")
+    notifications: ReviewNotifications | None = Field(default=None, description="`{ webhook, email }`.")
+    timeout: Duration | None = Field(default=None,
+    description="How long a review waits. Default: until someone decides.")
     on_timeout: Literal["approve", "reject", "escalate"] = Field(
-        "reject", description="What a timed-out review does.")
+        default="reject", description="What a timed-out review does.")
     escalation_path: list[str] | str | None = Field(
-        None, description="Who an escalated review goes to: URLs (POSTed to) or names/addresses.")
+        default=None, description="Who an escalated review goes to: URLs (POSTed to) or names/addresses.")
     escalation_timeout: Duration | None = Field(
-        None, description="How long an escalated review waits. Default: `timeout`.")
+        default=None, description="How long an escalated review waits. Default: `timeout`.")
     sweep_interval: Duration | None = Field(
-        None, description="How often deadlines are checked. Default: a tenth of the timeout, 0.2s to 5s.")
+        default=None, description="How often deadlines are checked. Default: a tenth of the timeout, 0.2s to 5s.")
 
 
 class CustomSettings(AgentConfig):
@@ -196,12 +222,12 @@ class CustomSettings(AgentConfig):
 
     model_config = ConfigDict(extra="allow", strict=True)
 
-    threads: int = Field(4, ge=1, description="Threads running a plain (not async) Python function.")
+    threads: int = Field(default=4, ge=1, description="Threads running a plain (not async) Python function.")
     time_limit: Duration | None = Field(
-        None, description="WebAssembly: the longest one call may run. Default: 90% of the agent's `timeout`.")
-    memory_limit: str | int | None = Field(
-        None, pattern=_SIZE, description="WebAssembly: the module's memory, e.g. `\"64Mi\"`. Default `\"64Mi\"`.")
-    fuel: int | None = Field(None, gt=0, description="WebAssembly: instructions one call may execute.")
+        default=None, description="WebAssembly: the longest one call may run. Default: 90% of the agent's `timeout`.")
+    memory_limit: _Size | None = Field(
+        default=None, description="WebAssembly: the module's memory, e.g. `\"64Mi\"`. Default `\"64Mi\"`.")
+    fuel: int | None = Field(default=None, gt=0, description="WebAssembly: instructions one call may execute.")
 
 
 # -- the TypedDict twins, for type checkers (the keys and types of the models above; a test keeps them equal) ------
@@ -238,7 +264,6 @@ class LLMConfig(_Base, total=False):
     temperature: float
     max_tokens: int
     json_mode: bool
-    model: Any
     context: Any
     output_schema: Any
 

@@ -71,7 +71,10 @@ class Agent(KindSpec):
         example='when: "amount > 1000"',
     )
     timeout: str | int | float | None = arg("Longest time one event may take (`\"30s\"`, `\"2m\"`, or seconds).")
-    retry: Any = arg("Retries before dead-lettering: a count, or `{ attempts: 3, backoff: \"1s\" }`.")
+    retry: Any = arg(
+        "Retries before dead-lettering (0 to 100, default 3): a count, or "
+        "`{ attempts: 3, backoff: \"1s\", factor: 2 }` where `backoff` is the first wait (each next one `factor` "
+        "times longer), a list of waits (the last repeats), `\"exponential\"` (1s, 2s, 4s…) or `\"fixed\"` (1s each).")
     fallback: Any = arg("On final failure: another agent's id to hand the event to, or a value to emit instead.")
     context: Any = arg("Context(s) the agent may read: a context id, a workflow `data` entry, or a list of them.")
     output_schema: Any = arg("A JSON schema (inline, a file, or a `schemas` entry) each result must satisfy.")
@@ -102,7 +105,8 @@ class LLM(Agent):
     required_one_of: ClassVar[tuple[tuple[str, ...], ...]] = (("engine", "provider"),)
     kind: Literal["LLM"] = "LLM"
     config_model: ClassVar[type[AgentConfig]] = LLMSettings
-    config_arguments: ClassVar[tuple[str, ...]] = ('engine', 'provider', 'prompt', 'system', 'temperature', 'max_tokens', 'json_mode', 'output_schema', 'context')
+    config_arguments: ClassVar[tuple[str, ...]] = (
+        "engine", "provider", "prompt", "system", "temperature", "max_tokens", "json_mode", "output_schema", "context")
 
     if TYPE_CHECKING:
         config: LLMConfig | str | None = None
@@ -126,7 +130,7 @@ class MLModel(Agent):
     positional: ClassVar[tuple[str, ...]] = ("model",)
     kind: Literal["MLModel"] = "MLModel"
     config_model: ClassVar[type[AgentConfig]] = MLModelSettings
-    config_arguments: ClassVar[tuple[str, ...]] = ('model', 'features')
+    config_arguments: ClassVar[tuple[str, ...]] = ("model", "features")
 
     if TYPE_CHECKING:
         config: MLModelConfig | str | None = None
@@ -145,7 +149,7 @@ class BayesianNetworkAgent(Agent):
     positional: ClassVar[tuple[str, ...]] = ("network",)
     kind: Literal["BayesianNetwork"] = "BayesianNetwork"
     config_model: ClassVar[type[AgentConfig]] = BayesianNetworkSettings
-    config_arguments: ClassVar[tuple[str, ...]] = ('network', 'query', 'evidence', 'method')
+    config_arguments: ClassVar[tuple[str, ...]] = ("network", "query", "evidence", "method")
 
     if TYPE_CHECKING:
         config: BayesianNetworkConfig | str | None = None

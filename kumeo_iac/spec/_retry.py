@@ -30,12 +30,12 @@ class RetrySettings(BaseModel):
 
     model_config = ConfigDict(extra="forbid", strict=True)
 
-    attempts: int = Field(DEFAULT_RETRY_ATTEMPTS, ge=0, le=MAX_RETRY_ATTEMPTS,
+    attempts: int = Field(default=DEFAULT_RETRY_ATTEMPTS, ge=0, le=MAX_RETRY_ATTEMPTS,
                           description="Retries after the first try; then the event is dead-lettered.")
     backoff: Duration | list[Duration] | Literal["exponential", "exp", "fixed", "constant", "linear"] = Field(
-        "1s", description="The first wait (a duration), a list of waits (the last repeats), or `exponential` "
+        default="1s", description="The first wait (a duration), a list of waits (the last repeats), or `exponential` "
                           "(1s, 2s, 4s…) / `fixed` (1s each time).")
-    factor: float = Field(2.0, gt=0, description="How much each wait grows over the one before (1: fixed).")
+    factor: float = Field(default=2.0, gt=0, description="How much each wait grows over the one before (1: fixed).")
 
 
 def retry_problems(value: Any) -> list[Problem]:

@@ -1,0 +1,212 @@
+"""Check and compile agree (issue 15, item 4): over generated Specs, whenever `kumeo check` passes, compile
+succeeds, and whenever compile fails, check has already said why.
+
+"Check passes" means what `render`, `run` and `up` require: no error under ``strict_files=True`` (missing blocks
+and files are errors there). Without ``strict_files`` check may only warn, so a compile failure must then be
+preceded by at least a warning. The generated programs mix valid and invalid choices for what both stages read:
+ids, inputs, references to workflow blocks, timeouts, retries, agent settings, subjects, names and deployment.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from kumeo_iac.compile import compile_program
+from kumeo_iac.errors import KumeoCompileError
+from kumeo_iac.spec import (
+    LLM,
+    NATS,
+    Custom,
+    DataNormalizer,
+    DataProcessor,
+    DecisionMatrix,
+    Deployment,
+    HumanReview,
+    MissingValueHandler,
+    MLModel,
+    Program,
+    Resources,
+    RuleEngine,
+    Router,
+    Scaling,
+    WorkflowSpec,
+)
+from kumeo_iac.validate import validate
+
+def mostly(good: list[Any], bad: list[Any]) -> st.SearchStrategy[Any]:
+    """A valid choice most of the time, so most programs have one problem or none and compile gets far."""
+    return st.integers(0, 9).flatmap(lambda i: st.sampled_from(good if i < 9 or not bad else bad))
+
+
+IDS = mostly(["a", "b", "score", "risk_2", "a_b", "x1"], ["a-b", "bad id", "x.y", "gateway", ""])
+TIMEOUTS = mostly([None, "30s", "2m", 5, 1.5], [0, "0s", "-1s", "soon", True])
+RETRIES = mostly(
+    [None, 0, 2, {"attempts": 2, "backoff": "500ms"}, {"attempts": 3, "factor": 3},
+     {"attempts": 2, "backoff": ["1s", "5s"]}, {"attempts": 2, "backoff": "exponential"},
+     {"attempts": 2, "backoff": "fixed"}],
+    [101, -1, 2.5, True, "3", {"attempts": 1, "bakoff": "1s"}, {"attempts": -1}, {"attempts": 200},
+     {"backoff": "soon"}, {"factor": 0}, {"max_attempts": 3}])
+MODEL_REFS = mostly(
+    ["forest.onnx", "models.fraud", {"file": "inline.onnx"}, "models.onnx"],
+    ["models.fraud-detector", "models.missing", "models.fraud.file", "models.fraud.nope", "/etc/passwd.onnx",
+     "../outside.onnx"])
+MODELS_BLOCKS = mostly([{"fraud": {"file": "forest.onnx", "type": "onnx"}},
+                        {"fraud": {"file": "forest.onnx"}, "fraud-detector": "detector.onnx"}],
+                       [{}, {"other": "x.onnx"}])
+CONFIG_BLOCKS = mostly([{"norm": {"method": "z_score", "fields": {"amount": [0, 1]}}, "high_value": 1000}],
+                       [{}, {"norm": {"method": 42, "fields": {}}}, {"high_value": 1000}])
+PROCESSOR_CONFIGS = mostly(
+    [None, {"required_fields": ["a"]}, {"features": ["amount", "big: amount > 1"]}, {"join_timeout": "1m"},
+     {"password": "${env.PW}"}, "settings.json"],
+    [{"required_feilds": ["a"]}, {"steps": ["trim", "shout"]}, {"join_timeout": "later"}, "config.norm",
+     {"api_key": "sk-literal"}, 7, "config.nothing", {"schema": "schemas.nope"}])
+NORMALIZER_CONFIGS = mostly(
+    [{"method": "min_max", "fields": {"amount": [0, 100]}}, "config.norm"],
+    [{"method": 42, "fields": {"amount": [0, 1]}}, {"fields": {"amount": [0, 1]}, "clip": "yes"}, "config.missing",
+     {"method": "z_score"}, "config.norm.method"])
+REVIEW_CONFIGS = mostly([None, {"timeout": "24h"}, {"ui": {"title": "t", "fields": ["amount"]}}],
+                        [{"timeout": "someday"}, {"timeout": 0}, {"on_timeout": "later"}, {"ui": {"description": "x"}}])
+SUBJECTS = mostly(["in", "payments.tx", "tx.*", "tx.>"], ["bad subject", "kumeo.w.x", "kumeo.>", ""])
+TARGET_SUBJECTS = mostly(["out", "alerts"], ["alerts.*", "bad subject"])
+NAMESPACES = mostly([None, "fraud"], ["Not_DNS", "a" * 70])
+WORKFLOW_NAMES = st.sampled_from(["W", "Fraud Detection", "fraud-detection", "V2"])
+INPUT_MISTAKES = ["nowhere.output", "config.high_value > 1", "a.outptu"]
+
+
+@st.composite
+def agents(draw: Any, previous: list[str]) -> Any:
+    agent_id = draw(IDS)
+    inputs = ["source", *(f"{p}.output" for p in previous)]
+    common: dict[str, Any] = {"id": agent_id or None, "input": draw(mostly(inputs, INPUT_MISTAKES)),
+                              "timeout": draw(TIMEOUTS), "retry": draw(RETRIES)}
+    kind = draw(st.sampled_from(["processor", "normalizer", "ml", "llm", "review", "router", "rules", "matrix",
+                                 "missing", "custom"]))
+    if kind == "processor":
+        return DataProcessor(config=draw(PROCESSOR_CONFIGS), **common)
+    if kind == "normalizer":
+        return DataNormalizer(draw(NORMALIZER_CONFIGS), **common)
+    if kind == "ml":
+        return MLModel(draw(MODEL_REFS), **common)
+    if kind == "llm":
+        return LLM("ollama/llama3", prompt="Is {{amount}} odd?", output_schema=draw(
+            mostly([None, "schemas.verdict", {"type": "object"}], ["schemas.nope", "schemas"])), **common)
+    if kind == "review":
+        return HumanReview(config=draw(REVIEW_CONFIGS), **common)
+    if kind == "router":
+        route = draw(mostly(["target.out", *previous], ["target.nowhere", "x"]))
+        return Router(rules={"amount > 10": route, "default": "target.out"}, **common)
+    if kind == "rules":
+        return RuleEngine(draw(mostly(["rules.json"], ["config.rules", "/abs/rules.json", "models.fraud"])),
+                          **common)
+    if kind == "matrix":
+        return DecisionMatrix(rules=[{"condition": "amount > 1", "error": "big"}],
+                              mode=draw(st.sampled_from([None, "validate"])),
+                              config=draw(mostly([None, {"join_timeout": "2m"}], [{"x": 1}])), **common)
+    if kind == "missing":
+        return MissingValueHandler("constant", value=0, window=draw(st.sampled_from([None, 10])), **common)
+    return Custom(draw(st.sampled_from(["pkg.mod:fn", None])), wasm=draw(st.sampled_from([None, "m.wasm"])),
+                  config=draw(mostly([None, {"threads": 2, "mine": 1}], [{"threads": 0}])), **common)
+
+
+@st.composite
+def workflows(draw: Any) -> WorkflowSpec:
+    built: list[Any] = []
+    for _ in range(draw(st.integers(1, 4))):
+        agent = draw(agents([a.id for a in built if a.id]))
+        built.append(agent)
+    deployment = draw(st.sampled_from([
+        None,
+        None,
+        Deployment(namespace=draw(NAMESPACES)),
+        Deployment(scaling=Scaling(min_replicas=draw(mostly([1, 2], [0, 4])), max_replicas=draw(
+            mostly([3, None], [1])))),
+        Deployment(resources={"default": Resources(cpu=draw(mostly(["500m", 2], ["lots"])),
+                                                   memory=draw(mostly(["1Gi", None], ["much"])))}),
+        Deployment(base_images={"ml": "reg/ml:1"},
+                   resources={"ml_models": Resources(image=draw(mostly(["base_images.ml"], ["base_images.gpu"])))}),
+    ]))
+    return WorkflowSpec(
+        name=draw(WORKFLOW_NAMES),
+        source=NATS(draw(SUBJECTS)),
+        target=[NATS(draw(TARGET_SUBJECTS))],
+        agents=built,
+        models=draw(MODELS_BLOCKS),
+        config=draw(CONFIG_BLOCKS),
+        schemas=draw(mostly([{"verdict": {"type": "object"}}], [{}])),
+        deployment=deployment,
+    )
+
+
+programs = st.one_of(
+    st.lists(workflows(), min_size=1, max_size=2, unique_by=lambda wf: wf.name),
+    st.lists(workflows(), min_size=2, max_size=2),  # same names, or names that give the same slug
+).map(lambda wfs: Program(workflows=wfs))
+
+
+def _compile_error(program: Program) -> KumeoCompileError | None:
+    try:
+        compile_program(program)
+    except KumeoCompileError as exc:
+        return exc
+    return None
+
+
+@settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(programs)
+def test_check_passes_then_compile_succeeds_and_compile_fails_only_where_check_said_why(program: Program) -> None:
+    strict = [d for d in validate(program, strict_files=True) if d.is_error]
+    loose = validate(program)
+    failure = _compile_error(program)
+    if failure is not None:
+        assert strict, f"compile failed but check found no error: {failure}"
+        assert loose, f"compile failed but `kumeo check` said nothing: {failure}"
+
+
+# -- the disagreements issue 15 named, one by one ------------------------------------------------------------------
+
+
+def _agree(program: Program) -> tuple[list[str], KumeoCompileError | None]:
+    errors = [d.message for d in validate(program, strict_files=True) if d.is_error]
+    return errors, _compile_error(program)
+
+
+def test_a_models_entry_with_a_dash_resolves_in_check_and_in_compile() -> None:
+    program = Program(workflows=[WorkflowSpec(
+        name="W", source=NATS("in"), agents=[MLModel("models.fraud-detector", id="m", input="source")],
+        models={"fraud-detector": {"file": "detector.onnx", "type": "onnx"}})])
+    errors, failure = _agree(program)
+    assert errors == [] and failure is None
+    plan = compile_program(program)
+    assert plan.workflows[0].agents[0].settings["model"] == {"file": "detector.onnx", "type": "onnx"}
+    assert plan.workflows[0].agents[0].files == ["detector.onnx"]
+
+
+def test_a_misspelt_models_entry_is_refused_by_both_with_the_same_words() -> None:
+    program = Program(workflows=[WorkflowSpec(
+        name="W", source=NATS("in"), agents=[MLModel("models.fraud-detecter", id="m", input="source")],
+        models={"fraud-detector": "detector.onnx"})])
+    errors, failure = _agree(program)
+    assert errors == ["model of MLModel 'm' refers to 'models.fraud-detecter', but the `models` block has no entry "
+                      "'fraud-detecter'; did you mean 'fraud-detector'?"]
+    assert failure is not None and errors[0].split("refers to", 1)[1] in str(failure)
+
+
+def test_retry_factor_is_accepted_by_both_and_shapes_the_backoff() -> None:
+    program = Program(workflows=[WorkflowSpec(name="W", source=NATS("in"), agents=[
+        DataProcessor(id="p", input="source", retry={"attempts": 3, "backoff": "1s", "factor": 3})])])
+    errors, failure = _agree(program)
+    assert errors == [] and failure is None
+    agent = compile_program(program).workflows[0].agents[0]
+    assert (agent.max_deliver, agent.backoff_seconds) == (4, [1.0, 3.0, 9.0])
+
+
+def test_a_zero_timeout_is_refused_by_both() -> None:
+    program = Program(workflows=[WorkflowSpec(name="W", source=NATS("in"), agents=[
+        DataProcessor(id="p", input="source", timeout="0s")])])
+    errors, failure = _agree(program)
+    assert errors == ['timeout "0s" of DataProcessor \'p\' must be more than 0; write e.g. "30s", "2m", "1h", '
+                      '"500ms" or a number of seconds']
+    assert failure is not None
