@@ -425,7 +425,11 @@ def language_reference() -> str:
     lines = ["## Agents", "", "Every agent kind takes these arguments besides its own:", ""]
     common = [(f.alias or n, f) for n, f in Agent.model_fields.items() if n not in ("span", "arg_spans", "extra_args")]
     lines += _argument_table(common, ())
-    lines.append("")
+    lines += ["", "Each kind lists the settings it reads from `config:`, with their types, defaults and allowed values. "
+              "`kumeo check` reports an unknown key (with a did-you-mean) or a wrong type as an error at the key, "
+              "in an inline object as in a workflow `config` entry the agent names. In Python, `kumeo_iac.spec` has "
+              "one `TypedDict` per kind (`DataProcessorConfig`, `LLMConfig`, …) that types its `config` argument, so "
+              "a type checker flags `DataProcessor(config={\"required_feilds\": …})`.", ""]
     for cls in AGENT_KINDS.values():
         lines += _kind_section(cls, Agent)
     parts.append("\n".join(lines))

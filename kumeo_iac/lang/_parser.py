@@ -7,7 +7,6 @@ Every lark exception is turned into a :class:`KumeoSyntaxError` here; nothing fr
 
 from __future__ import annotations
 
-import difflib
 import functools
 import re
 import threading
@@ -31,6 +30,7 @@ from kumeo_iac.lang._syntax import (
     Scalar,
     ValueNode,
 )
+from kumeo_iac.spec._suggest import closest
 
 #: Words that may open a top-level declaration.
 DECLARATION_KEYWORDS = ("workflow", "subworkflow", "integration")
@@ -289,9 +289,9 @@ def _end_position(text: str) -> tuple[int, int]:
 
 
 def did_you_mean(word: str, candidates: Any) -> str | None:
-    """``did you mean 'x'?`` for the closest candidate, or None when nothing is close."""
-    matches = difflib.get_close_matches(word, list(candidates), n=1, cutoff=0.6)
-    return f"did you mean '{matches[0]}'?" if matches else None
+    """``did you mean 'x'?`` for the closest candidate (the rule validation and compile use), or None."""
+    match = closest(word, [str(c) for c in candidates])
+    return f"did you mean '{match}'?" if match else None
 
 
 def _syntax_error(exc: UnexpectedInput, text: str, path: str) -> KumeoSyntaxError:
