@@ -174,8 +174,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("name", metavar="NAME", help="the project name")
     p.add_argument("--dir", metavar="DIR", help="where to create it (default: ./NAME)")
 
-    # Hidden: regenerates docs/language.md from the Spec (`kumeo docs --out docs/language.md`).
-    p = sub.add_parser("docs")
+    p = sub.add_parser("docs", help="print the .kumeo language reference (docs/language.md)",
+                       description="Print the .kumeo language reference, generated from the Spec: every block, "
+                                   "agent kind and argument with its type and default (the text of "
+                                   "docs/language.md).")
     p.add_argument("--out", metavar="FILE", help="write to FILE instead of stdout")
     p.add_argument("--check", action="store_true", help="exit 1 if FILE is not up to date")
     return parser

@@ -210,9 +210,19 @@ def test_no_command_and_bad_usage(capsys):
     assert main(["frobnicate"]) == 2
     assert main(["--help"]) == 0
     out = capsys.readouterr().out
-    for command in ("check", "fmt", "graph", "render", "preview", "up", "destroy", "new"):
-        assert command in out
-    assert "docs" not in out.split("COMMAND")[-1].split("options")[0]  # hidden
+    listed = out.split("positional arguments:")[1].split("options:")[0]
+    for command in ("check", "fmt", "graph", "render", "run", "send", "tail", "preview", "up", "destroy",
+                    "dashboard", "new", "docs"):
+        assert re.search(rf"^    {command}\b", listed, re.MULTILINE), command
+
+
+def test_help_of_run_and_docs(capsys):
+    assert main(["run", "--help"]) == 0
+    out = " ".join(capsys.readouterr().out.split())
+    assert "PATH a .kumeo file or a Python workflow (.py)" in out
+    assert main(["docs", "--help"]) == 0
+    out = " ".join(capsys.readouterr().out.split())
+    assert "--out FILE" in out and "--check" in out and "language reference" in out
 
 
 def test_commands_of_missing_modules_fail_cleanly(monkeypatch, capsys):
