@@ -47,6 +47,8 @@ TLS_DEFAULT_KEYS = {"ca": "ca.crt", "cert": "tls.crt", "key": "tls.key"}
 #: The audit stream's subject (see ``kumeo_providers._audit``).
 AUDIT_SUBJECT = "kumeo.audit.deploy"
 AUDIT_STREAM = "KUMEO_AUDIT"
+#: Where a HumanReview's review API records its decisions (see ``kumeo_iac.runtime.review``).
+REVIEW_AUDIT_SUBJECT = "kumeo.audit.review"
 JS_API = "$JS.API"
 _MIN_SEED_LENGTH = 16
 
@@ -105,6 +107,10 @@ def agent_identity(slug: str, agent: AgentPlan, key_values: Iterable[KeyValuePla
             # No CONSUMER.CREATE/DURABLE.CREATE: the deployer owns the durable (see the module docstring).
             f"$JS.ACK.{c.stream}.{c.durable}.>",
         }
+    if isinstance(agent.settings, dict) and agent.settings.get("review_bucket"):
+        # A HumanReview's review API records every decision in the audit stream before acting (the deployer
+        # creates that stream on the whole kumeo.audit.> namespace, so the worker only looks it up).
+        publish |= {REVIEW_AUDIT_SUBJECT, f"{JS_API}.STREAM.INFO.{AUDIT_STREAM}"}
     for bucket in agent_buckets(agent, key_values):
         stream = f"KV_{bucket}"
         publish |= {

@@ -51,6 +51,7 @@ from kumeo_iac.errors import KumeoDeployError
 __all__ = [
     "AUDIT_STREAM",
     "AUDIT_SUBJECT",
+    "AUDIT_SUBJECTS",
     "AuditRecord",
     "Auditor",
     "audit_stream_config",
@@ -63,6 +64,9 @@ __all__ = [
 
 AUDIT_STREAM = "KUMEO_AUDIT"
 AUDIT_SUBJECT = "kumeo.audit.deploy"
+#: What the stream holds: deploy records, the dashboard's (``kumeo.audit.ui``) and the review API's
+#: (``kumeo.audit.review``). Creating it on the whole namespace spares agents any right to widen it.
+AUDIT_SUBJECTS = "kumeo.audit.>"
 #: How long audit records are kept (a year and a bit, for yearly reviews).
 AUDIT_MAX_AGE_SECONDS = 400 * 24 * 3600.0
 
@@ -94,8 +98,8 @@ def audit_stream_config() -> StreamConfig:
     """The configuration of the KUMEO_AUDIT stream."""
     return StreamConfig(
         name=AUDIT_STREAM,
-        description="Kumeo deploy audit: every create/update/delete the JetStream providers make",
-        subjects=[AUDIT_SUBJECT],
+        description="Kumeo audit: every change the JetStream providers make, and reviewers' and operators' actions",
+        subjects=[AUDIT_SUBJECTS],
         retention=RetentionPolicy.LIMITS,
         storage=StorageType.FILE,
         discard=DiscardPolicy.OLD,

@@ -23,7 +23,7 @@ from kumeo_providers import (
     key_value_config_to_inputs,
     stream_config_to_inputs,
 )
-from kumeo_providers._audit import AUDIT_STREAM, AUDIT_SUBJECT, nats_identity, read_audit
+from kumeo_providers._audit import AUDIT_STREAM, AUDIT_SUBJECTS, nats_identity, read_audit
 from nats.js.api import AckPolicy, ConsumerConfig, KeyValueConfig, StreamConfig
 from nats.js.errors import APIError
 
@@ -132,7 +132,7 @@ def test_the_audit_stream_keeps_records_and_refuses_deletes(nats_url):
 
     async def inspect(js):
         info = await js.stream_info(AUDIT_STREAM)
-        assert info.config.subjects == [AUDIT_SUBJECT]
+        assert info.config.subjects == [AUDIT_SUBJECTS]  # deploys, the dashboard and review APIs
         assert info.config.deny_delete is True and info.config.deny_purge is True
         with pytest.raises(APIError):
             await js.delete_msg(AUDIT_STREAM, 1)

@@ -99,6 +99,28 @@ def test_routes_targets_and_buckets_are_granted_only_to_the_agent_that_uses_them
     assert not any(bucket in p for p in clean.identity.publish + route.identity.publish)
 
 
+def test_only_a_human_review_may_write_its_decisions_to_the_audit_stream():
+    wf = plan().workflows[0]
+    review = wf.agent("review")
+    assert {"kumeo.audit.review", "$JS.API.STREAM.INFO.KUMEO_AUDIT"} <= set(review.identity.publish)
+    # it looks the stream up, never creates or widens it (the deployer creates it on kumeo.audit.>)
+    assert not any(p.startswith(("$JS.API.STREAM.CREATE", "$JS.API.STREAM.UPDATE", "$JS.API.STREAM.DELETE"))
+                   for p in review.identity.publish)
+    for other in (wf.agent("clean"), wf.agent("route")):
+        assert not any("audit" in p.lower() for p in other.identity.publish)
+
+
+def test_the_deployer_creates_the_audit_stream_on_the_whole_audit_namespace():
+    from kumeo_iac.dashboard._audit import UI_SUBJECT
+    from kumeo_iac.runtime.review._audit import REVIEW_SUBJECT
+    from kumeo_providers._audit import AUDIT_SUBJECT, audit_stream_config
+
+    (subjects,) = [audit_stream_config().subjects]
+    assert subjects == ["kumeo.audit.>"]
+    for subject in (AUDIT_SUBJECT, UI_SUBJECT, REVIEW_SUBJECT):
+        assert subject.startswith("kumeo.audit.") and subject.count(".") == 2, subject
+
+
 def test_no_identity_has_wildcards_beyond_its_own_acks_inbox_and_buckets():
     for agent in plan().workflows[0].agents:
         for subject in agent.identity.publish:
