@@ -29,6 +29,7 @@ from kumeo_iac._names import (
     minimal_subjects,
     overlap,
     slugify,
+    snake,
     valid_subject,
 )
 from kumeo_iac._paths import data_roots, declared_roots, escapes, escapes_lexically
@@ -276,6 +277,7 @@ class _Checker:
         if not (p.workflows or p.subworkflows or p.integrations):
             self.warning("the file declares no workflow; add `workflow NAME { … }`", self.default_span, "empty")
         self._check_names()
+        self.inlined = self._inlined_agents()
         hosts: dict[str, list[WorkflowSpec]] = {}
         for integration in p.integrations:
             wf = next((w for w in p.workflows if w.name == integration.workflow), None)
@@ -288,6 +290,21 @@ class _Checker:
         for integration in p.integrations:
             self._check_integration(integration)
         self._check_source_streams()
+
+    def _inlined_agents(self) -> dict[str, list[tuple[str, Agent, Any]]]:
+        """By host workflow: ``(id, subworkflow agent, integration)`` for each agent an integration inlines, with
+        the id compile gives it (``<subworkflow>_<agent>``, ``<subworkflow>_2_<agent>`` for a second use)."""
+        out: dict[str, list[tuple[str, Agent, Any]]] = {}
+        used: dict[tuple[str, str], int] = {}
+        for integration in self.program.integrations:
+            wf = next((w for w in self.program.workflows if w.name == str(integration.workflow)), None)
+            sw = next((s for s in self.program.subworkflows if s.name == str(integration.use)), None)
+            if wf is None or sw is None:
+                continue
+            n = used[(wf.name, sw.name)] = used.get((wf.name, sw.name), 0) + 1
+            prefix = snake(sw.name) if n == 1 else f"{snake(sw.name)}_{n}"
+            out.setdefault(wf.name, []).extend((f"{prefix}_{a.id}", a, integration) for a in sw.agents if a.id)
+        return out
 
     def _check_source_streams(self) -> None:
         """JetStream keeps a subject in one stream: the source subjects of the file's workflows must not partly
@@ -368,18 +385,25 @@ class _Checker:
                        f"workflow '{other.name}'; rename one of them", wf.span_for("name"), "duplicate-workflow")
         internal = Subjects(slug).all
         seen: dict[str, str] = {}
-        for agent in agents:
-            if not agent.id:
+        taken = {a.id for a in agents if a.id}
+        named = [(a.id, a, "") for a in agents if a.id]
+        for new_id, agent, integration in getattr(self, "inlined", {}).get(wf.name, []):
+            if new_id in taken:
+                self.error(f"the integration of '{integration.use}' inlines agent '{agent.id}' as '{new_id}', an id "
+                           f"workflow '{wf.name}' already uses; rename one of them", integration.span, "duplicate-id")
                 continue
-            if not is_token(agent.id):
-                self.error(f"agent id '{agent.id}' cannot be part of a NATS subject; use letters, digits, '_' and '-' "
-                           f"only", agent.span_for("id"), "bad-name")
+            taken.add(new_id)
+            named.append((new_id, agent, f" (inlined from subworkflow '{integration.use}')"))
+        for agent_id, agent, origin in named:
+            if not is_token(agent_id):
+                self.error(f"agent id '{agent_id}'{origin} cannot be part of a NATS subject; use letters, digits, '_' "
+                           f"and '-' only", agent.span_for("id"), "bad-name")
                 continue
-            dns = dns_name(agent.id, limit=40)
-            if dns in seen and seen[dns] != agent.id:
-                self.error(f"agents '{seen[dns]}' and '{agent.id}' get the same Kubernetes name '{dns}'; rename one "
-                           f"of them", agent.span_for("id"), "duplicate-id")
-            seen.setdefault(dns, agent.id)
+            dns = dns_name(agent_id, limit=40)
+            if dns in seen and seen[dns] != agent_id:
+                self.error(f"agents '{seen[dns]}' and '{agent_id}'{origin} get the same Kubernetes name '{dns}'; "
+                           f"rename one of them", agent.span_for("id"), "duplicate-id")
+            seen.setdefault(dns, agent_id)
         for role, endpoints in (("source", wf.sources), ("target", wf.targets)):
             for e in endpoints:
                 if e.kind_name != "NATS":

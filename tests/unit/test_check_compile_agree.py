@@ -25,6 +25,7 @@ from kumeo_iac.spec import (
     DecisionMatrix,
     Deployment,
     HumanReview,
+    IntegrationSpec,
     MissingValueHandler,
     MLModel,
     Program,
@@ -32,6 +33,7 @@ from kumeo_iac.spec import (
     RuleEngine,
     Router,
     Scaling,
+    SubworkflowSpec,
     WorkflowSpec,
 )
 from kumeo_iac.validate import validate
@@ -41,7 +43,8 @@ def mostly(good: list[Any], bad: list[Any]) -> st.SearchStrategy[Any]:
     return st.integers(0, 9).flatmap(lambda i: st.sampled_from(good if i < 9 or not bad else bad))
 
 
-IDS = mostly(["a", "b", "score", "risk_2", "a_b", "x1"], ["a-b", "bad id", "x.y", "gateway", ""])
+IDS = mostly(["a", "b", "score", "risk_2", "a_b", "x1"],
+             ["a-b", "bad id", "x.y", "gateway", "", "risk_scoring_normalize"])
 TIMEOUTS = mostly([None, "30s", "2m", 5, 1.5], [0, "0s", "-1s", "soon", True])
 RETRIES = mostly(
     [None, 0, 2, {"attempts": 2, "backoff": "500ms"}, {"attempts": 3, "factor": 3},
@@ -140,10 +143,28 @@ def workflows(draw: Any) -> WorkflowSpec:
     )
 
 
+@st.composite
+def with_integration(draw: Any, wfs: list[WorkflowSpec]) -> Program:
+    """The workflows, and sometimes a subworkflow inlined into the first one by an integration."""
+    if draw(st.booleans()):
+        return Program(workflows=wfs)
+    first = draw(mostly(["normalize"], ["bad id", "x.y"]))
+    sub_agents: list[Any] = [DataProcessor(id=first, input="input.events", output_channel="scored")]
+    if draw(st.booleans()):
+        sub_agents.append(MLModel("risk.onnx", id=draw(mostly(["score"], [first, "y z"])), input=f"{first}.output"))
+    sub = SubworkflowSpec(name="RiskScoring", inputs=["events"], outputs=["scored"], agents=sub_agents)
+    integrations = [IntegrationSpec(
+        workflow=draw(mostly([wfs[0].name], ["Nowhere"])), use=draw(mostly(["RiskScoring"], ["Other"])),
+        input_mapping=draw(mostly([{"events": "source"}], [{"evnts": "source"}, {"events": "nowhere.output"}])),
+        output_mapping=draw(mostly([{"scored": "target.out"}], [{"nope": "target.out"}, {"scored": "target.x"}])),
+    ) for _ in range(draw(st.integers(1, 2)))]
+    return Program(workflows=wfs, subworkflows=[sub], integrations=integrations)
+
+
 programs = st.one_of(
     st.lists(workflows(), min_size=1, max_size=2, unique_by=lambda wf: wf.name),
     st.lists(workflows(), min_size=2, max_size=2),  # same names, or names that give the same slug
-).map(lambda wfs: Program(workflows=wfs))
+).flatmap(with_integration)
 
 
 def _compile_error(program: Program) -> KumeoCompileError | None:
@@ -210,3 +231,18 @@ def test_a_zero_timeout_is_refused_by_both() -> None:
     assert errors == ['timeout "0s" of DataProcessor \'p\' must be more than 0; write e.g. "30s", "2m", "1h", '
                       '"500ms" or a number of seconds']
     assert failure is not None
+
+
+def test_an_id_an_integration_inlines_is_checked_like_the_workflow_s_own() -> None:
+    sub = SubworkflowSpec(name="RiskScoring", inputs=["events"], outputs=["scored"],
+                          agents=[DataProcessor(id="normalize", input="input.events", output_channel="scored")])
+    program = Program(
+        workflows=[WorkflowSpec(name="W", source=NATS("in"), target=NATS("out"),
+                                agents=[DataProcessor(id="risk_scoring_normalize", input="source")])],
+        subworkflows=[sub],
+        integrations=[IntegrationSpec(workflow="W", use="RiskScoring", input_mapping={"events": "source"},
+                                      output_mapping={"scored": "target.out"})])
+    errors, failure = _agree(program)
+    assert errors == ["the integration of 'RiskScoring' inlines agent 'normalize' as 'risk_scoring_normalize', an id "
+                      "workflow 'W' already uses; rename one of them"]
+    assert failure is not None and "risk_scoring_normalize" in str(failure)
