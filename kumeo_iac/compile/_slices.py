@@ -36,12 +36,14 @@ def agent_plan(plan: WorkflowPlan, agent: AgentPlan) -> WorkflowPlan:
 def gateway_plan(plan: WorkflowPlan) -> WorkflowPlan:
     """The workflow as its gateway sees it: the endpoints it runs (non-NATS sources, HTTP and File targets), no agent.
 
-    NATS endpoints are left out: the gateway does nothing with them, and a change to one must not restart it.
+    NATS endpoints are left out: the gateway does nothing with them, and a change to one must not restart it. So
+    are the endpoints' source lines, for the reason an agent's are (line numbers only locate errors, and an
+    endpoint the cluster cannot run is refused at compile).
     """
     return dataclasses.replace(
         plan, streams=[], key_values=[], agents=[], kubernetes=[],
-        sources=[ep for ep in plan.sources if ep.kind != "NATS"],
-        targets=[ep for ep in plan.targets if ep.kind in GATEWAY_TARGET_KINDS],
+        sources=[dataclasses.replace(ep, line=None) for ep in plan.sources if ep.kind != "NATS"],
+        targets=[dataclasses.replace(ep, line=None) for ep in plan.targets if ep.kind in GATEWAY_TARGET_KINDS],
     )
 
 
