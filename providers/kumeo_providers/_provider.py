@@ -39,6 +39,7 @@ from pulumi.dynamic import (
     CreateResult,
     DiffResult,
     ReadResult,
+    Resource,
     ResourceProvider,
     UpdateResult,
 )
@@ -66,6 +67,7 @@ __all__ = [
     "AlreadyExistsError",
     "ConnectionArgs",
     "JetStreamProvider",
+    "JetStreamResource",
     "Live",
     "Replacement",
     "ReplacementRefusedError",
@@ -169,6 +171,10 @@ def announce(message: str, *, warning: bool = False) -> None:
 
 class JetStreamProvider(ResourceProvider):
     """The CRUD cycle of one kind of JetStream object, driven by a nats-py config dataclass under ``config``."""
+
+    # The pickled provider is a bare class reference (no state, no credentials): nothing in it to keep secret, so
+    # Pulumi need not wrap it in a secret Output for every resource (the SDK's documented switch).
+    serialize_as_secret_always = False
 
     kind: ClassVar[str]
     config_type: ClassVar[type[Base]]
@@ -670,6 +676,33 @@ def connection_props(args: ConnectionArgs, props: dict[str, Any]) -> dict[str, A
         if getattr(args, key) is not None:
             props[key] = getattr(args, key)
     return props
+
+
+class JetStreamResource(Resource):
+    """What every JetStream resource outputs: where it was applied, the desired and the live configuration.
+
+    Outputs are declared as getters, as Pulumi's generated SDKs declare them, rather than as class annotations: the
+    SDK reads a class's annotations with ``typing.get_type_hints`` again for every resource it registers, but caches
+    what it learns from getters once per class (a workflow registers one consumer per agent).
+    """
+
+    @property
+    @pulumi.getter(name="server_url")
+    def server_url(self) -> pulumi.Output[str]:
+        """The NATS server the object was applied to."""
+        return pulumi.get(self, "server_url")
+
+    @property
+    @pulumi.getter
+    def config(self) -> pulumi.Output[dict[str, Any]]:
+        """The desired configuration (the nats-py config dataclass as a dict)."""
+        return pulumi.get(self, "config")
+
+    @property
+    @pulumi.getter(name="live_config")
+    def live_config(self) -> pulumi.Output[dict[str, Any]]:
+        """The configuration the server reports, as of the last create, update or refresh."""
+        return pulumi.get(self, "live_config")
 
 
 def jetstream_options(opts: pulumi.ResourceOptions | None) -> pulumi.ResourceOptions:

@@ -40,7 +40,7 @@ from typing import Any, ClassVar
 import pulumi
 from nats.js import JetStreamContext
 from nats.js.api import ConsumerConfig
-from pulumi.dynamic import CheckFailure, CheckResult, Resource
+from pulumi.dynamic import CheckFailure, CheckResult
 
 from kumeo_providers._jetstream import (
     Outcome,
@@ -53,6 +53,7 @@ from kumeo_providers._jetstream import (
 from kumeo_providers._provider import (
     ConnectionArgs,
     JetStreamProvider,
+    JetStreamResource,
     Live,
     Replacement,
     announce,
@@ -206,16 +207,9 @@ class ConsumerArgs(ConnectionArgs):
         )
 
 
-class Consumer(Resource, module=JETSTREAM_MODULE, name="Consumer"):
+class Consumer(JetStreamResource, module=JETSTREAM_MODULE, name="Consumer"):
     """A durable JetStream consumer managed by Pulumi (type ``pulumi-python:dynamic/jetstream:Consumer``); its
     ``config`` is nats-py's ConsumerConfig as a plain dict."""
-
-    name: pulumi.Output[str]
-    stream: pulumi.Output[str]
-    durable: pulumi.Output[str]
-    server_url: pulumi.Output[str]
-    config: pulumi.Output[dict[str, Any]]
-    live_config: pulumi.Output[dict[str, Any]]
 
     def __init__(
         self,
@@ -227,3 +221,21 @@ class Consumer(Resource, module=JETSTREAM_MODULE, name="Consumer"):
         props = args.to_props()
         props.update({"name": None, "durable": None, "live_config": None})
         super().__init__(ConsumerProvider(), resource_name, props, jetstream_options(opts))
+
+    @property
+    @pulumi.getter
+    def name(self) -> pulumi.Output[str]:
+        """The consumer's name on the server (its durable name)."""
+        return pulumi.get(self, "name")
+
+    @property
+    @pulumi.getter
+    def stream(self) -> pulumi.Output[str]:
+        """The stream it reads."""
+        return pulumi.get(self, "stream")
+
+    @property
+    @pulumi.getter
+    def durable(self) -> pulumi.Output[str]:
+        """Its durable name."""
+        return pulumi.get(self, "durable")

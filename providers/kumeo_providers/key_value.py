@@ -27,7 +27,7 @@ from typing import Any, ClassVar
 import pulumi
 from nats.js import JetStreamContext
 from nats.js.api import KeyValueConfig, StreamInfo
-from pulumi.dynamic import CheckFailure, Resource
+from pulumi.dynamic import CheckFailure
 
 from kumeo_providers._jetstream import (
     Outcome,
@@ -42,6 +42,7 @@ from kumeo_providers._jetstream import (
 from kumeo_providers._provider import (
     ConnectionArgs,
     JetStreamProvider,
+    JetStreamResource,
     Live,
     connection_props,
     jetstream_options,
@@ -140,16 +141,9 @@ class KeyValueArgs(ConnectionArgs):
         return connection_props(self, {"config": config, "adopt": self.adopt, "allow_replace": self.allow_replace})
 
 
-class KeyValue(Resource, module=JETSTREAM_MODULE, name="KeyValue"):
+class KeyValue(JetStreamResource, module=JETSTREAM_MODULE, name="KeyValue"):
     """A JetStream key-value bucket managed by Pulumi (type ``pulumi-python:dynamic/jetstream:KeyValue``); its
     ``config`` is nats-py's KeyValueConfig as a plain dict."""
-
-    name: pulumi.Output[str]
-    bucket: pulumi.Output[str]
-    stream: pulumi.Output[str]
-    server_url: pulumi.Output[str]
-    config: pulumi.Output[dict[str, Any]]
-    live_config: pulumi.Output[dict[str, Any]]
 
     def __init__(
         self,
@@ -161,3 +155,21 @@ class KeyValue(Resource, module=JETSTREAM_MODULE, name="KeyValue"):
         props = args.to_props()
         props.update({"name": None, "bucket": None, "stream": None, "live_config": None})
         super().__init__(KeyValueProvider(), resource_name, props, jetstream_options(opts))
+
+    @property
+    @pulumi.getter
+    def name(self) -> pulumi.Output[str]:
+        """The bucket's name (the same as ``bucket``)."""
+        return pulumi.get(self, "name")
+
+    @property
+    @pulumi.getter
+    def bucket(self) -> pulumi.Output[str]:
+        """The bucket's name on the server."""
+        return pulumi.get(self, "bucket")
+
+    @property
+    @pulumi.getter
+    def stream(self) -> pulumi.Output[str]:
+        """The stream holding the bucket (``KV_<bucket>``)."""
+        return pulumi.get(self, "stream")

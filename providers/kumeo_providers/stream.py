@@ -35,7 +35,7 @@ from typing import Any, ClassVar
 import pulumi
 from nats.js import JetStreamContext
 from nats.js.api import StreamConfig, StreamInfo
-from pulumi.dynamic import CheckFailure, Resource
+from pulumi.dynamic import CheckFailure
 
 from kumeo_providers._jetstream import (
     Outcome,
@@ -48,6 +48,7 @@ from kumeo_providers._jetstream import (
 from kumeo_providers._provider import (
     ConnectionArgs,
     JetStreamProvider,
+    JetStreamResource,
     Live,
     connection_props,
     jetstream_options,
@@ -151,16 +152,10 @@ class StreamArgs(ConnectionArgs):
         return connection_props(self, {"config": config, "adopt": self.adopt, "allow_replace": self.allow_replace})
 
 
-class Stream(Resource, module=JETSTREAM_MODULE, name="Stream"):
+class Stream(JetStreamResource, module=JETSTREAM_MODULE, name="Stream"):
     """A JetStream stream managed by Pulumi (type ``pulumi-python:dynamic/jetstream:Stream``); its ``config`` is
     nats-py's StreamConfig as a plain dict. ``created`` is the server's creation time: it changes only when the
     stream is deleted and created again (consumers take it to follow a replaced stream)."""
-
-    name: pulumi.Output[str]
-    created: pulumi.Output[str]
-    server_url: pulumi.Output[str]
-    config: pulumi.Output[dict[str, Any]]
-    live_config: pulumi.Output[dict[str, Any]]
 
     def __init__(
         self,
@@ -172,3 +167,15 @@ class Stream(Resource, module=JETSTREAM_MODULE, name="Stream"):
         props = args.to_props()
         props.update({"name": None, "created": None, "live_config": None})
         super().__init__(StreamProvider(), resource_name, props, jetstream_options(opts))
+
+    @property
+    @pulumi.getter
+    def name(self) -> pulumi.Output[str]:
+        """The stream's name on the server."""
+        return pulumi.get(self, "name")
+
+    @property
+    @pulumi.getter
+    def created(self) -> pulumi.Output[str]:
+        """When the server created the stream (changes only when it is created again)."""
+        return pulumi.get(self, "created")

@@ -269,3 +269,30 @@ def test_the_component_adapter_passes_adopt_and_allow_replace_and_ties_consumers
         assert (buckets.typ, buckets.inputs["adopt"], buckets.inputs["allow_replace"]) == (KEY_VALUE_TYPE, False, False)
 
     return pulumi.Output.all(consumer.durable, bucket.name).apply(check)
+
+
+@pulumi.runtime.test
+def test_every_output_resolves_and_the_provider_is_registered_in_clear_holding_nothing_secret(mocks):
+    # The outputs are getters (the SDK caches their types per class; annotations it would resolve per resource).
+    stream = Stream("orders", StreamArgs(config=StreamConfig(name="ORDERS", subjects=["orders.>"]), server_url=URL))
+    consumer = Consumer("scorer", ConsumerArgs(stream=stream.name, stream_created=stream.created, server_url=URL,
+                                               config=ConsumerConfig(durable_name="scorer")))
+    bucket = KeyValue("joins", KeyValueArgs(config=KeyValueConfig(bucket="joins"), server_url=URL, token="s3cret"))
+    outputs = [stream.name, stream.created, stream.server_url, stream.config, stream.live_config,
+               consumer.name, consumer.stream, consumer.durable, consumer.server_url, consumer.config["durable_name"],
+               consumer.live_config["durable_name"], bucket.name, bucket.bucket, bucket.stream, bucket.server_url,
+               bucket.config["bucket"], bucket.live_config["bucket"]]
+
+    def check(values):
+        assert values[0:3] == ["ORDERS", "2025-01-31T12:00:00+00:00", URL]
+        assert values[3]["name"] == values[4]["name"] == "ORDERS"
+        assert values[5:11] == ["scorer", "ORDERS", "scorer", URL, "scorer", "scorer"]
+        assert values[11:] == ["joins", "joins", "KV_joins", URL, "joins", "joins"]
+        for name in ("orders", "scorer", "joins"):
+            registered = mocks.registered(name)
+            # The provider is a bare class reference: sent in clear, while the credentials stay secret.
+            assert not is_rpc_secret(registered.inputs["__provider"]), name
+            assert provider_of(registered).__dict__ == {}, name
+        assert is_rpc_secret(mocks.registered("joins").inputs["token"])
+
+    return pulumi.Output.all(*outputs).apply(check)
