@@ -28,7 +28,7 @@ import json
 import logging
 import ssl
 from collections.abc import Awaitable, Callable, Mapping
-from typing import Any, ClassVar, TypeVar
+from typing import Any, ClassVar, TypeVar, cast
 
 import pulumi
 from nats.js import JetStreamContext
@@ -690,19 +690,19 @@ class JetStreamResource(Resource):
     @pulumi.getter(name="server_url")
     def server_url(self) -> pulumi.Output[str]:
         """The NATS server the object was applied to."""
-        return pulumi.get(self, "server_url")
+        return cast("pulumi.Output[str]", pulumi.get(self, "server_url"))
 
     @property
     @pulumi.getter
     def config(self) -> pulumi.Output[dict[str, Any]]:
         """The desired configuration (the nats-py config dataclass as a dict)."""
-        return pulumi.get(self, "config")
+        return cast("pulumi.Output[dict[str, Any]]", pulumi.get(self, "config"))
 
     @property
     @pulumi.getter(name="live_config")
     def live_config(self) -> pulumi.Output[dict[str, Any]]:
         """The configuration the server reports, as of the last create, update or refresh."""
-        return pulumi.get(self, "live_config")
+        return cast("pulumi.Output[dict[str, Any]]", pulumi.get(self, "live_config"))
 
 
 def jetstream_options(opts: pulumi.ResourceOptions | None) -> pulumi.ResourceOptions:

@@ -35,7 +35,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Mapping
-from typing import Any, ClassVar
+from typing import Any, ClassVar, cast
 
 import pulumi
 from nats.js import JetStreamContext
@@ -226,16 +226,16 @@ class Consumer(JetStreamResource, module=JETSTREAM_MODULE, name="Consumer"):
     @pulumi.getter
     def name(self) -> pulumi.Output[str]:
         """The consumer's name on the server (its durable name)."""
-        return pulumi.get(self, "name")
+        return cast("pulumi.Output[str]", pulumi.get(self, "name"))
 
     @property
     @pulumi.getter
     def stream(self) -> pulumi.Output[str]:
         """The stream it reads."""
-        return pulumi.get(self, "stream")
+        return cast("pulumi.Output[str]", pulumi.get(self, "stream"))
 
     @property
     @pulumi.getter
     def durable(self) -> pulumi.Output[str]:
         """Its durable name."""
-        return pulumi.get(self, "durable")
+        return cast("pulumi.Output[str]", pulumi.get(self, "durable"))

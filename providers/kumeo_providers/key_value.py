@@ -22,7 +22,7 @@ from __future__ import annotations
 import dataclasses
 import re
 from collections.abc import Mapping
-from typing import Any, ClassVar
+from typing import Any, ClassVar, cast
 
 import pulumi
 from nats.js import JetStreamContext
@@ -160,16 +160,16 @@ class KeyValue(JetStreamResource, module=JETSTREAM_MODULE, name="KeyValue"):
     @pulumi.getter
     def name(self) -> pulumi.Output[str]:
         """The bucket's name (the same as ``bucket``)."""
-        return pulumi.get(self, "name")
+        return cast("pulumi.Output[str]", pulumi.get(self, "name"))
 
     @property
     @pulumi.getter
     def bucket(self) -> pulumi.Output[str]:
         """The bucket's name on the server."""
-        return pulumi.get(self, "bucket")
+        return cast("pulumi.Output[str]", pulumi.get(self, "bucket"))
 
     @property
     @pulumi.getter
     def stream(self) -> pulumi.Output[str]:
         """The stream holding the bucket (``KV_<bucket>``)."""
-        return pulumi.get(self, "stream")
+        return cast("pulumi.Output[str]", pulumi.get(self, "stream"))

@@ -30,7 +30,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Mapping
-from typing import Any, ClassVar
+from typing import Any, ClassVar, cast
 
 import pulumi
 from nats.js import JetStreamContext
@@ -172,10 +172,10 @@ class Stream(JetStreamResource, module=JETSTREAM_MODULE, name="Stream"):
     @pulumi.getter
     def name(self) -> pulumi.Output[str]:
         """The stream's name on the server."""
-        return pulumi.get(self, "name")
+        return cast("pulumi.Output[str]", pulumi.get(self, "name"))
 
     @property
     @pulumi.getter
     def created(self) -> pulumi.Output[str]:
         """When the server created the stream (changes only when it is created again)."""
-        return pulumi.get(self, "created")
+        return cast("pulumi.Output[str]", pulumi.get(self, "created"))

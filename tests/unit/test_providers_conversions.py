@@ -36,7 +36,7 @@ from nats.js.api import (
     StreamSource,
 )
 from pulumi.dynamic.dynamic import serialize_provider
-from pulumi.runtime.rpc import UNKNOWN
+from pulumi.runtime.rpc import UNKNOWN, _special_secret_sig, _special_sig_key
 
 pytestmark = pytest.mark.timeout(30)
 
@@ -224,6 +224,19 @@ def test_control_inputs_alone_are_no_change():
     provider = StreamProvider()
     olds = {"server_url": URL, "config": {"name": "S", "subjects": ["s.>"]}}
     diff = provider.diff("S", olds, {**olds, "adopt": True, "allow_replace": True})
+    assert diff.changes is False and diff.replaces == []
+
+
+@pytest.mark.parametrize("provider_type", [StreamProvider, KeyValueProvider, ConsumerProvider])
+def test_the_provider_stored_in_clear_where_the_state_has_it_secret_is_no_change(provider_type):
+    # Stacks deployed before the provider was registered in clear hold it as a secret in their state.
+    provider = provider_type()
+    config = {"name": "S", "subjects": ["s.>"]} if provider_type is StreamProvider else (
+        {"bucket": "b"} if provider_type is KeyValueProvider else {"durable_name": "d"})
+    serialized = serialize_provider(provider)
+    news = {"server_url": URL, "stream": "S", "config": config, "__provider": serialized}
+    olds = {**news, "__provider": {_special_sig_key: _special_secret_sig, "value": serialized}}
+    diff = provider.diff("x", olds, news)
     assert diff.changes is False and diff.replaces == []
 
 
