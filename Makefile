@@ -13,7 +13,7 @@ PYTEST_ARGS ?=
 # when missing and we are root (CI is).
 SYSTEM_PACKAGES := podman debootstrap chromium etcd-server
 
-.PHONY: install system-deps test demo bench ui ui-test clean docs
+.PHONY: install system-deps test demo bench ui ui-test clean docs dist
 
 install: $(STAMP)
 
@@ -50,6 +50,13 @@ bench: $(STAMP)
 ## make ui: build the dashboard front end into kumeo_iac/dashboard/static (reproducible from package-lock.json)
 ui:
 	cd ui && npm ci --no-audit --no-fund --loglevel=error && npm run build && npm test
+
+## make dist: the kumeo-iac wheel in dist/ (DIST=DIR elsewhere), which a project made by `kumeo new` can install
+## until a release is on PyPI: pip install "kumeo-iac[pulumi,local] @ file:///…/dist/kumeo_iac-0.1.0-py3-none-any.whl"
+DIST ?= dist
+dist:
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PIP) wheel --quiet --no-deps --wheel-dir $(DIST) .
 
 docs: $(STAMP)
 	$(PY) -m kumeo_iac._docs

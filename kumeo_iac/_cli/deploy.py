@@ -219,12 +219,7 @@ def run_new(args: argparse.Namespace) -> int:
         return 1
     for path in written:
         print(path)
-    print(
-        f"\nNext: cd {target} && python -m venv venv && venv/bin/pip install -r requirements.txt\n"
-        f"      venv/bin/pytest tests        # unit tests under Pulumi mocks\n"
-        f"      pulumi stack init dev && pulumi config set kumeo:namespace {_slug(args.name)} && pulumi preview",
-        file=sys.stderr,
-    )
+    print(f"\nNext: cd {target}, then follow its README.md (install, test, preview)", file=sys.stderr)
     return 0
 
 
@@ -250,6 +245,7 @@ def scaffold(name: str, target: Path) -> list[Path]:
         "__main__.py": MAIN_PY.format(slug=slug),
         f"{slug}.kumeo": WORKFLOW_KUMEO.format(workflow=_workflow_name(name), slug=slug),
         "requirements.txt": REQUIREMENTS_TXT,
+        "README.md": project_readme(slug, kumeo_source()),
         "tests/test_stack.py": TEST_STACK_PY.format(slug=slug),
         ".github/workflows/preview.yml": preview_workflow(slug),
         ".gitignore": "venv/\n__pycache__/\n*.pyc\n.pytest_cache/\n.kumeo/\n",
@@ -348,12 +344,112 @@ workflow {workflow} {{
 }}
 """
 
-REQUIREMENTS_TXT = """\
-kumeo-iac[pulumi,nats]>=0.1
-pulumi>=3.100,<4
-pulumi-kubernetes>=4.10,<5
+#: The extras: ``pulumi`` (pulumi and pulumi-kubernetes, pinned by kumeo-iac itself) for the stack, ``local`` (an
+#: embedded nats-server) for ``kumeo run``; the unit tests need pytest.
+KUMEO_REQUIREMENT = "kumeo-iac[pulumi,local]"
+REQUIREMENTS_TXT = f"""\
+# Kumeo's Pulumi components (they bring pulumi and pulumi-kubernetes) and `kumeo run`. Until kumeo-iac is published,
+# install it first from a Kumeo checkout or a wheel built by `make dist` in one (see README.md); pip then finds it.
+{KUMEO_REQUIREMENT}>=0.1
 pytest>=8
 """
+
+
+def kumeo_source() -> str | None:
+    """Where the running Kumeo can be installed from again: a ``file:`` URL of its checkout or wheel, or None.
+
+    A checkout is the folder holding ``kumeo_iac/`` beside a ``pyproject.toml`` naming kumeo-iac (an editable or
+    in-place install); otherwise the installer's record (PEP 610 ``direct_url.json``) names the local wheel or
+    folder it came from, when that still exists. None means an index install, where ``requirements.txt`` suffices.
+    """
+    import json
+    from importlib import metadata
+
+    import kumeo_iac
+
+    root = Path(kumeo_iac.__file__).resolve().parent.parent
+    project = root / "pyproject.toml"
+    if project.is_file() and 'name = "kumeo-iac"' in project.read_text(encoding="utf-8"):
+        return root.as_uri()
+    try:
+        record = metadata.distribution("kumeo-iac").read_text("direct_url.json")
+    except metadata.PackageNotFoundError:
+        return None
+    if not record:
+        return None
+    url = str(json.loads(record).get("url", ""))
+    if not url.startswith("file://"):
+        return None
+    from urllib.parse import unquote, urlparse
+
+    return url if Path(unquote(urlparse(url).path)).exists() else None
+
+
+def project_readme(slug: str, source: str | None) -> str:
+    """The README.md of a new project: install (from ``source`` when Kumeo is not on an index), test, deploy."""
+    if source is None:
+        install = "venv/bin/pip install -r requirements.txt"
+        origin = ""
+    else:
+        install = f'venv/bin/pip install "{KUMEO_REQUIREMENT} @ {source}"\nvenv/bin/pip install -r requirements.txt'
+        origin = ORIGIN.format(source=source, requirement=KUMEO_REQUIREMENT)
+    return PROJECT_README.format(slug=slug, install=install, origin=origin)
+
+
+ORIGIN = """
+kumeo-iac is not published on PyPI yet, so the second line installs it from where the `kumeo` that wrote this
+project came from ({source}). On another machine, use a Kumeo checkout there, or a wheel built in one with
+`make dist` (`dist/kumeo_iac-*.whl`): `venv/bin/pip install "{requirement} @ file:///path/to/that.whl"`.
+"""
+
+PROJECT_README = """\
+# {slug}
+
+A Kumeo workflow, [{slug}.kumeo]({slug}.kumeo), run on this machine by `kumeo run` and deployed by Pulumi
+([__main__.py](__main__.py)) to Kubernetes and NATS JetStream.
+
+## Install
+
+Python 3.11 or later; a virtual environment named `venv` (the one Pulumi.yaml names):
+
+```sh
+python -m venv venv
+{install}
+```
+{origin}
+## Test
+
+Unit tests under Pulumi mocks: no cluster, NATS server or `pulumi` CLI is needed.
+
+```sh
+venv/bin/pytest -q tests
+venv/bin/kumeo check --strict {slug}.kumeo
+```
+
+## Run it on this machine
+
+`kumeo run` starts an embedded nats-server, runs the agents and prints every event that reaches the target
+(`{slug}.out`) or a dead-letter subject as one JSON line:
+
+```sh
+printf '%s\\n' '{{"id": "e1", "amount": 12}}' '{{"amount": 5}}' > events.jsonl
+venv/bin/kumeo run {slug}.kumeo --input events.jsonl
+```
+
+## Preview and deploy
+
+With the `pulumi` CLI on PATH, a backend (`pulumi login`) and a cluster in your kubeconfig:
+
+```sh
+pulumi stack init dev
+pulumi config set kumeo:namespace {slug}
+pulumi preview
+pulumi up
+```
+
+`.github/workflows/preview.yml` runs `kumeo check`, the tests and `pulumi preview --diff` on every pull request.
+"""
+
 
 TEST_STACK_PY = '''\
 """Unit tests of the stack under Pulumi mocks: no engine, cluster or NATS server is needed (mocks stand in)."""
