@@ -196,8 +196,8 @@ class _WorkflowPlanner:
             raise self.error(str(exc), span=self.deployment.span if self.deployment else None) from None
         self.sources = [self._endpoint(e, i, source=True) for i, e in enumerate(wf.sources)]
         self.targets = [self._endpoint(e, i, source=False) for i, e in enumerate(wf.targets)]
-        self.source_by_ref = {ref.key: ep for ref, ep in zip(self.graph.sources, self.sources)}
-        self.target_by_ref = {ref.key: ep for ref, ep in zip(self.graph.targets, self.targets)}
+        self.source_by_ref = {ref.key: ep for ref, ep in zip(self.graph.sources, self.sources, strict=True)}
+        self.target_by_ref = {ref.key: ep for ref, ep in zip(self.graph.targets, self.targets, strict=True)}
 
     # -- helpers ---------------------------------------------------------------------------------------------
 
@@ -376,9 +376,9 @@ class _WorkflowPlanner:
         if ref.kind == "agent":
             return self.subjects.output(ref.name)
         if ref.kind == "source":
-            return self.source_by_ref[ref.key]["subject"]
+            return str(self.source_by_ref[ref.key]["subject"])
         if ref.kind == "target":
-            return self.target_by_ref[ref.key]["subject"]
+            return str(self.target_by_ref[ref.key]["subject"])
         raise KeyError(ref.key)
 
     def _agent(self, agent_id: str, registry: _StreamRegistry, routed_to: dict[str, list[tuple[str, str]]],
@@ -387,11 +387,11 @@ class _WorkflowPlanner:
         agent = node.agent
         handoffs = routed_to.get(agent_id, []) + fallback_to.get(agent_id, [])
         bindings: list[dict[str, Any]] = []
-        for b in node.inputs:
-            if agent.input is None and handoffs and b.node.kind == "source":
+        for binding in node.inputs:
+            if agent.input is None and handoffs and binding.node.kind == "source":
                 continue  # an agent reached only by routes or fallbacks does not read the sources
-            bindings.append({"part": b.part or "", "subject": self._subject_of(b.node), "field": list(b.field),
-                             "written": b.written})
+            bindings.append({"part": binding.part or "", "subject": self._subject_of(binding.node),
+                             "field": list(binding.field), "written": binding.written})
         for router_id, subject in routed_to.get(agent_id, []):
             bindings.append({"part": "", "subject": subject, "field": [], "written": f"route from {router_id}"})
         for failed_id, subject in fallback_to.get(agent_id, []):
@@ -419,14 +419,14 @@ class _WorkflowPlanner:
         by_stream: dict[str, list[str]] = {}
         for b in bindings:
             by_stream.setdefault(b["stream"], []).append(b["subject"])
-        for stream in sorted(by_stream):
-            owner = next((s.owner for s in registry.streams if s.name == stream), None)
+        for stream_id in sorted(by_stream):
+            owner = next((s.owner for s in registry.streams if s.name == stream_id), None)
             durable = agent_id if owner == self.slug else f"{snake(self.slug)}_{agent_id}"
             config = consumer_config(
-                durable, minimal_subjects(by_stream[stream]),
+                durable, minimal_subjects(by_stream[stream_id]),
                 description=f"Kumeo {self.wf.name} agent {agent_id}", timeout=timeout, max_deliver=max_deliver,
                 delays=delays, metadata={"kumeo.dev/workflow": self.slug, "kumeo.dev/agent": agent_id})
-            consumers.append(ConsumerPlan(stream=stream, durable=durable, agent=agent_id, config=config))
+            consumers.append(ConsumerPlan(stream=stream_id, durable=durable, agent=agent_id, config=config))
 
         routes = []
         for route in node.routes:
@@ -513,7 +513,7 @@ class _WorkflowPlanner:
     def _resources(self, agent: Agent) -> dict[str, Any]:
         chain = self._resource_chain(agent)
         requests = dict(DEFAULT_RESOURCES["requests"])
-        limits = dict(DEFAULT_RESOURCES["limits"])
+        limits: dict[str, str | int] = dict(DEFAULT_RESOURCES["limits"])
 
         def first(attr: str) -> tuple[Any, Resources | None]:
             for r in chain:
@@ -589,17 +589,17 @@ class _WorkflowPlanner:
                 path = path[1:]
             else:
                 raise self.error(f"cannot resolve ${{{name}}} in {text!r}", agent=agent, span=span)
-            value: Any = registry
+            found: Any = registry
             for part in path:
-                value = value.get(part) if isinstance(value, dict) else None
-            if isinstance(value, dict) and "url" in value:
-                value = value["url"]
-            if value is None:
+                found = found.get(part) if isinstance(found, dict) else None
+            if isinstance(found, dict) and "url" in found:
+                found = found["url"]
+            if found is None:
                 if _:
                     return default
                 raise self.error(f"cannot resolve ${{{name}}} in {text!r}", agent=agent, span=span,
                                  hint="define it under deployment.registry")
-            return str(value)
+            return str(found)
 
         for _ in range(10):  # innermost placeholders first; a few rounds settle nested defaults
             new = _PLACEHOLDER.sub(lambda m: lookup(m.group(1)), text)

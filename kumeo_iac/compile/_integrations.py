@@ -103,7 +103,7 @@ def _inline(wf: WorkflowSpec, sub: SubworkflowSpec, integration: IntegrationSpec
                 return "source" if not field else f"source.{field}"
             return path
         for channel in sorted(channels, key=len, reverse=True):
-            if path == channel or path.startswith(channel + "/") or path.startswith(channel + "."):
+            if path == channel or path.startswith((channel + "/", channel + ".")):
                 return out_channel(channel) + path[len(channel):]
         if head in ids:
             return f"{prefix}_{head}" + path[len(head):]

@@ -10,7 +10,6 @@ from kumeo_iac.spec import Call, Ref, SpecNode
 from kumeo_iac.spec._durations import parse_duration
 
 
-
 def compile_error(
     message: str,
     *,
