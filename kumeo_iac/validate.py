@@ -18,7 +18,7 @@ import os
 import re
 from collections.abc import Iterable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from kumeo_iac._names import (
     Subjects,
@@ -58,14 +58,14 @@ from kumeo_iac.spec import (
     MLModel,
     Program,
     Ref,
-    RuleEngine,
     Router,
+    RuleEngine,
     SubworkflowSpec,
     WorkflowSpec,
     span_of,
 )
-from kumeo_iac.spec._durations import DURATION_HINT, parse_duration
 from kumeo_iac.spec._agent_config import NoSettings
+from kumeo_iac.spec._durations import DURATION_HINT, parse_duration
 from kumeo_iac.spec._platform import kubernetes_quantity, literal_secrets
 from kumeo_iac.spec._problems import Problem, plain, problems_for_type, problems_in
 from kumeo_iac.spec._references import block_ref, resolve
@@ -333,8 +333,10 @@ class _Checker:
 
     def _check_names(self) -> None:
         first: dict[str, tuple[str, SourceSpan | None]] = {}
-        for kind, node in [*(("workflow", w) for w in self.program.workflows),
-                           *(("subworkflow", s) for s in self.program.subworkflows)]:
+        named: list[tuple[str, WorkflowSpec | SubworkflowSpec]] = [
+            *(("workflow", w) for w in self.program.workflows),
+            *(("subworkflow", s) for s in self.program.subworkflows)]
+        for kind, node in named:
             span = node.span_for("name")
             if node.name in first:
                 other_kind, other_span = first[node.name]
@@ -350,7 +352,7 @@ class _Checker:
     # workflows
 
     def _check_workflow(self, wf: WorkflowSpec) -> None:
-        for name, value in wf.extra_blocks.items():
+        for name in wf.extra_blocks:
             span = wf.arg_spans.get(f"extra:{name}") or wf.arg_spans.get(name) or span_of(name, wf.span)
             self.error(
                 f"workflow '{wf.name}' has no block '{name}'"
@@ -490,8 +492,10 @@ class _Checker:
             )
             return
         resolver = None
+        wf_name = ""  # read only where a resolver exists, that is where there is a workflow
         if wf is not None:
             resolver = resolver_for(wf)
+            wf_name = wf.name
         for mapping, declared, what, field in (
             (integration.input_mapping, sw.inputs, "input", "input_mapping"),
             (integration.output_mapping, sw.outputs, "output", "output_mapping"),
@@ -515,13 +519,13 @@ class _Checker:
                     if resolver.resolve_input(text) is None:
                         self.error(
                             f"input mapping '{key}' of the integration of '{sw.name}' refers to '{text}', which is "
-                            f"nothing in workflow '{wf.name}'" + _did_you_mean(text, resolver.candidates()),
+                            f"nothing in workflow '{wf_name}'" + _did_you_mean(text, resolver.candidates()),
                             value_span, "unresolved-reference",
                         )
                 elif resolver.resolve_destination(text) is None:
                     self.error(
                         f"output mapping '{key}' of the integration of '{sw.name}' sends to '{text}', which is no "
-                        f"target or agent of workflow '{wf.name}'"
+                        f"target or agent of workflow '{wf_name}'"
                         + _did_you_mean(text, resolver.target_candidates()),
                         value_span, "unresolved-reference",
                     )
@@ -650,8 +654,8 @@ class _Checker:
         reachable = graph.reachable_from_sources()
         tainted = set(bad_inputs) | in_cycle
         succ: dict[str, set[str]] = {}
-        for a, b in graph.agent_edges():
-            succ.setdefault(a, set()).add(b)
+        for upstream, downstream in graph.agent_edges():
+            succ.setdefault(upstream, set()).add(downstream)
         todo = list(tainted)
         while todo:
             for m in succ.get(todo.pop(), ()):
@@ -757,7 +761,8 @@ class _Checker:
                        span_of(agent.timeout, agent.span_for("timeout")), "bad-duration")
         self._check_retry(agent, label)
         self._check_secrets(agent, label, hosts)
-        for host in [*hosts] or [None]:
+        config_hosts: list[WorkflowSpec | None] = [*hosts] or [None]
+        for host in config_hosts:
             self._check_config(agent, label, host)
 
     def _check_router_rules(self, agent: Router, label: str, hosts: list[WorkflowSpec]) -> None:
@@ -782,7 +787,8 @@ class _Checker:
             )
 
     def _check_computed_fields(self, agent: DataProcessor, label: str, hosts: list[WorkflowSpec]) -> None:
-        config: dict[str, Any] = agent.config if isinstance(agent.config, dict) else {}
+        # the TypedDict twin of the settings is a dict at run time; read here as the plain dict it is
+        config: dict[str, Any] = cast("dict[str, Any]", agent.config) if isinstance(agent.config, dict) else {}
         fallback = agent.span_for("config")
         for key in _COMPUTED_KEYS:
             items = config.get(key)
@@ -861,8 +867,9 @@ class _Checker:
         line, column = _line_col(content, index)
         inner = SourceSpan(start.path, line, column)
         try:
-            return self.expr.locate(inner, start)
-        except Exception:  # pragma: no cover - defensive: a position is never worth a crash
+            located: SourceSpan = self.expr.locate(inner, start)
+            return located
+        except Exception:  # noqa: BLE001  # pragma: no cover - defensive: a position is never worth a crash
             if line == 1:
                 return SourceSpan(start.path, start.line, start.column + column - 1)
             return SourceSpan(start.path, start.line + line - 1, column)

@@ -1,5 +1,15 @@
 """The typed model of a Kumeo program (the Spec), shared by the importer, the Python DSL and every later stage."""
 
+from kumeo_iac.spec._agent_config import (
+    BayesianNetworkConfig,
+    CustomConfig,
+    DataNormalizerConfig,
+    DataProcessorConfig,
+    HumanReviewConfig,
+    LLMConfig,
+    MLModelConfig,
+    NoConfig,
+)
 from kumeo_iac.spec._agents import (
     AGENT_KINDS,
     LLM,
@@ -13,18 +23,8 @@ from kumeo_iac.spec._agents import (
     HumanReview,
     MissingValueHandler,
     MLModel,
-    RuleEngine,
     Router,
-)
-from kumeo_iac.spec._agent_config import (
-    BayesianNetworkConfig,
-    CustomConfig,
-    DataNormalizerConfig,
-    DataProcessorConfig,
-    HumanReviewConfig,
-    LLMConfig,
-    MLModelConfig,
-    NoConfig,
+    RuleEngine,
 )
 from kumeo_iac.spec._base import Call, LocatedStr, Ref, SpecNode, span_of
 from kumeo_iac.spec._deployment import Deployment, Monitor, Resources, Scaling

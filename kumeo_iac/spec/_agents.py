@@ -7,7 +7,7 @@ the language allows several shapes (a path, an inline object, a list); validatio
 from __future__ import annotations
 
 import re
-from typing import TYPE_CHECKING, Annotated, Any, ClassVar, Literal, Union
+from typing import TYPE_CHECKING, Annotated, Any, ClassVar, Literal
 
 from pydantic import Field, field_validator
 
@@ -288,19 +288,17 @@ class Custom(Agent):
 
 
 AnyAgent = Annotated[
-    Union[
-        LLM,
-        MLModel,
-        BayesianNetworkAgent,
-        DecisionMatrix,
-        RuleEngine,
-        Router,
-        DataProcessor,
-        DataNormalizer,
-        MissingValueHandler,
-        HumanReview,
-        Custom,
-    ],
+    LLM
+    | MLModel
+    | BayesianNetworkAgent
+    | DecisionMatrix
+    | RuleEngine
+    | Router
+    | DataProcessor
+    | DataNormalizer
+    | MissingValueHandler
+    | HumanReview
+    | Custom,
     Field(discriminator="kind"),
 ]
 

@@ -83,10 +83,10 @@ def caller_span() -> SourceSpan | None:
     frame: FrameType | None = sys._getframe(2)
     while frame is not None:
         filename = frame.f_code.co_filename
-        if filename.startswith(_SPEC_DIR) or filename.startswith(_PYDANTIC_DIR):
+        if filename.startswith((_SPEC_DIR, _PYDANTIC_DIR)):
             frame = frame.f_back
             continue
-        if filename.startswith(_PACKAGE_DIR) or filename.startswith("<frozen "):
+        if filename.startswith((_PACKAGE_DIR, "<frozen ")):
             return None
         line = frame.f_lineno or 1
         text = linecache.getline(filename, line)

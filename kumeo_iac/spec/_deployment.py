@@ -43,8 +43,9 @@ class Deployment(SpecNode):
     namespace: str | None = arg("Kubernetes namespace (stack config `kumeo:namespace` overrides it).")
     base_images: dict[str, str] = Field(default_factory=dict, description="Images by class (`default`, `ml`, `llm`).")
     resources: dict[str, Resources] = Field(default_factory=dict, description="Resources by class or agent id.")
-    storage: dict[str, str] = Field(default_factory=dict, description="Mount paths by name (`models`, `data`); `data_root`: a folder "
-                                   "outside the workflow's whose files agents may read (see *File paths*).")
+    storage: dict[str, str] = Field(default_factory=dict, description=(
+        "Mount paths by name (`models`, `data`); `data_root`: a folder outside the workflow's whose files agents may "
+        "read (see *File paths*)."))
     scaling: Scaling | None = None
     registry: Any = arg("Registries: a URL, or `{ kumeo: …, user: { url: … }, models: … }`.")
     extra: dict[str, Any] = Field(default_factory=dict, description="Other deployment settings, kept as written.")

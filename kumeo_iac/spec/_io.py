@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any, ClassVar, Literal, Union
+from typing import Annotated, Any, ClassVar, Literal
 
 from pydantic import Field
 
@@ -75,7 +75,7 @@ class FileSource(Endpoint):
 
 
 AnySource = Annotated[
-    Union[NatsSource, HttpSource, KafkaSource, MqttSource, TimerSource, FileSource], Field(discriminator="kind")
+    NatsSource | HttpSource | KafkaSource | MqttSource | TimerSource | FileSource, Field(discriminator="kind")
 ]
 SOURCE_KINDS: dict[str, type[Endpoint]] = {
     c.kind_name: c for c in (NatsSource, HttpSource, KafkaSource, MqttSource, TimerSource, FileSource)
@@ -126,7 +126,7 @@ class FileTarget(Endpoint):
 
 
 AnyTarget = Annotated[
-    Union[NatsTarget, HttpTarget, KafkaTarget, MqttTarget, FileTarget], Field(discriminator="kind")
+    NatsTarget | HttpTarget | KafkaTarget | MqttTarget | FileTarget, Field(discriminator="kind")
 ]
 TARGET_KINDS: dict[str, type[Endpoint]] = {
     c.kind_name: c for c in (NatsTarget, HttpTarget, KafkaTarget, MqttTarget, FileTarget)
@@ -168,7 +168,7 @@ class Database(Context):
     query: str | None = arg("The query (may use `{{path}}` placeholders).")
 
 
-AnyContext = Annotated[Union[KnowledgeBase, BayesianNetworkContext, Database], Field(discriminator="kind")]
+AnyContext = Annotated[KnowledgeBase | BayesianNetworkContext | Database, Field(discriminator="kind")]
 CONTEXT_KINDS: dict[str, type[Context]] = {
     c.kind_name: c for c in (KnowledgeBase, BayesianNetworkContext, Database)
 }

@@ -39,7 +39,7 @@ class KindSpec(SpecNode):
                     f"{self.kind_name or type(self).__name__}() takes at most {len(self.positional)} positional "
                     f"argument(s) ({', '.join(self.positional) or 'none'}), {len(args)} given"
                 )
-            for name, value in zip(self.positional, args):
+            for name, value in zip(self.positional, args, strict=False):  # fewer args than positionals is fine
                 if name in kwargs:
                     raise KumeoSpecError(f"{self.kind_name}() got argument {name!r} both by position and by name")
                 kwargs[name] = value

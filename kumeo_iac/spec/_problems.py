@@ -87,7 +87,7 @@ def _problems(model: type[BaseModel], exc: ValidationError, data: Any, also: tup
         loc = tuple(error["loc"])
         path = _user_path(loc, data)
         if error["type"] in ("extra_forbidden", "missing") and loc and isinstance(loc[-1], str):
-            path = _user_path(loc[:-1], data) + (loc[-1],)  # the key is not in the value: keep it as written
+            path = (*_user_path(loc[:-1], data), loc[-1])  # the key is not in the value: keep it as written
         if error["type"] == "extra_forbidden":
             key = str(path[-1]) if path else ""
             known = _known_keys(model, path[:-1]) + (list(also) if len(path) == 1 else [])
@@ -115,7 +115,7 @@ def _user_path(loc: tuple[Any, ...], data: Any) -> Path:
     out: list[str | int] = []
     current = data
     for part in loc:
-        if isinstance(current, dict) and isinstance(part, str) and part in current:
+        if isinstance(current, dict) and isinstance(part, str) and part in current:  # noqa: SIM114 - narrows each
             out.append(part)
             current = current[part]
         elif isinstance(current, list) and isinstance(part, int) and 0 <= part < len(current):

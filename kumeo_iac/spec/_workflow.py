@@ -7,7 +7,7 @@ id get one derived from their kind, ``agent.output`` references take the agent's
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import PurePosixPath
 from typing import Any
 
@@ -26,6 +26,7 @@ from kumeo_iac.spec._io import (
     Context,
     Endpoint,
 )
+from kumeo_iac.spec._kinds import KindSpec
 
 #: Workflow-level blocks agents may reference by path (``"models.fraud_detector"``).
 RESOURCE_BLOCKS = ("models", "data", "schemas", "config")
@@ -39,7 +40,7 @@ def _as_list(value: Any) -> list[Any]:
     return [value]
 
 
-def _endpoint_as(kinds: dict[str, type[Endpoint]], value: Any) -> Any:
+def _endpoint_as(kinds: Mapping[str, type[KindSpec]], value: Any) -> Any:
     """Let the DSL use one ``NATS(...)`` class for sources and targets: re-type it for the slot it sits in."""
     if isinstance(value, Endpoint) and value.kind_name in kinds and not isinstance(value, kinds[value.kind_name]):
         target_cls = kinds[value.kind_name]
@@ -76,7 +77,7 @@ def iter_refs(value: Any) -> Iterator[Ref]:
             yield from iter_refs(v)
 
 
-def _normalise_agents(agents: list[Agent]) -> None:
+def _normalise_agents(agents: Sequence[Agent]) -> None:
     taken = {a.id for a in agents if a.id}
     for agent in agents:
         if agent.id:
@@ -102,7 +103,7 @@ def _normalise_agents(agents: list[Agent]) -> None:
                     ref.path = (by_kind[head][0].id or head, *ref.path[1:])
 
 
-def _normalise_contexts(contexts: list[Context]) -> None:
+def _normalise_contexts(contexts: Sequence[Context]) -> None:
     for ctx in contexts:
         if ctx.id:
             continue
