@@ -90,7 +90,8 @@ _BOOKKEEPING = frozenset({"span", "arg_spans", "extra", "extra_args", "extra_blo
 
 @functools.cache
 def _adapter(cls: type[SpecNode], field: str) -> TypeAdapter[Any]:
-    return TypeAdapter(cls.model_fields[field].annotation)
+    annotation = cls.model_fields[field].annotation  # None only for a field declared without one
+    return TypeAdapter(type(None) if annotation is None else annotation)
 
 
 def _argument_name(cls: type[SpecNode], field: str) -> str:
@@ -483,7 +484,8 @@ class Builder:
         if isinstance(node, PathNode):
             return Ref(path=node.parts, span=self.span(node))
         if isinstance(node, ObjectNode):
-            built = {self.key(entry): self.value(entry.value) for entry in self._entries(node, "object")}
+            entries = self._entries(node, "object")
+            built: dict[str, Any] = {self.key(entry): self.value(entry.value) for entry in entries}
             return self._object(built, node)
         if isinstance(node, ArrayNode):
             return [self.value(item) for item in node.items]

@@ -12,12 +12,12 @@ placement depends only on positions, and the output keeps the order of the input
 
 from __future__ import annotations
 
-import dataclasses
 import bisect
+import dataclasses
 import math
 import re
 from collections.abc import Iterable, Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any, TypeGuard, cast
 
 from kumeo_iac.errors import KumeoSpecError, PythonSpan, SourceSpan
 from kumeo_iac.lang._syntax import Comment
@@ -33,6 +33,9 @@ from kumeo_iac.spec import (
     SubworkflowSpec,
     WorkflowSpec,
 )
+
+if TYPE_CHECKING:
+    from kumeo_iac.spec._io import AnyContext
 
 Pos = tuple[int, int]
 
@@ -108,13 +111,13 @@ def _scalar(value: Any) -> str | None:
 # -- positions -----------------------------------------------------------------------------------------------------
 
 
-def _in_text(span: Any) -> bool:
+def _in_text(span: Any) -> TypeGuard[SourceSpan]:
     """A span in the `.kumeo` text being formatted (a Python node's call site is not one)."""
     return isinstance(span, SourceSpan) and not isinstance(span, PythonSpan)
 
 
 def _span_start(span: SourceSpan | None) -> Pos | None:
-    return (span.line, span.column) if _in_text(span) else None  # type: ignore[union-attr]
+    return (span.line, span.column) if _in_text(span) else None
 
 
 def _span_end(span: SourceSpan | None) -> Pos | None:
@@ -233,7 +236,8 @@ def _default_context_id(context: Context) -> str | None:
     data = {name: getattr(context, name) for name in context.positional[:1]}
     try:
         probe = type(context)(**data)
-        return WorkflowSpec(name="_", contexts=[probe]).contexts[0].id
+        # type(context) is one of the context kinds, which is what the workflow's list holds
+        return WorkflowSpec(name="_", contexts=[cast("AnyContext", probe)]).contexts[0].id
     except Exception:  # noqa: BLE001 - a context the Spec cannot rebuild simply keeps its id
         return None
 

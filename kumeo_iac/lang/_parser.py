@@ -11,7 +11,7 @@ import functools
 import re
 import threading
 from importlib import resources
-from typing import Any
+from typing import Any, cast
 
 from lark import Lark, Token, Transformer
 from lark.exceptions import UnexpectedCharacters, UnexpectedInput, UnexpectedToken
@@ -65,6 +65,12 @@ class _Problem(Exception):
 _local = threading.local()
 
 
+def _start(token: Token) -> tuple[int, int]:
+    """Where a token starts. lark types positions as optional (a Token built by hand has none); every token the
+    lexer makes has them, so 1:1 is only a fallback."""
+    return token.line or 1, token.column or 1
+
+
 def _on_comment(token: Token) -> Token:
     sink = getattr(_local, "comments", None)
     if sink is not None:
@@ -78,7 +84,7 @@ def _place(node: Node, first: Any, last: Any) -> Node:
     """Give ``node`` the span from the start of ``first`` to the end of ``last`` (tokens or nodes)."""
     line, column = first.line, first.column
     if isinstance(last, Token):
-        end_line, end_column = last.end_line, last.end_column - 1
+        end_line, end_column = last.end_line or 1, (last.end_column or 1) - 1
     else:
         end_line, end_column = last.end_line, last.end_column
     node.place(line, column, end_line, end_column)
@@ -101,11 +107,11 @@ def _decode_string(token: Token) -> str:
             return _ESCAPES[code]
         if len(code) == 5:
             return chr(int(code[1:], 16))
-        column = token.column + 1 + match.start()
+        line, start = _start(token)
         raise _Problem(
             f"invalid escape '\\{code}' in string",
-            token.line,
-            column,
+            line,
+            start + 1 + match.start(),
             'valid escapes are \\" \\\\ \\n \\r \\t and \\uXXXX; write \\\\ for a backslash',
         )
 
@@ -114,7 +120,7 @@ def _decode_string(token: Token) -> str:
         try:
             value = value.encode("utf-16-le", "surrogatepass").decode("utf-16-le")
         except UnicodeDecodeError:
-            raise _Problem("invalid \\u escape: unpaired surrogate", token.line, token.column) from None
+            raise _Problem("invalid \\u escape: unpaired surrogate", *_start(token)) from None
     return value
 
 
@@ -209,7 +215,8 @@ def parse_syntax(text: str, path: str) -> tuple[list[DeclNode], list[Comment]]:
     comments: list[Comment] = []
     _local.comments = comments
     try:
-        decls: list[DeclNode] = _lark().parse(text)
+        # the Transformer built into the parser turns the tree into declarations
+        decls = cast("list[DeclNode]", _lark().parse(text))
     except UnexpectedInput as exc:
         raise _syntax_error(exc, text, path) from None
     except _Problem as problem:
@@ -304,7 +311,7 @@ def _syntax_error(exc: UnexpectedInput, text: str, path: str) -> KumeoSyntaxErro
 
 
 def _unexpected_character(exc: UnexpectedCharacters, text: str, path: str) -> KumeoSyntaxError:
-    pos = exc.pos_in_stream
+    pos = exc.pos_in_stream if exc.pos_in_stream is not None else len(text)
     span = SourceSpan(path, exc.line, exc.column)
     char = text[pos] if 0 <= pos < len(text) else ""
     if text.startswith('"""', pos):
@@ -328,7 +335,7 @@ def _unexpected_token(exc: UnexpectedToken, text: str, path: str) -> KumeoSyntax
     if token.type == "$END":
         line, column = _end_position(text)
     else:
-        line, column = token.line, token.column
+        line, column = _start(token)
     span = SourceSpan(path, max(line, 1), max(column, 1))
     stack: list[Any] = list(exc.state.value_stack) if exc.state is not None else []
     expected = _expected_terminals(exc)
@@ -349,7 +356,7 @@ def _unexpected_token(exc: UnexpectedToken, text: str, path: str) -> KumeoSyntax
             word = names[0]
             return KumeoSyntaxError(
                 f"expected 'workflow', 'subworkflow' or 'integration', found '{word}'",
-                SourceSpan(path, word.line, word.column),
+                SourceSpan(path, *_start(word)),
                 did_you_mean(str(word), SPEC_KEYWORDS),
             )
 
