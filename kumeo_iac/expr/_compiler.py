@@ -26,7 +26,7 @@ from kumeo_iac.expr import _values as v
 from kumeo_iac.expr._functions import FUNCTIONS, compile_pattern
 from kumeo_iac.expr._syntax import RESERVED_WORDS, span_at, token_span
 
-__all__ = ["Closure", "CompiledExpression", "compile_tree", "MAX_DEPTH"]
+__all__ = ["MAX_DEPTH", "Closure", "CompiledExpression", "compile_tree"]
 
 Closure = Callable[[Mapping[str, Any], Mapping[str, Any]], Any]
 
@@ -105,10 +105,11 @@ def _span(tree: Tree[Token] | Token) -> SourceSpan:
 
 def _decode_string(token: Token) -> str:
     """Decode a quoted literal. Unknown escapes are kept as written so regexes like '\\d+' work unescaped."""
-    body = token.value[1:-1]
+    body: str = token.value[1:-1]
     if "\\" not in body:
         return body
-    simple = {"n": "\n", "t": "\t", "r": "\r", "b": "\b", "f": "\f", "0": "\0", "/": "/", "\\": "\\", "'": "'", '"': '"'}
+    simple = {"n": "\n", "t": "\t", "r": "\r", "b": "\b", "f": "\f", "0": "\0", "/": "/", "\\": "\\", "'": "'",
+              '"': '"'}
     out: list[str] = []
     i = 0
     while i < len(body):
@@ -220,7 +221,7 @@ class _Compiler:
     # -- paths ----------------------------------------------------------------------------------------------
 
     def _check_name(self, token: Token, role: str) -> str:
-        name = token.value
+        name: str = token.value
         if name.startswith("__"):
             raise KumeoExpressionError(
                 f"'{name}' is not allowed: names starting with '__' are reserved", token_span(token)
@@ -356,7 +357,7 @@ class _Compiler:
     # -- calls ----------------------------------------------------------------------------------------------
 
     def _function(self, token: Token, argc: int, quantifier: bool) -> str:
-        name = token.value
+        name: str = token.value
         if name.startswith("__"):
             self._check_name(token, "a function")
         if name in RESERVED_WORDS:
@@ -417,7 +418,8 @@ class _Compiler:
         base, steps = self._split_path(arg, depth)
         if base.data != "name":
             raise KumeoExpressionError(
-                "exists() needs a path that starts with a name", _span(arg), hint="write e.g. `exists(input.customer.email)`"
+                "exists() needs a path that starts with a name", _span(arg),
+                hint="write e.g. `exists(input.customer.email)`",
             )
         token = base.children[0]
         assert isinstance(token, Token)
@@ -434,7 +436,7 @@ class _Compiler:
         var = self._check_name(var_token, "a loop variable")
         iterable = self._child(iterable_tree, depth)
         outer = self.bound
-        self.bound = outer + (var,)
+        self.bound = (*outer, var)
         try:
             body = self._child(body_tree, depth)
         finally:
@@ -539,7 +541,7 @@ def _exists_closure(root: str, bound: bool, steps: list[tuple[bool, Any]]) -> Cl
 def _child(container: Any, key: Any) -> Any:
     if isinstance(container, Mapping):
         try:
-            return container[key] if key in container else _MISSING
+            return container.get(key, _MISSING)
         except TypeError:
             return _MISSING
     if isinstance(container, (list, tuple, str)) and type(key) is int:
@@ -611,7 +613,7 @@ def _comparison_closure(op: str, left: _Node, right: _Node) -> Closure:
         def against_constant(d: Mapping[str, Any], b: Mapping[str, Any]) -> bool:
             value = lf(d, b)
             if type(value) is int or type(value) is float:
-                return compare(value, limit)  # type: ignore[no-any-return]
+                return compare(value, limit)
             return ordered(value, limit, op)
 
         return against_constant
@@ -621,7 +623,7 @@ def _comparison_closure(op: str, left: _Node, right: _Node) -> Closure:
         if (type(left_value) is int or type(left_value) is float) and (
             type(right_value) is int or type(right_value) is float
         ):
-            return compare(left_value, right_value)  # type: ignore[no-any-return]
+            return compare(left_value, right_value)
         return ordered(left_value, right_value, op)
 
     return general

@@ -16,7 +16,7 @@ from kumeo_iac.expr._limits import check_budget, prescan
 from kumeo_iac.expr._syntax import parse_tree
 from kumeo_iac.expr._values import EvaluationFailure, truthy
 
-__all__ = ["Expression", "compile_expression", "parse_expression", "validate_expression", "locate"]
+__all__ = ["Expression", "compile_expression", "locate", "parse_expression", "validate_expression"]
 
 _CACHE_SIZE: Final = 2048
 _NOTHING_BOUND: Final[Mapping[str, Any]] = {}
@@ -30,7 +30,7 @@ class Expression:
     roots, and a path stops at its first computed or numeric index (``a[0].b`` reads ``("a",)``).
     """
 
-    __slots__ = ("source", "root_names", "paths", "functions", "_fn")
+    __slots__ = ("_fn", "functions", "paths", "root_names", "source")
 
     source: str
     root_names: frozenset[str]

@@ -21,7 +21,7 @@ from typing import Any, Final
 from kumeo_iac.expr._values import EvaluationFailure, is_number, ordered, show, truthy
 from kumeo_iac.expr._values import contains as _contains
 
-__all__ = ["Function", "FUNCTIONS", "MAX_PATTERN_LENGTH", "MAX_MATCH_INPUT", "compile_pattern"]
+__all__ = ["FUNCTIONS", "MAX_MATCH_INPUT", "MAX_PATTERN_LENGTH", "Function", "compile_pattern"]
 
 #: Longest regular expression `matches()` accepts; long patterns are where catastrophic backtracking hides.
 MAX_PATTERN_LENGTH: Final = 200
@@ -60,7 +60,7 @@ def _string_or_null(name: str, value: object) -> str | None:
 def _number(name: str, value: object) -> int | float:
     if not is_number(value):
         raise EvaluationFailure(f"{name}() expects a number, got {show(value)}")
-    return value  # type: ignore[return-value]
+    return value
 
 
 def _list_or_null(name: str, value: object) -> Sequence[Any]:
@@ -155,7 +155,8 @@ def compile_pattern(pattern: str) -> Any:
     pattern like ``(a+)+$``, whether the pattern is written in the file or read from the event.
     """
     if len(pattern) > MAX_PATTERN_LENGTH:
-        raise EvaluationFailure(f"matches() pattern is {len(pattern)} characters long; the limit is {MAX_PATTERN_LENGTH}")
+        raise EvaluationFailure(
+            f"matches() pattern is {len(pattern)} characters long; the limit is {MAX_PATTERN_LENGTH}")
     re2 = _re2()
     if re2 is _NoRE2:
         raise EvaluationFailure("matches() needs the google-re2 package; install it with `pip install google-re2`")
@@ -256,7 +257,7 @@ def _int(value: object) -> int:
     if is_number(value):
         if isinstance(value, float) and not math.isfinite(value):
             raise EvaluationFailure(f"cannot convert {show(value)} to int")
-        return int(value)  # type: ignore[arg-type]
+        return int(value)
     if isinstance(value, str) and len(value) <= _MAX_NUMBER_TEXT:
         try:
             return int(value.strip())
@@ -275,7 +276,7 @@ def _int(value: object) -> int:
 def _float(value: object) -> float:
     if is_number(value) or isinstance(value, bool):
         try:
-            return float(value)  # type: ignore[arg-type]
+            return float(value)
         except OverflowError:
             pass
     elif isinstance(value, str) and len(value) <= _MAX_NUMBER_TEXT:
@@ -378,7 +379,8 @@ FUNCTIONS: Final[Mapping[str, Function]] = {
         _fn("contains", 2, 2, lambda h, n: _contains(h, n), "contains(x, y) is `y in x`"),
         _fn("starts_with", 2, 2, _starts_with, "whether a string starts with a prefix"),
         _fn("ends_with", 2, 2, _ends_with, "whether a string ends with a suffix"),
-        _fn("matches", 2, 2, _matches, "regular-expression search (RE2 syntax, linear time), pattern ≤ 200, input ≤ 10k chars"),
+        _fn("matches", 2, 2, _matches,
+            "regular-expression search (RE2 syntax, linear time), pattern ≤ 200, input ≤ 10k chars"),
         _fn("abs", 1, 1, _abs, "absolute value"),
         _fn("min", 1, None, _min, "smallest of the arguments or of one list, ignoring nulls"),
         _fn("max", 1, None, _max, "largest of the arguments or of one list, ignoring nulls"),

@@ -43,7 +43,8 @@ _TOKEN: Final = re.compile(
 # After these an operand is expected, so a following `-` or `not` is a prefix operator.
 _OPERAND_NEXT_WORDS: Final = frozenset({"and", "or", "not", "in", "for"})
 
-_DEADLINE: contextvars.ContextVar[tuple[float, float] | None] = contextvars.ContextVar("kumeo_expr_deadline", default=None)
+_DEADLINE: contextvars.ContextVar[tuple[float, float] | None] = contextvars.ContextVar(
+    "kumeo_expr_deadline", default=None)
 
 
 class BudgetExceeded(Exception):

@@ -17,7 +17,7 @@ from lark.exceptions import LarkError, UnexpectedCharacters, UnexpectedInput, Un
 
 from kumeo_iac.errors import KumeoExpressionError, SourceSpan
 
-__all__ = ["EXPRESSION_PATH", "parse_tree", "span_at", "token_span", "RESERVED_WORDS"]
+__all__ = ["EXPRESSION_PATH", "RESERVED_WORDS", "parse_tree", "span_at", "token_span"]
 
 #: The `path` of every SourceSpan this package produces; `locate()` maps it into the enclosing file.
 EXPRESSION_PATH: Final = "<expr>"
@@ -79,7 +79,8 @@ def _diagnose(text: str) -> KumeoExpressionError:
     try:
         for token in interactive.iter_parse():
             tokens.append(token)
-        interactive.feed_eof(tokens[-1] if tokens else None)
+        # lark's InteractiveParser.feed_eof has no annotations
+        interactive.feed_eof(tokens[-1] if tokens else None)  # type: ignore[no-untyped-call]
     except UnexpectedCharacters as error:
         return _bad_character(text, error)
     except UnexpectedToken as error:
@@ -90,7 +91,8 @@ def _diagnose(text: str) -> KumeoExpressionError:
 
 
 def _bad_character(text: str, error: UnexpectedCharacters) -> KumeoExpressionError:
-    char = text[error.pos_in_stream] if 0 <= error.pos_in_stream < len(text) else ""
+    pos = error.pos_in_stream if error.pos_in_stream is not None else len(text)
+    char = text[pos] if 0 <= pos < len(text) else ""
     span = span_at(error.line, error.column, error.line, error.column)
     if char in "\"'":
         return KumeoExpressionError("unterminated string", span, hint=f"close the string with a matching {char}")
@@ -166,7 +168,8 @@ def _bad_token(text: str, error: UnexpectedToken, tokens: list[Token]) -> KumeoE
             )
     hint: str | None = None
     if bad.value == "(" and bad.type != "STRING" and len(seen) >= 2 and seen[-2].value in (".", "?."):
-        hint = f"functions are called by name, e.g. `{previous.value if previous else 'f'}(x)` rather than `x.{previous.value if previous else 'f'}()`"
+        name = previous.value if previous else "f"
+        hint = f"functions are called by name, e.g. `{name}(x)` rather than `x.{name}()`"
     elif bad.value == "=" and bad.type != "STRING":
         hint = "use '==' to compare values"
     elif bad.type in ("NAME", "INT", "FLOAT", "STRING") and previous is not None:

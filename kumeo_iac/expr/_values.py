@@ -12,24 +12,24 @@ from __future__ import annotations
 import json
 import operator
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any, Final
+from typing import Any, Final, TypeGuard
 
 __all__ = [
-    "EvaluationFailure",
-    "is_number",
-    "truthy",
-    "equal",
-    "ordered",
     "ORDERINGS",
-    "contains",
+    "EvaluationFailure",
     "add",
-    "subtract",
-    "multiply",
+    "contains",
     "divide",
+    "equal",
+    "is_number",
     "modulo",
+    "multiply",
     "negate",
-    "step",
+    "ordered",
     "show",
+    "step",
+    "subtract",
+    "truthy",
 ]
 
 _SHOW_LIMIT: Final = 40
@@ -39,7 +39,7 @@ class EvaluationFailure(Exception):
     """Why one operation failed on concrete values; internal, wrapped into KumeoEvaluationError at the API edge."""
 
 
-def is_number(value: object) -> bool:
+def is_number(value: object) -> TypeGuard[int | float]:
     """Whether a value is a JSON number; booleans are not numbers here even though Python says they are."""
     return isinstance(value, (int, float)) and not isinstance(value, bool)
 
@@ -52,7 +52,7 @@ def truthy(value: object) -> bool:
         return True
     try:
         return bool(value)
-    except Exception:  # an exotic object from a Python caller; presence is the only honest answer
+    except Exception:  # noqa: BLE001 - an exotic object from a Python caller; presence is the only honest answer
         return True
 
 
@@ -65,24 +65,21 @@ def equal(left: object, right: object) -> bool:
     if left_bool or right_bool:
         return left_bool and right_bool and left == right
     if is_number(left) and is_number(right):
-        return left == right  # type: ignore[no-any-return]
+        return left == right
     if isinstance(left, str) or isinstance(right, str):
         return isinstance(left, str) and isinstance(right, str) and left == right
     if isinstance(left, Mapping) and isinstance(right, Mapping):
         if len(left) != len(right):
             return False
-        for key, value in left.items():
-            if key not in right or not equal(value, right[key]):
-                return False
-        return True
+        return all(key in right and equal(value, right[key]) for key, value in left.items())
     if _is_list(left) and _is_list(right):
         assert isinstance(left, Sequence) and isinstance(right, Sequence)
-        return len(left) == len(right) and all(equal(a, b) for a, b in zip(left, right))
+        return len(left) == len(right) and all(equal(a, b) for a, b in zip(left, right, strict=True))
     if left is None or right is None:
         return False
     try:
         return bool(left == right)
-    except Exception:
+    except Exception:  # noqa: BLE001 - an exotic Python object whose == raises equals nothing
         return False
 
 
@@ -101,7 +98,8 @@ def ordered(left: object, right: object, op: str) -> bool:
         return False
     if (is_number(left) and is_number(right)) or (isinstance(left, str) and isinstance(right, str)):
         return ORDERINGS[op](left, right)
-    raise EvaluationFailure(f"cannot compare {show(left)} {op} {show(right)} (only two numbers or two strings can be ordered)")
+    raise EvaluationFailure(
+        f"cannot compare {show(left)} {op} {show(right)} (only two numbers or two strings can be ordered)")
 
 
 def contains(container: object, item: object) -> bool:
@@ -116,7 +114,8 @@ def contains(container: object, item: object) -> bool:
     if isinstance(container, str):
         if isinstance(item, str):
             return item in container
-        raise EvaluationFailure(f"cannot look for {show(item)} in the string {show(container)} (only a string can be in a string)")
+        raise EvaluationFailure(
+            f"cannot look for {show(item)} in the string {show(container)} (only a string can be in a string)")
     if isinstance(container, Mapping):
         try:
             return item in container
@@ -131,7 +130,7 @@ def contains(container: object, item: object) -> bool:
 def add(left: object, right: object) -> Any:
     """`+`: numbers add, strings concatenate, lists concatenate; anything else is a mistake worth reporting."""
     if is_number(left) and is_number(right):
-        return left + right  # type: ignore[operator]
+        return left + right
     if isinstance(left, str) and isinstance(right, str):
         return left + right
     if _is_list(left) and _is_list(right):
@@ -179,7 +178,7 @@ def negate(value: object) -> Any:
     """Unary `-` on a number."""
     if not is_number(value):
         raise EvaluationFailure(f"cannot negate {show(value)} (not a number)")
-    return -value  # type: ignore[operator]
+    return -value
 
 
 def step(container: object, key: object) -> Any:
