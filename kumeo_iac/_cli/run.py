@@ -27,9 +27,12 @@ import threading
 import time
 import uuid
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from kumeo_iac.errors import KumeoError
+
+if TYPE_CHECKING:
+    from kumeo_iac.local._reviews import ReviewWatch
 
 __all__ = ["run_run", "run_send", "run_tail"]
 
@@ -198,6 +201,7 @@ def run_run(args: argparse.Namespace) -> int:
 
 async def _run(args: argparse.Namespace, plan: Any, path: Path, events: Any, progress: Any,
                holder: list[_Shutdown]) -> int:
+    from kumeo_iac.local._reviews import ReviewWatch
     from kumeo_iac.local._runner import LocalRunner
 
     loop = asyncio.get_running_loop()
@@ -222,6 +226,11 @@ async def _run(args: argparse.Namespace, plan: Any, path: Path, events: Any, pro
             stack.push_async_callback(lambda: runner.stop(timeout=shutdown.left(20.0)))
             if not await _until(runner.start(), stop):
                 return _interrupted(received, progress)
+            reviews = ReviewWatch(runner)
+            if reviews.any:
+                progress.reviews = 0
+            reviews.start()
+            stack.push_async_callback(reviews.stop)
             agents = sum(len(wf.agents) for wf in plan.workflows)
             names = ", ".join(wf.name for wf in plan.workflows)
             how = "one process each" if args.processes else "in-process"
@@ -265,10 +274,7 @@ async def _run(args: argparse.Namespace, plan: Any, path: Path, events: Any, pro
                               f"{source.subject}{extra}")
 
             def tick() -> None:
-                progress.published = runner.published + runner.source_events()
-                progress.results = runner.results
-                progress.dead_letters = runner.dead_letters
-                progress.in_flight = runner.in_flight
+                _count(progress, runner, reviews)
                 progress.update()
 
             if args.follow:
@@ -282,34 +288,35 @@ async def _run(args: argparse.Namespace, plan: Any, path: Path, events: Any, pro
                 for gateway in runner.gateways:
                     await gateway.stop_sources()
                 result = await runner.drain(min(args.timeout, shutdown.left(DRAIN_SECONDS) / 2), tick=tick)
-                tick()
-                progress.update(force=True)
+                await _final_count(progress, runner, reviews, result.drained)
                 if not result.drained:
+                    progress.update(force=True)
                     progress.note(f"stopped with events still in flight: {'; '.join(result.holding)}")
                 else:
-                    progress.note("stopped")
+                    progress.note(f"stopped: {progress.counts()}")
                 exit_code = 0
             else:
                 began = time.monotonic()
                 result = await _until(runner.drain(max(0.1, deadline - began), tick=tick), stop)
                 if result is False:
                     return _interrupted(received, progress)
-                tick()
-                progress.update(force=True)
+                elapsed = time.monotonic() - began
+                await _final_count(progress, runner, reviews, result.drained)
                 if not result.drained:
+                    progress.update(force=True)
                     _err(f"kumeo run: error: the workflow did not drain within {args.timeout:g} s; still holding "
                          f"events: {'; '.join(result.holding)}")
                     exit_code = 1
                 else:
                     restarts = runner.agent_restarts + runner.server_restarts
                     extra = f" ({restarts} restart{'s' if restarts != 1 else ''}, see above)" if restarts else ""
-                    progress.note(f"drained in {time.monotonic() - began:.1f} s: {runner.published} in, "
-                                  f"{runner.results} result{'s' if runner.results != 1 else ''}, "
-                                  f"{runner.dead_letters} dead letter{'s' if runner.dead_letters != 1 else ''}"
-                                  f"{extra}")
-                    if result.unreached:
-                        shown = ", ".join(result.unreached[:5]) + (" …" if len(result.unreached) > 5 else "")
-                        progress.note(f"{len(result.unreached)} event(s) reached no target or dead-letter subject "
+                    progress.note(f"drained in {elapsed:.1f} s: {progress.counts()}{extra}")
+                    if reviews.count:
+                        progress.note(_waiting_note(reviews, path, runner))
+                    unreached = [e for e in result.unreached if e not in reviews.event_ids]
+                    if unreached:
+                        shown = ", ".join(unreached[:5]) + (" …" if len(unreached) > 5 else "")
+                        progress.note(f"{len(unreached)} event(s) reached no target or dead-letter subject "
                                       f"(held in a join, or the workflow has no target for them): {shown}")
         except KumeoError as exc:
             _print_error(exc, path)
@@ -320,6 +327,46 @@ async def _run(args: argparse.Namespace, plan: Any, path: Path, events: Any, pro
              f"{'were not valid events' if n != 1 else 'was not a valid event'} (see above)")
         exit_code = exit_code or 1
     return exit_code
+
+
+def _count(progress: Any, runner: Any, reviews: ReviewWatch) -> None:
+    """Progress from the run: events in, result and dead-letter lines printed, reviews, and the events in flight
+    (published, and neither printed on a target or dead-letter subject nor waiting for review)."""
+    waiting = reviews.event_ids
+    progress.published = runner.published + runner.source_events()
+    progress.results = runner.results
+    progress.dead_letters = runner.dead_letters
+    if reviews.any:
+        progress.reviews = len(waiting)
+    done = runner.seen_ids | waiting
+    from_sources = max(0, runner.source_events() - len(done - runner.input_ids))
+    progress.in_flight = len(runner.input_ids - done) + from_sources
+
+
+async def _final_count(progress: Any, runner: Any, reviews: ReviewWatch, drained: bool) -> None:
+    """The counts at the end: the reviews read once more; once drained, nothing is in flight (an event that
+    reached nothing is reported on its own line)."""
+    with contextlib.suppress(Exception):
+        await asyncio.wait_for(reviews.refresh(), 2.0)
+    _count(progress, runner, reviews)
+    if drained:
+        progress.in_flight = 0
+
+
+def _waiting_note(reviews: ReviewWatch, path: Path, runner: Any) -> str:
+    """What a run that ends with events parked for review says about them: how many, where, how to decide them."""
+    n = reviews.count
+    agents = [w for w in reviews.waiting if w.event_ids]
+    at = (f"at agent '{agents[0].agent}'" if len(agents) == 1
+          else "(" + ", ".join(f"{len(w.event_ids)} at agent '{w.agent}'" for w in agents) + ")")
+    waiting = f"{n} event{'s wait' if n != 1 else ' waits'} for review {at}"
+    if runner.embedded:
+        return (f"{waiting}, in the reviews bucket of this run's embedded nats-server, which is removed when the run "
+                f"ends. To decide them, run on a nats-server of your own (--nats URL, see docs/ui.md) and decide "
+                f"them with `kumeo dashboard {path} --nats URL` (or the review API); they resume on the next run. "
+                f"Or add --follow and decide them while the run goes on")
+    return (f"{waiting}; decide them with `kumeo dashboard {path} --nats {runner.url}` (or the review API); they "
+            f"resume on the next run (`kumeo run {path} --nats {runner.url}`)")
 
 
 async def _use_local_llm(plan: Any, stack: contextlib.AsyncExitStack, progress: Any) -> Any:
@@ -459,7 +506,7 @@ async def _send(subject: str, payloads: list[tuple[str, Any]], url: str, *, even
 
 
 async def _connect(url: str) -> Any:
-    from kumeo_providers._jetstream import connect
+    from kumeo_iac.jetstream import connect
 
     try:
         return await connect(url, timeout_s=5.0, name="kumeo-cli")

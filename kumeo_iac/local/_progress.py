@@ -1,6 +1,9 @@
-"""Progress of `kumeo run` on stderr: a live line on a terminal, plain lines (only when counts change) elsewhere.
+"""Progress of `kumeo run` on stderr: one live line on a terminal, plain lines (only when counts change) elsewhere.
 
-stdout belongs to the results, so everything here goes to stderr.
+The line counts what the run's output shows: ``10 in, 7 routed, 1 dead letter, 2 waiting for review, 0 in flight``
+— events published, result lines and dead-letter lines printed on stdout, events parked by HumanReview agents
+(shown only when the workflow has one), and events that have reached none of these yet. The closing summary is the
+same line, so the two always agree. stdout belongs to the results, so everything here goes to stderr.
 """
 
 from __future__ import annotations
@@ -24,6 +27,8 @@ class Progress:
         self.results = 0
         self.dead_letters = 0
         self.in_flight = 0
+        #: Events waiting for a person; None when no agent reviews (the count is then left out of the line).
+        self.reviews: int | None = None
         self._shown = ""
         self._last_line = 0.0
         self._live_drawn = False
@@ -33,10 +38,16 @@ class Progress:
         self._clear()
         print(f"kumeo run: {text}", file=self.stream, flush=True)
 
+    def counts(self) -> str:
+        """``10 in, 7 routed, 1 dead letter[, 2 waiting for review]``: the line without what is in flight."""
+        text = (f"{self.published} in, {self.results} routed, "
+                f"{self.dead_letters} dead letter{'s' if self.dead_letters != 1 else ''}")
+        if self.reviews is not None:
+            text += f", {self.reviews} waiting for review"
+        return text
+
     def status(self) -> str:
-        return (f"{self.published} in, {self.results} result{'s' if self.results != 1 else ''}, "
-                f"{self.dead_letters} dead letter{'s' if self.dead_letters != 1 else ''}, "
-                f"{self.in_flight} in flight")
+        return f"{self.counts()}, {self.in_flight} in flight"
 
     def update(self, *, force: bool = False) -> None:
         text = self.status()

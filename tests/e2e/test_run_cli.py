@@ -114,7 +114,7 @@ def test_run_prints_one_json_line_per_event_and_drains(orders: tuple[Path, Path]
     assert by_event(stdout_lines(proc)) == by_event(expected_lines())
     assert "Traceback" not in proc.stderr
     assert f"published 5 events from {events} to orders.new" in proc.stderr
-    assert "drained in " in proc.stderr and "5 in, 4 results, 1 dead letter" in proc.stderr
+    assert "drained in " in proc.stderr and "5 in, 4 routed, 1 dead letter" in proc.stderr
     assert ("one process each" if mode else "in-process") in proc.stderr
     assert nats_server_pids() == set()  # the embedded server is gone
 
@@ -305,5 +305,5 @@ def test_the_fraud_demo_runs_with_the_local_llm() -> None:
     assert explained["text"].strip() and "smollm2" in explained["model"].lower()  # SmolLM2 wrote it
     assert decided["transactions-3"]["risk"]["fraud"] == pytest.approx(0.4)  # pgmpy's posterior via the context
     assert "llm" not in decided["transactions-1"]  # `when` kept unsuspicious events away from the LLM
-    assert "LLM agents use " in proc.stderr and "10 in, 9 results, 1 dead letter" in proc.stderr
+    assert "LLM agents use " in proc.stderr and "10 in, 9 routed, 1 dead letter" in proc.stderr
     assert nats_server_pids() == set()
