@@ -228,9 +228,9 @@ def _own_arguments(cls: type, base: type | None) -> list[tuple[str, Any]]:
     for name, field in cls.model_fields.items():  # type: ignore[attr-defined]
         if name in skip:
             continue
-        if base is not None and name in base.model_fields:  # type: ignore[attr-defined]
-            if base.model_fields[name].description == field.description:  # type: ignore[attr-defined]
-                continue
+        if (base is not None and name in base.model_fields  # type: ignore[attr-defined]
+                and base.model_fields[name].description == field.description):  # type: ignore[attr-defined]
+            continue
         out.append((field.alias or name, field))
     return out
 
@@ -328,7 +328,6 @@ def _default_text(field: Any) -> str:
 
 
 def _settings_rows(model: Any, prefix: str = "") -> list[str]:
-    from pydantic import BaseModel
 
     rows = []
     fields = sorted(model.model_fields.items(), key=lambda item: item[0] == "join_timeout")
@@ -365,7 +364,7 @@ def config_table(cls: Any) -> list[str]:
         return [f"`config:` {cls.kind_name} takes its settings as arguments; its `config` may hold only "
                 "`join_timeout` (for an agent joining several inputs: how long a partial join waits, default "
                 "`\"5m\"`). Any other key is an error of `kumeo check`."]
-    lines = [f"`config:` settings (an object, a `config` entry, or a JSON file; `kumeo check` reports unknown keys "
+    lines = ["`config:` settings (an object, a `config` entry, or a JSON file; `kumeo check` reports unknown keys "
              "and wrong types at the key):", "", "| Key | Type | Default | Meaning |", "|---|---|---|---|"]
     lines += _settings_rows(model)
     if cls.config_arguments:
@@ -441,14 +440,14 @@ def language_reference() -> str:
          "Every context also takes `id` (what agents write in `context:`; default: the file's stem) and `options`."),
     ):
         lines = [f"## {title}", "", intro, ""]
-        for cls in kinds.values():
-            lines += _kind_section(cls, base)
+        for endpoint_cls in kinds.values():
+            lines += _kind_section(endpoint_cls, base)
         parts.append("\n".join(lines))
 
     lines = ["## Monitor and deployment", ""]
-    for name, cls in (("monitor", Monitor), ("deployment", Deployment), ("deployment.resources.<class>", Resources),
+    for name, model in (("monitor", Monitor), ("deployment", Deployment), ("deployment.resources.<class>", Resources),
                       ("deployment.scaling", Scaling)):
-        lines += _model_table(name, cls)
+        lines += _model_table(name, model)
     parts.append("\n".join(lines))
 
     functions = ["| Function | Arguments | Meaning |", "|---|---|---|"]

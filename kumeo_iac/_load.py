@@ -17,6 +17,7 @@ A Python workflow is a `.py` file that assigns Spec objects to module-level name
 from __future__ import annotations
 
 import ast
+import contextlib
 import dataclasses
 import os
 import sys
@@ -188,10 +189,8 @@ def _run(path: Path) -> tuple[dict[str, Any], Diagnostic | None]:
     except BaseException as exc:  # noqa: BLE001 - the user's code failed; say where, never a traceback
         return {}, _failure(exc, path)
     finally:
-        try:
+        with contextlib.suppress(ValueError):  # the program may have taken it out itself
             sys.path.remove(folder)
-        except ValueError:  # the program took it out itself
-            pass
 
 
 def _failure(exc: BaseException, path: Path) -> Diagnostic:
@@ -214,7 +213,7 @@ def _failure(exc: BaseException, path: Path) -> Diagnostic:
 
 
 def _is_user_file(filename: str) -> bool:
-    if filename.startswith("<") or filename.startswith(_PACKAGE_DIR):
+    if filename.startswith(("<", _PACKAGE_DIR)):
         return False
     prefixes = {sys.prefix, sys.base_prefix, sys.exec_prefix}
     absolute = os.path.abspath(filename)

@@ -16,8 +16,8 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-__all__ = ["DATA_ROOTS_ENV", "DATA_ROOT_KEY", "data_roots", "declared_roots", "env_roots", "escapes", "escapes_lexically",
-           "inside", "runtime_path"]
+__all__ = ["DATA_ROOTS_ENV", "DATA_ROOT_KEY", "data_roots", "declared_roots", "env_roots", "escapes",
+           "escapes_lexically", "inside", "runtime_path"]
 
 #: The `deployment.storage` key that declares a data root.
 DATA_ROOT_KEY = "data_root"

@@ -166,7 +166,7 @@ class WorkflowGraph:
 
         Agents on a cycle come last, in written order, so the function is total even on invalid graphs.
         """
-        indeg = {n: 0 for n in self.nodes}
+        indeg = dict.fromkeys(self.nodes, 0)
         succ: dict[str, list[str]] = {n: [] for n in self.nodes}
         for a, b in self.agent_edges():
             if a in indeg and b in indeg:
@@ -300,11 +300,11 @@ class Resolver:
             return (found, ambiguous) if found else None
         if text in ("source", "sources"):
             return [(r, ()) for r in self.source_refs], []
-        if text.startswith("source.") or text.startswith("sources."):
+        if text.startswith(("source.", "sources.")):
             rest = text.split(".", 1)[1]
-            for s, ref in zip(self.sources, self.source_refs):
+            for s, ref in zip(self.sources, self.source_refs, strict=True):
                 for n in endpoint_names(s):
-                    if rest == n or rest.startswith(n + ".") or rest.startswith(n + "/"):
+                    if rest == n or rest.startswith((n + ".", n + "/")):
                         return [(ref, _split_field(rest[len(n):]))], []
             return None
         if text.startswith("input.") and self.inputs:
@@ -312,7 +312,7 @@ class Resolver:
             if name in self.inputs:
                 return [(NodeRef("input", name), tuple(text.split(".")[2:]))], []
         for channel in sorted(self.channels, key=len, reverse=True):
-            if text == channel or text.startswith(channel + "/") or text.startswith(channel + "."):
+            if text == channel or text.startswith((channel + "/", channel + ".")):
                 return [(NodeRef("agent", self.channels[channel].id or ""), _split_field(text[len(channel):]))], []
         head, _, rest = text.partition(".")
         field = _split_field(rest)
@@ -333,13 +333,13 @@ class Resolver:
         name = text
         if text.startswith("target."):
             name = text[len("target."):]
-            for t, ref in zip(self.targets, self.target_refs):
+            for t, ref in zip(self.targets, self.target_refs, strict=True):
                 if name in endpoint_names(t):
                     return ref
             return None
         if text in self.ids:
             return NodeRef("agent", text)
-        for t, ref in zip(self.targets, self.target_refs):
+        for t, ref in zip(self.targets, self.target_refs, strict=True):
             if name in endpoint_names(t):
                 return ref
         return None
@@ -379,7 +379,7 @@ def _split_field(rest: str) -> tuple[str, ...]:
 
 
 def _written(value: Any) -> str:
-    return str(value) if isinstance(value, Ref) else str(value)
+    return str(value)  # a Ref's text is its path as written
 
 
 def _router_rules(router: Router) -> Iterator[tuple[str | None, Any, SourceSpan | None]]:
@@ -407,6 +407,7 @@ def build_graph(workflow: WorkflowSpec | SubworkflowSpec) -> WorkflowGraph:
     nodes: dict[str, AgentNode] = {}
     edges: list[Edge] = []
     unresolved: list[Unresolved] = []
+    ref: NodeRef | None  # a resolved reference; None where resolving a destination fails
     for agent in agents:
         if not agent.id or agent.id in nodes:
             continue  # duplicates are validation's to report; the first one wins here

@@ -21,7 +21,7 @@ import asyncio
 import contextlib
 import dataclasses
 from collections.abc import Callable, Iterable, Iterator, Mapping
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 import pulumi
 import pytest
@@ -101,14 +101,14 @@ class _RecordingMonitor(_mocks.MockMonitor):
         super().__init__(mocks)
         self._recorder = mocks
 
-    def RegisterResource(self, request: Any) -> Any:  # noqa: N802 (the gRPC method name)
-        response = super().RegisterResource(request)
+    def RegisterResource(self, request: Any) -> Any:
+        response = super().RegisterResource(request)  # type: ignore[no-untyped-call]  # pulumi's is unannotated
         if request.type != "pulumi:pulumi:Stack":
             self._recorder._record(request, response.urn, response.id or None)
         return response
 
-    def ReadResource(self, request: Any) -> Any:  # noqa: N802
-        response = super().ReadResource(request)
+    def ReadResource(self, request: Any) -> Any:
+        response = super().ReadResource(request)  # type: ignore[no-untyped-call]  # pulumi's is unannotated
         self._recorder._record(request, response.urn, request.id or None)
         return response
 
@@ -138,7 +138,7 @@ class PulumiMocks(_mocks.Mocks):
     def outputs_for(self, type_: str, name: str, inputs: dict[str, Any]) -> dict[str, Any]:
         """The state a mocked resource reports back; defaults to its inputs with a few provider-computed fields."""
         outputs = dict(inputs)
-        if type_.startswith("kubernetes:") and "metadata" in outputs or type_.startswith("kubernetes:core/v1"):
+        if (type_.startswith("kubernetes:") and "metadata" in outputs) or type_.startswith("kubernetes:core/v1"):
             metadata = dict(unwrap_secret(outputs.get("metadata")) or {})
             metadata.setdefault("name", name)
             outputs["metadata"] = metadata
@@ -297,14 +297,15 @@ def pulumi_mocks() -> Iterator[PulumiMocks]:
 
 
 def _workflow(plan: Plan | WorkflowPlan, workflow: str | None) -> WorkflowPlan:
-    if hasattr(plan, "workflows"):
-        if workflow is not None:
-            return plan.workflow(workflow)  # type: ignore[union-attr]
-        workflows = plan.workflows  # type: ignore[union-attr]
-        if len(workflows) != 1:
-            raise AssertionError(f"the plan has {len(workflows)} workflows; say which one with workflow=")
-        return workflows[0]
-    return plan  # type: ignore[return-value]
+    if not hasattr(plan, "workflows"):  # duck-typed so the compile stage is not imported here
+        return plan
+    whole = cast("Plan", plan)
+    if workflow is not None:
+        return whole.workflow(workflow)
+    workflows = whole.workflows
+    if len(workflows) != 1:
+        raise AssertionError(f"the plan has {len(workflows)} workflows; say which one with workflow=")
+    return workflows[0]
 
 
 def assert_plan_has_agent(
