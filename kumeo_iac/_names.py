@@ -16,6 +16,12 @@ from __future__ import annotations
 import hashlib
 import re
 
+# Re-exported: the compiler and validate read the subject rules from here with the other naming rules.
+from kumeo_iac.jetstream import covers as covers
+from kumeo_iac.jetstream import minimal_subjects as minimal_subjects
+from kumeo_iac.jetstream import overlap as overlap
+from kumeo_iac.jetstream import valid_subject as valid_subject
+
 _DNS_LABEL = re.compile(r"[a-z]([-a-z0-9]*[a-z0-9])?\Z")
 _TOKEN = re.compile(r"[A-Za-z0-9_-]+\Z")
 
@@ -108,57 +114,8 @@ class Subjects:
 # -- subject patterns ---------------------------------------------------------------------------------------------
 
 
-def valid_subject(subject: str, *, wildcards: bool) -> bool:
-    if not subject or subject != subject.strip() or any(c.isspace() for c in subject):
-        return False
-    tokens = subject.split(".")
-    for i, tok in enumerate(tokens):
-        if not tok:
-            return False
-        if tok in ("*", ">"):
-            if not wildcards or (tok == ">" and i != len(tokens) - 1):
-                return False
-        elif "*" in tok or ">" in tok:
-            return False
-    return True
-
-
-def covers(pattern: str, subject: str) -> bool:
-    """Whether every subject matched by ``subject`` (a pattern too) is matched by ``pattern``."""
-    p, s = pattern.split("."), subject.split(".")
-    for i, tok in enumerate(p):
-        if tok == ">":
-            return len(s) > i
-        if i >= len(s):
-            return False
-        if tok == "*":
-            if s[i] == ">":
-                return False
-            continue
-        if tok != s[i]:
-            return False
-    return len(s) == len(p)
-
-
-def overlap(a: str, b: str) -> bool:
-    """Whether some literal subject is matched by both patterns (JetStream forbids that across streams)."""
-    x, y = a.split("."), b.split(".")
-    for i in range(max(len(x), len(y))):
-        if i >= len(x) or i >= len(y):
-            return False
-        tx, ty = x[i], y[i]
-        if tx == ">" or ty == ">":
-            return True
-        if tx == "*" or ty == "*" or tx == ty:
-            continue
-        return False
-    return True
-
-
-def minimal_subjects(subjects: list[str]) -> list[str]:
-    """Sorted, without duplicates and without subjects another one already covers."""
-    unique = sorted(set(subjects))
-    return [s for s in unique if not any(o != s and covers(o, s) for o in unique)]
+# valid_subject, covers, overlap and minimal_subjects live in kumeo_iac.jetstream (imported above), the one
+# subject matcher the compiler, the worker and the dashboard share.
 
 
 def gateway_target_durable(endpoint_name: str) -> str:

@@ -25,7 +25,7 @@ ACTION_HEADER: Final = "Kumeo-Audit-Action"
 
 
 def _covered(subject: str, by: str = AUDIT_SUBJECTS) -> bool:
-    from kumeo_iac.compile._names import covers
+    from kumeo_iac.jetstream import covers
 
     return covers(by, subject)
 

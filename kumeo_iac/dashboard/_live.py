@@ -73,7 +73,7 @@ class NotConnected(LiveError):
 
 
 def _matches(pattern: str, subject: str) -> bool:
-    from kumeo_iac.runtime._worker import subject_matches
+    from kumeo_iac.jetstream import subject_matches
 
     return subject_matches(pattern, subject)
 
@@ -131,7 +131,7 @@ def topology(wf: WorkflowPlan) -> dict[str, Any]:
 
 
 def _stream_for(wf: WorkflowPlan, subject: str) -> str | None:
-    from kumeo_iac.compile._names import covers
+    from kumeo_iac.jetstream import covers
 
     for stream in wf.streams:
         if any(covers(s, subject) for s in stream.config.get("subjects") or []):

@@ -278,7 +278,7 @@ class LocalRunner:
             raise
 
     async def _connect(self) -> None:
-        from kumeo_providers._jetstream import connect
+        from kumeo_iac.jetstream import connect
 
         try:
             self.nc = await connect(self.url, timeout_s=10.0 if self.embedded else 5.0, name="kumeo-run",
@@ -289,7 +289,7 @@ class LocalRunner:
         self.js = self.nc.jetstream()
 
     async def _create_jetstream_objects(self) -> None:
-        from kumeo_providers._jetstream import (
+        from kumeo_iac.jetstream import (
             consumer_config_from_inputs,
             ensure_consumer,
             ensure_key_value,

@@ -22,9 +22,7 @@ import logging
 import os
 import signal
 import sys
-from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
 
 from kumeo_iac.errors import KumeoError
 
@@ -49,31 +47,6 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
-def nats_connect_options(env: Mapping[str, str]) -> dict[str, Any]:
-    """The worker's NATS credentials, inbox prefix and TLS context, from its environment (empty values ignored)."""
-    options: dict[str, Any] = {}
-    for var, option in (("NATS_USER", "user"), ("NATS_PASSWORD", "password"), ("NATS_TOKEN", "token"),
-                        ("NATS_CREDS", "creds_file"), ("NATS_INBOX_PREFIX", "inbox_prefix")):
-        if env.get(var):
-            options[option] = env[var]
-    ca, cert, key = env.get("NATS_TLS_CA"), env.get("NATS_TLS_CERT"), env.get("NATS_TLS_KEY")
-    if ca or cert:
-        import ssl
-
-        if cert and not key:
-            raise KumeoError("NATS_TLS_CERT is set but NATS_TLS_KEY is not; give the client key too")
-        try:
-            context = ssl.create_default_context(ssl.Purpose.SERVER_AUTH, cafile=ca or None)
-            if cert:
-                context.load_cert_chain(cert, key)
-        except (OSError, ssl.SSLError) as exc:
-            raise KumeoError(f"cannot load the NATS TLS files (NATS_TLS_CA/CERT/KEY): {exc}") from exc
-        options["tls"] = context
-        if env.get("NATS_TLS_HOSTNAME"):
-            options["tls_hostname"] = env["NATS_TLS_HOSTNAME"]
-    return options
-
-
 def _load_agent_class(target: str) -> type:
     module_name, _, class_name = target.partition(":")
     if not module_name or not class_name:
@@ -82,6 +55,7 @@ def _load_agent_class(target: str) -> type:
 
 
 async def _main(args: argparse.Namespace) -> int:
+    from kumeo_iac.jetstream import connect_options_from_env
     from kumeo_iac.runtime._plan_source import read_plan
     from kumeo_iac.runtime._worker import Worker
 
@@ -124,7 +98,7 @@ async def _main(args: argparse.Namespace) -> int:
         agent,
         batch_size=args.batch_size,
         health_port=None if args.health_port < 0 else args.health_port,
-        connect_options=nats_connect_options(os.environ),
+        connect_options=connect_options_from_env(os.environ),
     )
 
     loop = asyncio.get_running_loop()

@@ -44,12 +44,12 @@ from typing import Any
 
 import nats
 import nats.errors
-import nats.js.errors
 from nats.aio.client import Client as NATS
 from nats.aio.msg import Msg
 
 from kumeo_iac.compile._plan import AgentPlan, ConsumerPlan, WorkflowPlan
 from kumeo_iac.errors import KumeoError, KumeoRuntimeError
+from kumeo_iac.jetstream import connect, open_key_value, subject_matches
 from kumeo_iac.runtime import envelope
 from kumeo_iac.runtime._agent import Emit, Event, EventRejected, RuntimeAgent
 from kumeo_iac.runtime._binding import ConsumerMissing, bind_durable
@@ -78,17 +78,6 @@ class _Stop:
 
 
 _WAKE = _Stop()
-
-
-def subject_matches(pattern: str, subject: str) -> bool:
-    """Whether a literal subject matches a NATS subject pattern (``*`` one token, ``>`` the rest)."""
-    p, s = pattern.split("."), subject.split(".")
-    for i, token in enumerate(p):
-        if token == ">":
-            return len(s) > i
-        if i >= len(s) or (token != "*" and token != s[i]):
-            return False
-    return len(p) == len(s)
 
 
 class _Puller:
@@ -439,8 +428,6 @@ class Worker:
         async def error(exc: Exception) -> None:
             log.debug("worker %s: NATS error: %r", self.agent_id, exc)
 
-        from kumeo_providers._jetstream import connect
-
         try:
             self.nc = await connect(
                 self.nats_url,
@@ -483,17 +470,8 @@ class Worker:
                 f"agent {self.agent_id} joins several inputs but workflow {self.workflow.name} has no joins KV "
                 "bucket in its Plan; recompile the workflow"
             )
-        try:
-            kv = await self.js.key_value(kv_plan.bucket)
-        except nats.js.errors.BucketNotFoundError:
-            from kumeo_providers._jetstream import (
-                ensure_key_value,
-                key_value_config_from_inputs,
-            )
-
-            # The Plan keeps the wire shape (nanoseconds); the providers' conversion reads it as such.
-            await ensure_key_value(self.js, key_value_config_from_inputs(dict(kv_plan.config)))
-            kv = await self.js.key_value(kv_plan.bucket)
+        # The Plan keeps the bucket's configuration in the wire shape (nanoseconds), which open_key_value reads.
+        kv = await open_key_value(self.js, kv_plan.config)
         parts = list(self._join_settings.get("parts") or sorted(self.plan.inputs))
         return JoinStore(kv, self.agent_id, parts, self.join_ttl_seconds)
 

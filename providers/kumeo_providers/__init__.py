@@ -18,8 +18,7 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING, Any
 
-from kumeo_providers._audit import AUDIT_STREAM, AUDIT_SUBJECT, read_audit
-from kumeo_providers._jetstream import (
+from kumeo_iac.jetstream import (
     ConfigFieldError,
     Outcome,
     connect,
@@ -42,6 +41,7 @@ from kumeo_providers._jetstream import (
     stream_config_to_inputs,
     with_jetstream,
 )
+from kumeo_providers._audit import AUDIT_STREAM, AUDIT_SUBJECT, read_audit
 from kumeo_providers._types import (
     CONSUMER_TYPE,
     KEY_VALUE_TYPE,

@@ -1,7 +1,7 @@
 """The deploy audit trail: every change the JetStream providers make, recorded as JSON on the stream KUMEO_AUDIT.
 
 While a provider creates, updates or deletes (``pulumi up``/``destroy``), an :class:`Auditor` is active on the
-connection. Every ensure/delete function of :mod:`kumeo_providers._jetstream` that changes the server reports
+connection. Every ensure/delete function of :mod:`kumeo_iac.jetstream` that changes the server reports
 through :func:`record_change`, and the auditor publishes one record on ``kumeo.audit.deploy``::
 
     {"time": "2025-01-31T12:00:00.123456Z", "resource": "stream", "action": "update", "name": "KUMEO_FRAUD",
@@ -27,11 +27,11 @@ audit records fails the deploy before any change is made.
 
 from __future__ import annotations
 
+import base64
+import binascii
 import contextlib
 import contextvars
 import dataclasses
-import base64
-import binascii
 import datetime
 import json
 import logging
@@ -47,6 +47,7 @@ from nats.js.api import DiscardPolicy, RetentionPolicy, StorageType, StreamConfi
 from nats.js.errors import APIError, NotFoundError
 
 from kumeo_iac.errors import KumeoDeployError
+from kumeo_iac.jetstream import set_change_recorder
 
 __all__ = [
     "AUDIT_STREAM",
@@ -194,6 +195,21 @@ async def record_change(resource: str, action: str, name: str, before: Any = Non
     await auditor.record(resource, action, name, old, new)
 
 
+class _AuditRecorder:
+    """Hands the changes :mod:`kumeo_iac.jetstream` makes to the auditor active in this context, if any."""
+
+    def is_recording(self) -> bool:
+        return is_auditing()
+
+    async def record_change(self, resource: str, action: str, name: str, before: Any, after: Any) -> None:
+        await record_change(resource, action, name, before, after)
+
+
+# Installed on import: every provider imports this module before it changes anything; outside a provider's
+# `auditing` block the recorder records nothing, so `kumeo run` and the workers are unaffected.
+set_change_recorder(_AuditRecorder())
+
+
 async def read_audit(js: JetStreamContext, *, start_seq: int = 1, limit: int = 10_000) -> list[dict[str, Any]]:
     """The audit records stored on the server from ``start_seq`` on, oldest first."""
     try:
@@ -318,7 +334,7 @@ def summary(config: Any) -> dict[str, Any] | None:
     """A configuration as plain wire-shaped JSON (None stays None), without the server's own metadata keys."""
     if config is None:
         return None
-    from kumeo_providers._jetstream import canonical_inputs, without_server_metadata
+    from kumeo_iac.jetstream import canonical_inputs, without_server_metadata
 
     data = canonical_inputs(config)
     if not isinstance(data, dict):

@@ -1,7 +1,7 @@
 """What the three JetStream dynamic providers share: connection inputs, sync-to-async bridging, check, diff and CRUD.
 
 A provider object is pickled by Pulumi (dill) into the state of every resource, so it holds no connection and no
-configuration: each call connects, acts and closes, running the async core of :mod:`kumeo_providers._jetstream`
+configuration: each call connects, acts and closes, running the async core of :mod:`kumeo_iac.jetstream`
 on a fresh event loop in a worker thread. The thread keeps the caller's event loop (Pulumi's, or a test's)
 untouched; ``asyncio.run`` in the calling thread would reset it.
 
@@ -47,8 +47,7 @@ from pulumi.output import Unknown
 from pulumi.runtime.rpc import UNKNOWN, is_rpc_secret, unwrap_rpc_secret
 
 from kumeo_iac.errors import KumeoDeployError
-from kumeo_providers._audit import _without_credentials, auditing, deployer
-from kumeo_providers._jetstream import (
+from kumeo_iac.jetstream import (
     ConfigFieldError,
     Outcome,
     canonical_inputs,
@@ -59,6 +58,8 @@ from kumeo_providers._jetstream import (
     with_jetstream,
     without_server_metadata,
 )
+from kumeo_iac.jetstream import tls_context as jetstream_tls_context
+from kumeo_providers._audit import _without_credentials, auditing, deployer
 from kumeo_providers._types import LEGACY_DYNAMIC_TYPE
 
 __all__ = [
@@ -588,20 +589,7 @@ class JetStreamProvider(ResourceProvider):
 def tls_context(inputs: Mapping[str, Any]) -> ssl.SSLContext | None:
     """The TLS context the inputs' ``tls_ca_file``/``tls_cert_file``/``tls_key_file`` describe, or None."""
     ca, cert, key = (inputs.get(k) for k in TLS_KEYS)
-    if not ca and not cert:
-        return None
-    if cert and not key:
-        raise KumeoDeployError("tls_cert_file is set but tls_key_file is not; give the client certificate's key too")
-    try:
-        context = ssl.create_default_context(ssl.Purpose.SERVER_AUTH, cafile=ca or None)
-        if cert:
-            context.load_cert_chain(cert, key)
-    except (OSError, ssl.SSLError) as exc:
-        raise KumeoDeployError(
-            f"cannot load the TLS files for NATS at {_without_credentials(str(inputs.get('server_url')))} "
-            f"(tls_ca_file={ca!r}, tls_cert_file={cert!r}, tls_key_file={key!r}): {exc}"
-        ) from exc
-    return context
+    return jetstream_tls_context(ca, cert, key, server=_without_credentials(str(inputs.get("server_url"))))
 
 
 def _shown(value: Any) -> str:

@@ -42,9 +42,9 @@ from nats.js import JetStreamContext
 from nats.js.api import ConsumerConfig
 from pulumi.dynamic import CheckFailure, CheckResult
 
-from kumeo_providers._jetstream import (
+from kumeo_iac.jetstream import (
     Outcome,
-    _ensure_consumer,
+    apply_consumer,
     consumer_config_from_inputs,
     consumer_config_to_inputs,
     delete_consumer,
@@ -158,7 +158,7 @@ class ConsumerProvider(JetStreamProvider):
         return super().project_field(field, desired, live)
 
     async def apply(self, js: JetStreamContext, inputs: Mapping[str, Any]) -> tuple[Live, Outcome]:
-        info, outcome = await _ensure_consumer(js, inputs["stream"], consumer_config_from_inputs(inputs["config"]))
+        info, outcome = await apply_consumer(js, inputs["stream"], consumer_config_from_inputs(inputs["config"]))
         return Live(consumer_config_to_inputs(info.config)), outcome
 
     async def fetch(self, js: JetStreamContext, inputs: Mapping[str, Any]) -> Live | None:

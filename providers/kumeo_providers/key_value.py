@@ -29,9 +29,9 @@ from nats.js import JetStreamContext
 from nats.js.api import KeyValueConfig, StreamInfo
 from pulumi.dynamic import CheckFailure
 
-from kumeo_providers._jetstream import (
+from kumeo_iac.jetstream import (
     Outcome,
-    _ensure_key_value,
+    apply_key_value,
     delete_key_value,
     find_key_value,
     key_value_config_from_inputs,
@@ -105,7 +105,7 @@ class KeyValueProvider(JetStreamProvider):
         return super().project_field(field, desired, live)
 
     async def apply(self, js: JetStreamContext, inputs: Mapping[str, Any]) -> tuple[Live, Outcome]:
-        info, outcome = await _ensure_key_value(js, key_value_config_from_inputs(inputs["config"]))
+        info, outcome = await apply_key_value(js, key_value_config_from_inputs(inputs["config"]))
         return _live(info), outcome
 
     async def fetch(self, js: JetStreamContext, inputs: Mapping[str, Any]) -> Live | None:

@@ -37,9 +37,9 @@ from nats.js import JetStreamContext
 from nats.js.api import StreamConfig, StreamInfo
 from pulumi.dynamic import CheckFailure
 
-from kumeo_providers._jetstream import (
+from kumeo_iac.jetstream import (
     Outcome,
-    _ensure_stream,
+    apply_stream,
     delete_stream,
     find_stream,
     stream_config_from_inputs,
@@ -116,7 +116,7 @@ class StreamProvider(JetStreamProvider):
         return {"name": inputs["config"]["name"]}
 
     async def apply(self, js: JetStreamContext, inputs: Mapping[str, Any]) -> tuple[Live, Outcome]:
-        info, outcome = await _ensure_stream(js, stream_config_from_inputs(inputs["config"]))
+        info, outcome = await apply_stream(js, stream_config_from_inputs(inputs["config"]))
         return _live(info), outcome
 
     async def fetch(self, js: JetStreamContext, inputs: Mapping[str, Any]) -> Live | None:

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import nats
-from kumeo_providers._jetstream import ensure_consumer, ensure_stream
+from kumeo_iac.jetstream import ensure_consumer, ensure_stream
 from nats.js.api import (
     AckPolicy,
     ConsumerConfig,

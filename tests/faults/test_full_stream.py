@@ -166,10 +166,10 @@ async def test_an_output_stream_full_for_good_dead_letters_on_the_last_delivery(
 
 
 async def test_publish_async_to_a_full_stream_fails_at_once_not_after_its_timeout(js):
-    """Regression for nats.py#985 (worked around in kumeo_providers._jetstream): the refusal reaches the future."""
+    """Regression for nats.py#985 (worked around in kumeo_iac.jetstream): the refusal reaches the future."""
     import time
 
-    import kumeo_providers._jetstream  # noqa: F401 - applies the workaround
+    import kumeo_iac.jetstream  # noqa: F401 - applies the workaround
     from nats.js.api import StreamConfig
     from nats.js.errors import APIError
 

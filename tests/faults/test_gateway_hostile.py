@@ -16,7 +16,7 @@ from typing import Any
 import httpx
 import pytest
 from fault_support import connect, count, event_ids, messages, wait_for
-from kumeo_providers._jetstream import ensure_stream, stream_config_from_inputs
+from kumeo_iac.jetstream import ensure_stream, stream_config_from_inputs
 
 from kumeo_iac.compile import compile_program
 from kumeo_iac.runtime.io import FileSource, HttpSource

@@ -31,7 +31,7 @@ from fault_support import (
     target_subject,
     wait_for,
 )
-from kumeo_providers._jetstream import (
+from kumeo_iac.jetstream import (
     consumer_config_from_inputs,
     ensure_consumer,
     ensure_stream,

@@ -33,7 +33,7 @@ from nats.js.api import ConsumerConfig, StreamConfig
 from kumeo_iac.compile import PlatformSettings, compile_program, derive_passwords, render_nats_config
 from kumeo_iac.compile._security import DEPLOYER_USER
 from kumeo_iac.local._nats_server import NatsServer
-from kumeo_iac.runtime.__main__ import nats_connect_options
+from kumeo_iac.jetstream import connect_options_from_env
 from kumeo_iac.runtime._binding import ConsumerMissing
 from kumeo_iac.runtime._worker import Worker
 from kumeo_iac.runtime.io import Gateway, target_consumers
@@ -233,7 +233,7 @@ async def test_a_worker_started_before_its_durable_exists_says_which_and_creates
     (consumer,) = b.consumers
     env = {"NATS_USER": b.identity.user, "NATS_PASSWORD": passwords[b.identity.user],
            "NATS_INBOX_PREFIX": b.identity.inbox_prefix}
-    worker = Worker(wf, "b", server.url, connect_options=nats_connect_options(env), fetch_expires=1.0)
+    worker = Worker(wf, "b", server.url, connect_options=connect_options_from_env(env), fetch_expires=1.0)
     with pytest.raises(ConsumerMissing) as caught:
         await worker.start()
     await worker.stop()

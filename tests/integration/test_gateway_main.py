@@ -51,7 +51,7 @@ async def _wait_ready(url: str, process: subprocess.Popen[bytes], timeout: float
 
 async def test_gateway_process_ingests_http_events_and_exits_0_on_sigterm(nats_url, tmp_path):
     import nats
-    from kumeo_providers._jetstream import ensure_stream, stream_config_from_inputs
+    from kumeo_iac.jetstream import ensure_stream, stream_config_from_inputs
 
     http_port, health_port = _free_port(), _free_port()
     program = Program(workflows=[WorkflowSpec(
@@ -101,7 +101,7 @@ async def test_gateway_runs_from_its_deployments_own_plan_alone(nats_url):
     """The gateway pod as compiled: its Deployment's command and args (no --plan; only the health port moved off
     8081 for the test) and its environment, whose KUMEO_PLAN_JSON holds the workflow's endpoints and no agent."""
     import nats
-    from kumeo_providers._jetstream import ensure_stream, stream_config_from_inputs
+    from kumeo_iac.jetstream import ensure_stream, stream_config_from_inputs
 
     from kumeo_iac.compile import Plan
     from kumeo_iac.compile._kubernetes import GATEWAY_HEALTH_PORT, PLAN_ENV
@@ -179,7 +179,7 @@ async def test_gateway_runs_as_its_own_nats_user_and_may_do_nothing_else(tmp_pat
     through its target consumer on a real server running the generated authorization config, and it is refused
     publishing on an agent's output subject."""
     import nats
-    from kumeo_providers._jetstream import ensure_consumer, ensure_stream
+    from kumeo_iac.jetstream import ensure_consumer, ensure_stream
     from nats.js.api import ConsumerConfig, StreamConfig
 
     from kumeo_iac.compile import derive_passwords, render_nats_config

@@ -12,7 +12,7 @@ from typing import Any
 import httpx
 import nats
 import pytest
-from kumeo_providers._jetstream import (
+from kumeo_iac.jetstream import (
     consumer_config_from_inputs,
     ensure_consumer,
     ensure_stream,

@@ -28,7 +28,7 @@ from kumeo_iac.compile import (
 from kumeo_iac.compile._security import DEPLOYER_USER, inbox_prefix
 from kumeo_iac.errors import KumeoDeployError
 from kumeo_iac.local._nats_server import NatsServer
-from kumeo_iac.runtime.__main__ import nats_connect_options
+from kumeo_iac.jetstream import connect_options_from_env
 from kumeo_iac.runtime._worker import Worker
 from kumeo_iac.spec import NATS, DataProcessor, Program, Ref, WorkflowSpec
 
@@ -234,7 +234,7 @@ async def test_the_real_worker_runs_with_its_own_credentials(secured, monkeypatc
     a = wf.agent("a")
     env = {"NATS_USER": a.identity.user, "NATS_PASSWORD": passwords[a.identity.user],
            "NATS_INBOX_PREFIX": a.identity.inbox_prefix}
-    worker = Worker(wf, "a", server.url, connect_options=nats_connect_options(env), fetch_expires=1.0,
+    worker = Worker(wf, "a", server.url, connect_options=connect_options_from_env(env), fetch_expires=1.0,
                     lag_interval=0.5)
     async with worker:
         await _publish_source(server.url, [{"id": i} for i in range(5)])

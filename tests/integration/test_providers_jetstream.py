@@ -32,7 +32,7 @@ from kumeo_providers import (
     key_value_config_from_stream,
     with_jetstream,
 )
-from kumeo_providers._jetstream import Outcome, _ensure_consumer, _ensure_key_value, _ensure_stream
+from kumeo_iac.jetstream import Outcome, apply_consumer, apply_key_value, apply_stream
 
 pytestmark = [pytest.mark.nats, pytest.mark.timeout(30)]
 
@@ -66,11 +66,11 @@ def worker_consumer(**changes) -> ConsumerConfig:
 
 
 async def test_ensure_stream_creates_then_is_idempotent(js):
-    info, outcome = await _ensure_stream(js, orders_stream())
+    info, outcome = await apply_stream(js, orders_stream())
     assert outcome is Outcome.CREATED
     assert info.config.subjects == ["orders.>"] and info.config.max_msgs == 1000
 
-    again, outcome = await _ensure_stream(js, orders_stream())
+    again, outcome = await apply_stream(js, orders_stream())
     assert outcome is Outcome.UNCHANGED
     assert again.created == info.created
 
@@ -79,7 +79,7 @@ async def test_ensure_stream_updates_mutable_fields_in_place_keeping_messages(js
     await ensure_stream(js, orders_stream())
     await js.publish("orders.new", b"{}")
 
-    info, outcome = await _ensure_stream(
+    info, outcome = await apply_stream(
         js, orders_stream(max_msgs=5000, description="all orders", subjects=["orders.>", "refunds.>"])
     )
 
@@ -118,7 +118,7 @@ async def test_a_stream_without_a_name_is_a_deploy_error(js):
 
 async def test_ensure_consumer_creates_a_durable_pull_consumer_then_is_idempotent(js):
     await ensure_stream(js, orders_stream())
-    info, outcome = await _ensure_consumer(js, "ORDERS", worker_consumer())
+    info, outcome = await apply_consumer(js, "ORDERS", worker_consumer())
     assert outcome is Outcome.CREATED
     live = await js.consumer_info("ORDERS", "scorer")
     assert live.config.durable_name == "scorer"
@@ -128,7 +128,7 @@ async def test_ensure_consumer_creates_a_durable_pull_consumer_then_is_idempoten
     assert live.config.filter_subject == "orders.new"
     assert live.config.deliver_subject is None  # pull
 
-    _, outcome = await _ensure_consumer(js, "ORDERS", worker_consumer())
+    _, outcome = await apply_consumer(js, "ORDERS", worker_consumer())
     assert outcome is Outcome.UNCHANGED
 
 
@@ -136,7 +136,7 @@ async def test_ensure_consumer_updates_max_deliver_backoff_and_filter_in_place(j
     await ensure_stream(js, orders_stream())
     await ensure_consumer(js, "ORDERS", worker_consumer())
 
-    _, outcome = await _ensure_consumer(
+    _, outcome = await apply_consumer(
         js, "ORDERS", worker_consumer(max_deliver=6, backoff=[12.0, 30.0], filter_subject="orders.paid")
     )
 
@@ -172,12 +172,12 @@ async def test_delete_consumer_and_find_consumer(js):
 
 
 async def test_ensure_key_value_creates_then_is_idempotent(js):
-    info, outcome = await _ensure_key_value(js, KeyValueConfig(bucket="joins", history=3, ttl=60.0))
+    info, outcome = await apply_key_value(js, KeyValueConfig(bucket="joins", history=3, ttl=60.0))
     assert outcome is Outcome.CREATED
     config = key_value_config_from_stream(info.config)
     assert (config.bucket, config.history, config.ttl) == ("joins", 3, 60.0)
 
-    _, outcome = await _ensure_key_value(js, KeyValueConfig(bucket="joins", history=3, ttl=60.0))
+    _, outcome = await apply_key_value(js, KeyValueConfig(bucket="joins", history=3, ttl=60.0))
     assert outcome is Outcome.UNCHANGED
 
 
@@ -186,7 +186,7 @@ async def test_ensure_key_value_updates_history_and_ttl_keeping_keys(js):
     kv = await js.key_value("joins")
     await kv.put("order-1", b"half")
 
-    _, outcome = await _ensure_key_value(
+    _, outcome = await apply_key_value(
         js, KeyValueConfig(bucket="joins", history=5, ttl=300.0, description="join state")
     )
 

@@ -14,7 +14,7 @@ import uuid
 from typing import Any
 
 import nats
-from kumeo_providers._jetstream import ensure_consumer, ensure_key_value, ensure_stream
+from kumeo_iac.jetstream import ensure_consumer, ensure_key_value, ensure_stream
 from nats.js.api import (
     AckPolicy,
     ConsumerConfig,

@@ -28,7 +28,7 @@ from kumeo_iac.compile._security import (
     inbox_prefix,
 )
 from kumeo_iac.errors import KumeoCompileError, KumeoError
-from kumeo_iac.runtime.__main__ import nats_connect_options
+from kumeo_iac.jetstream import connect_options_from_env
 from kumeo_iac.spec import (
     NATS,
     DataProcessor,
@@ -261,14 +261,14 @@ def test_tls_mounts_the_secret_read_only_and_sets_the_paths():
 
 
 def test_worker_connect_options_from_the_pod_environment(tmp_path):
-    assert nats_connect_options({}) == {}
-    options = nats_connect_options({"NATS_USER": "pay-clean", "NATS_PASSWORD": "pw", "NATS_INBOX_PREFIX": "_INBOX_x",
-                                    "NATS_TOKEN": ""})
+    assert connect_options_from_env({}) == {}
+    options = connect_options_from_env({"NATS_USER": "pay-clean", "NATS_PASSWORD": "pw",
+                                        "NATS_INBOX_PREFIX": "_INBOX_x", "NATS_TOKEN": ""})
     assert options == {"user": "pay-clean", "password": "pw", "inbox_prefix": "_INBOX_x"}
     with pytest.raises(KumeoError, match="NATS TLS"):
-        nats_connect_options({"NATS_TLS_CA": str(tmp_path / "missing.crt")})
+        connect_options_from_env({"NATS_TLS_CA": str(tmp_path / "missing.crt")})
     with pytest.raises(KumeoError, match="NATS_TLS_KEY"):
-        nats_connect_options({"NATS_TLS_CERT": "c.crt"})
+        connect_options_from_env({"NATS_TLS_CERT": "c.crt"})
 
 
 # -- the Workflow component -------------------------------------------------------------------------------------

@@ -177,24 +177,16 @@ class HumanReviewAgent(KindAgent):
         await self.host.release(review.event_id, [Emit(review.released_event())], traceparent=review.traceparent)
 
     async def _open_bucket(self) -> Any:
-        import nats.js.errors
-        from kumeo_providers._jetstream import (
-            ensure_key_value,
-            key_value_config_from_inputs,
-        )
         from nats.js.api import KeyValueConfig
+
+        from kumeo_iac.jetstream import open_key_value
 
         assert self.host is not None
         bucket = self.settings.get("review_bucket") or _DEFAULT_BUCKET.format(
             slug=self.workflow.slug.replace("-", "_"))
-        js = self.host.js
-        try:
-            return await js.key_value(bucket)
-        except nats.js.errors.BucketNotFoundError:
-            pass
         plan = next((kv for kv in self.workflow.key_values if kv.bucket == bucket), None)
-        # The Plan keeps the wire shape (nanoseconds); the providers' conversion reads it as such.
-        config = (key_value_config_from_inputs(dict(plan.config)) if plan is not None
-                  else KeyValueConfig(bucket=bucket, history=1, description="Kumeo: events waiting for review"))
-        await ensure_key_value(js, config)
-        return await js.key_value(bucket)
+        # The Plan keeps the wire shape (nanoseconds), which open_key_value reads as such.
+        config: KeyValueConfig | dict[str, Any] = (
+            plan.config if plan is not None
+            else KeyValueConfig(bucket=bucket, history=1, description="Kumeo: events waiting for review"))
+        return await open_key_value(self.host.js, config)

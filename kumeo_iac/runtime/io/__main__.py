@@ -74,7 +74,7 @@ def _metrics(gateway: Any, connected: bool) -> str:
 
 
 async def _main(args: argparse.Namespace) -> int:
-    from kumeo_iac.runtime.__main__ import nats_connect_options
+    from kumeo_iac.jetstream import connect, connect_options_from_env
     from kumeo_iac.runtime._health import HealthServer
     from kumeo_iac.runtime._plan_source import read_plan
     from kumeo_iac.runtime.io._gateway import Gateway
@@ -84,9 +84,7 @@ async def _main(args: argparse.Namespace) -> int:
     # Refuses Kafka/MQTT endpoints (EndpointRefused, a KumeoError) before anything connects.
     gateway = Gateway(workflow, args.base_dir, http_host=args.http_host)
     url = args.nats or workflow.nats_url
-    connect_options = nats_connect_options(os.environ)
-
-    from kumeo_providers._jetstream import connect
+    connect_options = connect_options_from_env(os.environ)
 
     nc = await connect(url, timeout_s=10.0, name=f"kumeo-gateway-{workflow.slug}", allow_reconnect=True,
                        max_reconnect_attempts=-1, reconnect_time_wait=0.5, **connect_options)

@@ -75,23 +75,14 @@ class ResponseCache:
 
 async def open_cache(js: Any, bucket: str, workflow: WorkflowPlan | None = None) -> ResponseCache:
     """Bind the bucket, creating it from the workflow's Plan (its TTL) if the server does not have it yet."""
-    import nats.js.errors
+    from nats.js.api import KeyValueConfig
 
-    try:
-        kv = await js.key_value(bucket)
-    except nats.js.errors.BucketNotFoundError:
-        from kumeo_providers._jetstream import (
-            ensure_key_value,
-            key_value_config_from_inputs,
-        )
-        from nats.js.api import KeyValueConfig
+    from kumeo_iac.jetstream import open_key_value
 
-        plan = next((kv for kv in (workflow.key_values if workflow else []) if kv.bucket == bucket), None)
-        if plan is not None:
-            config = key_value_config_from_inputs(dict(plan.config))
-        else:
-            config = KeyValueConfig(bucket=bucket, history=1, ttl=DEFAULT_CACHE_TTL_SECONDS,
-                                    description="Kumeo: LLM responses by prompt hash")
-        await ensure_key_value(js, config)
-        kv = await js.key_value(bucket)
-    return ResponseCache(kv, bucket)
+    plan = next((kv for kv in (workflow.key_values if workflow else []) if kv.bucket == bucket), None)
+    # The Plan keeps the wire shape (nanoseconds), which open_key_value reads as such.
+    config: KeyValueConfig | dict[str, Any] = (
+        plan.config if plan is not None
+        else KeyValueConfig(bucket=bucket, history=1, ttl=DEFAULT_CACHE_TTL_SECONDS,
+                            description="Kumeo: LLM responses by prompt hash"))
+    return ResponseCache(await open_key_value(js, config), bucket)
