@@ -360,13 +360,20 @@ def _waiting_note(reviews: ReviewWatch, path: Path, runner: Any) -> str:
     at = (f"at agent '{agents[0].agent}'" if len(agents) == 1
           else "(" + ", ".join(f"{len(w.event_ids)} at agent '{w.agent}'" for w in agents) + ")")
     waiting = f"{n} event{'s wait' if n != 1 else ' waits'} for review {at}"
+    # A decision publishes the event on the review's outputs: agents after it take it up when they next run; a
+    # target subject gets it at once.
+    outputs = {a.output_subject for wf in runner.workflows for a in wf.agents if a.kind in ("HumanReview",
+                                                                                         "HumanInLoop")}
+    later = any(set(a.inputs.values()) & outputs for wf in runner.workflows for a in wf.agents)
+    url = "URL" if runner.embedded else runner.url
+    resume = (f"they resume on the next run (`kumeo run {path} --nats {url}`)" if later
+              else "each goes to the workflow's target when it is decided")
     if runner.embedded:
         return (f"{waiting}, in the reviews bucket of this run's embedded nats-server, which is removed when the run "
                 f"ends. To decide them, run on a nats-server of your own (--nats URL, see docs/ui.md) and decide "
-                f"them with `kumeo dashboard {path} --nats URL` (or the review API); they resume on the next run. "
+                f"them with `kumeo dashboard {path} --nats URL` (or the review API); {resume}. "
                 f"Or add --follow and decide them while the run goes on")
-    return (f"{waiting}; decide them with `kumeo dashboard {path} --nats {runner.url}` (or the review API); they "
-            f"resume on the next run (`kumeo run {path} --nats {runner.url}`)")
+    return f"{waiting}; decide them with `kumeo dashboard {path} --nats {url}` (or the review API); {resume}"
 
 
 async def _use_local_llm(plan: Any, stack: contextlib.AsyncExitStack, progress: Any) -> Any:
