@@ -169,9 +169,10 @@ async def test_publish_async_to_a_full_stream_fails_at_once_not_after_its_timeou
     """Regression for nats.py#985 (worked around in kumeo_iac.jetstream): the refusal reaches the future."""
     import time
 
-    from kumeo_iac.jetstream import connect  # noqa: F401 - loading the connection module applies the workaround
     from nats.js.api import StreamConfig
     from nats.js.errors import APIError
+
+    from kumeo_iac.jetstream import connect  # noqa: F401 - loading the connection module applies the workaround
 
     name = f"FULL_{new_slug().upper()}"
     await js.add_stream(StreamConfig(name=name, subjects=[f"{name}.>"], max_msgs=1, discard=DiscardPolicy.NEW))
