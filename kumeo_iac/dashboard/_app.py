@@ -37,7 +37,7 @@ from starlette.middleware import Middleware
 from starlette.middleware.base import BaseHTTPMiddleware
 from starlette.requests import Request
 from starlette.responses import FileResponse, HTMLResponse, JSONResponse, Response
-from starlette.routing import Mount, Route
+from starlette.routing import BaseRoute, Mount, Route
 from starlette.staticfiles import StaticFiles
 
 from kumeo_iac.dashboard._auth import (
@@ -367,7 +367,7 @@ def create_app(config: DashboardConfig) -> Starlette:
             return FileResponse(page, headers={"Cache-Control": "no-cache"})
         return HTMLResponse(_UNBUILT, status_code=200)
 
-    routes = [
+    routes: list[BaseRoute] = [
         Route("/api/auth", auth_config, methods=["GET"]),
         Route("/api/me", guarded(Role.VIEWER, me), methods=["GET"]),
         Route("/api/files", guarded(Role.VIEWER, files), methods=["GET"]),

@@ -408,7 +408,8 @@ class Live:
 
     # -- inspector -------------------------------------------------------------------------------------------
 
-    async def messages(self, wf: WorkflowPlan, agent: AgentPlan, direction: str, limit: int = 50) -> list[dict]:
+    async def messages(self, wf: WorkflowPlan, agent: AgentPlan, direction: str,
+                       limit: int = 50) -> list[dict[str, Any]]:
         """The newest ``limit`` messages in (``in``), out of (``out``) or dead-lettered by (``dlq``) an agent."""
         js = self._require()
         if direction == "in":

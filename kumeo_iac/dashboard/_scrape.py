@@ -29,7 +29,7 @@ class AgentSample:
     """The Kumeo series of one agent at one moment (summed over the scraped replicas)."""
 
     def __init__(self) -> None:
-        self.counters: dict[str, float] = {v: 0.0 for v in _COUNTERS.values()}
+        self.counters: dict[str, float] = dict.fromkeys(_COUNTERS.values(), 0.0)
         self.buckets: dict[float, float] = {}
         self.count = 0.0
         self.sum = 0.0

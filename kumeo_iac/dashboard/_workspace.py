@@ -146,7 +146,8 @@ def parse_value(text: str) -> Any:
     """A `.kumeo` value written as text (``"x"``, ``42``, ``{ a: 1 }``, ``risk.output``) as a Spec value."""
     from kumeo_iac.lang import parse
 
-    source = f"workflow {_VALUE_WORKFLOW} {{\n  agents: [\n    Custom(id: \"v\", entrypoint: \"m:f\", config: {text}\n    )\n  ]\n}}\n"
+    source = (f"workflow {_VALUE_WORKFLOW} {{\n  agents: [\n    Custom(id: \"v\", entrypoint: \"m:f\", config: {text}\n"
+              "    )\n  ]\n}\n")
     try:
         result = parse(source, "<value>")
     except KumeoError as exc:

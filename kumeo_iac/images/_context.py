@@ -178,10 +178,11 @@ def build_wheelhouse(
     version = subprocess.run(
         [python, "-c", "import sys; print('%d.%d' % sys.version_info[:2])"], capture_output=True, text=True
     ).stdout.strip()
-    wanted = "%d.%d" % IMAGE_PYTHON
+    wanted = "{}.{}".format(*IMAGE_PYTHON)
     if version != wanted:
         raise KumeoDeployError(
-            f"the wheelhouse must be built with Python {wanted} (the images' Python), but {python} is {version or '?'}; "
+            f"the wheelhouse must be built with Python {wanted} (the images' Python), but {python} is "
+            f"{version or '?'}; "
             f"pass python='/path/to/python{wanted}', or wheelhouse=False to let the build install from the index"
         )
     out = Path(out_dir)

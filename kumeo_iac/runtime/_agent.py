@@ -89,10 +89,10 @@ class RuntimeAgent(abc.ABC):
         #: The worker running this agent (None when the agent is driven directly, as in unit tests).
         self.host: AgentHost | None = None
 
-    async def start(self) -> None:
+    async def start(self) -> None:  # noqa: B027 - optional hook: most kinds have nothing to load
         """Load models, compile expressions, open clients; called once before the first event."""
 
-    async def stop(self) -> None:
+    async def stop(self) -> None:  # noqa: B027 - optional hook
         """Release what start() acquired."""
 
     @abc.abstractmethod
@@ -106,6 +106,6 @@ class RuntimeAgent(abc.ABC):
         for event in events:
             try:
                 out.append(await self.process(event))
-            except Exception as exc:  # one bad event must not fail its batch neighbours
+            except Exception as exc:  # noqa: BLE001 - one bad event must not fail its batch neighbours
                 out.append(exc)
         return out

@@ -22,7 +22,8 @@ from kumeo_iac.runtime._metrics import CONTENT_TYPE
 
 log = logging.getLogger("kumeo.runtime")
 
-_REASONS = {200: "OK", 400: "Bad Request", 401: "Unauthorized", 403: "Forbidden", 404: "Not Found", 405: "Method Not Allowed", 409: "Conflict",
+_REASONS = {200: "OK", 400: "Bad Request", 401: "Unauthorized", 403: "Forbidden", 404: "Not Found",
+            405: "Method Not Allowed", 409: "Conflict",
             413: "Content Too Large", 422: "Unprocessable Content", 500: "Internal Server Error",
             503: "Service Unavailable"}
 _MAX_BODY = 1 << 20

@@ -78,7 +78,7 @@ class WorkerMetrics:
         lines.append(f"# HELP {name} Time from fetching an event to acknowledging it.")
         lines.append(f"# TYPE {name} histogram")
         cumulative = 0
-        for bound, count in zip(self._buckets, self._bucket_counts):
+        for bound, count in zip(self._buckets, self._bucket_counts, strict=True):
             cumulative += count
             lines.append(f'{name}_bucket{{{labels},le="{_number(bound)}"}} {cumulative}')
         lines.append(f'{name}_bucket{{{labels},le="+Inf"}} {self._count}')

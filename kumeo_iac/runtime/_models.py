@@ -212,7 +212,7 @@ class Network:
                 for variable in free:
                     factor = factors[variable]
                     names = [str(s) for s in factor.state_names[variable]]
-                    out[variable] = {s: float(p) for s, p in zip(names, factor.values)}
+                    out[variable] = {s: float(p) for s, p in zip(names, factor.values, strict=False)}
             for variable in query:
                 if variable in evidence:
                     out[variable] = {s: 1.0 if s == evidence[variable] else 0.0 for s in self.states[variable]}

@@ -12,8 +12,8 @@ from kumeo_iac.runtime.agents._registry import KINDS, UnavailableAgent, agent_cl
 __all__ = [
     "AGENT_CONFIG_KEY",
     "KINDS",
-    "UnavailableAgent",
     "WORKFLOW_CONFIG_KEY",
+    "UnavailableAgent",
     "agent_class",
     "create_agent",
     "expression_scope",

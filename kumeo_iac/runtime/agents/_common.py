@@ -16,7 +16,7 @@ import json
 import math
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Final
+from typing import Any, Final, TypeGuard
 
 from kumeo_iac._paths import runtime_path
 from kumeo_iac.errors import KumeoEvaluationError, KumeoExpressionError, KumeoRuntimeError, KumeoSyntaxError, SourceSpan
@@ -29,12 +29,12 @@ __all__ = [
     "KindAgent",
     "compile_condition",
     "evaluate",
+    "file_reference",
     "holds",
-    "scope",
     "is_missing",
     "is_number",
-    "file_reference",
     "load_json_file",
+    "scope",
 ]
 
 #: Where compile puts the agent's own ``config:`` argument (an object, or a JSON file path).
@@ -51,7 +51,7 @@ def scope(payload: Any, config: Any) -> dict[str, Any]:
     return data
 
 
-def is_number(value: object) -> bool:
+def is_number(value: object) -> TypeGuard[int | float]:
     """A JSON number: int or float, never a bool."""
     return isinstance(value, (int, float)) and not isinstance(value, bool)
 
@@ -65,9 +65,8 @@ def file_reference(value: Any) -> str | None:
     """The path a setting names when it names a file: ``"rules.json"`` or compile's ``{"file": "rules.json"}``."""
     if isinstance(value, str):
         return value
-    if isinstance(value, Mapping) and isinstance(value.get("file"), str):
-        return value["file"]
-    return None
+    named = value.get("file") if isinstance(value, Mapping) else None
+    return named if isinstance(named, str) else None
 
 
 def load_json_file(path: Path) -> Any:

@@ -17,7 +17,7 @@ from kumeo_iac.runtime._agent import Emit, Event, RuntimeAgent
 if TYPE_CHECKING:
     from kumeo_iac.compile import AgentPlan, WorkflowPlan
 
-__all__ = ["KINDS", "agent_class", "create_agent", "register", "UnavailableAgent"]
+__all__ = ["KINDS", "UnavailableAgent", "agent_class", "create_agent", "register"]
 
 _PACKAGE: Final = "kumeo_iac.runtime.agents"
 

@@ -44,11 +44,8 @@ class BayesianNetworkAgent(KindAgent):
         self._require_started(getattr(self, "started", False))
         data = self.payload(event.data)
         evidence = self.query.observe(data, self.workflow_config)
-        result: dict[str, Any]
-        if self.query.method == "map":
-            result = dict(self.query.map(evidence))
-        else:
-            result = dict(self.query.posterior(evidence))
+        query = self.query
+        result: dict[str, Any] = dict(query.map(evidence) if query.method == "map" else query.posterior(evidence))
         if self.output_key:
             return [Emit({**data, self.output_key: result})]
         return [Emit({**data, **result})]

@@ -72,7 +72,7 @@ class DataNormalizerAgent(KindAgent):
     def _statistics(self, name: str, stats: Any) -> tuple[float, float]:
         first, second = _STAT_NAMES[self.method]
         if isinstance(stats, Mapping):
-            pair = [stats.get(first), stats.get(second)]
+            pair: list[Any] = [stats.get(first), stats.get(second)]
         elif isinstance(stats, (list, tuple)) and len(stats) == 2:
             pair = list(stats)
         else:

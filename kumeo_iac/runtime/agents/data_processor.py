@@ -18,7 +18,7 @@ from kumeo_iac.expr import Expression
 from kumeo_iac.runtime._agent import Emit, Event, EventRejected
 from kumeo_iac.runtime.agents._common import KindAgent, evaluate, file_reference, is_missing, load_json_file
 
-__all__ = ["DataProcessorAgent", "TEXT_STEPS"]
+__all__ = ["TEXT_STEPS", "DataProcessorAgent"]
 
 _log = logging.getLogger("kumeo.runtime")
 
@@ -191,6 +191,7 @@ class DataProcessorAgent(KindAgent):
             import jsonschema
         except ImportError:  # pragma: no cover - jsonschema is a dependency of the runtime
             raise KumeoRuntimeError(f"{self.label}: 'schema' needs the jsonschema package") from None
+        schema = dict(schema)  # jsonschema's types want a dict; a Mapping from a Python caller becomes one
         cls = jsonschema.validators.validator_for(schema, default=jsonschema.Draft202012Validator)
         try:
             cls.check_schema(schema)

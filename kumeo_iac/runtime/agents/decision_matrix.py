@@ -23,7 +23,7 @@ from kumeo_iac.runtime._agent import Emit, Event, EventRejected
 from kumeo_iac.runtime.agents._common import KindAgent, file_reference
 from kumeo_iac.runtime.dmx import HIT_POLICIES, DecisionTable, load_dmx
 
-__all__ = ["DecisionMatrixAgent", "DEFAULT_OUTPUT_KEY", "VIOLATIONS_KEY"]
+__all__ = ["DEFAULT_OUTPUT_KEY", "VIOLATIONS_KEY", "DecisionMatrixAgent"]
 
 #: Where the ``collect`` hit policy puts its list when no ``output_key`` is given.
 DEFAULT_OUTPUT_KEY: Final = "decisions"

@@ -18,7 +18,7 @@ from kumeo_iac.errors import KumeoRuntimeError
 from kumeo_iac.runtime._agent import Emit, Event
 from kumeo_iac.runtime.agents._common import KindAgent, is_missing, is_number
 
-__all__ = ["MissingValueHandlerAgent", "DEFAULT_WINDOW"]
+__all__ = ["DEFAULT_WINDOW", "MissingValueHandlerAgent"]
 
 #: How many recent values per field the rolling mean/median uses.
 DEFAULT_WINDOW: Final = 1000
@@ -53,7 +53,7 @@ class MissingValueHandlerAgent(KindAgent):
         if fields is not None and (not isinstance(fields, list) or not all(isinstance(f, str) for f in fields)):
             raise KumeoRuntimeError(f"{self.label}: 'fields' must be a list of field names")
         self.fields: list[str] | None = fields
-        self.value: Any = options["value"] if "value" in options else _UNSET
+        self.value: Any = options.get("value", _UNSET)
         if self.strategy == "constant" and self.value is _UNSET:
             raise KumeoRuntimeError(f"{self.label}: the constant strategy needs a 'value'")
 

@@ -135,7 +135,7 @@ class MLModelAgent(KindAgent):
             slots.append(index)
         if rows:
             results = await self._batcher.submit(rows)
-            for slot, payload, result in zip(slots, payloads, results):
+            for slot, payload, result in zip(slots, payloads, results, strict=False):
                 out[slot] = result if isinstance(result, BaseException) else [Emit({**payload, **result})]
         return out
 
@@ -184,7 +184,8 @@ class MLModelAgent(KindAgent):
                 "{file: …, type: \"onnx\"}")
         return file, model_type
 
-    def _input_fields(self, options: Mapping[str, Any], runner: _Runner) -> list[tuple[str, list[tuple[str, list[str]]], bool]]:
+    def _input_fields(self, options: Mapping[str, Any], runner: _Runner
+                      ) -> list[tuple[str, list[tuple[str, list[str]]], bool]]:
         features, inputs = options.get("features"), options.get("inputs")
         if features is not None and inputs is not None:
             raise KumeoRuntimeError(f"{self.label}: give either 'features' or 'inputs', not both")
@@ -305,7 +306,7 @@ class _OnnxRunner(_Runner):
             feed[name] = array.reshape(-1) if name in self._flat else array
         values = self.session.run(self.names, feed)
         out: dict[str, list[Any]] = {}
-        for name, value in zip(self.names, values):
+        for name, value in zip(self.names, values, strict=False):
             out[name] = _per_row(value, len(rows))
         if "scores" in out:
             scores = values[self.names.index("scores")].reshape(len(rows), -1)[:, 0].astype("float64")
@@ -354,7 +355,8 @@ class _PickleRunner(_Runner):
         out: dict[str, list[Any]] = {"prediction": _per_row(self.model.predict(x), len(rows))}
         if "probabilities" in self.outputs:
             classes = [str(c) for c in self.model.classes_]
-            out["probabilities"] = [dict(zip(classes, map(float, p))) for p in self.model.predict_proba(x)]
+            out["probabilities"] = [dict(zip(classes, map(float, p), strict=False))
+                                    for p in self.model.predict_proba(x)]
         return out
 
 
@@ -381,7 +383,7 @@ class _MicroBatcher:
     async def submit(self, rows: Sequence[Row]) -> list[dict[str, Any] | BaseException]:
         loop = asyncio.get_running_loop()
         futures = [loop.create_future() for _ in rows]
-        self._pending.extend(zip(rows, futures))
+        self._pending.extend(zip(rows, futures, strict=True))
         while len(self._pending) >= self.batch_size:
             self._flush(self.batch_size)
         if self._pending:
@@ -418,7 +420,7 @@ class _MicroBatcher:
                 except Exception as one_error:  # noqa: BLE001 - this event's outcome
                     future.set_exception(one_error)
             return
-        for (_, future), result in zip(taken, results):
+        for (_, future), result in zip(taken, results, strict=False):
             future.set_result(result)
 
 
@@ -443,9 +445,8 @@ def _per_row(value: Any, rows: int) -> list[Any]:
         return [{str(k): float(v) for k, v in item.items()} if isinstance(item, Mapping) else _plain(item)
                 for item in value]
     shaped = value.reshape(rows, -1)
-    if shaped.shape[1] == 1:
-        return shaped[:, 0].tolist()
-    return shaped.tolist()
+    per_row: list[Any] = shaped[:, 0].tolist() if shaped.shape[1] == 1 else shaped.tolist()
+    return per_row
 
 
 def _plain(value: Any) -> Any:

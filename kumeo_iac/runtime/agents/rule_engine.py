@@ -18,7 +18,7 @@ from kumeo_iac.expr import Expression
 from kumeo_iac.runtime._agent import Emit, Event
 from kumeo_iac.runtime.agents._common import KindAgent, evaluate, file_reference, holds, load_json_file
 
-__all__ = ["RuleEngineAgent", "MATCHED_RULES_KEY"]
+__all__ = ["MATCHED_RULES_KEY", "RuleEngineAgent"]
 
 #: Where the names of the rules that applied are recorded.
 MATCHED_RULES_KEY: Final = "_matched_rules"

@@ -7,8 +7,9 @@
 
 The same :class:`~kumeo_iac.runtime.io.Gateway` `kumeo run` starts in-process, as the pod ``<slug>-gateway`` the
 compiled Plan deploys. ``NATS_URL``, ``KUMEO_WORKFLOW``, ``KUMEO_PLAN`` (or the pod's own ``KUMEO_PLAN_JSON``),
-``KUMEO_HEALTH_PORT`` and ``KUMEO_BASE_DIR`` provide defaults; NATS credentials and TLS come from the same variables as the agent worker's
-(``NATS_USER``/``NATS_PASSWORD``, ``NATS_TOKEN``, ``NATS_CREDS``, ``NATS_INBOX_PREFIX``, ``NATS_TLS_*``).
+``KUMEO_HEALTH_PORT`` and ``KUMEO_BASE_DIR`` provide defaults; NATS credentials and TLS come from the same variables
+as the agent worker's (``NATS_USER``/``NATS_PASSWORD``, ``NATS_TOKEN``, ``NATS_CREDS``, ``NATS_INBOX_PREFIX``,
+``NATS_TLS_*``).
 ``/healthz`` and ``/readyz`` (ready once every adapter started and while NATS is connected) and ``/metrics`` are
 served on the health port. A Kafka or MQTT endpoint is refused at start: one line on stderr, exit 1. SIGTERM (or
 SIGINT) stops the sources, lets the targets finish the batch they hold, drains the connection and exits 0.
@@ -104,8 +105,9 @@ async def _main(args: argparse.Namespace) -> int:
         await gateway.start(nc)
         started = True
         for adapter in gateway.sources:
-            if getattr(adapter, "url", None):
-                log.info("workflow %s: %s listening on %s", workflow.name, adapter.label, adapter.url)
+            url = getattr(adapter, "url", None)  # only the adapters that listen have one
+            if url:
+                log.info("workflow %s: %s listening on %s", workflow.name, adapter.label, url)
         await stopping.wait()
         log.info("workflow %s: gateway stopping", workflow.name)
         started = False

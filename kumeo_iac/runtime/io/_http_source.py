@@ -277,7 +277,7 @@ class HttpSource(Adapter):
         try:
             futures = [await self.js.publish_async(self.endpoint.subject, dumps(event),
                                                    headers=source_headers(event_id, producer))
-                       for event, event_id in zip(events, ids)]
+                       for event, event_id in zip(events, ids, strict=True)]
             await asyncio.wait_for(asyncio.gather(*futures), self.publish_timeout)
         except Exception as exc:  # noqa: BLE001 - NATS unavailable: the client may retry (same key, no doubles)
             log.warning("HTTP source %s: publishing failed: %r", self.endpoint.address, exc)

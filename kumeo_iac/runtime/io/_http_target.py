@@ -82,7 +82,7 @@ class HttpTarget(TargetAdapter):
 
     def delay(self, attempt: int) -> float:
         """The pause after failed attempt ``attempt`` (1-based): backoff, doubled each time, at most 30 s."""
-        return min(self.backoff * 2 ** (attempt - 1), 30.0)
+        return min(self.backoff * 2.0 ** (attempt - 1), 30.0)
 
     async def open(self) -> None:
         import httpx

@@ -42,11 +42,13 @@ class OpenAIClient(ChatClient):
         if not isinstance(choices, list) or not choices or not isinstance(choices[0], dict):
             raise LLMError(f"openai {self.base_url}: the answer has no choices")
         choice = choices[0]
-        message = choice.get("message") if isinstance(choice.get("message"), dict) else {}
+        answered = choice.get("message")
+        message = answered if isinstance(answered, dict) else {}
         content = message.get("content")
         if content is None and message.get("refusal"):
             raise LLMRejected(f"openai: the model refused: {message['refusal']}")
-        usage = data.get("usage") if isinstance(data.get("usage"), dict) else {}
+        counted = data.get("usage")
+        usage = counted if isinstance(counted, dict) else {}
         return ChatReply(
             text=content if isinstance(content, str) else "",
             model=str(data.get("model") or request.model),

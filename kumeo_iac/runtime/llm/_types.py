@@ -50,6 +50,7 @@ class ChatReply:
         """A reply read back from the cache; None when the stored value does not have the expected shape."""
         if not isinstance(data, dict) or not isinstance(data.get("text"), str):
             return None
-        usage = data.get("usage") if isinstance(data.get("usage"), dict) else {}
+        stored_usage = data.get("usage")
+        usage = stored_usage if isinstance(stored_usage, dict) else {}
         return cls(str(data["text"]), str(data.get("model") or ""),
                    {str(k): int(v) for k, v in usage.items() if isinstance(v, int)}, data.get("finish_reason"))

@@ -1,4 +1,5 @@
-"""Who may use the HumanReview worker's review API, and where it listens: the dashboard's verifier, from the environment.
+"""Who may use the HumanReview worker's review API, and where it listens: the dashboard's verifier, from the
+environment.
 
 The worker checks callers exactly as the dashboard does (``kumeo_iac.dashboard._auth``: the same
 :class:`~kumeo_iac.dashboard.OIDCAuth` and :class:`~kumeo_iac.dashboard.LocalTokenAuth`, the same roles and the same

@@ -92,7 +92,7 @@ class NatsKeyValue:
                     continue
                 out.append(StoredEntry(entry.key, entry.value, int(entry.revision or 0)))
         finally:
-            await watcher.stop()
+            await watcher.stop()  # type: ignore[no-untyped-call]  # nats-py leaves it unannotated
         return out
 
     async def ttl(self) -> float | None:

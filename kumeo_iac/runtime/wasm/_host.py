@@ -26,7 +26,7 @@ import logging
 import math
 import threading
 from pathlib import Path
-from typing import Any, Final
+from typing import Any, Final, cast
 
 import wasmtime
 
@@ -121,7 +121,7 @@ class WasmModule:
             raise KumeoRuntimeError(f"{self.name}: cannot read {path}: {exc.strerror or exc}") from None
         try:
             if path.suffix == ".wat":
-                data = wasmtime.wat2wasm(data.decode("utf-8"))
+                data = bytes(wasmtime.wat2wasm(data.decode("utf-8")))
             return wasmtime.Module(self.engine, data)
         except (wasmtime.WasmtimeError, UnicodeDecodeError) as exc:
             raise KumeoRuntimeError(f"{self.name}: {path} is not a valid WebAssembly module: "
@@ -159,11 +159,13 @@ class WasmModule:
         try:
             instance = self.linker.instantiate(store, self.module)
             exports = instance.exports(store)
-            memory = exports["memory"]
-            ptr = exports["alloc"](store, len(raw))
+            # _check_abi made sure of these exports' types when the module was loaded
+            memory = cast(wasmtime.Memory, exports["memory"])
+            alloc, handle = cast(wasmtime.Func, exports["alloc"]), cast(wasmtime.Func, exports["handle"])
+            ptr = alloc(store, len(raw))
             self._check_range(store, memory, ptr, len(raw), "alloc returned")
             memory.write(store, raw, ptr)
-            packed = exports["handle"](store, ptr, len(raw)) & 0xFFFF_FFFF_FFFF_FFFF
+            packed = handle(store, ptr, len(raw)) & 0xFFFF_FFFF_FFFF_FFFF
             out_ptr, out_len = packed >> 32, packed & 0xFFFF_FFFF
             self._check_range(store, memory, out_ptr, out_len, "handle returned")
             out = bytes(memory.read(store, out_ptr, out_ptr + out_len))
@@ -219,7 +221,7 @@ class WasmModule:
 
     def _log(self, caller: wasmtime.Caller, ptr: int, length: int) -> None:
         memory = caller["memory"]
-        if isinstance(memory, wasmtime.Memory) and 0 <= ptr and ptr + length <= memory.data_len(caller):
+        if isinstance(memory, wasmtime.Memory) and ptr >= 0 and ptr + length <= memory.data_len(caller):
             text = bytes(memory.read(caller, ptr, ptr + min(length, 4096))).decode("utf-8", "replace")
             log.info("%s: %s", self.name, text)
 
