@@ -16,39 +16,29 @@ import json
 import uuid
 from typing import Any, Final
 
+from kumeo_iac.jetstream import AUDIT_STREAM, AUDIT_SUBJECTS, covers
+
 __all__ = ["AUDIT_STREAM", "AUDIT_SUBJECTS", "UI_SUBJECT", "AuditLog", "ensure_audit_stream"]
 
-AUDIT_STREAM: Final = "KUMEO_AUDIT"
-AUDIT_SUBJECTS: Final = "kumeo.audit.>"
 UI_SUBJECT: Final = "kumeo.audit.ui"
 ACTION_HEADER: Final = "Kumeo-Audit-Action"
 
 
 def _covered(subject: str, by: str = AUDIT_SUBJECTS) -> bool:
-    from kumeo_iac.jetstream import covers
-
     return covers(by, subject)
 
 
 async def ensure_audit_stream(js: Any) -> None:
     """Create ``KUMEO_AUDIT`` on ``kumeo.audit.>``, or widen an existing one to cover it; never narrows it."""
     import nats.js.errors
-    from nats.js.api import DiscardPolicy, RetentionPolicy, StorageType, StreamConfig
+
+    from kumeo_iac.jetstream import audit_stream_config
 
     for _ in range(3):
         try:
             info = await js.stream_info(AUDIT_STREAM)
         except nats.js.errors.NotFoundError:
-            try:  # the deployers' settings (retention, storage), on the whole audit namespace
-                from kumeo_providers._audit import audit_stream_config
-
-                config = dataclasses.replace(audit_stream_config(), subjects=[AUDIT_SUBJECTS])
-            except ImportError:
-                config = StreamConfig(
-                    name=AUDIT_STREAM, subjects=[AUDIT_SUBJECTS], description="Kumeo: audit records",
-                    retention=RetentionPolicy.LIMITS, storage=StorageType.FILE, discard=DiscardPolicy.OLD,
-                    max_age=400 * 24 * 3600.0, duplicate_window=120.0,
-                )
+            config = audit_stream_config()  # the deployers' settings, on the whole audit namespace
             try:
                 await js.add_stream(config)
                 return

@@ -22,6 +22,12 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from kumeo_iac.jetstream._audit_stream import (
+        AUDIT_MAX_AGE_SECONDS,
+        AUDIT_STREAM,
+        AUDIT_SUBJECTS,
+        audit_stream_config,
+    )
     from kumeo_iac.jetstream._config import (
         ConfigFieldError,
         canonical_inputs,
@@ -73,6 +79,10 @@ if TYPE_CHECKING:
 
 # Names are imported on first use: the compiler and `kumeo check` read the subject rules without loading nats-py.
 _WHERE: dict[str, str] = {
+    "AUDIT_MAX_AGE_SECONDS": "_audit_stream",
+    "AUDIT_STREAM": "_audit_stream",
+    "AUDIT_SUBJECTS": "_audit_stream",
+    "audit_stream_config": "_audit_stream",
     "ConfigFieldError": "_config",
     "canonical_inputs": "_config",
     "coerce_field": "_config",
@@ -122,6 +132,9 @@ _WHERE: dict[str, str] = {
 }
 
 __all__ = [
+    "AUDIT_MAX_AGE_SECONDS",
+    "AUDIT_STREAM",
+    "AUDIT_SUBJECTS",
     "TLS_ENV_NAMES",
     "TLS_SETTING_NAMES",
     "ChangeRecorder",
@@ -130,6 +143,7 @@ __all__ = [
     "apply_consumer",
     "apply_key_value",
     "apply_stream",
+    "audit_stream_config",
     "canonical_inputs",
     "close_quietly",
     "coerce_field",

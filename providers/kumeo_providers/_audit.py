@@ -43,11 +43,15 @@ from typing import Any
 
 import nats.errors
 from nats.js import JetStreamContext
-from nats.js.api import DiscardPolicy, RetentionPolicy, StorageType, StreamConfig
 from nats.js.errors import APIError, NotFoundError
 
 from kumeo_iac.errors import KumeoDeployError
-from kumeo_iac.jetstream import set_change_recorder
+from kumeo_iac.jetstream import (
+    AUDIT_STREAM,
+    AUDIT_SUBJECTS,
+    audit_stream_config,
+    set_change_recorder,
+)
 
 __all__ = [
     "AUDIT_STREAM",
@@ -63,13 +67,7 @@ __all__ = [
     "record_change",
 ]
 
-AUDIT_STREAM = "KUMEO_AUDIT"
 AUDIT_SUBJECT = "kumeo.audit.deploy"
-#: What the stream holds: deploy records, the dashboard's (``kumeo.audit.ui``) and the review API's
-#: (``kumeo.audit.review``). Creating it on the whole namespace spares agents any right to widen it.
-AUDIT_SUBJECTS = "kumeo.audit.>"
-#: How long audit records are kept (a year and a bit, for yearly reviews).
-AUDIT_MAX_AGE_SECONDS = 400 * 24 * 3600.0
 
 _log = logging.getLogger("kumeo_providers.audit")
 _current: contextvars.ContextVar[Auditor | None] = contextvars.ContextVar("kumeo_audit", default=None)
@@ -93,22 +91,6 @@ class AuditRecord:
 
     def to_json(self) -> bytes:
         return json.dumps(dataclasses.asdict(self), sort_keys=True, separators=(",", ":")).encode()
-
-
-def audit_stream_config() -> StreamConfig:
-    """The configuration of the KUMEO_AUDIT stream."""
-    return StreamConfig(
-        name=AUDIT_STREAM,
-        description="Kumeo audit: every change the JetStream providers make, and reviewers' and operators' actions",
-        subjects=[AUDIT_SUBJECTS],
-        retention=RetentionPolicy.LIMITS,
-        storage=StorageType.FILE,
-        discard=DiscardPolicy.OLD,
-        max_age=AUDIT_MAX_AGE_SECONDS,
-        deny_delete=True,
-        deny_purge=True,
-        allow_rollup_hdrs=False,
-    )
 
 
 class Auditor:
