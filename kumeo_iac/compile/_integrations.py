@@ -20,6 +20,7 @@ The result is an ordinary workflow, so the graph, subjects, consumers and Kubern
 from __future__ import annotations
 
 import re
+from collections.abc import Set as AbstractSet
 from typing import Any
 
 from kumeo_iac.compile._names import snake
@@ -159,8 +160,8 @@ def _inline(wf: WorkflowSpec, sub: SubworkflowSpec, integration: IntegrationSpec
             if isinstance(agent.default, (str, Ref)) and str(agent.default) in ids:
                 update["default"] = f"{prefix}_{agent.default}"
         if isinstance(agent.input, dict):
-            found = {str(k): to_json(lookups[lookup_of(v)]) for k, v in agent.input.items()
-                     if lookup_of(v) is not None}
+            named = {str(k): lookup_of(v) for k, v in agent.input.items()}
+            found = {k: to_json(lookups[name]) for k, name in named.items() if name is not None}
             if found:
                 update["extra_args"] = {**agent.extra_args, "lookups": found}
         copy = agent.model_copy(update=update)
@@ -175,7 +176,7 @@ def _sinks(sub: SubworkflowSpec) -> list[str]:
     return [a for a in graph.nodes if a not in read]
 
 
-def _rename_rules(rules: Any, ids: set[str | None], prefix: str) -> Any:
+def _rename_rules(rules: Any, ids: AbstractSet[str | None], prefix: str) -> Any:
     def dest(value: Any) -> Any:
         return f"{prefix}_{value}" if isinstance(value, (str, Ref)) and str(value) in ids else value
 

@@ -39,7 +39,8 @@ MAX_ACK_PENDING = 1000
 
 def _plain(data: dict[str, Any]) -> dict[str, Any]:
     """Enums to their wire strings, so the Plan holds only JSON types and compares with what it reads back."""
-    return json.loads(json.dumps(data, sort_keys=True))
+    plain: dict[str, Any] = json.loads(json.dumps(data, sort_keys=True))
+    return plain
 
 
 def stream_config(name: str, subjects: list[str], *, description: str, max_age: float, replicas: int,
