@@ -34,9 +34,8 @@ __version__ = "0.1.0"
 # name → module it lives in; resolved by __getattr__ on first access.
 _LAZY: dict[str, str] = {
     # the Spec and its Python DSL
-    **{
-        name: "kumeo_iac.spec"
-        for name in (
+    **dict.fromkeys(
+        (
             "Program",
             "WorkflowSpec",
             "SubworkflowSpec",
@@ -66,8 +65,9 @@ _LAZY: dict[str, str] = {
             "Resources",
             "Scaling",
             "Ref",
-        )
-    },
+        ),
+        "kumeo_iac.spec",
+    ),
     # pipeline stages
     "parse": "kumeo_iac.lang",
     "parse_file": "kumeo_iac.lang",
@@ -115,42 +115,45 @@ def __dir__() -> list[str]:
     return sorted(set(globals()) | set(__all__))
 
 
-if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
-    from kumeo_iac.compile import Plan, PlatformSettings, compile_program
-    from kumeo_iac.components import Workflow, WorkflowArgs
-    from kumeo_iac.expr import compile_expression
-    from kumeo_iac.graph import build_graph
-    from kumeo_iac.lang import format_program, parse, parse_file
-    from kumeo_iac.spec import (
-        HTTP,
-        LLM,
-        MQTT,
-        NATS,
-        BayesianNetwork,
-        Custom,
-        Database,
-        DataNormalizer,
-        DataProcessor,
-        DecisionMatrix,
-        Deployment,
-        File,
-        HumanInLoop,
-        HumanReview,
-        IntegrationSpec,
-        Kafka,
-        KnowledgeBase,
-        MissingValueHandler,
-        MLModel,
-        Monitor,
-        Program,
-        Ref,
-        Resources,
-        RuleEngine,
-        Router,
-        Scaling,
-        SubworkflowSpec,
-        Timer,
-        WorkflowSpec,
-    )
-    from kumeo_iac._load import load
-    from kumeo_iac.validate import validate
+if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only; `X as X` marks an explicit re-export
+    from kumeo_iac._load import load as load
+    from kumeo_iac.compile import Plan as Plan
+    from kumeo_iac.compile import PlatformSettings as PlatformSettings
+    from kumeo_iac.compile import compile_program as compile_program
+    from kumeo_iac.components import Workflow as Workflow
+    from kumeo_iac.components import WorkflowArgs as WorkflowArgs
+    from kumeo_iac.expr import compile_expression as compile_expression
+    from kumeo_iac.graph import build_graph as build_graph
+    from kumeo_iac.lang import format_program as format_program
+    from kumeo_iac.lang import parse as parse
+    from kumeo_iac.lang import parse_file as parse_file
+    from kumeo_iac.spec import HTTP as HTTP
+    from kumeo_iac.spec import LLM as LLM
+    from kumeo_iac.spec import MQTT as MQTT
+    from kumeo_iac.spec import NATS as NATS
+    from kumeo_iac.spec import BayesianNetwork as BayesianNetwork
+    from kumeo_iac.spec import Custom as Custom
+    from kumeo_iac.spec import Database as Database
+    from kumeo_iac.spec import DataNormalizer as DataNormalizer
+    from kumeo_iac.spec import DataProcessor as DataProcessor
+    from kumeo_iac.spec import DecisionMatrix as DecisionMatrix
+    from kumeo_iac.spec import Deployment as Deployment
+    from kumeo_iac.spec import File as File
+    from kumeo_iac.spec import HumanInLoop as HumanInLoop
+    from kumeo_iac.spec import HumanReview as HumanReview
+    from kumeo_iac.spec import IntegrationSpec as IntegrationSpec
+    from kumeo_iac.spec import Kafka as Kafka
+    from kumeo_iac.spec import KnowledgeBase as KnowledgeBase
+    from kumeo_iac.spec import MissingValueHandler as MissingValueHandler
+    from kumeo_iac.spec import MLModel as MLModel
+    from kumeo_iac.spec import Monitor as Monitor
+    from kumeo_iac.spec import Program as Program
+    from kumeo_iac.spec import Ref as Ref
+    from kumeo_iac.spec import Resources as Resources
+    from kumeo_iac.spec import Router as Router
+    from kumeo_iac.spec import RuleEngine as RuleEngine
+    from kumeo_iac.spec import Scaling as Scaling
+    from kumeo_iac.spec import SubworkflowSpec as SubworkflowSpec
+    from kumeo_iac.spec import Timer as Timer
+    from kumeo_iac.spec import WorkflowSpec as WorkflowSpec
+    from kumeo_iac.validate import validate as validate

@@ -52,3 +52,17 @@ def test_unknown_attribute_is_an_attribute_error() -> None:
         assert "NoSuchThing" in str(exc)
     else:
         raise AssertionError("expected AttributeError")
+
+
+def test_a_strict_type_checker_sees_every_public_name(tmp_path) -> None:
+    """`from kumeo_iac import LLM` type-checks under `mypy --strict` (no implicit re-export): each lazily imported
+    name is re-exported explicitly for type checkers."""
+    from mypy import api
+
+    program = tmp_path / "uses_kumeo.py"
+    names = sorted(n for n in kumeo_iac.__all__ if n != "__version__")
+    program.write_text(f"from kumeo_iac import {', '.join(names)}\n")
+    out, err, status = api.run(["--strict", "--no-incremental", "--follow-imports=silent", "--cache-dir",
+                                str(tmp_path / "c"), "--no-error-summary", str(program)])
+    assert [line for line in out.splitlines() if "uses_kumeo.py" in line] == [], out + err
+    assert status == 0, out + err
