@@ -276,7 +276,7 @@ def _type_text(annotation: Any) -> str:
     """A settings type as a reader says it: ``"a" \\| "b"``, list of string, duration, object…"""
     from pydantic import BaseModel
 
-    from kumeo_iac.spec._durations import Duration
+    from kumeo_iac.spec import Duration
 
     if annotation is Duration:
         return "duration"
@@ -357,7 +357,7 @@ def _nested_models(annotation: Any, in_list: bool = False) -> tuple[Any, bool] |
 
 def config_table(cls: Any) -> list[str]:
     """The settings an agent kind reads from its ``config`` (from its settings model), as Markdown lines."""
-    from kumeo_iac.spec._agent_config import CustomSettings, NoSettings
+    from kumeo_iac.spec import CustomSettings, NoSettings
 
     model = cls.config_model
     if model is NoSettings:
@@ -415,9 +415,19 @@ def _references_list() -> str:
 def language_reference() -> str:
     """The text of docs/language.md."""
     from kumeo_iac.expr import FUNCTIONS
-    from kumeo_iac.spec import AGENT_KINDS, CONTEXT_KINDS, SOURCE_KINDS, TARGET_KINDS, Agent
-    from kumeo_iac.spec._deployment import Deployment, Monitor, Resources, Scaling
-    from kumeo_iac.spec._io import Context, Endpoint
+    from kumeo_iac.spec import (
+        AGENT_KINDS,
+        CONTEXT_KINDS,
+        SOURCE_KINDS,
+        TARGET_KINDS,
+        Agent,
+        Context,
+        Deployment,
+        Endpoint,
+        Monitor,
+        Resources,
+        Scaling,
+    )
 
     parts: list[str] = [_HEADER, _LEXICAL, _BLOCKS, _REFERENCES_INTRO + _references_list() + _REFERENCES_OUTRO]
 

@@ -21,8 +21,7 @@ from collections.abc import Iterable, Iterator
 from typing import Any, Literal
 
 from kumeo_iac.errors import SourceSpan
-from kumeo_iac.spec import AGENT_KINDS, Agent, Endpoint, Ref, Router, span_of
-from kumeo_iac.spec._workflow import SubworkflowSpec, WorkflowSpec
+from kumeo_iac.spec import AGENT_KINDS, Agent, Endpoint, Ref, Router, SubworkflowSpec, WorkflowSpec, span_of
 
 NodeKind = Literal["source", "agent", "target", "input"]
 EdgeKind = Literal["data", "route", "fallback"]

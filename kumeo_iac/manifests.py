@@ -19,9 +19,7 @@ from collections.abc import Iterator
 from typing import Any
 
 from kumeo_iac._paths import escapes
-from kumeo_iac.compile._kubernetes import FILES_CHECKSUM_ANNOTATION, files_key, labels
-from kumeo_iac.compile._names import dns_name
-from kumeo_iac.compile._plan import WorkflowPlan
+from kumeo_iac.compile import FILES_CHECKSUM_ANNOTATION, WorkflowPlan, dns_name, files_key, labels
 from kumeo_iac.errors import KumeoDeployError
 
 __all__ = ["CONFIG_MAP_LIMIT", "Manifests", "RequiredSecret", "files_config_map_name", "required_secrets",

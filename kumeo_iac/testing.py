@@ -29,7 +29,7 @@ from pulumi.runtime import mocks as _mocks
 from pulumi.runtime import rpc as _rpc
 
 if TYPE_CHECKING:
-    from kumeo_iac.compile._plan import AgentPlan, Plan, WorkflowPlan
+    from kumeo_iac.compile import AgentPlan, Plan, WorkflowPlan
 
 __all__ = [
     "PulumiMocks",

@@ -44,6 +44,7 @@ from kumeo_iac.errors import (
 )
 from kumeo_iac.graph import WorkflowGraph, build_graph, looks_like_expression, paths_in, resolver_for
 from kumeo_iac.spec import (
+    DURATION_HINT,
     Agent,
     BayesianNetworkAgent,
     BayesianNetworkContext,
@@ -56,22 +57,27 @@ from kumeo_iac.spec import (
     KnowledgeBase,
     LocatedStr,
     MLModel,
+    NoSettings,
+    Problem,
     Program,
     Ref,
     Router,
     RuleEngine,
     SubworkflowSpec,
     WorkflowSpec,
+    block_ref,
+    kubernetes_quantity,
+    literal_secrets,
+    parse_duration,
+    plain,
+    problems_for_type,
+    problems_in,
+    resolve,
+    retry_problems,
     span_of,
 )
-from kumeo_iac.spec._agent_config import NoSettings
-from kumeo_iac.spec._durations import DURATION_HINT, parse_duration
-from kumeo_iac.spec._platform import kubernetes_quantity, literal_secrets
-from kumeo_iac.spec._problems import Problem, plain, problems_for_type, problems_in
-from kumeo_iac.spec._references import block_ref, resolve
-from kumeo_iac.spec._retry import retry_problems
-from kumeo_iac.spec._suggest import closest as _closest  # noqa: F401 - kept for the CLI's `graph --workflow`
-from kumeo_iac.spec._suggest import did_you_mean as _did_you_mean
+from kumeo_iac.spec import closest as _closest  # noqa: F401 - kept for the CLI's `graph --workflow`
+from kumeo_iac.spec import did_you_mean as _did_you_mean
 
 __all__ = ["WORKFLOW_BLOCKS", "check_file", "check_program", "load", "validate"]
 

@@ -53,7 +53,7 @@ def _metrics_urls(items: list[str]) -> dict[str, str]:
 
 def run_dashboard(args: argparse.Namespace) -> int:
     """Serve the dashboard until Ctrl-C or SIGTERM."""
-    from kumeo_iac.dashboard._auth import LocalTokenAuth, is_loopback
+    from kumeo_iac.dashboard import LocalTokenAuth, is_loopback
 
     try:
         auth = _authenticator(args)

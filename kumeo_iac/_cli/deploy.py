@@ -53,7 +53,7 @@ def _deploy(operation: str, args: argparse.Namespace) -> int:
     if problems:
         return _error(*problems)
 
-    from kumeo_iac.components._automation import PULUMI_MISSING, pulumi_cli
+    from kumeo_iac.components import PULUMI_MISSING, pulumi_cli
 
     if pulumi_cli() is None:
         _error(PULUMI_MISSING)
@@ -66,7 +66,7 @@ def _deploy(operation: str, args: argparse.Namespace) -> int:
 def _drive(operation: str, path: Path, pairs: list[tuple[str, str]], args: argparse.Namespace) -> int:
     from pulumi import automation as auto
 
-    from kumeo_iac.components._automation import PULUMI_MISSING, select_stack
+    from kumeo_iac.components import PULUMI_MISSING, select_stack
 
     try:
         stack = select_stack(path, args.stack, pairs)
@@ -154,7 +154,7 @@ def _refusal(operation: str, stack: str) -> str:
 
 
 def _config_problems(pairs: list[tuple[str, str]]) -> list[str]:
-    from kumeo_iac.components._config import check_config_pairs
+    from kumeo_iac.components import check_config_pairs
 
     return check_config_pairs(pairs)
 
@@ -224,13 +224,13 @@ def run_new(args: argparse.Namespace) -> int:
 
 
 def _slug(name: str) -> str:
-    from kumeo_iac.compile._names import slugify
+    from kumeo_iac.compile import slugify
 
     return slugify(name)
 
 
 def _workflow_name(name: str) -> str:
-    from kumeo_iac.compile._names import words
+    from kumeo_iac.compile import words
 
     return "".join(w.capitalize() for w in words(name)) or "Workflow"
 
@@ -271,10 +271,7 @@ def pulumi_yaml(slug: str) -> str:
 
     import yaml
 
-    from kumeo_iac.components._config import (
-        pulumi_project_comment,
-        pulumi_project_config,
-    )
+    from kumeo_iac.components import pulumi_project_comment, pulumi_project_config
 
     listed = [line for entry in pulumi_project_comment()
               for line in textwrap.wrap(entry, 112, initial_indent="#   ", subsequent_indent="#       ")]

@@ -32,7 +32,7 @@ from typing import TYPE_CHECKING, Any
 from kumeo_iac.errors import KumeoError
 
 if TYPE_CHECKING:
-    from kumeo_iac.local._reviews import ReviewWatch
+    from kumeo_iac.local import ReviewWatch
 
 __all__ = ["run_run", "run_send", "run_tail"]
 
@@ -162,7 +162,7 @@ def run_run(args: argparse.Namespace) -> int:
 
     events = None
     if args.input:
-        from kumeo_iac.local._events import read_events
+        from kumeo_iac.local import read_events
 
         try:
             events = read_events(args.input)
@@ -180,7 +180,7 @@ def run_run(args: argparse.Namespace) -> int:
             return 2
 
     level = logging.INFO if args.verbose else logging.WARNING
-    from kumeo_iac.local._progress import Progress, ProgressLogHandler
+    from kumeo_iac.local import Progress, ProgressLogHandler
 
     progress = Progress()
     handler = ProgressLogHandler(progress)
@@ -201,8 +201,7 @@ def run_run(args: argparse.Namespace) -> int:
 
 async def _run(args: argparse.Namespace, plan: Any, path: Path, events: Any, progress: Any,
                holder: list[_Shutdown]) -> int:
-    from kumeo_iac.local._reviews import ReviewWatch
-    from kumeo_iac.local._runner import LocalRunner
+    from kumeo_iac.local import LocalRunner, ReviewWatch
 
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
@@ -378,7 +377,7 @@ def _waiting_note(reviews: ReviewWatch, path: Path, runner: Any) -> str:
 
 async def _use_local_llm(plan: Any, stack: contextlib.AsyncExitStack, progress: Any) -> Any:
     try:
-        from kumeo_iac.local._llm import LocalLLM, use_local_llm
+        from kumeo_iac.local import LocalLLM, use_local_llm
     except ModuleNotFoundError as exc:
         if exc.name != "kumeo_iac.local._llm":
             raise
@@ -448,7 +447,7 @@ def run_send(args: argparse.Namespace) -> int:
         items = value if isinstance(value, list) else [value]
         payloads = [(f"--data[{i}]" if isinstance(value, list) else "--data", v) for i, v in enumerate(items)]
     else:
-        from kumeo_iac.local._events import read_events
+        from kumeo_iac.local import read_events
 
         try:
             read = read_events(args.file)
@@ -534,7 +533,7 @@ def run_tail(args: argparse.Namespace) -> int:
 
 
 async def _tail(subjects: list[str], url: str, count: int | None, timeout: float | None) -> int:
-    from kumeo_iac.local._runner import output_of
+    from kumeo_iac.local import output_of
 
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()

@@ -5,7 +5,16 @@ drives the Pulumi components, `kumeo render` and the runtime alike.
 """
 
 from kumeo_iac.compile._compile import compile_program
-from kumeo_iac.compile._names import Subjects, bucket_name, dns_name, slugify, stream_name
+from kumeo_iac.compile._kubernetes import FILES_CHECKSUM_ANNOTATION, SHARED_METRICS, apply_order, files_key, labels
+from kumeo_iac.compile._names import (
+    Subjects,
+    bucket_name,
+    dns_name,
+    gateway_target_durable,
+    slugify,
+    stream_name,
+    words,
+)
 from kumeo_iac.compile._plan import (
     AgentPlan,
     ConsumerPlan,
@@ -17,10 +26,20 @@ from kumeo_iac.compile._plan import (
     StreamPlan,
     WorkflowPlan,
 )
-from kumeo_iac.compile._security import derive_password, derive_passwords, render_nats_config
+from kumeo_iac.compile._security import (
+    DEPLOYER_USER,
+    agent_buckets,
+    credentials_secret_name,
+    derive_password,
+    derive_passwords,
+    render_nats_config,
+)
 from kumeo_iac.compile._settings import PlatformSettings
 
 __all__ = [
+    "DEPLOYER_USER",
+    "FILES_CHECKSUM_ANNOTATION",
+    "SHARED_METRICS",
     "AgentPlan",
     "ConsumerPlan",
     "EndpointPlan",
@@ -32,12 +51,19 @@ __all__ = [
     "StreamPlan",
     "Subjects",
     "WorkflowPlan",
+    "agent_buckets",
+    "apply_order",
     "bucket_name",
     "compile_program",
+    "credentials_secret_name",
     "derive_password",
     "derive_passwords",
     "dns_name",
+    "files_key",
+    "gateway_target_durable",
+    "labels",
     "render_nats_config",
     "slugify",
     "stream_name",
+    "words",
 ]

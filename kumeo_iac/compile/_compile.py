@@ -54,7 +54,9 @@ from kumeo_iac.compile._values import compile_error, duration_seconds, to_json
 from kumeo_iac.errors import KumeoCompileError, SourceSpan
 from kumeo_iac.graph import NodeRef, WorkflowGraph, build_graph
 from kumeo_iac.spec import (
+    FILE_EXTENSIONS,
     LLM,
+    RESOURCE_BLOCKS,
     Agent,
     BayesianNetworkAgent,
     Custom,
@@ -64,12 +66,13 @@ from kumeo_iac.spec import (
     Program,
     Resources,
     RuleEngine,
+    WorkflowSpec,
+    kubernetes_quantity,
+    literal_secrets,
+    resolve,
+    retry_policy,
+    span_of,
 )
-from kumeo_iac.spec._base import span_of
-from kumeo_iac.spec._platform import kubernetes_quantity, literal_secrets
-from kumeo_iac.spec._references import FILE_EXTENSIONS, resolve
-from kumeo_iac.spec._retry import retry_policy
-from kumeo_iac.spec._workflow import RESOURCE_BLOCKS, WorkflowSpec
 
 DEFAULT_NATS_URL = "nats://nats:4222"
 DEFAULT_TIMEOUT_SECONDS = 30.0

@@ -26,8 +26,7 @@ from typing import Any
 from kumeo_iac.compile._names import snake
 from kumeo_iac.compile._values import compile_error, to_json
 from kumeo_iac.graph import build_graph
-from kumeo_iac.spec import Ref, Router
-from kumeo_iac.spec._workflow import IntegrationSpec, Program, SubworkflowSpec, WorkflowSpec
+from kumeo_iac.spec import IntegrationSpec, Program, Ref, Router, SubworkflowSpec, WorkflowSpec
 
 _PATH = re.compile(r"[A-Za-z_][A-Za-z0-9_]*(?:(?:\?\.|\.|/)[A-Za-z_][A-Za-z0-9_]*)*")
 _QUOTED = re.compile(r"'(?:[^'\\]|\\.)*'|\"(?:[^\"\\]|\\.)*\"")

@@ -213,7 +213,7 @@ def _llm_base_url(agent: AgentPlan) -> str | None:
     """The base URL an LLM agent's pod talks to, as the runtime resolves it (None when its settings do not say
     enough: the runtime refuses such an agent at start anyway)."""
     from kumeo_iac.errors import KumeoError
-    from kumeo_iac.runtime.llm._provider import resolve_provider
+    from kumeo_iac.runtime.llm import resolve_provider
 
     options = {k: v for k, v in agent.settings.items() if k not in ("config", "workflow_config")}
     if isinstance(agent.settings.get("config"), dict):

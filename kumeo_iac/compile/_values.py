@@ -6,8 +6,7 @@ import enum
 from typing import Any
 
 from kumeo_iac.errors import Diagnostic, KumeoCompileError, Severity, SourceSpan
-from kumeo_iac.spec import Call, Ref, SpecNode
-from kumeo_iac.spec._durations import parse_duration
+from kumeo_iac.spec import Call, Ref, SpecNode, parse_duration
 
 
 def compile_error(

@@ -34,7 +34,7 @@ def pulumi_cli() -> str | None:
 
 def project_name(path: str | os.PathLike[str]) -> str:
     """The Pulumi project a file deploys as: its (single) workflow's slug, else the file's stem."""
-    from kumeo_iac.compile._names import slugify
+    from kumeo_iac.compile import slugify
 
     path = Path(path)
     if path.suffix == ".kumeo":

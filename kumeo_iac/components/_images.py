@@ -14,7 +14,7 @@ from typing import Any
 
 import pulumi
 
-from kumeo_iac.compile._plan import WorkflowPlan
+from kumeo_iac.compile import WorkflowPlan
 from kumeo_iac.images import ImageBuild, class_repository, repository_of, workflow_contexts
 
 

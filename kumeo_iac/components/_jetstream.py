@@ -13,7 +13,7 @@ from typing import Any
 
 import pulumi
 
-from kumeo_iac.compile._plan import ConsumerPlan, KeyValuePlan, StreamPlan
+from kumeo_iac.compile import ConsumerPlan, KeyValuePlan, StreamPlan
 
 
 def stream(

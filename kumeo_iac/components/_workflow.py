@@ -11,8 +11,7 @@ from typing import Any
 
 import pulumi
 
-from kumeo_iac.compile._kubernetes import apply_order
-from kumeo_iac.compile._plan import ConsumerPlan, Plan, WorkflowPlan
+from kumeo_iac.compile import ConsumerPlan, Plan, WorkflowPlan, apply_order
 from kumeo_iac.components import _jetstream
 from kumeo_iac.components._config import StackConfig, read_stack_config
 from kumeo_iac.components._kubernetes import kubernetes_resource
@@ -142,7 +141,7 @@ class Workflow(pulumi.ComponentResource):
         if _first(args.manage_jetstream, config.manage_jetstream, True):
             auth: dict[str, Any] = {"token": config.nats_token}
             if config.nats_auth_seed is not None:  # per-agent users: the deployer has a user of its own too
-                from kumeo_iac.compile._security import DEPLOYER_USER, derive_password
+                from kumeo_iac.compile import DEPLOYER_USER, derive_password
 
                 auth = {"user": DEPLOYER_USER, "password": pulumi.Output.secret(
                     config.nats_auth_seed.apply(lambda seed: derive_password(seed, DEPLOYER_USER)))}
@@ -258,7 +257,7 @@ class Workflow(pulumi.ComponentResource):
         if agent_id is None:  # the gateway binds to its target consumers too
             gateway = {f"consumer/{c.stream}/{c.durable}" for c in _gateway_consumers(plan)}
             return [r for k, r in self.jetstream.items() if k.startswith("stream/") or k in gateway]
-        from kumeo_iac.compile._security import agent_buckets
+        from kumeo_iac.compile import agent_buckets
 
         agent = plan.agent(agent_id)
         keys = [f"consumer/{c.stream}/{c.durable}" for c in agent.consumers]
@@ -372,7 +371,7 @@ def _secret_refs(program: Any, args: WorkflowArgs, config: StackConfig) -> dict[
     keys = sorted({**config.secrets, **dict(args.secrets)})
     if not keys:
         return None
-    from kumeo_iac.compile._names import slugify
+    from kumeo_iac.compile import slugify
 
     names = [w.name for w in program.workflows if args.workflow in (None, w.name)]
     slug = slugify(names[0]) if len(names) == 1 else None
@@ -483,7 +482,7 @@ def secret_name(workflow_slug: str) -> str:
 
 
 def _dns(agent_id: str) -> str:
-    from kumeo_iac.compile._names import slugify
+    from kumeo_iac.compile import slugify
 
     return slugify(agent_id)
 
@@ -518,7 +517,7 @@ def _secret_objects(
 
     Any other Secret the pods read (the NATS TLS Secret) is the user's to create, as `kumeo render` lists.
     """
-    from kumeo_iac.compile._security import credentials_secret_name, derive_password
+    from kumeo_iac.compile import credentials_secret_name, derive_password
 
     def secret(name: str, data: dict[str, Any]) -> dict[str, Any]:
         return {

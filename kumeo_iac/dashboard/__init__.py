@@ -8,26 +8,31 @@ viewer, reviewer and admin; review decisions, replays and saves are audited in t
 """
 
 from kumeo_iac.dashboard._app import DashboardConfig, create_app
-from kumeo_iac.dashboard._audit import AUDIT_STREAM, UI_SUBJECT, ensure_audit_stream
+from kumeo_iac.dashboard._audit import AUDIT_STREAM, UI_SUBJECT, AuditLog, ensure_audit_stream
 from kumeo_iac.dashboard._auth import (
     AuthError,
     Identity,
     LocalTokenAuth,
     OIDCAuth,
     Role,
+    authorize,
+    is_loopback,
     parse_role_map,
 )
 
 __all__ = [
     "AUDIT_STREAM",
     "UI_SUBJECT",
+    "AuditLog",
     "AuthError",
     "DashboardConfig",
     "Identity",
     "LocalTokenAuth",
     "OIDCAuth",
     "Role",
+    "authorize",
     "create_app",
     "ensure_audit_stream",
+    "is_loopback",
     "parse_role_map",
 ]

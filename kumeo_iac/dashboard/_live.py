@@ -594,8 +594,7 @@ class Live:
 
 def metrics_service(wf: WorkflowPlan) -> tuple[str, int] | None:
     """The in-cluster DNS name and port of the workflow's headless metrics Service, from its Plan objects."""
-    from kumeo_iac.compile._kubernetes import SHARED_METRICS
-    from kumeo_iac.compile._names import dns_name
+    from kumeo_iac.compile import SHARED_METRICS, dns_name
 
     name = dns_name(wf.slug, SHARED_METRICS)
     for obj in wf.kubernetes:

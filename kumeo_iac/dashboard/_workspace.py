@@ -64,15 +64,9 @@ def check_text(text: str, path: str, base_dir: Path | None, *, strict_files: boo
 
 def value_text(value: Any) -> str:
     """A Spec value as `.kumeo` text (what the formatter would print after ``name:``)."""
-    from kumeo_iac.lang._formatter import _Formatter
+    from kumeo_iac.lang import format_value
 
-    formatter = _Formatter([])
-    inline = formatter.inline(value)
-    if inline is not None:
-        return inline
-    formatter.lines = []
-    formatter.block(0, "", value, "", None)
-    return "\n".join(formatter.lines)
+    return format_value(value)
 
 
 def _arguments(node: Any) -> dict[str, str]:
@@ -263,7 +257,7 @@ def _apply(program: Any, edit: dict[str, Any]) -> None:
     elif op == "rename":
         agent = _agent(flow, str(edit.get("agent")))
         new = str(edit.get("id") or "")
-        from kumeo_iac.spec._base import is_identifier
+        from kumeo_iac.spec import is_identifier
 
         if not is_identifier(new):
             raise EditError(f"{new!r} is not a valid agent id (letters, digits, _; not starting with a digit)")

@@ -5,7 +5,7 @@ and return every other problem as diagnostics; ``format_program``/``format_text`
 """
 
 from kumeo_iac.lang._api import ParseResult, format_text, parse, parse_file
-from kumeo_iac.lang._formatter import format_program
+from kumeo_iac.lang._formatter import format_program, format_value
 from kumeo_iac.lang._syntax import Comment
 
-__all__ = ["Comment", "ParseResult", "format_program", "format_text", "parse", "parse_file"]
+__all__ = ["Comment", "ParseResult", "format_program", "format_text", "format_value", "parse", "parse_file"]

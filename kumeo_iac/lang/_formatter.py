@@ -35,7 +35,7 @@ from kumeo_iac.spec import (
 )
 
 if TYPE_CHECKING:
-    from kumeo_iac.spec._io import AnyContext
+    from kumeo_iac.spec import AnyContext
 
 Pos = tuple[int, int]
 
@@ -621,3 +621,15 @@ def format_program(
         return _Formatter(comments or [], objects or {}).program(program)
     except RecursionError:
         raise KumeoSpecError("values are nested too deeply to be written as .kumeo") from None
+
+
+def format_value(value: Any) -> str:
+    """A Spec value as `.kumeo` text: what :func:`format_program` writes after ``name:`` (a long value on several
+    lines)."""
+    formatter = _Formatter([])
+    inline = formatter.inline(value)
+    if inline is not None:
+        return inline
+    formatter.lines = []
+    formatter.block(0, "", value, "", None)
+    return "\n".join(formatter.lines)

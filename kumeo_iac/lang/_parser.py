@@ -30,7 +30,7 @@ from kumeo_iac.lang._syntax import (
     Scalar,
     ValueNode,
 )
-from kumeo_iac.spec._suggest import closest
+from kumeo_iac.spec import closest
 
 #: Words that may open a top-level declaration.
 DECLARATION_KEYWORDS = ("workflow", "subworkflow", "integration")

@@ -14,9 +14,30 @@ Names are imported on first use, so importing this package (the CLI, the test fi
 from __future__ import annotations
 
 import importlib
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-__all__ = ["DrainResult", "LocalRunner", "NatsServer", "Output", "free_port", "read_events"]
+if TYPE_CHECKING:  # what the names below are, for type checkers; at run time they load on first use
+    from kumeo_iac.local._events import read_events
+    from kumeo_iac.local._llm import LocalLLM, use_local_llm
+    from kumeo_iac.local._nats_server import NatsServer, free_port
+    from kumeo_iac.local._progress import Progress, ProgressLogHandler
+    from kumeo_iac.local._reviews import ReviewWatch
+    from kumeo_iac.local._runner import DrainResult, LocalRunner, Output, output_of
+
+__all__ = [
+    "DrainResult",
+    "LocalLLM",
+    "LocalRunner",
+    "NatsServer",
+    "Output",
+    "Progress",
+    "ProgressLogHandler",
+    "ReviewWatch",
+    "free_port",
+    "output_of",
+    "read_events",
+    "use_local_llm",
+]
 
 _WHERE = {
     "DrainResult": "_runner",
@@ -25,6 +46,12 @@ _WHERE = {
     "NatsServer": "_nats_server",
     "free_port": "_nats_server",
     "read_events": "_events",
+    "LocalLLM": "_llm",
+    "use_local_llm": "_llm",
+    "Progress": "_progress",
+    "ProgressLogHandler": "_progress",
+    "ReviewWatch": "_reviews",
+    "output_of": "_runner",
 }
 
 

@@ -308,7 +308,7 @@ class LocalRunner:
             await ensure_consumer(self.js, consumer.stream, consumer_config_from_inputs(dict(consumer.config)))
 
     async def _start_workers(self) -> None:
-        from kumeo_iac.runtime._worker import Worker
+        from kumeo_iac.runtime import Worker
 
         for wf in self.workflows:
             for agent in wf.agents:

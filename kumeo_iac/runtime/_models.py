@@ -26,12 +26,8 @@ from typing import Any, Final
 from kumeo_iac.errors import KumeoRuntimeError
 from kumeo_iac.expr import Expression
 from kumeo_iac.runtime._agent import EventRejected
-from kumeo_iac.runtime.agents._common import (
-    compile_condition,
-    evaluate,
-    file_reference,
-    scope,
-)
+from kumeo_iac.runtime.agents import compile_condition, evaluate, file_reference
+from kumeo_iac.runtime.agents import expression_scope as scope
 
 __all__ = [
     "BINARY_STATE_PAIRS",

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 from kumeo_iac.errors import KumeoError
 
 if TYPE_CHECKING:
-    from kumeo_iac.compile._plan import Plan
+    from kumeo_iac.compile import Plan
 
 #: The environment variable holding a pod's own Plan (the same name as ``compile._kubernetes.PLAN_ENV``).
 PLAN_ENV = "KUMEO_PLAN_JSON"
@@ -22,7 +22,7 @@ PLAN_ENV = "KUMEO_PLAN_JSON"
 
 def read_plan(path: str | None, env: Mapping[str, str] = os.environ) -> tuple[Plan, str]:
     """The Plan and a label saying where it came from (for error messages); a file wins over the environment."""
-    from kumeo_iac.compile._plan import Plan
+    from kumeo_iac.compile import Plan
 
     if path:
         try:

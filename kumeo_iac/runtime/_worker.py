@@ -47,7 +47,7 @@ import nats.errors
 from nats.aio.client import Client as NATS
 from nats.aio.msg import Msg
 
-from kumeo_iac.compile._plan import AgentPlan, ConsumerPlan, WorkflowPlan
+from kumeo_iac.compile import AgentPlan, ConsumerPlan, WorkflowPlan
 from kumeo_iac.errors import KumeoError, KumeoRuntimeError
 from kumeo_iac.jetstream import connect, open_key_value, subject_matches
 from kumeo_iac.runtime import envelope
@@ -56,8 +56,7 @@ from kumeo_iac.runtime._binding import ConsumerMissing, bind_durable
 from kumeo_iac.runtime._health import HealthServer
 from kumeo_iac.runtime._joins import JoinStore
 from kumeo_iac.runtime._metrics import WorkerMetrics
-from kumeo_iac.runtime.agents._common import WORKFLOW_CONFIG_KEY
-from kumeo_iac.runtime.agents._common import scope as expression_scope
+from kumeo_iac.runtime.agents import WORKFLOW_CONFIG_KEY, expression_scope
 
 log = logging.getLogger("kumeo.runtime")
 
@@ -476,7 +475,7 @@ class Worker:
         return JoinStore(kv, self.agent_id, parts, self.join_ttl_seconds)
 
     def _create_agent(self) -> RuntimeAgent:
-        from kumeo_iac.runtime.agents._registry import create_agent
+        from kumeo_iac.runtime.agents import create_agent
 
         return create_agent(self.plan, self.workflow, self.base_dir)
 

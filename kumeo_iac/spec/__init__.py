@@ -3,12 +3,14 @@
 from kumeo_iac.spec._agent_config import (
     BayesianNetworkConfig,
     CustomConfig,
+    CustomSettings,
     DataNormalizerConfig,
     DataProcessorConfig,
     HumanReviewConfig,
     LLMConfig,
     MLModelConfig,
     NoConfig,
+    NoSettings,
 )
 from kumeo_iac.spec._agents import (
     AGENT_KINDS,
@@ -26,12 +28,14 @@ from kumeo_iac.spec._agents import (
     Router,
     RuleEngine,
 )
-from kumeo_iac.spec._base import Call, LocatedStr, Ref, SpecNode, span_of
+from kumeo_iac.spec._base import Call, LocatedStr, Ref, SpecNode, is_identifier, span_of
 from kumeo_iac.spec._deployment import Deployment, Monitor, Resources, Scaling
+from kumeo_iac.spec._durations import DURATION_HINT, Duration, parse_duration
 from kumeo_iac.spec._io import (
     CONTEXT_KINDS,
     SOURCE_KINDS,
     TARGET_KINDS,
+    AnyContext,
     BayesianNetworkContext,
     Context,
     Database,
@@ -50,6 +54,11 @@ from kumeo_iac.spec._io import (
     TimerSource,
 )
 from kumeo_iac.spec._kinds import KindSpec
+from kumeo_iac.spec._platform import kubernetes_quantity, literal_secrets
+from kumeo_iac.spec._problems import Problem, plain, problems_for_type, problems_in
+from kumeo_iac.spec._references import FILE_EXTENSIONS, block_ref, resolve
+from kumeo_iac.spec._retry import retry_policy, retry_problems
+from kumeo_iac.spec._suggest import closest, did_you_mean
 from kumeo_iac.spec._workflow import (
     RESOURCE_BLOCKS,
     IntegrationSpec,
@@ -80,6 +89,8 @@ __all__ = [
     "AGENT_KINDS",
     "AGENT_KIND_NAMES",
     "CONTEXT_KINDS",
+    "DURATION_HINT",
+    "FILE_EXTENSIONS",
     "HTTP",
     "LLM",
     "MQTT",
@@ -89,6 +100,7 @@ __all__ = [
     "TARGET_KINDS",
     "Agent",
     "AnyAgent",
+    "AnyContext",
     "BayesianNetwork",
     "BayesianNetworkAgent",
     "BayesianNetworkConfig",
@@ -97,6 +109,7 @@ __all__ = [
     "Context",
     "Custom",
     "CustomConfig",
+    "CustomSettings",
     "DataNormalizer",
     "DataNormalizerConfig",
     "DataProcessor",
@@ -104,6 +117,7 @@ __all__ = [
     "Database",
     "DecisionMatrix",
     "Deployment",
+    "Duration",
     "Endpoint",
     "File",
     "FileSource",
@@ -130,6 +144,8 @@ __all__ = [
     "NatsSource",
     "NatsTarget",
     "NoConfig",
+    "NoSettings",
+    "Problem",
     "Program",
     "Ref",
     "Resources",
@@ -141,6 +157,19 @@ __all__ = [
     "Timer",
     "TimerSource",
     "WorkflowSpec",
+    "block_ref",
+    "closest",
+    "did_you_mean",
+    "is_identifier",
     "iter_refs",
+    "kubernetes_quantity",
+    "literal_secrets",
+    "parse_duration",
+    "plain",
+    "problems_for_type",
+    "problems_in",
+    "resolve",
+    "retry_policy",
+    "retry_problems",
     "span_of",
 ]

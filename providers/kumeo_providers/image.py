@@ -42,8 +42,7 @@ from pulumi.dynamic import (
 from pulumi.runtime.rpc import is_rpc_secret, unwrap_rpc_secret
 
 from kumeo_iac.errors import KumeoDeployError
-from kumeo_iac.images import context_digest, context_files, context_tarball
-from kumeo_iac.images._hash import TAG_LENGTH
+from kumeo_iac.images import TAG_LENGTH, context_digest, context_files, context_tarball
 from kumeo_providers._provider import contains_unknown
 
 __all__ = ["IMAGE_REPLACE_FIELDS", "Image", "ImageArgs", "ImageEngine", "ImageProvider"]

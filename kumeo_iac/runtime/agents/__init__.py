@@ -5,7 +5,13 @@
     emits = await agent.process(event)   # list[Emit]
 """
 
-from kumeo_iac.runtime.agents._common import AGENT_CONFIG_KEY, WORKFLOW_CONFIG_KEY
+from kumeo_iac.runtime.agents._common import (
+    AGENT_CONFIG_KEY,
+    WORKFLOW_CONFIG_KEY,
+    compile_condition,
+    evaluate,
+    file_reference,
+)
 from kumeo_iac.runtime.agents._common import scope as expression_scope
 from kumeo_iac.runtime.agents._registry import KINDS, UnavailableAgent, agent_class, create_agent, register
 
@@ -15,7 +21,10 @@ __all__ = [
     "WORKFLOW_CONFIG_KEY",
     "UnavailableAgent",
     "agent_class",
+    "compile_condition",
     "create_agent",
+    "evaluate",
     "expression_scope",
+    "file_reference",
     "register",
 ]

@@ -28,17 +28,25 @@ from typing import TYPE_CHECKING, Any, Final
 from kumeo_iac.errors import KumeoRuntimeError
 from kumeo_iac.runtime._agent import Emit, Event, EventRejected
 from kumeo_iac.runtime.agents._common import KindAgent, file_reference, load_json_file
-from kumeo_iac.runtime.llm._cache import ResponseCache, cache_key, open_cache
-from kumeo_iac.runtime.llm._errors import LLMError
-from kumeo_iac.runtime.llm._http import ChatClient, RetryPolicy
-from kumeo_iac.runtime.llm._output import InvalidReply, SchemaCheck, parse_json_reply
-from kumeo_iac.runtime.llm._provider import (
+from kumeo_iac.runtime.llm import (
+    ChatClient,
+    ChatReply,
+    ChatRequest,
+    InvalidReply,
+    LLMError,
     ProviderSettings,
+    ResponseCache,
+    RetryPolicy,
+    SchemaCheck,
+    Template,
+    cache_key,
+    compile_template,
     create_client,
+    open_cache,
+    parse_json_reply,
+    render_value,
     resolve_provider,
 )
-from kumeo_iac.runtime.llm._template import Template, compile_template, render_value
-from kumeo_iac.runtime.llm._types import ChatReply, ChatRequest
 
 if TYPE_CHECKING:
     import httpx

@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING, Any
 
 from kumeo_iac._paths import runtime_path
 from kumeo_iac.errors import KumeoRuntimeError
-from kumeo_iac.runtime.agents._common import WORKFLOW_CONFIG_KEY
+from kumeo_iac.runtime.agents import WORKFLOW_CONFIG_KEY
 
 if TYPE_CHECKING:
     from kumeo_iac.compile import AgentPlan

@@ -83,7 +83,7 @@ def dead_letter_subject(plan: WorkflowPlan, what: str) -> str:
 
 def target_durable(endpoint: EndpointPlan) -> str:
     """The durable consumer a target adapter reads its subject with."""
-    from kumeo_iac.compile._names import gateway_target_durable
+    from kumeo_iac.compile import gateway_target_durable
 
     return gateway_target_durable(endpoint.name)
 

@@ -18,7 +18,7 @@ from kumeo_iac.runtime.llm._provider import (
     create_client,
     resolve_provider,
 )
-from kumeo_iac.runtime.llm._template import Template, compile_template
+from kumeo_iac.runtime.llm._template import Template, compile_template, render_value
 from kumeo_iac.runtime.llm._types import ChatReply, ChatRequest
 
 __all__ = [
@@ -40,5 +40,6 @@ __all__ = [
     "create_client",
     "open_cache",
     "parse_json_reply",
+    "render_value",
     "resolve_provider",
 ]

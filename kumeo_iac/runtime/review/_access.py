@@ -90,12 +90,7 @@ class ReviewAccess:
         if mode not in ("oidc", "local"):
             return cls(problem=f"KUMEO_REVIEW_AUTH={mode!r}: use oidc or local")
         try:
-            from kumeo_iac.dashboard._auth import (
-                LocalTokenAuth,
-                OIDCAuth,
-                Role,
-                parse_role_map,
-            )
+            from kumeo_iac.dashboard import LocalTokenAuth, OIDCAuth, Role, parse_role_map
         except ImportError as exc:
             return cls(problem=f"the review API's authentication needs the dashboard's verifier, which is not "
                                f"installed here ({exc.name} is missing): pip install 'kumeo-iac[ui]'")
@@ -133,7 +128,7 @@ class ReviewAccess:
             if role == "viewer" and _loopback(peer):
                 return None
             raise AccessDenied(403, f"refused: {self.problem}")
-        from kumeo_iac.dashboard._auth import AuthError, Role, authorize
+        from kumeo_iac.dashboard import AuthError, Role, authorize
 
         try:
             return await authorize(self.auth, headers.get("authorization"), peer, Role[role.upper()])

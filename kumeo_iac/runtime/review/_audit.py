@@ -38,7 +38,7 @@ class ReviewAudit:
         self._log_js: Any = None
 
     def _audit_log(self) -> Any:
-        from kumeo_iac.dashboard._audit import AuditLog
+        from kumeo_iac.dashboard import AuditLog
 
         js = self._js()
         if js is None:
@@ -52,7 +52,7 @@ class ReviewAudit:
 
         Asked of the server before every action (one request; people decide at people's pace), so a worker that
         lost NATS since its last decision refuses the next one instead of taking it unrecorded."""
-        from kumeo_iac.dashboard._audit import ensure_audit_stream
+        from kumeo_iac.dashboard import ensure_audit_stream
 
         await asyncio.wait_for(ensure_audit_stream(self._audit_log().js), self.timeout)
 
