@@ -91,7 +91,7 @@ def fit_exponent(sizes: Sequence[float], seconds: Sequence[float]) -> float:
     ys = [math.log(max(t, 1e-9)) for t in seconds]
     mx, my = sum(xs) / len(xs), sum(ys) / len(ys)
     den = sum((x - mx) ** 2 for x in xs)
-    return sum((x - mx) * (y - my) for x, y in zip(xs, ys)) / den if den else math.nan
+    return sum((x - mx) * (y - my) for x, y in zip(xs, ys, strict=True)) / den if den else math.nan
 
 
 class Result:

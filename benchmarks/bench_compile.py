@@ -8,9 +8,9 @@ Run: .venv/bin/python benchmarks/bench_compile.py [--repeat 3]
   Router at the end, so every rule (subjects, consumers, KV buckets, Kubernetes objects) is exercised;
 * **render**: the compiled Plan written as Kubernetes YAML + JetStream JSON into a temporary directory.
 
-Each figure is the median of ``--repeat`` runs (render above 100 agents: one run). The growth is summarised by the per-agent cost at each size and by
-the exponent k of a least-squares fit ``time ≈ c · agents^k`` (k = 1 is linear). Results: ``results/compile.json``
-and ``results/compile_scaling.png``.
+Each figure is the median of ``--repeat`` runs (render above 100 agents: one run). The growth is summarised by the
+per-agent cost at each size and by the exponent k of a least-squares fit ``time ≈ c · agents^k`` (k = 1 is linear).
+Results: ``results/compile.json`` and ``results/compile_scaling.png``.
 """
 
 from __future__ import annotations

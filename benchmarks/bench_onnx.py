@@ -36,10 +36,11 @@ from nats.js.api import (
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from benchmarks._harness import Result, load_average
-from kumeo_iac.compile._plan import AgentPlan, ConsumerPlan, StreamPlan, WorkflowPlan
-from kumeo_iac.local._nats_server import NatsServer
-from kumeo_iac.runtime._worker import Worker
+# after the path set-up above, so the script runs from a checkout
+from benchmarks._harness import Result, load_average  # noqa: E402
+from kumeo_iac.compile._plan import AgentPlan, ConsumerPlan, StreamPlan, WorkflowPlan  # noqa: E402
+from kumeo_iac.local._nats_server import NatsServer  # noqa: E402
+from kumeo_iac.runtime._worker import Worker  # noqa: E402
 
 EXAMPLE = ROOT / "examples" / "fraud_detection"
 FEATURES = ["amount", "hour", "merchant_category", "country_mismatch"]

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import statistics
 import sys
@@ -157,7 +158,7 @@ async def bench_relay(url: str, events: int, batch: int, tag: str = "", hops: in
     conns = [await nats.connect(url) for _ in names]
     subject = f"kumeo.{slug}.source"
     jobs = []
-    for name, conn in zip(names, conns):
+    for name, conn in zip(names, conns, strict=True):
         out = f"kumeo.{slug}.{name}.out"
         jobs.append(_relay_hop(conn.jetstream(), stream, subject, name, out, events, batch))
         subject = out
@@ -208,10 +209,8 @@ async def bench_latency(url: str, rate: float, seconds: float, batch: int, tag: 
         event_id = f"l{i}"
         sent[event_id] = time.perf_counter_ns()
         await nc.publish(f"kumeo.{slug}.source", b'{"amount": 1}', headers={"Kumeo-Event-Id": event_id})
-    try:
+    with contextlib.suppress(TimeoutError):
         await asyncio.wait_for(got.wait(), 30)
-    except TimeoutError:
-        pass
     await worker.stop()
     await task
     await nc.close()
@@ -249,7 +248,10 @@ async def main() -> None:
     relay, worker = med(relays), med(workers)
     relay_chain, chain = med(relay_chains), med(chains)
     ratio, chain_ratio = worker / relay, chain / relay_chain
-    runs = lambda xs: ", ".join(f"{x:,.0f}" for x in xs)
+
+    def runs(xs: list[float]) -> str:
+        return ", ".join(f"{x:,.0f}" for x in xs)
+
     print(f"load average {load_average()} on 2 CPUs; one hop, batch {args.batch}, {args.events} events "
           f"(pre-published), median of {args.repeat} runs:")
     print(f"  hand-written nats-py relay   {relay:10,.0f} events/s   (runs: {runs(relays)})")
@@ -270,7 +272,8 @@ async def main() -> None:
                                    "received": n, "sent": sent, "runs": len(per_run)}
         goal = ""
         if rate == 1000:
-            goal = f"   goals p50 < 2 ms: {'OK' if p50 < 2 else 'MISSED'}, p99 < 10 ms: {'OK' if p99 < 10 else 'MISSED'}"
+            goal = (f"   goals p50 < 2 ms: {'OK' if p50 < 2 else 'MISSED'}, "
+                    f"p99 < 10 ms: {'OK' if p99 < 10 else 'MISSED'}")
         print(f"hop latency at {rate:,.0f} events/s offered ({n}/{sent} events, median of {len(per_run)} runs): "
               f"p50 {p50:.2f} ms  p99 {p99:.2f} ms  p999 {p999:.2f} ms{goal}")
 

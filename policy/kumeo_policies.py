@@ -120,7 +120,7 @@ def _scan(value: Any, where: str, out: list[str]) -> None:
     if isinstance(value, Mapping):
         for k, v in value.items():
             path = f"{where}.{k}"
-            literal = isinstance(v, (int, float)) and not isinstance(v, bool) or (
+            literal = (isinstance(v, (int, float)) and not isinstance(v, bool)) or (
                 isinstance(v, str) and not _is_reference(v))
             if _SECRET_NAME.search(str(k)) and literal:
                 out.append(f"{path} holds a literal credential")

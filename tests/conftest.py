@@ -12,6 +12,10 @@ import pytest
 
 from kumeo_iac.local._nats_server import NatsServer
 
+# The public `pulumi_mocks` fixture, for every test that names it; registered once here instead of imported into
+# each module, where the test parameter would redefine the imported name.
+pytest_plugins = ["kumeo_iac.testing"]
+
 
 @pytest.fixture
 def nats_server() -> Iterator[NatsServer]:

@@ -36,7 +36,8 @@ def program() -> dict:
     config = pulumi.Config("platform")
     namespace = k8s.core.v1.Namespace(
         "platform",
-        metadata={"name": config.get("namespace") or "kumeo-platform", "labels": {"app.kubernetes.io/part-of": "kumeo"}},
+        metadata={"name": config.get("namespace") or "kumeo-platform",
+                  "labels": {"app.kubernetes.io/part-of": "kumeo"}},
     )
     nats = k8s.helm.v3.Release(
         "nats",

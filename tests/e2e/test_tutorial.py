@@ -9,6 +9,7 @@ nats-server, 8765 for the dashboard) become free ones, so the test never meets a
 
 from __future__ import annotations
 
+import contextlib
 import os
 import queue
 import re
@@ -87,7 +88,7 @@ class Shell:
 
     def close(self) -> None:
         # The tutorial's background servers are in the shell's session: one signal to the group ends them all.
-        with __import__("contextlib").suppress(ProcessLookupError):
+        with contextlib.suppress(ProcessLookupError):
             os.killpg(self.proc.pid, signal.SIGTERM)
         try:
             self.proc.wait(15)

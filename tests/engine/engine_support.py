@@ -45,7 +45,8 @@ REQUIRED_BINARIES = (
 VENV = Path(sys.prefix)
 
 PASSPHRASE = "test-passphrase"
-#: Dynamic resources are ``pulumi-python:dynamic:Resource`` or, with a module and name, ``pulumi-python:dynamic/<module>:<Name>``.
+#: Dynamic resources are ``pulumi-python:dynamic:Resource`` or, with a module and name,
+#: ``pulumi-python:dynamic/<module>:<Name>``.
 DYNAMIC_TYPE_PREFIX = "pulumi-python:dynamic"
 COMPONENT_TYPE = "kumeo:index:Workflow"
 #: Steps that change nothing.

@@ -20,7 +20,6 @@ from pathlib import Path
 from typing import Any
 
 import nats
-from kumeo_iac.jetstream import ensure_consumer, ensure_stream
 from nats.js.api import (
     AckPolicy,
     ConsumerConfig,
@@ -36,6 +35,7 @@ from kumeo_iac.compile._plan import (
     StreamPlan,
     WorkflowPlan,
 )
+from kumeo_iac.jetstream import ensure_consumer, ensure_stream
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parents[1]

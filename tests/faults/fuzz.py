@@ -26,7 +26,8 @@ KUMEO_SEEDS = [
     'workflow Fraud {\n  source: [NATS("tx.in"), HTTP("/ingest")]\n  target: NATS("tx.alerts")\n'
     '  config: { limits: { high: 0.8 } }\n  context: BayesianNetwork("net.bif")\n  agents: [\n'
     '    LLM("ollama/llama3", id: "explain", input: source, prompt: """Explain {{amount}}""", when: "amount > 10"),\n'
-    '    DecisionMatrix(id: "d", input: explain.output, rules: [{ name: "r", condition: "len(x) >= 1", error: "e" }]),\n'
+    '    DecisionMatrix(id: "d", input: explain.output, '
+    'rules: [{ name: "r", condition: "len(x) >= 1", error: "e" }]),\n'
     '    HumanReview(id: "h", input: d.output, trigger: "severity == \'high\' || amount > config.limits.high")\n'
     "  ]\n  monitor: { metrics: [\"latency\"] }\n  deployment: { replicas: 2, resources: { cpu: \"100m\" } }\n}\n",
     "// comment\n/* block */\nsubworkflow Sub {\n  input: NATS(\"a\")\n  output: NATS(\"b\")\n  agents: [\n"
@@ -57,7 +58,7 @@ TOKENS = [
     "workflow", "subworkflow", "integration", "agents", "source", "target", "context", "input", "output", "id",
     "NATS", "HTTP", "LLM", "MLModel", "Router", "DataProcessor", "Custom", "when", "rules", "config", "null",
     "true", "false", "0", "-1", "1e309", "99999999999999999999999", "NaN", "0x1F", "&&", "||", "!", "??", "?.",
-    "in", "not", "for", "if", "?", "==", "!=", "<=", ">", "+", "*", "/", "%", "é", "𝔘", "\u202e", "\x00", "\r",
+    "in", "not", "for", "if", "?", "==", "!=", "<=", ">", "+", "*", "/", "%", "é", "𝔘", "\u202e", "\x00", "\r",  # noqa: RUF001 - hostile text on purpose
     "\ufeff", "{{", "}}", "$", "@", "#", "source.output", "a.b.c.d.e", "len(", "lower(x)", "x[0]", "[[[[[[[[",
     "((((((((", "{ a: { b: { c: {", "]]]]", '"unterminated', '"""\n', "\\u00zz", "\\x", "\\n",
 ]
@@ -165,7 +166,7 @@ def run(kind: str, count: int, *, first_seed: int = 0, workers: int = 2) -> list
     import multiprocessing
 
     with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("fork")) as pool:
-        results = pool.map(_run_range, *zip(*ranges))
+        results = pool.map(_run_range, *zip(*ranges, strict=True))
         return [f for chunk in results for f in chunk]
 
 

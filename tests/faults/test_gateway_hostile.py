@@ -16,9 +16,9 @@ from typing import Any
 import httpx
 import pytest
 from fault_support import connect, count, event_ids, messages, wait_for
-from kumeo_iac.jetstream import ensure_stream, stream_config_from_inputs
 
 from kumeo_iac.compile import compile_program
+from kumeo_iac.jetstream import ensure_stream, stream_config_from_inputs
 from kumeo_iac.runtime.io import FileSource, HttpSource
 from kumeo_iac.validate import load
 
@@ -27,14 +27,14 @@ pytestmark = [pytest.mark.nats, pytest.mark.timeout(120)]
 LIMIT = 4096
 DEEP = "[" * 10_000 + "]" * 10_000
 DEEP_UNDER_LIMIT = "[" * 2_000 + "]" * 2_000  # deeper than the decoder goes, shorter than the limit
-WORKFLOW = """
-workflow Hostile {
+WORKFLOW = f"""
+workflow Hostile {{
   source: [HTTP("/ingest", id: "web"), File("in.jsonl", id: "lines")]
   target: NATS("hostile.out")
   agents: [ DataProcessor(id: "pass", input: source) ]
-  deployment: { max_input_bytes: %d }
-}
-""" % LIMIT
+  deployment: {{ max_input_bytes: {LIMIT} }}
+}}
+"""
 
 
 def _compiled(tmp_path: Path) -> Any:
@@ -118,7 +118,7 @@ async def test_hostile_http_bodies_are_answered_with_their_reason_and_nothing_of
     stream = ep.stream
     assert await wait_for(lambda: _has(js, stream, ep.subject, len(good)), 10)
     stored = await event_ids(js, stream, ep.subject)
-    assert stored == {event_id: 1 for event_id in good}  # nothing lost, nothing doubled, nothing hostile
+    assert stored == dict.fromkeys(good, 1)  # nothing lost, nothing doubled, nothing hostile
     assert await count(js, wf.streams[0].name, f"kumeo.{wf.slug}.dlq.source") == 0  # the client was told
 
 

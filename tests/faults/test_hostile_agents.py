@@ -31,15 +31,15 @@ from fault_support import (
     target_subject,
     wait_for,
 )
+
+from kumeo_iac.compile import compile_program
+from kumeo_iac.compile._plan import Plan
 from kumeo_iac.jetstream import (
     consumer_config_from_inputs,
     ensure_consumer,
     ensure_stream,
     stream_config_from_inputs,
 )
-
-from kumeo_iac.compile import compile_program
-from kumeo_iac.compile._plan import Plan
 from kumeo_iac.validate import load
 
 pytestmark = [pytest.mark.nats, pytest.mark.timeout(120)]
@@ -95,7 +95,7 @@ async def test_no_pattern_holds_a_router_and_a_pattern_from_the_event_that_needs
     long_input = [("long", {"s": "a" * 9_000 + "!", "p": "^zzz"})]  # under the 10,000-character input cap
     hostile = {"backref": {"s": "ab", "p": "(a)\\1"}, "lookahead": {"s": "ab", "p": "a(?=b)"},
                "too-long": {"s": "a" * 20_000, "p": "^zzz"}}
-    events = hits[:5] + slow + misses[:5] + [(k, v) for k, v in hostile.items()] + long_input + hits[5:] + misses[5:]
+    events = hits[:5] + slow + misses[:5] + list(hostile.items()) + long_input + hits[5:] + misses[5:]
     source, targets, internal = wf.sources[0], wf.streams[2].name, wf.streams[0].name
     hit_subject, miss_subject = wf.targets[0].subject, wf.targets[1].subject
     dlq = f"kumeo.{wf.slug}.dlq.route"
@@ -128,7 +128,7 @@ async def test_no_pattern_holds_a_router_and_a_pattern_from_the_event_that_needs
     assert elapsed < 10, f"{len(events)} events took {elapsed:.1f} s"
     assert on_hit == {i: 1 for i, _ in hits}
     assert on_miss == {i: 1 for i, _ in misses + slow + long_input}
-    assert dead_counts == {k: 1 for k in hostile}
+    assert dead_counts == dict.fromkeys(hostile, 1)
     assert "backreference" in dead["backref"].lower() or "\\1" in dead["backref"], dead["backref"]
     assert "lookahead" in dead["lookahead"].lower() or "(?=" in dead["lookahead"], dead["lookahead"]
     assert "10000" in dead["too-long"].replace(",", ""), dead["too-long"]

@@ -14,16 +14,6 @@ from typing import Any
 import nats
 import nats.errors
 import pytest
-from kumeo_providers import (
-    ConsumerProvider,
-    KeyValueProvider,
-    StreamProvider,
-    consumer_config_to_inputs,
-    ensure_stream,
-    key_value_config_to_inputs,
-    stream_config_to_inputs,
-)
-from kumeo_providers._audit import AUDIT_STREAM, AUDIT_SUBJECTS, nats_identity, read_audit
 from nats.js.api import AckPolicy, ConsumerConfig, KeyValueConfig, StreamConfig
 from nats.js.errors import APIError
 
@@ -36,6 +26,16 @@ from kumeo_iac.compile import (
 from kumeo_iac.compile._security import DEPLOYER_USER
 from kumeo_iac.local._nats_server import NatsServer
 from kumeo_iac.spec import NATS, DataProcessor, Program, Ref, WorkflowSpec
+from kumeo_providers import (
+    ConsumerProvider,
+    KeyValueProvider,
+    StreamProvider,
+    consumer_config_to_inputs,
+    ensure_stream,
+    key_value_config_to_inputs,
+    stream_config_to_inputs,
+)
+from kumeo_providers._audit import AUDIT_STREAM, AUDIT_SUBJECTS, nats_identity, read_audit
 
 pytestmark = [pytest.mark.nats, pytest.mark.timeout(60)]
 
@@ -80,7 +80,8 @@ def test_stream_create_update_and_delete_are_recorded_with_before_and_after(nats
     assert create["actor"] == "pulumi:stream" and create["server"] == nats_url
     assert create["time"].endswith("Z")
 
-    changed = checked(provider, {"server_url": nats_url, "config": stream_config_to_inputs(config.evolve(max_age=7200))})
+    changed = checked(provider, {"server_url": nats_url,
+                                 "config": stream_config_to_inputs(config.evolve(max_age=7200))})
     provider.update(created.id, created.outs, changed)
     provider.update(created.id, created.outs, changed)  # unchanged: not a change, not recorded
     provider.delete(created.id, created.outs)
@@ -99,8 +100,8 @@ def test_consumer_and_key_value_changes_are_recorded(nats_url):
     c_inputs = checked(consumers, {"server_url": nats_url, "stream": "JOBS",
                                    "config": consumer_config_to_inputs(config)})
     c = consumers.create(c_inputs)
-    consumers.update(c.id, c.outs, checked(consumers, {"server_url": nats_url, "stream": "JOBS",
-                                                       "config": consumer_config_to_inputs(config.evolve(max_deliver=5))}))
+    evolved = consumer_config_to_inputs(config.evolve(max_deliver=5))
+    consumers.update(c.id, c.outs, checked(consumers, {"server_url": nats_url, "stream": "JOBS", "config": evolved}))
     consumers.delete(c.id, c.outs)
 
     buckets = KeyValueProvider()

@@ -27,17 +27,17 @@ import nats
 import nats.errors
 import nats.js.errors
 import pytest
-from kumeo_providers import connect, ensure_consumer, ensure_stream
 from nats.js.api import ConsumerConfig, StreamConfig
 
 from kumeo_iac.compile import PlatformSettings, compile_program, derive_passwords, render_nats_config
 from kumeo_iac.compile._security import DEPLOYER_USER
-from kumeo_iac.local._nats_server import NatsServer
 from kumeo_iac.jetstream import connect_options_from_env
+from kumeo_iac.local._nats_server import NatsServer
 from kumeo_iac.runtime._binding import ConsumerMissing
 from kumeo_iac.runtime._worker import Worker
 from kumeo_iac.runtime.io import Gateway, target_consumers
 from kumeo_iac.spec import NATS, DataProcessor, FileTarget, HttpSource, Program, WorkflowSpec
+from kumeo_providers import connect, ensure_consumer, ensure_stream
 
 pytestmark = [pytest.mark.nats, pytest.mark.timeout(90)]
 
@@ -153,7 +153,7 @@ async def test_an_agent_cannot_recreate_or_widen_its_durable_to_read_the_whole_w
     finally:
         await nc.close()
     info = await _deployer_info(server.url, passwords, s, d)
-    assert info.config.filter_subjects == [a for a in consumer.config["filter_subjects"]] != [wide]
+    assert info.config.filter_subjects == list(consumer.config["filter_subjects"]) != [wide]
     with pytest.raises(nats.js.errors.NotFoundError):
         await _deployer_info(server.url, passwords, s, "spy")
 

@@ -51,6 +51,7 @@ async def _wait_ready(url: str, process: subprocess.Popen[bytes], timeout: float
 
 async def test_gateway_process_ingests_http_events_and_exits_0_on_sigterm(nats_url, tmp_path):
     import nats
+
     from kumeo_iac.jetstream import ensure_stream, stream_config_from_inputs
 
     http_port, health_port = _free_port(), _free_port()
@@ -68,7 +69,7 @@ async def test_gateway_process_ingests_http_events_and_exits_0_on_sigterm(nats_u
     for stream in wf.streams:
         await ensure_stream(js, stream_config_from_inputs(dict(stream.config)))
     (source,) = wf.sources
-    process = subprocess.Popen(  # noqa: ASYNC220 - started once; waits below run in a thread
+    process = subprocess.Popen(  # started once; the waits below run in a thread
         [sys.executable, "-m", "kumeo_iac.runtime.io", "--plan", str(plan_file), "--workflow", "WebIngest",
          "--health-port", str(health_port), "--http-host", "127.0.0.1", "--log-level", "INFO"],
         env={**_env(), "NATS_URL": nats_url}, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
@@ -101,10 +102,10 @@ async def test_gateway_runs_from_its_deployments_own_plan_alone(nats_url):
     """The gateway pod as compiled: its Deployment's command and args (no --plan; only the health port moved off
     8081 for the test) and its environment, whose KUMEO_PLAN_JSON holds the workflow's endpoints and no agent."""
     import nats
-    from kumeo_iac.jetstream import ensure_stream, stream_config_from_inputs
 
     from kumeo_iac.compile import Plan
     from kumeo_iac.compile._kubernetes import GATEWAY_HEALTH_PORT, PLAN_ENV
+    from kumeo_iac.jetstream import ensure_stream, stream_config_from_inputs
 
     http_port, health_port = _free_port(), _free_port()
     program = Program(workflows=[WorkflowSpec(
@@ -126,7 +127,7 @@ async def test_gateway_runs_from_its_deployments_own_plan_alone(nats_url):
     for stream in wf.streams:
         await ensure_stream(js, stream_config_from_inputs(dict(stream.config)))
     (source,) = wf.sources
-    process = subprocess.Popen(  # noqa: ASYNC220 - started once; waits below run in a thread
+    process = subprocess.Popen(  # started once; the waits below run in a thread
         [sys.executable, *container["command"][1:], *args],
         env={**base, **env, "PYTHONPATH": str(ROOT)}, cwd=str(ROOT), stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     try:
@@ -179,11 +180,11 @@ async def test_gateway_runs_as_its_own_nats_user_and_may_do_nothing_else(tmp_pat
     through its target consumer on a real server running the generated authorization config, and it is refused
     publishing on an agent's output subject."""
     import nats
-    from kumeo_iac.jetstream import ensure_consumer, ensure_stream
     from nats.js.api import ConsumerConfig, StreamConfig
 
     from kumeo_iac.compile import derive_passwords, render_nats_config
     from kumeo_iac.compile._security import DEPLOYER_USER
+    from kumeo_iac.jetstream import ensure_consumer, ensure_stream
     from kumeo_iac.local._nats_server import NatsServer
     from kumeo_iac.runtime.io import target_consumers
     from kumeo_iac.spec import FileTarget
@@ -224,7 +225,7 @@ async def test_gateway_runs_as_its_own_nats_user_and_may_do_nothing_else(tmp_pat
                 dict(consumer.config)))
         await deployer.close()
 
-        process = subprocess.Popen(  # noqa: ASYNC220 - started once; waits below run in a thread
+        process = subprocess.Popen(  # started once; the waits below run in a thread
             [sys.executable, "-m", "kumeo_iac.runtime.io", "--plan", str(plan_file), "--workflow", "SecureIngest",
              "--health-port", str(health_port), "--http-host", "127.0.0.1", "--base-dir", str(tmp_path)],
             env={**_env(), "NATS_URL": server.url, "NATS_USER": identity.user,

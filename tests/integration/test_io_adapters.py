@@ -12,14 +12,14 @@ from typing import Any
 import httpx
 import nats
 import pytest
+
+from kumeo_iac.compile import compile_program
 from kumeo_iac.jetstream import (
     consumer_config_from_inputs,
     ensure_consumer,
     ensure_stream,
     stream_config_from_inputs,
 )
-
-from kumeo_iac.compile import compile_program
 from kumeo_iac.runtime import envelope
 from kumeo_iac.runtime.io import (
     FileSource,
@@ -260,7 +260,7 @@ async def test_file_source_missing_file_is_an_error(nats_url: str, tmp_path: Pat
     wf = workflow_of(tmp_path, SOURCES)
     nc, _ = await open_js(nats_url, wf)
     try:
-        with pytest.raises(Exception, match="workflow 'Ingest': File source 'in.jsonl': no such file"):
+        with pytest.raises(Exception, match=r"workflow 'Ingest': File source 'in.jsonl': no such file"):
             await FileSource(wf, endpoint(wf, "File"), base_dir=tmp_path / "elsewhere").start(nc)
     finally:
         await nc.close()

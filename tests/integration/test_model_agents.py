@@ -70,7 +70,8 @@ def onnx_reference(events: list[dict[str, Any]]) -> dict[str, tuple[int, float]]
     offset = float(session.get_modelmeta().custom_metadata_map["kumeo.score_offset"])
     x = np.array([[e[f] for f in FEATURES] for e in events], dtype=np.float32)
     labels, scores = session.run(["label", "scores"], {"X": x})
-    return {e["tx_id"]: (int(l[0]), -(float(s[0]) + offset)) for e, l, s in zip(events, labels, scores)}
+    return {e["tx_id"]: (int(label[0]), -(float(score[0]) + offset))
+            for e, label, score in zip(events, labels, scores, strict=True)}
 
 
 async def test_ml_model_worker_scores_the_example_transactions(harness):
@@ -131,7 +132,7 @@ async def test_bayesian_network_worker_posteriors_equal_pgmpy(harness):
                 "b": {"night": "no", "foreign": "no"}, "c": {}}
     for out in outputs:
         factor = engine.query(["fraud"], evidence=evidence[out["tx_id"]], show_progress=False)
-        expected = {str(s): float(p) for s, p in zip(factor.state_names["fraud"], factor.values)}
+        expected = {str(s): float(p) for s, p in zip(factor.state_names["fraud"], factor.values, strict=True)}
         assert out["fraud"] == pytest.approx(expected, abs=1e-12)
     assert "value 'sometimes' for variable 'night'" in letters[0][0]["error"]
 

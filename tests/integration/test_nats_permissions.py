@@ -16,7 +16,6 @@ from pathlib import Path
 import nats
 import nats.errors
 import pytest
-from kumeo_providers import connect, ensure_consumer, ensure_stream
 from nats.js.api import ConsumerConfig, StreamConfig
 
 from kumeo_iac.compile import (
@@ -27,10 +26,11 @@ from kumeo_iac.compile import (
 )
 from kumeo_iac.compile._security import DEPLOYER_USER, inbox_prefix
 from kumeo_iac.errors import KumeoDeployError
-from kumeo_iac.local._nats_server import NatsServer
 from kumeo_iac.jetstream import connect_options_from_env
+from kumeo_iac.local._nats_server import NatsServer
 from kumeo_iac.runtime._worker import Worker
 from kumeo_iac.spec import NATS, DataProcessor, Program, Ref, WorkflowSpec
+from kumeo_providers import connect, ensure_consumer, ensure_stream
 
 pytestmark = [pytest.mark.nats, pytest.mark.timeout(60)]
 
@@ -204,7 +204,8 @@ async def test_deployer_manages_objects_but_cannot_read_messages(secured):
         assert (await js.stream_info(stream)).state.messages == 1
         with pytest.raises((TimeoutError, nats.errors.Error)):  # refused: no reply
             await js.get_msg(stream, 1)
-        assert await _wait_for(lambda: any("stream.msg.get" in e.lower() or "direct.get" in e.lower() for e in errors)), errors
+        assert await _wait_for(
+            lambda: any("stream.msg.get" in e.lower() or "direct.get" in e.lower() for e in errors)), errors
     finally:
         await nc.close()
 

@@ -12,16 +12,6 @@ from typing import Any
 
 import nats
 import pytest
-from kumeo_providers import (
-    AlreadyExistsError,
-    ConsumerProvider,
-    KeyValueProvider,
-    ReplacementRefusedError,
-    StreamProvider,
-    consumer_config_to_inputs,
-    key_value_config_to_inputs,
-    stream_config_to_inputs,
-)
 from nats.js.api import (
     AckPolicy,
     ConsumerConfig,
@@ -33,6 +23,16 @@ from nats.js.api import (
 
 from kumeo_iac.errors import KumeoDeployError
 from kumeo_iac.local._nats_server import free_port
+from kumeo_providers import (
+    AlreadyExistsError,
+    ConsumerProvider,
+    KeyValueProvider,
+    ReplacementRefusedError,
+    StreamProvider,
+    consumer_config_to_inputs,
+    key_value_config_to_inputs,
+    stream_config_to_inputs,
+)
 
 pytestmark = [pytest.mark.nats, pytest.mark.timeout(60)]
 

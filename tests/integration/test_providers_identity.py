@@ -19,6 +19,11 @@ from typing import Any
 
 import nats
 import pytest
+from nats.js.api import StreamConfig
+from pulumi.runtime.rpc import UNKNOWN
+
+from kumeo_iac.errors import KumeoDeployError
+from kumeo_iac.local._nats_server import NatsServer
 from kumeo_providers import (
     AlreadyExistsError,
     ConsumerProvider,
@@ -26,11 +31,6 @@ from kumeo_providers import (
     ReplacementRefusedError,
     StreamProvider,
 )
-from nats.js.api import StreamConfig
-from pulumi.runtime.rpc import UNKNOWN
-
-from kumeo_iac.errors import KumeoDeployError
-from kumeo_iac.local._nats_server import NatsServer
 
 pytestmark = [pytest.mark.nats, pytest.mark.timeout(60)]
 
@@ -357,7 +357,8 @@ def test_consumers_are_adopted_only_when_asked_and_replaced_when_they_must_be(na
     created = provider.create(checked(provider, {**inputs, "adopt": True}))
 
     live = on_server(nats_url, lambda js: js.consumer_info("KUMEO_FRAUD", "scorer"))
-    assert getattr(live.config.deliver_policy, "value", live.config.deliver_policy) == "new"  # deleted and created again: it could not be updated
+    # deleted and created again: it could not be updated
+    assert getattr(live.config.deliver_policy, "value", live.config.deliver_policy) == "new"
     assert created.outs["live_config"]["deliver_policy"] == "new"
 
 

@@ -17,6 +17,7 @@ from nats.js.api import (
 )
 
 from kumeo_iac.errors import KumeoDeployError
+from kumeo_iac.jetstream import Outcome, apply_consumer, apply_key_value, apply_stream
 from kumeo_iac.local._nats_server import NatsServer, free_port
 from kumeo_providers import (
     connect,
@@ -32,7 +33,6 @@ from kumeo_providers import (
     key_value_config_from_stream,
     with_jetstream,
 )
-from kumeo_iac.jetstream import Outcome, apply_consumer, apply_key_value, apply_stream
 
 pytestmark = [pytest.mark.nats, pytest.mark.timeout(30)]
 
@@ -118,7 +118,7 @@ async def test_a_stream_without_a_name_is_a_deploy_error(js):
 
 async def test_ensure_consumer_creates_a_durable_pull_consumer_then_is_idempotent(js):
     await ensure_stream(js, orders_stream())
-    info, outcome = await apply_consumer(js, "ORDERS", worker_consumer())
+    _, outcome = await apply_consumer(js, "ORDERS", worker_consumer())
     assert outcome is Outcome.CREATED
     live = await js.consumer_info("ORDERS", "scorer")
     assert live.config.durable_name == "scorer"

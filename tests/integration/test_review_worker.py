@@ -38,7 +38,7 @@ from kumeo_iac.runtime import envelope
 jwt = pytest.importorskip("jwt")
 pytest.importorskip("starlette")  # the dashboard's verifier
 
-from cryptography.hazmat.primitives.asymmetric import rsa
+from cryptography.hazmat.primitives.asymmetric import rsa  # noqa: E402 - after the importorskips above
 
 pytestmark = [pytest.mark.nats, pytest.mark.timeout(60)]
 
@@ -279,7 +279,7 @@ class _WebhookReceiver:
         assert self.server is not None
         return f"http://127.0.0.1:{self.server.sockets[0].getsockname()[1]}/hook"
 
-    async def __aenter__(self) -> _WebhookReceiver:  # noqa: PYI034 - a test helper, never subclassed
+    async def __aenter__(self) -> _WebhookReceiver:
         self.server = await asyncio.start_server(self._handle, "127.0.0.1", 0)
         return self
 

@@ -54,7 +54,7 @@ async def test_sigterm_drains_in_flight_events_and_exits_0(harness, tmp_path):
 
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), str(Path(__file__).parent)]),
            "KUMEO_TEST_DELAY": "0.4", "NATS_URL": harness.url, "KUMEO_AGENT": "a"}
-    process = subprocess.Popen(  # noqa: ASYNC220 - started once; the waits below run in a thread
+    process = subprocess.Popen(  # started once; the waits below run in a thread
         [sys.executable, "-m", "kumeo_iac.runtime", "--plan", str(plan_file), "--health-port", "-1",
          "--batch-size", "8", "--agent-class", "worker_support:SlowPassThrough"],
         env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
@@ -139,7 +139,7 @@ async def test_a_worker_runs_from_its_deployments_own_plan_alone(harness):
 
     first = wf.agent("first")
     (target,) = wf.targets
-    process = subprocess.Popen(  # noqa: ASYNC220 - started once; the waits below run in a thread
+    process = subprocess.Popen(  # started once; the waits below run in a thread
         [sys.executable, *container["command"][1:], *container["args"]],
         env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=str(ROOT),
     )

@@ -14,7 +14,6 @@ import uuid
 from typing import Any
 
 import nats
-from kumeo_iac.jetstream import ensure_consumer, ensure_key_value, ensure_stream
 from nats.js.api import (
     AckPolicy,
     ConsumerConfig,
@@ -31,6 +30,7 @@ from kumeo_iac.compile._plan import (
     StreamPlan,
     WorkflowPlan,
 )
+from kumeo_iac.jetstream import ensure_consumer, ensure_key_value, ensure_stream
 from kumeo_iac.runtime._agent import Emit, Event, RuntimeAgent
 
 

@@ -88,7 +88,7 @@ def test_every_key_the_runtime_reads_is_declared(kind: str) -> None:
     if kind != "Router":  # a Router reads its routes from the Plan, no setting
         assert read, f"no settings found in {READERS[kind]}: the scan no longer matches the code"
     undeclared = sorted(f"{where}.{key}" for where, key in read
-                        if key not in (nested[where] if where in nested else declared))
+                        if key not in nested.get(where, declared))
     assert undeclared == [], f"{kind} reads settings no model or argument declares"
 
 

@@ -11,8 +11,7 @@ import pytest
 from kumeo_iac.compile import AgentPlan, RoutePlan, WorkflowPlan
 from kumeo_iac.errors import KumeoRuntimeError, KumeoSyntaxError
 from kumeo_iac.runtime._agent import Event, EventRejected, RuntimeAgent
-from kumeo_iac.runtime.agents import KINDS, agent_class, create_agent
-from kumeo_iac.runtime.agents import _common
+from kumeo_iac.runtime.agents import KINDS, _common, agent_class, create_agent
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 WORKFLOW = WorkflowPlan("wf", "wf", "wf", "nats://localhost:4222", [], [], [], [], [], [])
@@ -77,7 +76,7 @@ async def test_router_default_written_first_is_still_last() -> None:
 
 async def test_router_no_match_no_default_rejects() -> None:
     agent = await started("Router", {}, ROUTES[:1])
-    with pytest.raises(EventRejected, match="^Router 'a': no route matched and no default$"):
+    with pytest.raises(EventRejected, match=r"^Router 'a': no route matched and no default$"):
         await route(agent, {"decision": "allow"})
 
 
@@ -187,8 +186,8 @@ async def test_matrix_validate_reject() -> None:
     good = {"urgency": "low", "patient_id": 1, "findings": []}
     assert await one(agent, good) == good
     with pytest.raises(EventRejected, match=(
-        "^DecisionMatrix 'a': validation failed: valid_urgency: Invalid urgency level; "
-        "required_fields: Missing required fields$"
+        r"^DecisionMatrix 'a': validation failed: valid_urgency: Invalid urgency level; "
+        r"required_fields: Missing required fields$"
     )):
         await one(agent, {"urgency": "meh"})
 
@@ -352,7 +351,7 @@ async def test_rules_file_errors(tmp_path: Path) -> None:
     (tmp_path / "noset.json").write_text(json.dumps({"rules": [{"name": "x", "when": "true"}]}))
     with pytest.raises(KumeoRuntimeError, match=r"noset.json rule 1 \('x'\): needs 'set'"):
         await started("RuleEngine", {"rules": "noset.json"}, base_dir=tmp_path)
-    with pytest.raises(KumeoRuntimeError, match="missing.json: file not found"):
+    with pytest.raises(KumeoRuntimeError, match=r"missing.json: file not found"):
         await started("RuleEngine", {"rules": "missing.json"}, base_dir=tmp_path)
 
 

@@ -64,7 +64,7 @@ def engine() -> Any:
 
 def reference(engine: Any, evidence: dict[str, str]) -> dict[str, float]:
     factor = engine.query(["fraud"], evidence=evidence, show_progress=False)
-    return {str(s): float(p) for s, p in zip(factor.state_names["fraud"], factor.values)}
+    return {str(s): float(p) for s, p in zip(factor.state_names["fraud"], factor.values, strict=True)}
 
 
 # -- the agent -------------------------------------------------------------------------------------------------------
@@ -73,7 +73,7 @@ def reference(engine: Any, evidence: dict[str, str]) -> dict[str, float]:
 async def test_posteriors_equal_pgmpy_for_every_evidence_combination(engine):
     agent = await started({"network": {"file": "models/risk.bn"}, "query": "fraud"})
     for values in itertools.product(["no", "yes", None], repeat=3):
-        event = {name: value for name, value in zip(PARENTS, values) if value is not None}
+        event = {name: value for name, value in zip(PARENTS, values, strict=True) if value is not None}
         out = await answer(agent, {"tx_id": "t1", **event})
         expected = reference(engine, event)
         assert out["tx_id"] == "t1"

@@ -30,13 +30,14 @@ from kumeo_iac.spec import (
     MLModel,
     Program,
     Resources,
-    RuleEngine,
     Router,
+    RuleEngine,
     Scaling,
     SubworkflowSpec,
     WorkflowSpec,
 )
 from kumeo_iac.validate import validate
+
 
 def mostly(good: list[Any], bad: list[Any]) -> st.SearchStrategy[Any]:
     """A valid choice most of the time, so most programs have one problem or none and compile gets far."""

@@ -248,7 +248,8 @@ def test_deploy_arguments_are_declared():
 
 # -- kumeo fmt ----------------------------------------------------------------------------------------------------
 
-UGLY = 'workflow W {source: NATS("in")\n  target:NATS("out")   // keep me\n agents:[DataProcessor(id:"a",input:source)]}\n'
+UGLY = ('workflow W {source: NATS("in")\n  target:NATS("out")   // keep me\n'
+        ' agents:[DataProcessor(id:"a",input:source)]}\n')
 
 
 def test_fmt_check_diff_and_rewrite(tmp_path, capsys):

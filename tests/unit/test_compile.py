@@ -648,7 +648,7 @@ def test_network_policy_destinations_follow_the_settings() -> None:
     wf = wf_of(program(targets=[HttpTarget("https://hooks.example.com/x", id="hook")],
                        agents=[DataProcessor(id="a", output="target.hook")]), egress_cidrs=[])
     assert sorted(_policies(wf)) == ["fraud-detection-agents"] and EGRESS_LABEL not in _pod_labels(wf, "a")
-    with pytest.raises(KumeoCompileError, match="egress_cidrs: '0.0.0.0/33' is not a CIDR"):
+    with pytest.raises(KumeoCompileError, match=r"egress_cidrs: '0.0.0.0/33' is not a CIDR"):
         wf_of(program(targets=[HttpTarget("https://hooks.example.com/x", id="hook")],
                       agents=[DataProcessor(id="a", output="target.hook")]), egress_cidrs=["0.0.0.0/33"])
 
@@ -677,7 +677,8 @@ def test_url_destinations(url, destination) -> None:
 @pytest.mark.parametrize("agent, port", [
     (LLM(id="llm", engine="openai/gpt-4o-mini", prompt="{{ input }}"), 443),  # OpenAI's default base URL
     (LLM(id="llm", engine="openai/m", prompt="p", config={"base_url": "http://vllm.example.com:8000/v1"}), 8000),
-    (LLM(id="llm", engine="openai/m", prompt="p", config={"base_url": "${env.LLM_URL}"}), 443),  # known at run time only
+    # known at run time only
+    (LLM(id="llm", engine="openai/m", prompt="p", config={"base_url": "${env.LLM_URL}"}), 443),
     (LLM(id="llm", engine="ollama/llama3", prompt="p", config={"base_url": "https://ollama.example.com"}), 443),
 ])
 def test_llm_agents_may_reach_their_endpoint_and_nothing_else_outside(agent, port) -> None:
@@ -793,11 +794,13 @@ def test_integration_of_unknown_subworkflow_is_a_compile_error() -> None:
 
 
 def test_compile_is_deterministic() -> None:
-    build = lambda: pipeline(agents=[
-        DataProcessor(id="a"), DataProcessor(id="b"),
-        DataProcessor(id="j", input={"y": "b.output", "x": "a.output"}),
-        LLM("ollama/llama3", id="l", prompt="x", input="j.output"),
-    ], deployment=Deployment(scaling=Scaling(max_replicas=3)))  # autoscalers, so KEDA changes them
+    def build() -> Program:
+        return pipeline(agents=[
+            DataProcessor(id="a"), DataProcessor(id="b"),
+            DataProcessor(id="j", input={"y": "b.output", "x": "a.output"}),
+            LLM("ollama/llama3", id="l", prompt="x", input="j.output"),
+        ], deployment=Deployment(scaling=Scaling(max_replicas=3)))  # autoscalers, so KEDA changes them
+
     first = compile_program(build()).to_json()
     assert compile_program(build()).to_json() == first
     assert compile_program(build(), settings=PlatformSettings(keda_enabled=True)).to_json() != first
@@ -846,7 +849,8 @@ def test_gateway_objects_for_http_source_and_http_target() -> None:
     assert {"name": "NATS_URL", "value": "nats://nats:4333"} in c["env"]
     assert [e["name"] for e in c["env"]] == ["NATS_URL", "KUMEO_WORKFLOW", PLAN_ENV]
     own = Plan.from_json(_own_plan(wf, None)).workflows[0]
-    unlined = [dataclasses.replace(ep, line=None) for ep in wf.sources], [dataclasses.replace(ep, line=None) for ep in wf.targets]
+    unlined = ([dataclasses.replace(ep, line=None) for ep in wf.sources],
+               [dataclasses.replace(ep, line=None) for ep in wf.targets])
     assert (own.sources, own.targets) == unlined and own.agents == []  # lines locate errors only: no roll
     assert {p["name"]: p["containerPort"] for p in c["ports"]} == {"http": 8081, "in-9000": 9000}
     assert c["args"][c["args"].index("--health-port") + 1] == "8081"

@@ -18,12 +18,11 @@ import pytest
 from kumeo_iac.components import Workflow, WorkflowArgs, type_token
 from kumeo_iac.errors import KumeoDeployError, KumeoSpecError, KumeoValidationError
 from kumeo_iac.spec import LLM, NATS, DataProcessor, Deployment, Ref, Scaling, WorkflowSpec
-from kumeo_iac.testing import (  # noqa: F401  (pulumi_mocks is a fixture)
+from kumeo_iac.testing import (
     await_output,
     find_resource,
     is_secret,
     output_is_secret,
-    pulumi_mocks,
     resources_of_type,
     unwrap_secret,
 )
@@ -234,7 +233,8 @@ def test_extra_secrets_from_the_secrets_object_and_arguments(pulumi_mocks):
                                                   secrets={"EXTRA": pulumi.Output.secret("e-2")}))
     (secret,) = resources_of_type(resources, SECRET)
     assert unwrap_secret(secret.inputs["stringData"]) == {"EXTRA": "e-2", "VENDOR_TOKEN": "v-1"}
-    assert set(env_of(find_resource(resources, DEPLOYMENT, "demo-deployment-demo-explain"))) >= {"EXTRA", "VENDOR_TOKEN"}
+    explain = find_resource(resources, DEPLOYMENT, "demo-deployment-demo-explain")
+    assert set(env_of(explain)) >= {"EXTRA", "VENDOR_TOKEN"}
 
 
 # -- outputs -------------------------------------------------------------------------------------------------

@@ -16,9 +16,8 @@ import pytest
 
 from kumeo_iac.components import Workflow
 from kumeo_iac.spec import LLM, NATS, DataProcessor, Deployment, Ref, Scaling, WorkflowSpec
-from kumeo_iac.testing import (  # noqa: F401  (pulumi_mocks is a fixture)
+from kumeo_iac.testing import (
     find_resource,
-    pulumi_mocks,
     resources_of_type,
 )
 
@@ -157,7 +156,7 @@ def test_the_plan_stays_out_of_the_stack_state(pulumi_mocks):
     from kumeo_iac.testing import await_output
 
     wf, resources = register(pulumi_mocks, lambda: Workflow("chain", chain(30), manage_jetstream=False))
-    (component,) = resources_of_type(resources, "kumeo:index:Workflow")
+    (_component,) = resources_of_type(resources, "kumeo:index:Workflow")
     assert not hasattr(wf, "plan_json")
     assert await_output(wf.plan_digest).startswith("sha256:")
     assert all(len(json.dumps(r.inputs, default=str)) < 1024 * 1024 for r in resources)
@@ -226,7 +225,7 @@ def test_a_2000_agent_workflow_registers_with_every_object_under_one_mebibyte(pu
     import time
 
     started = time.perf_counter()
-    wf, resources = register(pulumi_mocks, lambda: Workflow("chain", chain(2000), manage_jetstream=False))
+    _, resources = register(pulumi_mocks, lambda: Workflow("chain", chain(2000), manage_jetstream=False))
     sizes = {r.name: len(json.dumps(r.inputs, default=str)) for r in resources}
     assert len(resources_of_type(resources, DEPLOYMENT)) == 2001
     biggest = max(sizes, key=sizes.__getitem__)

@@ -12,7 +12,7 @@ from pathlib import Path
 import pulumi
 import pytest
 
-from kumeo_iac.testing import find_resource, pulumi_mocks, resources_of_type  # noqa: F401
+from kumeo_iac.testing import find_resource, resources_of_type
 
 ROOT = Path(__file__).resolve().parents[2]
 DEPLOYMENT = "kubernetes:apps/v1:Deployment"

@@ -75,7 +75,7 @@ def test_canvas_edits_go_through_the_spec_and_keep_comments() -> None:
         apply_edits(TEXT, "x.kumeo", [{"op": "set_argument", "agent": "score", "name": "colour", "value": "1"}])
     with pytest.raises(EditError, match="unknown agent kind"):
         apply_edits(TEXT, "x.kumeo", [{"op": "add_agent", "kind": "Robot"}])
-    with pytest.raises(EditError, match="not a .kumeo value"):
+    with pytest.raises(EditError, match=r"not a .kumeo value"):
         parse_value("{ unclosed: ")
     with pytest.raises(EditError, match="fix the syntax error first"):
         apply_edits("workflow {", "x.kumeo", [])
@@ -123,7 +123,7 @@ async def test_recent_messages_are_the_newest_n_on_a_subject(nats_url: str) -> N
         assert await recent_messages(js, "MISSING", "s.a", 5) == []
         assert await subject_counts(js, "S") == {"s.a": 67, "s.b": 133}
         assert (await js.streams_info())[0].config.name == "S"
-        assert not [c for c in await js.consumers_info("S")]  # probes leave nothing behind
+        assert not list(await js.consumers_info("S"))  # probes leave nothing behind
     finally:
         await nc.close()
 

@@ -22,9 +22,10 @@ jwt = pytest.importorskip("jwt")
 httpx = pytest.importorskip("httpx")
 pytest.importorskip("starlette")
 
-from cryptography.hazmat.primitives.asymmetric import rsa
+# after the importorskips above
+from cryptography.hazmat.primitives.asymmetric import rsa  # noqa: E402
 
-from kumeo_iac.dashboard import (
+from kumeo_iac.dashboard import (  # noqa: E402
     DashboardConfig,
     LocalTokenAuth,
     OIDCAuth,

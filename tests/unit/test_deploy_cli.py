@@ -19,7 +19,7 @@ import pytest
 
 from kumeo_iac.cli import main
 from kumeo_iac.components import _automation
-from kumeo_iac.testing import find_resource, pulumi_mocks, resources_of_type  # noqa: F401
+from kumeo_iac.testing import find_resource, resources_of_type
 
 ROOT = Path(__file__).resolve().parents[2]
 FRAUD = ROOT / "examples" / "fraud_detection" / "fraud_detection.kumeo"
@@ -68,7 +68,8 @@ def test_missing_pulumi_cli_in_a_real_process(tiny, tmp_path):
 
 def test_an_invalid_file_fails_gcc_style_before_pulumi_is_needed(tmp_path, no_pulumi_cli, capsys):
     bad = tmp_path / "bad.kumeo"
-    bad.write_text('workflow Bad {\n  source: NATS("in")\n  agents: [ DataProcessor(id: "a", input: ghost.output) ]\n}\n')
+    bad.write_text('workflow Bad {\n  source: NATS("in")\n'
+                   '  agents: [ DataProcessor(id: "a", input: ghost.output) ]\n}\n')
     assert main(["preview", str(bad), "--stack", "dev"]) == 1
     err = capsys.readouterr().err
     assert f"{bad}:3:" in err and "error:" in err and "Traceback" not in err
@@ -263,5 +264,6 @@ def test_the_documented_github_workflow_runs_pulumi_preview_on_pull_requests():
     text = (ROOT / "docs" / "deploy.md").read_text()
     workflow = yaml.safe_load(re.search(r"```yaml\n(.*?)```", text, re.S).group(1))
     assert "pull_request" in workflow[True] if True in workflow else "pull_request" in workflow["on"]
-    (preview,) = [s for s in workflow["jobs"]["preview"]["steps"] if str(s.get("uses", "")).startswith("pulumi/actions")]
+    steps = workflow["jobs"]["preview"]["steps"]
+    (preview,) = [s for s in steps if str(s.get("uses", "")).startswith("pulumi/actions")]
     assert preview["with"]["command"] == "preview"

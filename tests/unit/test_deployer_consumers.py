@@ -9,8 +9,7 @@ import pytest
 from kumeo_iac.components import Workflow
 from kumeo_iac.runtime.io import target_consumers
 from kumeo_iac.spec import DataProcessor, FileTarget, HttpSource, HttpTarget, WorkflowSpec
-from kumeo_iac.testing import (  # noqa: F401  (pulumi_mocks is a fixture)
-    pulumi_mocks,
+from kumeo_iac.testing import (
     resources_of_type,
 )
 

@@ -34,7 +34,8 @@ def error_of(text: str) -> KumeoExpressionError:
         ("x in", 1, 5, "expected an expression after 'in'", None),
         ("a.", 1, 3, "expected a name after '.'", None),
         ("a?.", 1, 4, "expected a name after '?.'", None),
-        ("a.1", 1, 3, "expected a name after '.', got number 1", "use brackets for other keys, e.g. `a[\"my-key\"]` or `a[0]`"),
+        ("a.1", 1, 3, "expected a name after '.', got number 1",
+         "use brackets for other keys, e.g. `a[\"my-key\"]` or `a[0]`"),
         ('"abc', 1, 1, "unterminated string", 'close the string with a matching "'),
         ("name == 'abc", 1, 9, "unterminated string", "close the string with a matching '"),
         ("'a\nb'", 1, 1, "unterminated string", "close the string with a matching '"),
@@ -43,7 +44,8 @@ def error_of(text: str) -> KumeoExpressionError:
         ("a === 1", 1, 5, "unexpected '='", "use '==' to compare values"),
         ("a & b", 1, 3, "unexpected '&'", "use '&&' (or 'and') for a logical and"),
         ("a | b", 1, 3, "unexpected '|'", "use '||' (or 'or') for a logical or"),
-        ("a ? b : c", 1, 3, "unexpected '?'", "there is no `c ? a : b`; use `??` for a default value or `?.` for optional access"),
+        ("a ? b : c", 1, 3, "unexpected '?'",
+         "there is no `c ? a : b`; use `??` for a default value or `?.` for optional access"),
         ("a @ b", 1, 3, "unexpected character '@'", None),
         ("a b", 1, 3, "unexpected name 'b'", "is an operator such as '&&' or '==' missing?"),
         ("a 'b'", 1, 3, "unexpected string 'b'", "is an operator such as '&&' or '==' missing?"),
@@ -51,7 +53,8 @@ def error_of(text: str) -> KumeoExpressionError:
         ("[1, 2", 1, 6, "expected ']'", "to close the '[' at line 1, column 1"),
         ("f(x", 1, 4, "expected ')'", "to close the '(' at line 1, column 2"),
         ("{'a': 1", 1, 8, "expected '}'", "to close the '{' at line 1, column 1"),
-        ("a.b.lower()", 1, 10, "unexpected '('", "functions are called by name, e.g. `lower(x)` rather than `x.lower()`"),
+        ("a.b.lower()", 1, 10, "unexpected '('",
+         "functions are called by name, e.g. `lower(x)` rather than `x.lower()`"),
         ("and x", 1, 1, "unexpected 'and'", "'and' is a reserved word; put an expression before it"),
         ("a\n  && )", 2, 6, "expected an expression after '&&'", None),
         ("amount > 1000 &&\n  name ==", 2, 10, "expected an expression after '=='", None),
@@ -64,17 +67,22 @@ def error_of(text: str) -> KumeoExpressionError:
         ("length(x)", 1, 1, "unknown function 'length'", "did you mean 'len'?"),
         ("startswith(x, 'a')", 1, 1, "unknown function 'startswith'", "did you mean 'starts_with'?"),
         ("LOWER(x)", 1, 1, "unknown function 'LOWER'", "did you mean 'lower'?"),
-        ("a < b < c", 1, 7, "comparisons cannot be chained", "combine two comparisons with '&&', e.g. `a < b && b < c`"),
-        ("a == b != c", 1, 8, "comparisons cannot be chained", "combine two comparisons with '&&', e.g. `a == b && b != c`"),
+        ("a < b < c", 1, 7, "comparisons cannot be chained",
+         "combine two comparisons with '&&', e.g. `a < b && b < c`"),
+        ("a == b != c", 1, 8, "comparisons cannot be chained",
+         "combine two comparisons with '&&', e.g. `a == b && b != c`"),
         ("len()", 1, 1, "len() takes 1 argument, got 0", None),
         ("len(a, b)", 1, 1, "len() takes 1 argument, got 2", None),
         ("round(1, 2, 3)", 1, 1, "round() takes 1 to 2 arguments, got 3", None),
         ("now(1)", 1, 1, "now() takes 0 arguments, got 1", None),
         ("min()", 1, 1, "min() takes at least 1 argument, got 0", None),
-        ("sum(x for x in y)", 1, 1, "only all() and any() accept a `for` clause, not sum()", "write `all(<condition> for x in <list>)`, or call sum() on a list"),
+        ("sum(x for x in y)", 1, 1, "only all() and any() accept a `for` clause, not sum()",
+         "write `all(<condition> for x in <list>)`, or call sum() on a list"),
         ("exists(1)", 1, 8, "exists() needs a path", "write e.g. `exists(input.customer.email)`"),
-        ("exists([1][0])", 1, 8, "exists() needs a path that starts with a name", "write e.g. `exists(input.customer.email)`"),
-        ("x + in", 1, 5, "'in' is a reserved word and cannot be used as a path", "to read a field called 'in', write `input[\"in\"]`"),
+        ("exists([1][0])", 1, 8, "exists() needs a path that starts with a name",
+         "write e.g. `exists(input.customer.email)`"),
+        ("x + in", 1, 5, "'in' is a reserved word and cannot be used as a path",
+         "to read a field called 'in', write `input[\"in\"]`"),
         ("all(x for in in y)", 1, 11, "'in' is a reserved word and cannot be used as a loop variable", None),
         ("1 / 0", 1, 1, "division by zero (1 / 0)", None),
         ("x + ('a' + 1)", 1, 6, "cannot add 'a' and 1", None),
@@ -188,7 +196,8 @@ def test_no_eval_or_exec_in_the_package() -> None:
 
     import kumeo_iac.expr
 
-    banned = re.compile(r"(?<![\w.])(eval|exec|compile|getattr|setattr|__import__|literal_eval)\(|^\s*(import|from) ast\b")
+    banned = re.compile(r"(?<![\w.])(eval|exec|compile|getattr|setattr|__import__|literal_eval)\("
+                        r"|^\s*(import|from) ast\b")
     package = pathlib.Path(kumeo_iac.expr.__file__).parent
     for source in package.glob("*.py"):
         offenders = [line for line in source.read_text().splitlines() if banned.search(line)]

@@ -248,7 +248,8 @@ def test_unsupported_literal_patterns_fail_at_check_time(pattern: str, feature: 
 
 
 def test_invalid_patterns_still_say_why() -> None:
-    assert compile_error("matches(s, '[')").message == "matches() pattern '[' is not a valid regular expression: missing ]: ["
+    assert compile_error("matches(s, '[')").message == (
+        "matches() pattern '[' is not a valid regular expression: missing ]: [")
 
 
 def test_unsupported_patterns_from_event_data_are_evaluation_errors() -> None:
@@ -257,9 +258,9 @@ def test_unsupported_patterns_from_event_data_are_evaluation_errors() -> None:
         rule.evaluate({"s": "x", "input": {"pattern": "(?<=a)b"}})
     with pytest.raises(KumeoEvaluationError, match="is not a valid regular expression"):
         rule.evaluate({"s": "x", "input": {"pattern": "("}})
-    with pytest.raises(KumeoEvaluationError, match="pattern '.*' is not valid Unicode text"):
+    with pytest.raises(KumeoEvaluationError, match=r"pattern '.*' is not valid Unicode text"):
         rule.evaluate({"s": "x", "input": {"pattern": "\ud800"}})
-    with pytest.raises(KumeoEvaluationError, match="input '.*' is not valid Unicode text"):
+    with pytest.raises(KumeoEvaluationError, match=r"input '.*' is not valid Unicode text"):
         rule.evaluate({"s": "\ud800", "input": {"pattern": "x"}})
 
 
@@ -276,7 +277,8 @@ async def test_a_router_rule_with_a_hostile_pattern_neither_hangs_nor_routes() -
         settings={}, when=None, timeout_seconds=5.0, max_deliver=3, backoff_seconds=[1.0], fallback=None,
         files=[], image="img", image_class="base", replicas=1, max_replicas=1, resources={},
     )
-    agent = create_agent(plan, WorkflowPlan("wf", "wf", "wf", "nats://localhost:4222", [], [], [], [], [], []), Path("."))
+    workflow = WorkflowPlan("wf", "wf", "wf", "nats://localhost:4222", [], [], [], [], [], [])
+    agent = create_agent(plan, workflow, Path("."))
     await agent.start()
     began = time.perf_counter()
     [emit] = await agent.process(Event(id="e1", data={"s": "a" * 60 + "!", "p": "b"}))

@@ -21,7 +21,8 @@ TOKENS = [
 
 json_values = st.recursive(
     st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=20),
-    lambda children: st.lists(children, max_size=5) | st.dictionaries(st.sampled_from(NAMES) | st.text(max_size=5), children, max_size=5),
+    lambda children: st.lists(children, max_size=5)
+    | st.dictionaries(st.sampled_from(NAMES) | st.text(max_size=5), children, max_size=5),
     max_leaves=15,
 )
 events = st.dictionaries(st.sampled_from(NAMES), json_values, max_size=len(NAMES))
@@ -56,7 +57,8 @@ def test_any_text_compiles_or_raises_a_positioned_error(text: str) -> None:
 
 @settings(max_examples=500, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(st.lists(st.sampled_from(TOKENS), max_size=14), st.sampled_from([" ", ""]), events)
-def test_token_soup_compiles_or_raises_and_evaluates_or_raises(tokens: list[str], glue: str, data: dict[str, Any]) -> None:
+def test_token_soup_compiles_or_raises_and_evaluates_or_raises(tokens: list[str], glue: str,
+                                                               data: dict[str, Any]) -> None:
     expression = _compile(glue.join(tokens))
     if expression is not None:
         assert all(not name.startswith("__") and name in expression.source for name in expression.root_names)
@@ -66,24 +68,29 @@ def test_token_soup_compiles_or_raises_and_evaluates_or_raises(tokens: list[str]
 def _expressions() -> st.SearchStrategy[str]:
     """Well-formed expressions built from the grammar, so evaluation (not just parsing) gets exercised."""
     leaves = st.sampled_from(
-        ["a", "b.c", "x[0]", "input?.y", "items", "config.k", "0", "1", "-2.5", "'s'", "''", "null", "true", "[]", "[1, 'a']", "{'k': 1}"]
+        ["a", "b.c", "x[0]", "input?.y", "items", "config.k", "0", "1", "-2.5", "'s'", "''", "null", "true", "[]",
+         "[1, 'a']", "{'k': 1}"]
     )
 
     def extend(inner: st.SearchStrategy[str]) -> st.SearchStrategy[str]:
         binary = st.tuples(
             inner,
-            st.sampled_from(["+", "-", "*", "/", "%", "==", "!=", "<", ">=", "in", "not in", "&&", "||", "??", "and", "or"]),
+            st.sampled_from(["+", "-", "*", "/", "%", "==", "!=", "<", ">=", "in", "not in", "&&", "||", "??", "and",
+                             "or"]),
             inner,
         ).map(lambda t: f"({t[0]} {t[1]} {t[2]})")
         unary = st.tuples(st.sampled_from(["-", "!", "not "]), inner).map(lambda t: f"{t[0]}({t[1]})")
         one_arg = st.tuples(
-            st.sampled_from([n for n, f in FUNCTIONS.items() if f.min_args <= 1 and (f.max_args is None or f.max_args >= 1) and n != "exists"]),
+            st.sampled_from([n for n, f in FUNCTIONS.items()
+                             if f.min_args <= 1 and (f.max_args is None or f.max_args >= 1) and n != "exists"]),
             inner,
         ).map(lambda t: f"{t[0]}({t[1]})")
         two_args = st.tuples(
-            st.sampled_from(["contains", "starts_with", "ends_with", "matches", "min", "max", "round", "coalesce"]), inner, inner
+            st.sampled_from(["contains", "starts_with", "ends_with", "matches", "min", "max", "round", "coalesce"]),
+            inner, inner,
         ).map(lambda t: f"{t[0]}({t[1]}, {t[2]})")
-        quantifier = st.tuples(st.sampled_from(["all", "any"]), inner, inner).map(lambda t: f"{t[0]}(({t[1]}) for field in {t[2]})")
+        quantifier = st.tuples(st.sampled_from(["all", "any"]), inner, inner).map(
+            lambda t: f"{t[0]}(({t[1]}) for field in {t[2]})")
         index = st.tuples(inner, inner).map(lambda t: f"({t[0]})[{t[1]}]")
         return binary | unary | one_arg | two_args | quantifier | index | st.just("exists(a.b)")
 

@@ -7,8 +7,8 @@ policy whose podSelector matches the pod's labels, their rules added up) allow e
 to the DNS pods, the NATS pods and — for the agents that call out — the destinations of their LLM endpoint, HTTP
 targets and review webhooks (the CIDRs of ``egress_cidrs`` or a Service's namespace), and nothing more, and ingress
 only on the metrics port from the dashboard's pods and the monitoring namespace; a ServiceAccount that mounts no
-token and no RBAC at all; a (shared) PodDisruptionBudget exactly when it runs more than one replica. Each check also runs
-with per-agent NATS users, TLS and KEDA on, and those objects are validated against the Kubernetes 1.30 schema.
+token and no RBAC at all; a (shared) PodDisruptionBudget exactly when it runs more than one replica. Each check also
+runs with per-agent NATS users, TLS and KEDA on, and those objects are validated against the Kubernetes 1.30 schema.
 """
 
 from __future__ import annotations
@@ -29,7 +29,8 @@ from kumeo_iac.compile._kubernetes import (
 )
 
 ROOT = Path(__file__).resolve().parents[2]
-SCENARIOS = sorted(p for p in (ROOT / "tests" / "scenarios").iterdir() if p.is_dir() and not p.name.startswith(("_", ".")))
+SCENARIOS = sorted(p for p in (ROOT / "tests" / "scenarios").iterdir()
+                   if p.is_dir() and not p.name.startswith(("_", ".")))
 EXAMPLES = sorted((ROOT / "examples").glob("**/*.kumeo"))
 SECURED = {"nats_auth": True, "nats_tls": {"secret": "nats-client-tls"}}
 RESTRICTED_VOLUMES = {"configMap", "secret", "emptyDir", "persistentVolumeClaim", "projected", "downwardAPI",
@@ -187,7 +188,8 @@ def _outside(platform):
 def _base_needs(wf, platform):
     nats_port = urlsplit(wf.nats_url if "://" in wf.nats_url else f"nats://{wf.nats_url}").port or 4222
     dns = ("pods", platform.dns_namespace, tuple(sorted(platform.dns_pod_labels.items())))
-    nats = ("pods", nats_namespace(platform, wf.nats_url, wf.namespace), tuple(sorted(platform.nats_pod_labels.items())))
+    nats = ("pods", nats_namespace(platform, wf.nats_url, wf.namespace),
+            tuple(sorted(platform.nats_pod_labels.items())))
     return {(dns, 53, "UDP"), (dns, 53, "TCP"), (nats, nats_port, "TCP")}
 
 
@@ -202,7 +204,8 @@ def _destination_needs(destinations, platform):
 
 
 def _metrics_sources(wf, platform):
-    return {("pods", platform.dashboard_namespace or wf.namespace, tuple(sorted(platform.dashboard_pod_labels.items()))),
+    dashboard_labels = tuple(sorted(platform.dashboard_pod_labels.items()))
+    return {("pods", platform.dashboard_namespace or wf.namespace, dashboard_labels),
             ("pods", platform.monitoring_namespace, ())}
 
 

@@ -9,7 +9,7 @@ import re
 import tarfile
 import tomllib
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import pytest
 
@@ -180,9 +180,9 @@ def test_assemble_context_refuses_foreign_directories_and_escaping_files(tmp_pat
     with pytest.raises(KumeoDeployError, match="not a Kumeo build context"):
         assemble_context(foreign, "base", wheel=fake_wheel, wheelhouse=False)
     assert (foreign / "notes.txt").read_bytes() == b"keep me"
-    with pytest.raises(KumeoDeployError, match="without '..'"):
+    with pytest.raises(KumeoDeployError, match=r"without '..'"):
         assemble_context(tmp_path / "ctx", "base", wheel=fake_wheel, wheelhouse=False, files=["../secret"])
-    with pytest.raises(KumeoDeployError, match="needs 'missing.onnx'"):
+    with pytest.raises(KumeoDeployError, match=r"needs 'missing.onnx'"):
         assemble_context(tmp_path / "ctx", "base", wheel=fake_wheel, wheelhouse=False, files=["missing.onnx"],
                          base_dir=tmp_path)
     with pytest.raises(KumeoDeployError, match="unknown image class"):
@@ -261,7 +261,7 @@ def test_scripts_are_executable_and_strict():
 # -- the Image provider against a fake engine -----------------------------------------------------------------
 
 pytest.importorskip("pulumi")
-from kumeo_providers.image import ImageProvider
+from kumeo_providers.image import ImageProvider  # noqa: E402 - needs pulumi, checked just above
 
 MANIFEST = "sha256:" + "a" * 64
 PUSHED = "sha256:" + "b" * 64
@@ -270,9 +270,10 @@ PUSHED = "sha256:" + "b" * 64
 class FakeEngine:
     """Records builds and pushes; knows the images it built (and those a test puts in ``known``)."""
 
-    instances: list[FakeEngine] = []
-    known: dict[str, dict[str, Any]] = {}
-    repo_digests: list[str] = []
+    # shared by every engine a test makes: the provider creates its own, the test reads them here
+    instances: ClassVar[list[FakeEngine]] = []
+    known: ClassVar[dict[str, dict[str, Any]]] = {}
+    repo_digests: ClassVar[list[str]] = []
 
     def __init__(self, docker_host: str | None = None, timeout_s: float = 0) -> None:
         self.docker_host = docker_host
@@ -408,7 +409,6 @@ def test_delete_untags_locally_and_read_drops_a_vanished_local_image(tmp_path, p
 
 # -- the Workflow component -----------------------------------------------------------------------------------
 
-from kumeo_iac.testing import pulumi_mocks  # noqa: F401  (a fixture)
 
 DYNAMIC = "pulumi-python:dynamic:Resource"
 DEPLOYMENT = "kubernetes:apps/v1:Deployment"

@@ -177,7 +177,8 @@ def test_yes_applies_without_asking_even_without_a_terminal(kumeo, capsys):
 
 
 def test_diff_refresh_and_targets_reach_the_preview_and_the_update(kumeo):
-    urns = ["urn:pulumi:dev::tiny::kumeo:index:Workflow::tiny", "urn:pulumi:dev::tiny::kubernetes:apps/v1:Deployment::d"]
+    urns = ["urn:pulumi:dev::tiny::kumeo:index:Workflow::tiny",
+            "urn:pulumi:dev::tiny::kubernetes:apps/v1:Deployment::d"]
     assert kumeo.run("up", "--yes", "--diff", "--refresh", "--target", urns[0], "--target", urns[1]) == 0
     for name in ("preview", "up"):
         assert kumeo.call(name) == {"diff": True, "refresh": True, "target": urns}, name

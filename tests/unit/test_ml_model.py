@@ -89,7 +89,7 @@ async def test_onnx_scores_equal_sklearn_decision_function(fresh_forest):
     assert np.allclose([o["decision"] for o in out], model.decision_function(x), atol=1e-5, rtol=0)
     assert np.allclose([o["anomaly_score"] for o in out], -model.score_samples(x), atol=1e-5, rtol=0)
     assert [o["label"] for o in out] == model.predict(x).tolist()
-    assert all(o["tx_id"] == e["tx_id"] and o["amount"] == e["amount"] for o, e in zip(out, events))
+    assert all(o["tx_id"] == e["tx_id"] and o["amount"] == e["amount"] for o, e in zip(out, events, strict=True))
 
 
 async def test_default_outputs_are_anomaly_label_and_a_0_to_1_score(fresh_forest):
@@ -137,7 +137,7 @@ async def test_micro_batching_gives_the_same_numbers_as_one_event_at_a_time():
     one_by_one = [(await single.process(e))[0].data for e in events[:20]]
     assert batched._batcher.calls == 3  # ceil(300 / 128)
     assert single._batcher.calls == 300 + 20
-    for x, y in zip(b, s):
+    for x, y in zip(b, s, strict=True):
         assert x["anomaly_label"] == y["anomaly_label"]
         assert abs(x["anomaly_score"] - y["anomaly_score"]) <= 1e-6
     assert one_by_one == s[:20]

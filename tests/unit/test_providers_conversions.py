@@ -7,22 +7,7 @@ import subprocess
 import sys
 
 import dill
-import kumeo_providers
 import pytest
-from kumeo_providers import (
-    CONSUMER_REPLACE_FIELDS,
-    STREAM_REPLACE_FIELDS,
-    ConfigFieldError,
-    ConsumerProvider,
-    KeyValueProvider,
-    StreamProvider,
-    consumer_config_from_inputs,
-    consumer_config_to_inputs,
-    key_value_config_from_inputs,
-    key_value_config_to_inputs,
-    stream_config_from_inputs,
-    stream_config_to_inputs,
-)
 from nats.js.api import (
     AckPolicy,
     ConsumerConfig,
@@ -37,6 +22,22 @@ from nats.js.api import (
 )
 from pulumi.dynamic.dynamic import serialize_provider
 from pulumi.runtime.rpc import UNKNOWN, _special_secret_sig, _special_sig_key
+
+import kumeo_providers
+from kumeo_providers import (
+    CONSUMER_REPLACE_FIELDS,
+    STREAM_REPLACE_FIELDS,
+    ConfigFieldError,
+    ConsumerProvider,
+    KeyValueProvider,
+    StreamProvider,
+    consumer_config_from_inputs,
+    consumer_config_to_inputs,
+    key_value_config_from_inputs,
+    key_value_config_to_inputs,
+    stream_config_from_inputs,
+    stream_config_to_inputs,
+)
 
 pytestmark = pytest.mark.timeout(30)
 
@@ -142,7 +143,7 @@ def test_a_malformed_value_names_its_field(inputs, field, words):
 
 
 def test_a_key_value_config_without_a_bucket_says_so():
-    with pytest.raises(ConfigFieldError, match="missing required field.*bucket"):
+    with pytest.raises(ConfigFieldError, match=r"missing required field.*bucket"):
         key_value_config_from_inputs({"history": 2})
 
 

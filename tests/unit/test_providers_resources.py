@@ -13,6 +13,16 @@ import base64
 import dill
 import pulumi
 import pytest
+from nats.js.api import (
+    AckPolicy,
+    ConsumerConfig,
+    KeyValueConfig,
+    StorageType,
+    StreamConfig,
+)
+from pulumi.runtime.mocks import MockMonitor
+from pulumi.runtime.rpc import is_rpc_secret, unwrap_rpc_secret
+
 from kumeo_providers import (
     CONSUMER_TYPE,
     KEY_VALUE_TYPE,
@@ -27,15 +37,6 @@ from kumeo_providers import (
     StreamArgs,
     StreamProvider,
 )
-from nats.js.api import (
-    AckPolicy,
-    ConsumerConfig,
-    KeyValueConfig,
-    StorageType,
-    StreamConfig,
-)
-from pulumi.runtime.mocks import MockMonitor
-from pulumi.runtime.rpc import is_rpc_secret, unwrap_rpc_secret
 
 pytestmark = pytest.mark.timeout(60)
 

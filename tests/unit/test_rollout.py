@@ -100,7 +100,8 @@ def test_the_same_sources_deploy_the_same_objects(tmp_path: Path, base: Deployed
     ("timeout: \"30s\"", "timeout: \"45s\"", {"explain"}),
     ("max_tokens: 48", "max_tokens: 64", {"explain"}),
     # a DataProcessor's config, with a line added
-    ('"hour",\n          "is_high_value', '"hour",\n          "weekend: false",\n          "is_high_value', {"normalize"}),
+    ('"hour",\n          "is_high_value', '"hour",\n          "weekend: false",\n          "is_high_value',
+     {"normalize"}),
     ('required_fields: ["tx_id", "amount",', 'required_fields: ["tx_id", "amount", "currency",', {"normalize"}),
     # an MLModel's features
     ('features: ["amount", "hour", "merchant_category", "country_mismatch"]',

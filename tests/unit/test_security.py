@@ -40,10 +40,8 @@ from kumeo_iac.spec import (
     Router,
     WorkflowSpec,
 )
-from kumeo_iac.testing import (  # noqa: F401  (pulumi_mocks is a fixture)
-    find_resource,
+from kumeo_iac.testing import (
     is_secret,
-    pulumi_mocks,
     resources_of_type,
     unwrap_secret,
 )
@@ -125,8 +123,8 @@ def test_no_identity_has_wildcards_beyond_its_own_acks_inbox_and_buckets():
     for agent in plan().workflows[0].agents:
         for subject in agent.identity.publish:
             if ">" in subject or "*" in subject:
-                assert re.match(r"(\$JS\.ACK\.[^.]+\.[^.]+\.>|\$KV\.[^.]+\.>|\$JS\.(API\.(DIRECT\.GET|CONSUMER\.(CREATE|"
-                                r"DELETE))|FC)\.KV_[^.]+\.>)\Z", subject), subject
+                assert re.match(r"(\$JS\.ACK\.[^.]+\.[^.]+\.>|\$KV\.[^.]+\.>|\$JS\.(API\.(DIRECT\.GET|"
+                                r"CONSUMER\.(CREATE|DELETE))|FC)\.KV_[^.]+\.>)\Z", subject), subject
         assert agent.identity.subscribe == [f"{inbox_prefix(agent.identity.user)}.>"]
         assert "_INBOX.>" not in agent.identity.subscribe
 
@@ -189,7 +187,7 @@ def test_render_nats_config_has_users_encryption_and_no_plaintext_key():
 
 def test_render_nats_config_tls_nkeys_and_options():
     p = plan()
-    nkeys = {u: "U" + "A" * 55 for u in derive_passwords(p, SEED)}
+    nkeys = dict.fromkeys(derive_passwords(p, SEED), "U" + "A" * 55)
     text = render_nats_config(p, nkeys=nkeys, tls={"cert": "/tls/server.crt", "key": "/tls/server.key",
                                                    "ca": "/tls/ca.crt", "verify": True}, encrypt=False,
                               store_dir=None, monitoring_port=8222)

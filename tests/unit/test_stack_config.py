@@ -26,7 +26,7 @@ from kumeo_iac.components._config import (
     read_stack_config,
 )
 from kumeo_iac.errors import KumeoDeployError, KumeoError
-from kumeo_iac.testing import await_output, pulumi_mocks  # noqa: F401
+from kumeo_iac.testing import await_output
 
 ROOT = Path(__file__).resolve().parents[2]
 

@@ -67,7 +67,7 @@ def test_escaped_braces_are_literal():
     "{{ {{x}} }}",
 ])
 def test_anything_but_a_path_is_a_syntax_error_never_evaluated(text):
-    with pytest.raises(KumeoSyntaxError, match="not a path|without a closing"):
+    with pytest.raises(KumeoSyntaxError, match=r"not a path|without a closing"):
         compile_template(text, "LLM 'x' prompt")
 
 

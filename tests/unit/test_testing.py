@@ -11,7 +11,7 @@ import pytest
 
 from kumeo_iac.compile import compile_program
 from kumeo_iac.spec import NATS, DataProcessor, Program, Ref, WorkflowSpec
-from kumeo_iac.testing import (  # noqa: F401  (pulumi_mocks is a fixture)
+from kumeo_iac.testing import (
     PulumiMocks,
     assert_plan_has_agent,
     assert_plan_has_consumer,
@@ -21,7 +21,6 @@ from kumeo_iac.testing import (  # noqa: F401  (pulumi_mocks is a fixture)
     find_resource,
     is_secret,
     output_is_secret,
-    pulumi_mocks,
     resources_of_type,
     run_program,
     unwrap_secret,

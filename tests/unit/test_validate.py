@@ -21,8 +21,8 @@ from kumeo_iac.spec import (
     LocatedStr,
     MLModel,
     Program,
-    RuleEngine,
     Router,
+    RuleEngine,
     SubworkflowSpec,
     WorkflowSpec,
 )
@@ -382,7 +382,7 @@ def test_missing_files_are_warnings_or_strict_errors(tmp_path: Path):
     for name in ("absent.onnx", "registered.onnx", "risk.bn", "policy.dmx", "rules.json", "mod.wasm", "ctx.bn"):
         assert f"'{name}'" in texts
     assert "present.onnx" not in texts
-    assert [d for d in missing if "absent.onnx" in d.message][0].span == at(3, 13)
+    assert next(d for d in missing if "absent.onnx" in d.message).span == at(3, 13)
     strict = validate(p, base_dir=tmp_path, strict_files=True)
     assert all(d.is_error for d in strict if d.code == "missing-file")
     with pytest.raises(KumeoValidationError):

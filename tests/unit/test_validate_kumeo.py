@@ -93,7 +93,8 @@ def test_unknown_argument():
 
 
 def test_missing_arguments_at_the_call():
-    text, diags = check(HEAD + '  agents: [\n    MLModel(id: "m"),\n    LLM(id: "l", input: m.output, prompt: "p")\n  ]\n}\n')
+    text, diags = check(HEAD + '  agents: [\n    MLModel(id: "m"),\n'
+                        '    LLM(id: "l", input: m.output, prompt: "p")\n  ]\n}\n')
     missing = [d for d in diags if d.code == "missing-argument"]
     assert [(where(d), d.message.split(":")[0]) for d in missing] == [
         (pos(text, "MLModel"), "MLModel 'm' needs a model"),
@@ -102,12 +103,13 @@ def test_missing_arguments_at_the_call():
 
 
 def test_router_without_rules():
-    text, diags = check(HEAD + '  agents: [Router(id: "r")]\n}\n')
+    _, diags = check(HEAD + '  agents: [Router(id: "r")]\n}\n')
     assert one(diags, "missing-argument").message.startswith("Router 'r' needs rules")
 
 
 def test_duplicate_agent_ids():
-    text, diags = check(HEAD + '  agents: [\n    DataProcessor(id: "a"),\n    DataProcessor(id: "a", input: "a.output")\n  ]\n}\n')
+    text, diags = check(HEAD + '  agents: [\n    DataProcessor(id: "a"),\n'
+                        '    DataProcessor(id: "a", input: "a.output")\n  ]\n}\n')
     d = one(diags, "duplicate-id")
     assert where(d) == pos(text, '"a"', 2)
     assert "already used by the DataProcessor agent on line 5" in d.message

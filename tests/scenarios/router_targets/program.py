@@ -1,7 +1,18 @@
 """A Router sending to NATS and HTTP targets and to an agent; a Timer source; retries and a fallback value."""
 
-from kumeo_iac.spec import (HTTP, NATS, DataProcessor, Deployment, HttpTarget, Program, Resources, Router,
-                            RuleEngine, Scaling, Timer, WorkflowSpec)
+from kumeo_iac.spec import (
+                            NATS,
+                            DataProcessor,
+                            Deployment,
+                            HttpTarget,
+                            Program,
+                            Resources,
+                            Router,
+                            RuleEngine,
+                            Scaling,
+                            Timer,
+                            WorkflowSpec,
+)
 
 PROGRAM = Program(workflows=[WorkflowSpec(
     name="OrderTriage",

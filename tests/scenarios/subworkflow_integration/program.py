@@ -1,7 +1,15 @@
 """A subworkflow inlined by an integration: prefixed ids, mapped input and output."""
 
-from kumeo_iac.spec import (NATS, DataNormalizer, IntegrationSpec, MLModel, Program, SubworkflowSpec,
-                            WorkflowSpec, DataProcessor)
+from kumeo_iac.spec import (
+                            NATS,
+                            DataNormalizer,
+                            DataProcessor,
+                            IntegrationSpec,
+                            MLModel,
+                            Program,
+                            SubworkflowSpec,
+                            WorkflowSpec,
+)
 
 PROGRAM = Program(
     workflows=[WorkflowSpec(
