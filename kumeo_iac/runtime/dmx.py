@@ -40,7 +40,7 @@ from typing import Any, Final
 from kumeo_iac.errors import KumeoExpressionError, KumeoSyntaxError, SourceSpan
 from kumeo_iac.expr import Expression, compile_expression
 
-__all__ = ["DecisionRule", "DecisionTable", "HIT_POLICIES", "load_dmx", "parse_dmx", "redact_quotes"]
+__all__ = ["HIT_POLICIES", "DecisionRule", "DecisionTable", "load_dmx", "parse_dmx", "redact_quotes"]
 
 #: Hit policies by every name accepted (DMN's one-letter forms too) → canonical name.
 HIT_POLICIES: Final = {"first": "first", "f": "first", "unique": "unique", "u": "unique", "collect": "collect",
@@ -298,9 +298,9 @@ class _Parser:
         if len(cells) - boundary != len(outputs):
             raise self.error(f"this row has {len(cells) - boundary} output cell(s); the header has {len(outputs)}",
                              line, cells[-1].column if cells else pipe)
-        tests = tuple(self.test(subject, cell) for subject, cell in zip(subjects, cells[:boundary]))
+        tests = tuple(self.test(subject, cell) for subject, cell in zip(subjects, cells[:boundary], strict=True))
         values: dict[str, Any] = {}
-        for name, cell in zip(outputs, cells[boundary:]):
+        for name, cell in zip(outputs, cells[boundary:], strict=True):
             if cell.text == "-":
                 continue
             values[name] = self.literal(cell)
