@@ -13,7 +13,7 @@ PYTEST_ARGS ?=
 # when missing and we are root (CI is).
 SYSTEM_PACKAGES := podman debootstrap chromium etcd-server
 
-.PHONY: install system-deps test demo bench ui ui-test clean docs dist
+.PHONY: install system-deps test lint demo bench ui ui-test clean docs dist
 
 install: $(STAMP)
 
@@ -36,6 +36,12 @@ system-deps:
 ## make test: install everything and run the whole suite (unit, scenarios, integration on a real nats-server, e2e)
 test: $(STAMP) system-deps ui toolchain kube-apiserver
 	$(PY) -m pytest -q $(PYTEST_ARGS)
+
+## make lint: mypy --strict on the SDK and the providers, and ruff on the whole tree (settings in pyproject.toml;
+## ruff skips ui/node_modules, build, .venv and .toolchain)
+lint: $(STAMP)
+	$(VENV)/bin/mypy --strict kumeo_iac providers/kumeo_providers
+	$(VENV)/bin/ruff check .
 
 ## make demo: the fraud-detection example end to end on an embedded NATS server and a local SmolLM2
 demo: $(STAMP)
