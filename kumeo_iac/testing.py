@@ -5,7 +5,8 @@ No Pulumi engine runs in a unit test: :class:`PulumiMocks` stands in for it (Pul
 options the engine would have seen (parent, provider, dependencies, protect), so a test can assert on them without a
 cluster, a NATS server or the ``pulumi`` CLI::
 
-    from kumeo_iac.testing import pulumi_mocks, resources_of_type  # noqa: F401  (pytest finds the fixture)
+    # conftest.py registers the fixture once: pytest_plugins = ["kumeo_iac.testing"]
+    from kumeo_iac.testing import resources_of_type
 
     def test_every_agent_gets_a_deployment(pulumi_mocks):
         resources = pulumi_mocks.run(lambda: Workflow.from_file("fraud", "fraud.kumeo"))
