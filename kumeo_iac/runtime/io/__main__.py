@@ -21,44 +21,13 @@ import argparse
 import asyncio
 import logging
 import os
-import signal
-import sys
 from typing import Any
 
-from kumeo_iac.errors import KumeoError
+from kumeo_iac.runtime._process import RuntimeProcess, pick_workflow
 
 log = logging.getLogger("kumeo.io")
 
-
-def _parser() -> argparse.ArgumentParser:
-    env = os.environ.get
-    parser = argparse.ArgumentParser(prog="python -m kumeo_iac.runtime.io", description=__doc__.splitlines()[0])
-    parser.add_argument("--plan", default=env("KUMEO_PLAN"),
-                        help="the Plan as JSON (kumeo render writes it); default: KUMEO_PLAN_JSON, the pod's own part")
-    parser.add_argument("--workflow", default=env("KUMEO_WORKFLOW"),
-                        help="the workflow's name or slug (needed only when the Plan has several)")
-    parser.add_argument("--nats", default=env("NATS_URL"), help="NATS URL (default: the Plan's)")
-    parser.add_argument("--health-port", type=int, default=int(env("KUMEO_HEALTH_PORT", "8080")),
-                        help="port of /healthz, /readyz and /metrics (0: any free port, -1: none)")
-    parser.add_argument("--base-dir", default=env("KUMEO_BASE_DIR", "."),
-                        help="directory File sources and targets are relative to")
-    parser.add_argument("--http-host", default=env("KUMEO_HTTP_HOST", "0.0.0.0"),
-                        help="address HTTP sources listen on (default: every interface)")
-    parser.add_argument("--log-level", default=env("KUMEO_LOG_LEVEL", "INFO"))
-    return parser
-
-
-def _workflow(plan: Any, name: str | None, path: str) -> Any:
-    if name:
-        try:
-            return plan.workflow(name)
-        except KeyError:
-            names = ", ".join(w.name for w in plan.workflows) or "none"
-            raise KumeoError(f"{path}: no workflow {name!r} (workflows: {names})") from None
-    if len(plan.workflows) != 1:
-        names = ", ".join(w.name for w in plan.workflows) or "none"
-        raise KumeoError(f"{path}: the Plan has {len(plan.workflows)} workflows ({names}); pass --workflow")
-    return plan.workflows[0]
+DESCRIPTION = "python -m kumeo_iac.runtime.io: run one workflow's gateway (HTTP/Timer/File sources, HTTP/File targets)."
 
 
 def _metrics(gateway: Any, connected: bool) -> str:
@@ -74,14 +43,14 @@ def _metrics(gateway: Any, connected: bool) -> str:
     return "\n".join(lines) + "\n"
 
 
-async def _main(args: argparse.Namespace) -> int:
+async def _serve(args: argparse.Namespace, stopping: asyncio.Event) -> int:
     from kumeo_iac.jetstream import connect, connect_options_from_env
     from kumeo_iac.runtime._health import HealthServer
     from kumeo_iac.runtime._plan_source import read_plan
     from kumeo_iac.runtime.io._gateway import Gateway
 
     plan, where = read_plan(args.plan)
-    workflow = _workflow(plan, args.workflow, where)
+    workflow = pick_workflow(plan, where, args.workflow)
     # Refuses Kafka/MQTT endpoints (EndpointRefused, a KumeoError) before anything connects.
     gateway = Gateway(workflow, args.base_dir, http_host=args.http_host)
     url = args.nats or workflow.nats_url
@@ -97,10 +66,6 @@ async def _main(args: argparse.Namespace) -> int:
         await health.start()
         log.info("workflow %s: gateway health on port %d", workflow.name, health.port)
 
-    loop = asyncio.get_running_loop()
-    stopping = asyncio.Event()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stopping.set)
     try:
         await gateway.start(nc)
         started = True
@@ -123,16 +88,17 @@ async def _main(args: argparse.Namespace) -> int:
     return 0
 
 
+PROCESS = RuntimeProcess("gateway", "python -m kumeo_iac.runtime.io", DESCRIPTION, _serve,
+                         base_dir_help="directory File sources and targets are relative to")
+PROCESS.add_argument("--http-host", default=os.environ.get("KUMEO_HTTP_HOST", "0.0.0.0"),
+                     help="address HTTP sources listen on (default: every interface)")
+
+
 def main(argv: list[str] | None = None) -> int:
-    args = _parser().parse_args(argv)
-    logging.basicConfig(level=args.log_level.upper(), stream=sys.stderr,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    try:
-        return asyncio.run(_main(args))
-    except KumeoError as exc:
-        print(f"kumeo gateway: error: {exc}", file=sys.stderr)
-        return 1
+    return PROCESS.main(argv)
 
 
 if __name__ == "__main__":
+    import sys
+
     sys.exit(main())
