@@ -15,6 +15,7 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
+from kumeo_iac._load import is_pulumi_program
 from kumeo_iac.components._config import CONFIG_NAMESPACE, config_key
 from kumeo_iac.errors import KumeoError
 
@@ -47,7 +48,9 @@ def project_name(path: str | os.PathLike[str]) -> str:
 
 
 def workflow_program(path: str | os.PathLike[str], *, resource_name: str | None = None) -> Callable[[], None]:
-    """The Pulumi program deploying one file: a `.kumeo` workflow, or a Python Pulumi program (run as is)."""
+    """The Pulumi program deploying one file: a `.kumeo` workflow or a Python workflow (through
+    :meth:`Workflow.from_file`), or a Python Pulumi program — a `.py` importing `pulumi` or Kumeo's components — run
+    as is."""
     path = Path(path).resolve()
 
     def program() -> None:
@@ -56,7 +59,7 @@ def workflow_program(path: str | os.PathLike[str], *, resource_name: str | None 
         from kumeo_iac.components._workflow import Workflow
 
         try:
-            if path.suffix == ".py":
+            if path.suffix == ".py" and is_pulumi_program(path):
                 runpy.run_path(str(path), run_name="__main__")
                 return
             workflow = Workflow.from_file(resource_name or project_name(path), path)

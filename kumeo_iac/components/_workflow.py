@@ -280,18 +280,14 @@ class Workflow(pulumi.ComponentResource):
 
 
 def load_program_file(path: str | os.PathLike[str]) -> tuple[Any, str]:
-    """The Program written in a `.kumeo` file, and the directory its models and rules are relative to (the file's).
+    """The Program in a `.kumeo` file or a Python workflow, and the directory its files are relative to (the file's).
 
-    Raises :class:`KumeoValidationError` with every problem the importer found (an unknown agent kind, a misspelt
-    block): such a part is left out of the Program, so deploying it anyway would silently drop it.
+    It is read by :func:`kumeo_iac.load`, as every command reads it: anything the importer or the checks find
+    raises :class:`KumeoValidationError` with every diagnostic, so a misspelt agent kind is never silently dropped.
     """
-    from kumeo_iac.lang import parse_file
+    from kumeo_iac._load import load
 
-    path = os.fspath(path)
-    result = parse_file(path)
-    if any(d.is_error for d in result.diagnostics):
-        raise KumeoValidationError(list(result.diagnostics))
-    return result.program, os.path.dirname(os.path.abspath(path))
+    return load(path), os.path.dirname(os.path.abspath(path))
 
 
 # -- building the plan ----------------------------------------------------------------------------------------

@@ -246,6 +246,30 @@ def test_a_typo_in_the_file_fails_the_program_instead_of_dropping_the_agent(tmp_
     assert f"{source}:5:5: error: unknown agent kind 'LLMM'" in str(raised.value)
 
 
+def test_from_file_reads_a_python_workflow_as_every_command_does(pulumi_mocks, tmp_path):
+    from kumeo_iac.errors import KumeoValidationError
+
+    example = Path(__file__).resolve().parents[2] / "examples" / "fraud_detection"
+
+    def objects(resources):
+        return sorted((r.type, r.name) for r in resources)
+
+    _, from_kumeo = register(pulumi_mocks, lambda: Workflow.from_file(
+        "fraud", example / "fraud_detection.kumeo", manage_jetstream=False))
+    _, from_python = register(pulumi_mocks, lambda: Workflow.from_file(
+        "fraud", example / "fraud_detection.py", manage_jetstream=False))
+    assert objects(from_python) == objects(from_kumeo) and len(from_python) > 10
+
+    bad = tmp_path / "bad.py"
+    bad.write_text("from kumeo_iac.spec import NATS, DataProcessor, WorkflowSpec\n\n"
+                   "clean = DataProcessor(id='clean', input='source')\n"
+                   "late = DataProcessor(id='late', input='nowhere.output')\n"
+                   "wf = WorkflowSpec(name='Bad', source=NATS('in'), target=NATS('out'), agents=[clean, late])\n")
+    with pytest.raises(KumeoValidationError) as raised:
+        Workflow.from_file("bad", bad)
+    assert f"{bad}:4:" in str(raised.value)
+
+
 def test_the_component_refuses_endpoints_no_pod_runs(pulumi_mocks, tmp_path):
     from kumeo_iac.errors import KumeoCompileError
 

@@ -112,6 +112,25 @@ def test_a_kumeo_error_in_the_inline_program_is_one_clean_pulumi_error(tmp_path,
         pulumi_mocks.run(_automation.workflow_program(program))
 
 
+def test_the_inline_program_deploys_a_python_workflow(tmp_path, pulumi_mocks):
+    """Mocks stand in for the engine: a `.py` that defines Specs (and imports no pulumi) is a workflow, loaded."""
+    source = tmp_path / "orders.py"
+    source.write_text("from kumeo_iac.spec import NATS, DataProcessor, WorkflowSpec\n\n"
+                      "clean = DataProcessor(id='clean', input='source')\n"
+                      "orders = WorkflowSpec(name='Orders', source=NATS('orders.in'), target=NATS('orders.out'),\n"
+                      "                      agents=[clean])\n")
+    pulumi.runtime.set_all_config({"kumeo:manageJetStream": "false"})
+    resources = pulumi_mocks.run(_automation.workflow_program(source))
+    (deployment,) = resources_of_type(resources, "kubernetes:apps/v1:Deployment")
+    assert deployment.get("metadata.name") == "orders-clean"
+
+    source.write_text("from kumeo_iac.spec import NATS, LLM, WorkflowSpec\n\n"
+                      "orders = WorkflowSpec(name='Orders', source=NATS('orders.in'), target=NATS('orders.out'),\n"
+                      "                      agents=[LLM('ollama/x', id='explain', input='nowhere.output')])\n")
+    with pytest.raises(pulumi.RunError, match=rf"{source}:4:"):
+        pulumi_mocks.run(_automation.workflow_program(source))
+
+
 def test_up_drives_create_or_select_stack_with_an_inline_program(tiny, monkeypatch, capsys):
     """A recording stand-in replaces the Automation API; it checks our arguments and deploys nothing.
 
