@@ -8,14 +8,13 @@ for its retry. ``LocalLLM`` now leaves a CPU free (``default_threads``).
 
 Each round here is what `kumeo run examples/fraud_detection/… --llm local` does after its start-up: a fresh embedded
 nats-server, every agent in-process, the ten sample transactions published and drained, with the real SmolLM2
-served by llama.cpp (loaded once, as one `kumeo run` does). The issue asks for 50 runs in a row; the suite runs
-``KUMEO_DEMO_RUNS`` (default 10, about 1–2 minutes on 2 CPUs, since each run's four LLM replies dominate) and
-``KUMEO_DEMO_RUNS=50`` runs the full check.
+served by llama.cpp (a server per run, as each `kumeo run` starts one). The issue asks for 50 runs in a row; the
+suite runs ``KUMEO_DEMO_RUNS`` (default 10, about 2 minutes on 2 CPUs: each run's four LLM replies dominate its
+drain) and ``KUMEO_DEMO_RUNS=50`` runs the full check. Only the drain is timed, as `kumeo run` reports it.
 """
 
 from __future__ import annotations
 
-import asyncio
 import os
 import time
 from pathlib import Path
@@ -58,9 +57,11 @@ async def test_the_fraud_demo_drains_in_under_15_s_run_after_run():
     plan = demo_plan()
     events = demo_events()
     took: list[float] = []
-    async with LocalLLM() as llm:
-        local = type(plan)([use_local_llm(wf, llm.base_url, llm.model) for wf in plan.workflows])
-        for run in range(RUNS):
+    for run in range(RUNS):
+        # A server of its own per run, as each `kumeo run` has: llama.cpp's prompt cache would make later runs of
+        # one server faster than a real first run.
+        async with LocalLLM() as llm:
+            local = type(plan)([use_local_llm(wf, llm.base_url, llm.model) for wf in plan.workflows])
             async with LocalRunner(local, base_dir=EXAMPLE) as runner:
                 (wf,) = local.workflows
                 await runner.publish(wf.sources[0].subject, events)
@@ -71,4 +72,3 @@ async def test_the_fraud_demo_drains_in_under_15_s_run_after_run():
                 assert (runner.results, runner.dead_letters) == (9, 1), f"run {run + 1}"
                 assert took[-1] < DRAIN_LIMIT_SECONDS, f"run {run + 1} took {took[-1]:.1f} s to drain: {took}"
     print(f"\n{RUNS} runs drained in {min(took):.1f}–{max(took):.1f} s (mean {sum(took) / len(took):.1f} s)")
-    await asyncio.sleep(0)
