@@ -19,11 +19,11 @@ from collections.abc import Iterator
 from typing import Any
 
 from kumeo_iac._paths import escapes
-from kumeo_iac.compile import FILES_CHECKSUM_ANNOTATION, WorkflowPlan, dns_name, files_key, labels
+from kumeo_iac.compile import FILES_CHECKSUM_ANNOTATION, ConsumerPlan, WorkflowPlan, dns_name, files_key, labels
 from kumeo_iac.errors import KumeoDeployError
 
-__all__ = ["CONFIG_MAP_LIMIT", "Manifests", "RequiredSecret", "files_config_map_name", "required_secrets",
-           "workflow_manifests"]
+__all__ = ["CONFIG_MAP_LIMIT", "Manifests", "RequiredSecret", "deployed_consumers", "files_config_map_name",
+           "required_secrets", "workflow_manifests"]
 
 #: A ConfigMap holds at most 1 MiB (less some room for its metadata); bigger files belong on a volume.
 CONFIG_MAP_LIMIT = 1024 * 1024 - 16 * 1024
@@ -145,3 +145,17 @@ def required_secrets(objects: list[dict[str, Any]]) -> list[RequiredSecret]:
             if secret:
                 keys.setdefault(secret["secretName"], set()).update(i["key"] for i in secret.get("items") or [])
     return [RequiredSecret(name, tuple(sorted(k))) for name, k in sorted(keys.items())]
+
+
+def deployed_consumers(plan: WorkflowPlan) -> list[ConsumerPlan]:
+    """Every durable consumer a deployer creates for one workflow: the agents' (in the Plan) and the gateway's, one
+    per HTTP/File target. Agents and the gateway only bind to them (their NATS identities may not create one), so
+    `kumeo render`, the ``Workflow`` component and `kumeo run` must all create exactly these."""
+    consumers = list(plan.consumers)
+    if any(t.kind in ("HTTP", "File") for t in plan.targets):
+        # The target adapters decide their consumers' settings (an HTTP target's ack wait follows its retries and
+        # timeout), so they are asked rather than restated here.
+        from kumeo_iac.runtime.io import target_consumers
+
+        consumers += target_consumers(plan)
+    return consumers

@@ -147,7 +147,7 @@ def render_plan(plan: Any, out: Path, base_dir: Path | None = None) -> list[Rend
     """Write every workflow of a Plan under ``out``: the objects the Workflow component applies, with the same
     names (the files agents read are read from ``base_dir``), except the Secrets, which are listed instead."""
     from kumeo_iac.compile import Plan
-    from kumeo_iac.manifests import workflow_manifests
+    from kumeo_iac.manifests import deployed_consumers, workflow_manifests
 
     written = []
     for wf in plan.workflows:
@@ -163,13 +163,14 @@ def render_plan(plan: Any, out: Path, base_dir: Path | None = None) -> list[Rend
             _write(root / "kubernetes" / name, _dump_yaml(obj))
         for stream in wf.streams:
             _write(root / "jetstream" / "streams" / f"{stream.name}.json", _dump_json(stream.config))
-        for consumer in wf.consumers:
+        consumers = deployed_consumers(wf)
+        for consumer in consumers:
             _write(root / "jetstream" / "consumers" / consumer.stream / f"{consumer.durable}.json",
                    _dump_json(consumer.config))
         for kv in wf.key_values:
             _write(root / "jetstream" / "kv" / f"{kv.bucket}.json", _dump_json(kv.config))
         _write(root / "plan.json", Plan([wf]).to_document())
-        counts = {"kubernetes": len(manifests.objects), "streams": len(wf.streams), "consumers": len(wf.consumers),
+        counts = {"kubernetes": len(manifests.objects), "streams": len(wf.streams), "consumers": len(consumers),
                   "key_values": len(wf.key_values)}
         written.append(Rendered(wf.name, wf.namespace, root, counts, manifests.secrets))
     return written

@@ -11,12 +11,13 @@ from typing import Any
 
 import pulumi
 
-from kumeo_iac.compile import ConsumerPlan, Plan, WorkflowPlan, apply_order
+from kumeo_iac.compile import Plan, WorkflowPlan, apply_order
 from kumeo_iac.components import _jetstream
 from kumeo_iac.components._config import StackConfig, read_stack_config
 from kumeo_iac.components._kubernetes import kubernetes_resource
 from kumeo_iac.errors import KumeoDeployError, KumeoSpecError, KumeoValidationError
 from kumeo_iac.manifests import (
+    deployed_consumers,
     files_config_map_name,
     required_secrets,
     workflow_manifests,
@@ -158,7 +159,7 @@ class Workflow(pulumi.ComponentResource):
                     f"{resource_name}-kv-{kv.bucket}", kv, jetstream_url, child(retain=retain), **auth,
                     adopt=adopt, allow_replace=allow_replace,
                 )
-            for c in [*plan.consumers, *_gateway_consumers(plan)]:
+            for c in deployed_consumers(plan):
                 stream = self.jetstream.get(f"stream/{c.stream}")
                 self.jetstream[f"consumer/{c.stream}/{c.durable}"] = _jetstream.consumer(
                     f"{resource_name}-consumer-{c.stream}-{c.durable}", c, jetstream_url, child(stream),
@@ -255,7 +256,7 @@ class Workflow(pulumi.ComponentResource):
         if not self.jetstream:
             return []
         if agent_id is None:  # the gateway binds to its target consumers too
-            gateway = {f"consumer/{c.stream}/{c.durable}" for c in _gateway_consumers(plan)}
+            gateway = {f"consumer/{c.stream}/{c.durable}" for c in deployed_consumers(plan) if c.agent == "gateway"}
             return [r for k, r in self.jetstream.items() if k.startswith("stream/") or k in gateway]
         from kumeo_iac.compile import agent_buckets
 
@@ -574,12 +575,3 @@ def _subjects(plan: WorkflowPlan) -> dict[str, Any]:
         "agents": {a.id: a.output_subject for a in plan.agents},
         "deadLetters": {a.id: a.dead_letter_subject for a in plan.agents},
     }
-
-
-def _gateway_consumers(plan: WorkflowPlan) -> list[ConsumerPlan]:
-    """The gateway's target consumers (HTTP/File targets): the deployer creates them, the gateway only binds."""
-    if not any(t.kind in ("HTTP", "File") for t in plan.targets):
-        return []
-    from kumeo_iac.runtime.io import target_consumers
-
-    return target_consumers(plan)

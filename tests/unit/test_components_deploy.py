@@ -194,6 +194,27 @@ def test_render_writes_every_object_the_component_registers_with_the_same_names(
         assert f"needs Secret {name}" in summary, summary
 
 
+def test_render_writes_every_consumer_the_component_creates_the_gateways_included(pulumi_mocks, tmp_path, capsys):
+    """Agents and the gateway only bind to their durables, so render must show every consumer the deployer makes."""
+    import argparse
+
+    from kumeo_iac._cli.render import run_render
+
+    source = tmp_path / "hooks.kumeo"
+    source.write_text('workflow Hooks {\n  source: NATS("orders.in")\n'
+                      '  target: [HTTP("https://hooks.example.com/x", id: "hook"), File("out.jsonl", id: "log")]\n'
+                      '  agents: [ DataProcessor(id: "clean", input: source) ]\n}\n')
+    _, resources = register(pulumi_mocks, lambda: Workflow.from_file("hooks", source),
+                            jetstreamUrl="nats://127.0.0.1:4222")
+    created = {r.name for r in resources if r.type.endswith("jetstream:Consumer")}
+
+    assert run_render(argparse.Namespace(path=str(source), out=str(tmp_path / "out"))) == 0
+    consumers = tmp_path / "out" / "hooks" / "jetstream" / "consumers"
+    rendered = {f"hooks-consumer-{f.parent.name}-{f.stem}" for f in consumers.glob("*/*.json")}
+    assert rendered == created and len(created) == 3  # the agent's, and one per HTTP/File target
+    assert "3 consumers" in capsys.readouterr().out
+
+
 # -- streams keep their data ----------------------------------------------------------------------------------------
 
 
