@@ -95,6 +95,11 @@ def test_the_generated_project_installs_and_passes_its_tests_following_its_readm
     assert record["url"] == wheel.as_uri()
     done = run_block(tests, project, env)
     assert re.search(r"\b2 passed\b", done.stdout), done.stdout
+    # A project made by this wheel-installed kumeo names the wheel in its README.
+    other = tmp_path / "other"
+    subprocess.run([str(venv / "bin" / "kumeo"), "new", "other", "--dir", str(other)], cwd=tmp_path, env=env,
+                   capture_output=True, text=True, check=True)
+    assert f'"{KUMEO_REQUIREMENT} @ {wheel.as_uri()}"' in (other / "README.md").read_text()
 
 
 def test_the_readme_names_where_kumeo_came_from(tmp_path):

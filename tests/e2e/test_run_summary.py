@@ -55,7 +55,7 @@ def test_the_summary_counts_the_lines_printed_and_explains_the_review_on_an_embe
                 if COUNTS.search(line) and line.startswith("kumeo run: ") and "drained" not in line]
     for line in progress:
         counts = tuple(int(n) for n in COUNTS.search(line).groups())
-        assert all(a <= b for a, b in zip(counts, summary(done.stderr))), line
+        assert all(a <= b for a, b in zip(counts, summary(done.stderr), strict=True)), line
         assert re.search(r", \d+ in flight$", line), line
     note = next(line for line in done.stderr.splitlines() if "waits for review" in line)
     assert "1 event waits for review at agent 'review'" in note
