@@ -77,14 +77,18 @@ def workflow_manifests(plan: WorkflowPlan, base_dir: str | os.PathLike[str] | No
             "metadata": {"name": name, "namespace": plan.namespace, "labels": labels(plan.slug, name)},
             "binaryData": {files_key(p): base64.b64encode(contents[p]).decode("ascii") for p in mounted},
         }
-        at = next((i for i, o in enumerate(objects) if o.get("kind") == "Deployment"), len(objects))
+        at = next((i for i, o in enumerate(objects) if o.get("kind") in _WORKLOADS), len(objects))
         objects.insert(at, config_map)
-        objects = [_stamped(o, name, digests) if o.get("kind") == "Deployment" else o for o in objects]
+        objects = [_stamped(o, name, digests) if o.get("kind") in _WORKLOADS else o for o in objects]
     return Manifests(objects, required_secrets(objects))
 
 
+#: The kinds whose pod templates read the files (a partitioned agent runs as a StatefulSet).
+_WORKLOADS = ("Deployment", "StatefulSet")
+
+
 def _deployments(objects: list[dict[str, Any]]) -> Iterator[dict[str, Any]]:
-    return (o for o in objects if o.get("kind") == "Deployment")
+    return (o for o in objects if o.get("kind") in _WORKLOADS)
 
 
 def _pod_spec(deployment: dict[str, Any]) -> dict[str, Any]:

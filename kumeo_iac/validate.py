@@ -69,6 +69,8 @@ from kumeo_iac.spec import (
     kubernetes_quantity,
     literal_secrets,
     parse_duration,
+    partition_problems,
+    partition_scaling_conflict,
     plain,
     problems_for_type,
     problems_in,
@@ -103,7 +105,7 @@ WORKFLOW_BLOCKS = (
 _IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 # Agent fields that are not settings (compile keeps them out of the agent's settings).
 _COMMON_AGENT_FIELDS = frozenset({"extra_args", "kind", "id", "input", "output_channel", "when", "timeout", "retry",
-                                  "fallback"})
+                                  "fallback", "partitions", "partition_key"})
 # Keys of a DataProcessor's config whose items may be computed fields written "name: expression".
 _COMPUTED_KEYS = ("features", "computed")
 
@@ -766,6 +768,7 @@ class _Checker:
             self.error(f"timeout {_show(agent.timeout)} of {label} must be more than 0; {DURATION_HINT}",
                        span_of(agent.timeout, agent.span_for("timeout")), "bad-duration")
         self._check_retry(agent, label)
+        self._check_partitions(agent, label, hosts)
         self._check_secrets(agent, label, hosts)
         config_hosts: list[WorkflowSpec | None] = [*hosts] or [None]
         for host in config_hosts:
@@ -983,6 +986,21 @@ class _Checker:
         for problem in retry_problems(retry):
             self._report_problem(problem, retry, span, "retry", label,
                                  "bad-duration" if "not a duration" in problem.message else "bad-retry")
+
+    def _check_partitions(self, agent: Agent, label: str, hosts: list[WorkflowSpec]) -> None:
+        """``partitions``/``partition_key`` (kumeo_iac.spec._partitions), and no replica scaling on top of them."""
+        for problem in partition_problems(agent.partitions, agent.partition_key):
+            self.error(f"{problem.argument} of {label} {problem.message}", agent.span_for(problem.argument),
+                       "bad-partitions")
+        if agent.partitions is None:
+            return
+        for wf in hosts:
+            scaling = wf.deployment.scaling if wf.deployment else None
+            if scaling is not None and partition_scaling_conflict(scaling.min_replicas, scaling.max_replicas):
+                self.error(f"{label} has {agent.partitions} partitions, one pod each, but workflow '{wf.name}' "
+                           f"scales its agents with deployment.scaling (min_replicas/max_replicas); a partitioned "
+                           f"agent scales by its number of partitions: remove the scaling or the partitions",
+                           agent.span_for("partitions"), "bad-partitions")
 
     def _report_problem(self, problem: Problem, written: Any, span: SourceSpan | None, what: str, label: str,
                         code: str, origin: str = "") -> None:

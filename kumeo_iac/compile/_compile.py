@@ -32,6 +32,16 @@ from kumeo_iac.compile._names import (
 )
 from kumeo_iac.compile._nats import consumer_config, key_value_config, stream_config
 from kumeo_iac.compile._observability import observability_objects
+from kumeo_iac.compile._partitions import (
+    Partitioning,
+    durable_name,
+    lane_filter,
+    lane_pattern,
+    partition_stream,
+    partitioned_workload,
+    with_keyed_publish,
+)
+from kumeo_iac.compile._partitions import stream_of as partition_stream_name
 from kumeo_iac.compile._plan import (
     AgentPlan,
     ConsumerPlan,
@@ -67,8 +77,11 @@ from kumeo_iac.spec import (
     Resources,
     RuleEngine,
     WorkflowSpec,
+    key_path,
     kubernetes_quantity,
     literal_secrets,
+    partition_problems,
+    partition_scaling_conflict,
     resolve,
     retry_policy,
     span_of,
@@ -83,7 +96,7 @@ DEFAULT_IMAGE_NAMES = {"base": "agent-base", "ml": "ml-runtime", "llm": "llm-run
 
 _PLACEHOLDER = re.compile(r"\$\{([^{}]*)\}")
 _COMMON_FIELDS = {"span", "arg_spans", "extra_args", "kind", "id", "input", "output_channel", "when", "timeout",
-                  "retry", "fallback"}
+                  "retry", "fallback", "partitions", "partition_key"}
 
 
 def compile_program(
@@ -168,6 +181,7 @@ class _WorkflowPlanner:
         self.graph: WorkflowGraph = build_graph(wf)
         self.streams: list[StreamPlan] = []
         self.deployment = wf.deployment
+        self.partitions: dict[str, Partitioning] = {}  # filled by finish(), before the agents are planned
         if self.graph.unresolved:
             u = sorted(self.graph.unresolved, key=lambda u: _span_key(u.span))[0]
             what = {"input": "input", "route": "route destination", "fallback": "fallback", "output": "output"}
@@ -307,10 +321,17 @@ class _WorkflowPlanner:
             if node.fallback is not None:
                 fallback_to.setdefault(node.fallback.name, []).append((node.id, self.subjects.fallback(node.id)))
 
+        self.partitions = self._partitionings(routed_to, fallback_to)
+        for part in self.partitions.values():
+            self.streams.append(partition_stream(
+                self.slug, self.wf.name, part, source_stream=stream_name(self.slug),
+                replicas=self.settings.stream_replicas, max_age=self.settings.max_age_seconds))
         buckets = self._key_values()
         bucket_names = {kv.purpose: kv.bucket for kv in buckets}
         agents = [self._agent(agent_id, registry, routed_to, fallback_to, bucket_names) for agent_id in order]
-        agents = [dataclasses.replace(a, identity=agent_identity(self.slug, a, buckets)) for a in agents]
+        agents = [dataclasses.replace(a, identity=with_keyed_publish(
+            agent_identity(self.slug, a, buckets),
+            [str(k["subject"]) for k in a.settings.get("keyed_outputs", [])])) for a in agents]
         plan = WorkflowPlan(
             name=self.wf.name,
             slug=self.slug,
@@ -326,6 +347,35 @@ class _WorkflowPlanner:
         if k8s.needs_gateway(plan.sources, plan.targets):
             plan = dataclasses.replace(plan, gateway_identity=gateway_identity(self.slug, plan.sources, plan.targets))
         return dataclasses.replace(plan, kubernetes=self._kubernetes(plan))
+
+    def _partitionings(self, routed_to: dict[str, list[tuple[str, str]]],
+                       fallback_to: dict[str, list[tuple[str, str]]]) -> dict[str, Partitioning]:
+        """The partitioned agents (see kumeo_iac.compile._partitions), each fed by exactly one other agent."""
+        out: dict[str, Partitioning] = {}
+        scaling = self.deployment.scaling if self.deployment else None
+        for agent_id, node in self.graph.nodes.items():
+            agent = node.agent
+            for problem in partition_problems(agent.partitions, agent.partition_key):
+                raise self.error(f"{problem.argument} {problem.message}", agent=agent_id,
+                                 span=agent.span_for(problem.argument))
+            if agent.partitions is None or agent.partition_key is None:
+                continue
+            if scaling is not None and partition_scaling_conflict(scaling.min_replicas, scaling.max_replicas):
+                raise self.error(f"agent {agent_id!r} has {agent.partitions} partitions (one pod each), but the "
+                                 "workflow scales its agents with deployment.scaling", agent=agent_id,
+                                 span=agent.span_for("partitions"),
+                                 hint="a partitioned agent scales by its partitions: remove the scaling or the "
+                                      "partitions")
+            inputs = list(node.inputs)
+            if (node.is_join or len(inputs) != 1 or inputs[0].node.kind != "agent" or routed_to.get(agent_id)
+                    or fallback_to.get(agent_id)):
+                raise self.error(f"partitioned agent {agent_id!r} must read exactly one other agent's output (its "
+                                 "publisher puts the key on the subject), not a source, a join, a route or a fallback",
+                                 agent=agent_id, span=agent.span_for("input"),
+                                 hint="put a DataProcessor in front of it and make that its input")
+            out[agent_id] = Partitioning(agent=agent_id, count=agent.partitions, key=key_path(agent.partition_key),
+                                         upstream=inputs[0].node.name, field=tuple(inputs[0].field))
+        return out
 
     @staticmethod
     def _endpoint_plan(ep: dict[str, Any]) -> EndpointPlan:
@@ -404,6 +454,10 @@ class _WorkflowPlanner:
             if stream is None:
                 raise self.error(f"no stream captures subject {b['subject']!r}", agent=agent_id, span=agent.span)
             b["stream"] = stream.name
+        part = self.partitions.get(agent_id)
+        if part is not None:  # the lanes replace the upstream's output as the input (one binding, checked above)
+            bindings = [{**bindings[0], "subject": lane_pattern(self.slug, agent_id),
+                         "stream": partition_stream_name(self.slug, agent_id)}]
         inputs: dict[str, str] = {}
         input_fields: dict[str, list[str]] = {}
         for b in bindings:
@@ -430,6 +484,13 @@ class _WorkflowPlanner:
                 description=f"Kumeo {self.wf.name} agent {agent_id}", timeout=timeout, max_deliver=max_deliver,
                 delays=delays, metadata={"kumeo.dev/workflow": self.slug, "kumeo.dev/agent": agent_id})
             consumers.append(ConsumerPlan(stream=stream_id, durable=durable, agent=agent_id, config=config))
+        if part is not None:  # one durable per lane; worker i binds lane i's alone
+            consumers = [ConsumerPlan(stream=c.stream, durable=durable_name(agent_id, lane), agent=agent_id,
+                                      config={**c.config, "durable_name": durable_name(agent_id, lane),
+                                              "filter_subjects": [lane_filter(self.slug, agent_id, lane)],
+                                              "description": f"Kumeo {self.wf.name} agent {agent_id}, "
+                                                             f"partition {lane} of {part.count}"})
+                         for c in consumers for lane in range(part.count)]
 
         routes = []
         for route in node.routes:
@@ -460,6 +521,12 @@ class _WorkflowPlanner:
         image_class = "ml" if isinstance(agent, (MLModel, BayesianNetworkAgent)) else (
             "llm" if isinstance(agent, LLM) else "base")
         replicas, max_replicas = self._replicas()
+        if part is not None:
+            settings["partition"] = part.settings(self.slug)
+            replicas = max_replicas = part.count
+        keyed = [p.keyed_output(self.slug) for p in self.partitions.values() if p.upstream == agent_id]
+        if keyed:
+            settings["keyed_outputs"] = sorted(keyed, key=lambda k: str(k["agent"]))
         return AgentPlan(
             id=agent_id,
             kind=agent.kind_name,
@@ -784,10 +851,14 @@ class _WorkflowPlanner:
                                            agents=plan.agents, targets=targets, settings=self.settings)
         for agent in plan.agents:
             dns = self.agent_dns[agent.id]
-            objects += k8s.agent_objects(
+            workload = k8s.agent_objects(
                 slug=self.slug, namespace=self.namespace, nats_url=self.nats_url, workflow_name=self.wf.name,
                 agent=agent, agent_dns=dns, agent_plan_json=self._own_plan(agent_plan(plan, agent), agent.id),
                 targets=targets, settings=self.settings, files_mount_path=files_mount)
+            if agent.id in self.partitions:
+                workload = [partitioned_workload(o, service_name=dns_name(self.slug, k8s.SHARED_METRICS))
+                            if o["kind"] == "Deployment" else o for o in workload]
+            objects += workload
             if agent.max_replicas > agent.replicas:  # an autoscaler with nothing to scale only adds an object
                 objects.append(k8s.autoscaler(
                     slug=self.slug, namespace=self.namespace, nats_url=self.nats_url, agent=agent, agent_dns=dns,

@@ -71,6 +71,7 @@ KIND_ORDER = (
     "ServiceAccount",
     "Service",
     "Deployment",
+    "StatefulSet",
     "PodDisruptionBudget",
     "NetworkPolicy",
     "HorizontalPodAutoscaler",

@@ -43,6 +43,11 @@ def _plain(data: dict[str, Any]) -> dict[str, Any]:
     return plain
 
 
+def plain_config(data: dict[str, Any]) -> dict[str, Any]:
+    """A nats.py ``as_dict()`` as plain JSON (for configs built elsewhere, e.g. a partition stream)."""
+    return _plain(data)
+
+
 def stream_config(name: str, subjects: list[str], *, description: str, max_age: float, replicas: int,
                   metadata: dict[str, str]) -> dict[str, Any]:
     return _plain(

@@ -65,7 +65,7 @@ def pin_image(
 
     Agents given an image of their own (a repository other than their class's) keep it; the Plan is not modified.
     """
-    if obj.get("kind") != "Deployment" or not images:
+    if obj.get("kind") not in ("Deployment", "StatefulSet") or not images:
         return obj, None
     containers = obj.get("spec", {}).get("template", {}).get("spec", {}).get("containers", [])
     agent_ids = {_agent_arg(c.get("args") or []) for c in containers}

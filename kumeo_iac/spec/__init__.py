@@ -54,6 +54,7 @@ from kumeo_iac.spec._io import (
     TimerSource,
 )
 from kumeo_iac.spec._kinds import KindSpec
+from kumeo_iac.spec._partitions import MAX_PARTITIONS, key_path, partition_problems, partition_scaling_conflict
 from kumeo_iac.spec._platform import kubernetes_quantity, literal_secrets
 from kumeo_iac.spec._problems import Problem, plain, problems_for_type, problems_in
 from kumeo_iac.spec._references import FILE_EXTENSIONS, block_ref, resolve
@@ -93,6 +94,7 @@ __all__ = [
     "FILE_EXTENSIONS",
     "HTTP",
     "LLM",
+    "MAX_PARTITIONS",
     "MQTT",
     "NATS",
     "RESOURCE_BLOCKS",
@@ -162,9 +164,12 @@ __all__ = [
     "did_you_mean",
     "is_identifier",
     "iter_refs",
+    "key_path",
     "kubernetes_quantity",
     "literal_secrets",
     "parse_duration",
+    "partition_problems",
+    "partition_scaling_conflict",
     "plain",
     "problems_for_type",
     "problems_in",

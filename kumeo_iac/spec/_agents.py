@@ -78,6 +78,14 @@ class Agent(KindSpec):
     fallback: Any = arg("On final failure: another agent's id to hand the event to, or a value to emit instead.")
     context: Any = arg("Context(s) the agent may read: a context id, a workflow `data` entry, or a list of them.")
     output_schema: Any = arg("A JSON schema (inline, a file, or a `schemas` entry) each result must satisfy.")
+    partitions: int | None = arg(
+        "Ordered lanes (1 to 64): events with the same `partition_key` value are processed one at a time, in input "
+        "order, by one of N workers (a StatefulSet of N pods, pod i on lane i). Not with "
+        "`deployment.scaling`.",
+        example="partitions: 4")
+    partition_key: str | None = arg(
+        "The event field (a dotted path) whose value picks the lane; needed with `partitions`.",
+        example='partition_key: "customer.id"')
 
     @field_validator("input", mode="before")
     @classmethod
