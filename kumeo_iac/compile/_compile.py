@@ -33,6 +33,7 @@ from kumeo_iac.compile._names import (
 from kumeo_iac.compile._nats import consumer_config, key_value_config, stream_config
 from kumeo_iac.compile._observability import observability_objects
 from kumeo_iac.compile._partitions import (
+    LANE_MAX_ACK_PENDING,
     Partitioning,
     durable_name,
     lane_filter,
@@ -488,6 +489,9 @@ class _WorkflowPlanner:
             consumers = [ConsumerPlan(stream=c.stream, durable=durable_name(agent_id, lane), agent=agent_id,
                                       config={**c.config, "durable_name": durable_name(agent_id, lane),
                                               "filter_subjects": [lane_filter(self.slug, agent_id, lane)],
+                                              # one event in flight per lane: a retried or redelivered event (its
+                                              # worker died) is handled again before any later one of its keys
+                                              "max_ack_pending": LANE_MAX_ACK_PENDING,
                                               "description": f"Kumeo {self.wf.name} agent {agent_id}, "
                                                              f"partition {lane} of {part.count}"})
                          for c in consumers for lane in range(part.count)]

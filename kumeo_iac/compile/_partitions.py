@@ -37,6 +37,7 @@ from kumeo_iac.compile._nats import DUPLICATE_WINDOW_SECONDS, plain_config
 from kumeo_iac.compile._plan import NatsIdentity, StreamPlan
 
 __all__ = [
+    "LANE_MAX_ACK_PENDING",
     "PARTITION_ENV",
     "PARTITION_ROLE",
     "POD_INDEX_LABEL",
@@ -53,6 +54,10 @@ __all__ = [
 
 #: The role of a partition stream in the Plan (``StreamPlan.role``).
 PARTITION_ROLE: Final = "partitions"
+#: Unacknowledged events one lane's durable hands out at a time. One: JetStream redelivers an unacknowledged event
+#: only after its ack wait, so with more in flight a NAKed event, or the events of a worker that died, would come
+#: back after later events of the same key. The price is one round trip per event per lane; lanes add throughput.
+LANE_MAX_ACK_PENDING: Final = 1
 #: The environment variable telling a worker which lane it consumes (its StatefulSet ordinal, or local process).
 PARTITION_ENV: Final = "KUMEO_PARTITION"
 #: The label Kubernetes (1.28+) puts on each StatefulSet pod with its ordinal; the downward API hands it to the pod.

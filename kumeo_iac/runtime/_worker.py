@@ -56,6 +56,7 @@ from kumeo_iac.runtime._binding import ConsumerMissing, bind_durable
 from kumeo_iac.runtime._health import HealthServer
 from kumeo_iac.runtime._joins import JoinStore
 from kumeo_iac.runtime._metrics import WorkerMetrics
+from kumeo_iac.runtime._partitions import keyed_subjects, lane_durable, lane_of_process
 from kumeo_iac.runtime.agents import WORKFLOW_CONFIG_KEY, expression_scope
 
 log = logging.getLogger("kumeo.runtime")
@@ -247,6 +248,7 @@ class Worker:
         stop_timeout: float | None = None,
         connect_options: Mapping[str, Any] | None = None,
         max_input_bytes: int | None = None,
+        partition: int | None = None,
     ) -> None:
         self.workflow = plan
         #: Extra ``connect`` options: credentials (user/password, token, creds_file), inbox_prefix, tls.
@@ -286,7 +288,14 @@ class Worker:
         self.js: Any = None
         self.joins: JoinStore | None = None
         self._when: Any = None
-        self._pullers = [_Puller(self, c) for c in self.plan.consumers]
+        lanes = self.plan.settings.get("partition") if isinstance(self.plan.settings, dict) else None
+        #: The lane of a partitioned agent this worker consumes (None: every lane, or not partitioned).
+        self.partition = lane_of_process(lanes, partition, agent_id) if isinstance(lanes, dict) else None
+        consumers = self.plan.consumers
+        if self.partition is not None:  # one lane, one worker: the key's order holds (see runtime._partitions)
+            consumers = [c for c in consumers if c.durable == lane_durable(agent_id, self.partition)]
+        self._keyed_outputs = self.plan.settings.get("keyed_outputs") if isinstance(self.plan.settings, dict) else None
+        self._pullers = [_Puller(self, c) for c in consumers]
         self._health = (
             HealthServer(self.is_ready, self.metrics.render, host=health_host, port=health_port)
             if health_port is not None
@@ -788,7 +797,8 @@ class Worker:
         out: list[_Outgoing] = []
         for index, (subject, data) in enumerate(emits):
             msg_id = envelope.dedupe_id(event_id, self.agent_id, index)
-            subjects = [subject] if subject else [self.plan.output_subject, *self.plan.target_subjects]
+            subjects = [subject] if subject else [self.plan.output_subject, *self.plan.target_subjects,
+                                                  *keyed_subjects(self._keyed_outputs, data)]
             for n, target in enumerate(dict.fromkeys(subjects)):
                 # One id per (emit, subject): a target in the same stream as the output must not be deduped away.
                 mid = msg_id if n == 0 else f"{msg_id}@{target}"

@@ -130,6 +130,8 @@ def test_one_durable_per_lane_and_the_agent_reads_the_lanes() -> None:
     assert [(c.stream, c.durable, c.config["filter_subjects"]) for c in agent.consumers] == [
         ("KUMEO_TOTALS_TOTAL_PARTITIONS", f"total_p{i}", [f"kumeo.totals.total.p.{i}.*"]) for i in range(4)]
     assert all(c.config["durable_name"] == c.durable for c in agent.consumers)
+    # one event in flight per lane, so a retried or redelivered event is handled before any later one of its key
+    assert all(c.config["max_ack_pending"] == 1 for c in agent.consumers)
     assert agent.inputs == {"": "kumeo.totals.total.p.*.*"}
     assert agent.settings["partition"] == {"count": 4, "key": ["customer", "id"], "upstream": "validate",
                                            "keyed_subject": "kumeo.totals.total.in",
