@@ -2,7 +2,7 @@
 
 A context directory looks like this, and nothing else is in it::
 
-    Dockerfile             runtime_images/<class>/Dockerfile
+    Dockerfile             runtime_images/Dockerfile (one for every class; the class is in the build arguments)
     wheelhouse/*.whl       the kumeo-iac wheel (+ every dependency when ``wheelhouse=True``: builds need no index)
     files/<path>           the workflow's files its agents read (models, networks, rules), by their relative path
     .kumeo-context         a marker, so re-assembling never wipes a directory Kumeo did not make
@@ -31,6 +31,18 @@ from kumeo_iac.images._hash import content_tag, context_files
 IMAGE_CLASSES: tuple[str, ...] = ("base", "ml", "llm")
 #: The kumeo-iac extras each image class installs.
 IMAGE_EXTRAS: dict[str, str] = {"base": "runtime", "ml": "runtime,ml,bayes", "llm": "runtime,llm"}
+#: The modules each image class's build imports to prove its install works.
+IMAGE_IMPORT_CHECKS: dict[str, str] = {
+    "base": "kumeo_iac.runtime, nats",
+    "ml": "kumeo_iac.runtime, nats, onnxruntime, pgmpy",
+    "llm": "kumeo_iac.runtime, nats, httpx",
+}
+#: The org.opencontainers.image.description of each image class.
+IMAGE_DESCRIPTIONS: dict[str, str] = {
+    "base": "Kumeo agent worker (python -m kumeo_iac.runtime)",
+    "ml": "Kumeo ML agent worker: onnxruntime, pgmpy (python -m kumeo_iac.runtime)",
+    "llm": "Kumeo LLM agent worker: httpx (python -m kumeo_iac.runtime)",
+}
 #: The base image the Dockerfiles default to: Debian bookworm's python3.11, built on this machine
 #: (runtime_images/scripts/build-base-rootfs.sh). With a registry, build with KUMEO_BASE_IMAGE=python:3.11-slim.
 LOCAL_BASE_IMAGE = "localhost/kumeo-python:3.11-bookworm"
@@ -63,7 +75,7 @@ class BuildContext:
 
 
 def runtime_images_dir() -> Path:
-    """The directory holding ``base/``, ``ml/`` and ``llm/`` Dockerfiles.
+    """The directory holding the agent images' ``Dockerfile``.
 
     ``KUMEO_RUNTIME_IMAGES`` wins; otherwise ``runtime_images/`` of the source tree Kumeo is imported from.
     """
@@ -73,23 +85,40 @@ def runtime_images_dir() -> Path:
     if root is not None:
         candidates.append(root / "runtime_images")
     for candidate in candidates:
-        if (candidate / "base" / "Dockerfile").is_file():
+        if (candidate / "Dockerfile").is_file():
             return candidate
     raise KumeoDeployError(
-        "cannot find Kumeo's runtime_images/ (the agent Dockerfiles); set KUMEO_RUNTIME_IMAGES to a checkout's "
+        "cannot find Kumeo's runtime_images/ (the agent Dockerfile); set KUMEO_RUNTIME_IMAGES to a checkout's "
         "runtime_images directory"
     )
 
 
 def dockerfile_for(image_class: str, runtime_images: str | os.PathLike[str] | None = None) -> Path:
-    """The Dockerfile of one image class (``base``, ``ml`` or ``llm``)."""
-    if image_class not in IMAGE_CLASSES:
-        raise KumeoDeployError(f"unknown image class {image_class!r}; expected one of {', '.join(IMAGE_CLASSES)}")
+    """The Dockerfile an image class (``base``, ``ml`` or ``llm``) builds with: the one agent Dockerfile, which
+    :func:`class_build_args` points at the class."""
+    _check_class(image_class)
     path = Path(runtime_images) if runtime_images is not None else runtime_images_dir()
-    dockerfile = path / image_class / "Dockerfile"
+    dockerfile = path / "Dockerfile"
     if not dockerfile.is_file():
         raise KumeoDeployError(f"no Dockerfile for image class {image_class!r} at {dockerfile}")
     return dockerfile
+
+
+def class_build_args(image_class: str) -> dict[str, str]:
+    """The build arguments that make the agent Dockerfile build ``image_class``: its extras, the imports its build
+    checks, its title, label and description."""
+    _check_class(image_class)
+    return {
+        "KUMEO_IMAGE_CLASS": image_class,
+        "KUMEO_EXTRAS": IMAGE_EXTRAS[image_class],
+        "KUMEO_IMPORT_CHECK": IMAGE_IMPORT_CHECKS[image_class],
+        "KUMEO_IMAGE_DESCRIPTION": IMAGE_DESCRIPTIONS[image_class],
+    }
+
+
+def _check_class(image_class: str) -> None:
+    if image_class not in IMAGE_CLASSES:
+        raise KumeoDeployError(f"unknown image class {image_class!r}; expected one of {', '.join(IMAGE_CLASSES)}")
 
 
 def project_root() -> Path | None:
@@ -269,7 +298,9 @@ def assemble_context(
         (target_files / relative).parent.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(source, target_files / relative)
 
-    build_args = {"KUMEO_VERSION": version, "PIP_NO_INDEX": "0" if wheelhouse is False else "1"}
+    # The class's own arguments are part of the content tag, so two classes never share a tag.
+    build_args = {**class_build_args(image_class), "KUMEO_VERSION": version,
+                  "PIP_NO_INDEX": "0" if wheelhouse is False else "1"}
     if base_image:
         build_args["KUMEO_BASE_IMAGE"] = base_image
     if revision:

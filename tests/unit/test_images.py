@@ -17,9 +17,11 @@ from kumeo_iac.errors import KumeoDeployError
 from kumeo_iac.images import (
     IMAGE_CLASSES,
     IMAGE_EXTRAS,
+    IMAGE_IMPORT_CHECKS,
     LOCAL_BASE_IMAGE,
     ImageBuild,
     assemble_context,
+    class_build_args,
     content_tag,
     context_digest,
     context_files,
@@ -159,8 +161,8 @@ def test_assemble_context_lays_out_dockerfile_wheel_and_files(tmp_path, fake_whe
     assert sorted(p.name for p in (root / "wheelhouse").iterdir()) == [fake_wheel.name]
     assert (root / "files/models/fraud.onnx").read_bytes() == b"onnx"
     assert context.build_args == {
-        "KUMEO_VERSION": "0.1.0", "PIP_NO_INDEX": "0", "KUMEO_BASE_IMAGE": "python:3.11-slim",
-        "KUMEO_REVISION": "abc123",
+        **class_build_args("ml"), "KUMEO_VERSION": "0.1.0", "PIP_NO_INDEX": "0",
+        "KUMEO_BASE_IMAGE": "python:3.11-slim", "KUMEO_REVISION": "abc123",
     }
     tag = context.tag
     again = assemble_context(
@@ -215,14 +217,19 @@ def stages(dockerfile: str) -> list[list[str]]:
     return result
 
 
-@pytest.mark.parametrize("image_class", IMAGE_CLASSES)
-def test_dockerfile_is_multi_stage_non_root_with_the_runtime_entrypoint(image_class):
-    text = dockerfile_for(image_class).read_text()
-    preamble, builder, final = stages(text)
+def test_one_dockerfile_is_multi_stage_non_root_with_the_runtime_entrypoint():
+    paths = {dockerfile_for(image_class) for image_class in IMAGE_CLASSES}
+    assert paths == {runtime_images_dir() / "Dockerfile"}  # one Dockerfile; the class is a build argument
+    preamble, builder, final = stages(next(iter(paths)).read_text())
     assert preamble == [f"ARG KUMEO_BASE_IMAGE={LOCAL_BASE_IMAGE}"]
     assert builder[0] == "FROM ${KUMEO_BASE_IMAGE} AS builder"
     assert final[0] == "FROM ${KUMEO_BASE_IMAGE}"
-    assert f'"kumeo-iac[{IMAGE_EXTRAS[image_class]}]"' in " ".join(builder)
+    # Without build arguments it builds the base class.
+    assert "ARG KUMEO_EXTRAS=runtime" in builder
+    assert 'ARG KUMEO_IMPORT_CHECK="kumeo_iac.runtime, nats"' in builder
+    assert "ARG KUMEO_IMAGE_CLASS=base" in final
+    assert '"kumeo-iac[${KUMEO_EXTRAS}]"' in " ".join(builder)
+    assert 'python -c "import ${KUMEO_IMPORT_CHECK}"' in " ".join(builder)
     assert "--find-links /tmp/wheelhouse" in " ".join(builder)
     # The final stage copies the virtualenv and installs nothing: no pip, no apt, no compilers.
     body = " ".join(final)
@@ -236,8 +243,33 @@ def test_dockerfile_is_multi_stage_non_root_with_the_runtime_entrypoint(image_cl
     for label in ("org.opencontainers.image.source", "org.opencontainers.image.version",
                   "org.opencontainers.image.revision"):
         assert label + "=" in body
-    assert f'kumeo.dev/image-class="{image_class}"' in body
+    assert 'kumeo.dev/image-class="${KUMEO_IMAGE_CLASS}"' in body
+    assert 'org.opencontainers.image.title="kumeo-${KUMEO_IMAGE_CLASS}"' in body
     assert "groupadd --system --gid 10001" in body and "useradd --system --uid 10001" in body
+
+
+@pytest.mark.parametrize("image_class", IMAGE_CLASSES)
+def test_each_class_builds_the_one_dockerfile_with_its_own_arguments(image_class, tmp_path, fake_wheel):
+    args = class_build_args(image_class)
+    assert args["KUMEO_IMAGE_CLASS"] == image_class
+    assert args["KUMEO_EXTRAS"] == IMAGE_EXTRAS[image_class]
+    assert args["KUMEO_IMPORT_CHECK"] == IMAGE_IMPORT_CHECKS[image_class]
+    # every argument the class sets is one the Dockerfile declares
+    declared = {line.split()[1].split("=")[0] for stage in stages(dockerfile_for(image_class).read_text())
+                for line in stage if line.startswith("ARG ")}
+    assert set(args) <= declared
+    context = assemble_context(tmp_path / "ctx", image_class, wheel=fake_wheel, wheelhouse=False)
+    assert {k: context.build_args[k] for k in args} == args
+
+
+def test_two_classes_never_share_a_tag(tmp_path, fake_wheel):
+    tags = {assemble_context(tmp_path / c, c, wheel=fake_wheel, wheelhouse=False).tag for c in IMAGE_CLASSES}
+    assert len(tags) == len(IMAGE_CLASSES)
+
+
+def test_an_unknown_class_has_no_build_arguments():
+    with pytest.raises(KumeoDeployError, match="unknown image class 'gpu'; expected one of base, ml, llm"):
+        class_build_args("gpu")
 
 
 def test_image_extras_exist_in_pyproject():
