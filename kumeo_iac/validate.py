@@ -78,7 +78,6 @@ from kumeo_iac.spec import (
     retry_problems,
     span_of,
 )
-from kumeo_iac.spec import closest as _closest  # noqa: F401 - kept for the CLI's `graph --workflow`
 from kumeo_iac.spec import did_you_mean as _did_you_mean
 
 __all__ = ["WORKFLOW_BLOCKS", "check_file", "check_program", "load", "validate"]

@@ -200,7 +200,7 @@ def run_graph(args: argparse.Namespace) -> int:
     """
     from kumeo_iac._load import load_file
     from kumeo_iac.graph import build_graph
-    from kumeo_iac.validate import _closest
+    from kumeo_iac.spec import closest as _closest
 
     path = Path(args.path)
     loaded = load_file(path)
