@@ -341,6 +341,8 @@ class LocalRunner:
         env = dict(os.environ)
         package_root = str(Path(__file__).resolve().parents[2])
         env["PYTHONPATH"] = os.pathsep.join(p for p in (package_root, env.get("PYTHONPATH")) if p)
+        from kumeo_iac.runtime import PARTITION_ENV
+
         for wf in self.workflows:
             for agent in wf.agents:
                 cmd = [sys.executable, "-m", "kumeo_iac.runtime", "--plan", str(plan_file), "--agent", agent.id,
@@ -348,7 +350,15 @@ class LocalRunner:
                        "--health-port", "0" if agent.kind in _SERVES_HTTP else "-1",
                        "--base-dir", str(self.base_dir.resolve()), "--log-level", self.log_level]
                 name = agent.id if len(self.workflows) == 1 else f"{wf.name}/{agent.id}"
-                self.children.append(_Child(name, cmd, env, self._spawn(cmd, env)))
+                partition = agent.settings.get("partition") if isinstance(agent.settings, dict) else None
+                if not isinstance(partition, dict):
+                    self.children.append(_Child(name, cmd, env, self._spawn(cmd, env)))
+                    continue
+                # A partitioned agent: one process per lane, as a StatefulSet runs one pod per lane; a restarted
+                # process keeps its lane (its environment is kept with its command).
+                for lane in range(int(partition["count"])):
+                    lane_env = {**env, PARTITION_ENV: str(lane)}
+                    self.children.append(_Child(f"{name}[{lane}]", cmd, lane_env, self._spawn(cmd, lane_env)))
         await self._wait_children_ready()
         self._supervising = True
 

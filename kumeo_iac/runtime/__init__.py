@@ -11,9 +11,10 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:  # what the names below are, for type checkers; at run time they load on first use
     from kumeo_iac.runtime._worker import Worker
 
-__all__ = ["Worker"]
+__all__ = ["PARTITION_ENV", "Worker"]
 
 _WHERE = {
+    "PARTITION_ENV": "_partitions",
     "Worker": "_worker",
 }
 
