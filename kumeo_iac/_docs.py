@@ -412,6 +412,31 @@ def _references_list() -> str:
     return "| Written | Means |\n|---|---|\n" + "\n".join(out) + "\n"
 
 
+_PARTITIONS = """### Partitioned agents
+
+An agent that keeps state per key (a running total, a conversation, a fraud profile) must see the events of one key
+one at a time and in order. `partitions: N` with `partition_key: "<field path>"` gives it N ordered lanes: the value
+of the key picks the lane (the same value, the same lane), and each lane is handled by one worker, one event at a
+time, so the events of one key are processed in the order its input agent published them, across retries and crashes.
+
+```kumeo
+DataProcessor(id: "validate", input: source),
+Custom("totals:add", id: "running_total", input: validate.output, partitions: 4, partition_key: "customer.id")
+```
+
+- The input must be exactly one other agent's output (that agent puts the key on the subject); put a DataProcessor
+  between a source and a partitioned agent.
+- An event without the key (or with `null`) goes to one shared lane, in order.
+- `N` is 1 to 64. A partitioned agent scales by its lanes, so it refuses `deployment.scaling` (`min_replicas` above 1
+  or an autoscaler).
+- Each lane takes one event at a time: a lane's throughput is one agent call plus a NATS round trip per event; lanes
+  add throughput up to the cores (or pods) available.
+- In Python: `Custom(..., partitions=4, partition_key="customer.id")`.
+
+How it runs on NATS and Kubernetes, and what changing N does: [deploy.md](deploy.md#partitioned-agents).
+"""
+
+
 def language_reference() -> str:
     """The text of docs/language.md."""
     from kumeo_iac.expr import FUNCTIONS
@@ -438,7 +463,7 @@ def language_reference() -> str:
               "`kumeo check` reports an unknown key (with a did-you-mean) or a wrong type as an error at the key, "
               "in an inline object as in a workflow `config` entry the agent names. In Python, `kumeo_iac.spec` has "
               "one `TypedDict` per kind (`DataProcessorConfig`, `LLMConfig`, …) that types its `config` argument, so "
-              "a type checker flags `DataProcessor(config={\"required_feilds\": …})`.", ""]
+              "a type checker flags `DataProcessor(config={\"required_feilds\": …})`.", "", _PARTITIONS]
     for cls in AGENT_KINDS.values():
         lines += _kind_section(cls, Agent)
     parts.append("\n".join(lines))

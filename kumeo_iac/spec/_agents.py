@@ -80,8 +80,8 @@ class Agent(KindSpec):
     output_schema: Any = arg("A JSON schema (inline, a file, or a `schemas` entry) each result must satisfy.")
     partitions: int | None = arg(
         "Ordered lanes (1 to 64): events with the same `partition_key` value are processed one at a time, in input "
-        "order, by one of N workers (a StatefulSet of N pods, pod i on lane i). Not with "
-        "`deployment.scaling`.",
+        "order, by one of N workers (a StatefulSet of N pods, pod i on lane i; `kumeo run --processes`: N "
+        "processes). Not with `deployment.scaling`. See *Partitioned agents*.",
         example="partitions: 4")
     partition_key: str | None = arg(
         "The event field (a dotted path) whose value picks the lane; needed with `partitions`.",

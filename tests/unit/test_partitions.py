@@ -187,3 +187,28 @@ def test_the_plan_round_trips_and_is_deterministic() -> None:
     assert Plan.from_json(plan.to_json()) == plan
     assert plan_of(kumeo()).to_json() == plan.to_json()
     assert json.loads(plan.to_json())  # plain JSON: no enums left in the stream config
+
+
+# -- the Workflow component (Pulumi's mocks) -----------------------------------------------------------------------
+
+
+def test_the_component_registers_the_statefulset_the_partition_stream_and_every_lane(pulumi_mocks: Any) -> None:
+    import pulumi
+
+    from kumeo_iac.components import Workflow
+    from kumeo_iac.testing import await_output, resources_of_type
+
+    pulumi.runtime.set_all_config({})
+    spec = parse(kumeo(), "t.kumeo").program.workflows[0]
+    created: dict[str, Any] = {}
+    resources = pulumi_mocks.run(lambda: created.setdefault(
+        "wf", Workflow("totals", spec, jetstream_url="nats://127.0.0.1:4222")))
+    wf = created["wf"]
+    assert {"stream/KUMEO_TOTALS_TOTAL_PARTITIONS", *(f"consumer/KUMEO_TOTALS_TOTAL_PARTITIONS/total_p{i}"
+                                                       for i in range(4))} <= set(wf.jetstream)
+    [sts] = resources_of_type(resources, "kubernetes:apps/v1:StatefulSet")
+    assert sts.get("spec.replicas") == 4
+    assert [r.get("metadata.name") for r in resources_of_type(resources, "kubernetes:apps/v1:Deployment")] == [
+        "totals-validate"]
+    for i in range(4):  # each lane's pod may start only once its durable exists
+        assert await_output(wf.jetstream[f"consumer/KUMEO_TOTALS_TOTAL_PARTITIONS/total_p{i}"].urn) in sts.dependencies
