@@ -643,6 +643,7 @@ class _Checker:
                 f"change the input of one of them",
                 node.agent.span, "cycle",
             )
+        self._check_partitioned_inputs(graph)
         if not graph.nodes:
             return
         if not has_sources:
@@ -677,6 +678,22 @@ class _Checker:
                 f"connect its `input:` to a source or another agent, or remove it",
                 node.agent.span, "unreachable",
             )
+
+    def _check_partitioned_inputs(self, graph: WorkflowGraph) -> None:
+        """A partitioned agent reads exactly one other agent's output: that agent puts the key on the subject (the
+        rule compile applies; see kumeo_iac.compile._partitions)."""
+        handed: set[str] = {r.destination.name for n in graph.nodes.values() for r in n.routes
+                            if r.destination.kind == "agent"}
+        handed |= {n.fallback.name for n in graph.nodes.values() if n.fallback is not None}
+        for agent_id, node in graph.nodes.items():
+            if node.agent.partitions is None:
+                continue
+            inputs = list(node.inputs)
+            if node.is_join or len(inputs) != 1 or inputs[0].node.kind != "agent" or agent_id in handed:
+                self.error(f"partitioned agent '{agent_id}' must read exactly one other agent's output (its publisher "
+                           f"puts the key on the subject), not a source, a join, a route or a fallback; put a "
+                           f"DataProcessor in front of it and make that its input",
+                           node.agent.span_for("input"), "bad-partitions")
 
     def _input_is_broken_expression(self, written: str) -> bool:
         if self.expr is None or not looks_like_expression(written):

@@ -88,6 +88,10 @@ def test_partitions_refuse_replica_scaling(scaling: str) -> None:
 
 def test_a_partitioned_agent_must_read_another_agents_output() -> None:
     text = kumeo().replace("input: validate.output", "input: source")
+    [diag] = diagnostics(text)
+    assert diag.message.startswith("partitioned agent 'total' must read exactly one other agent's output")
+    line = text.splitlines()[diag.span.line - 1]
+    assert line[diag.span.column - 1:].startswith("source")
     with pytest.raises(KumeoCompileError, match="must read exactly one other agent's output") as info:
         plan_of(text)
     assert "put a DataProcessor in front of it" in str(info.value)
