@@ -65,6 +65,14 @@ def table() -> str:
         f, load = onnx["figures"], onnx["load_after"]
         rows.append(f"| ONNX MLModel hop, events/s, batched vs unbatched | {f['batched_events_per_s']:,} | "
                     f"{f['unbatched_events_per_s']:,} (batch_size 1) | {f['ratio']:.2f} | ≥ 5k | {load} |")
+    partitions = _load("partitions")
+    if partitions:
+        f, load = partitions["figures"], partitions["load_after"]
+        rates = f["events_per_s"]
+        base = rates["unpartitioned"]
+        rows.append(f"| partitioned agent, events/s with 1 / 2 / 4 lanes (CPU-bound agent, a process per lane) | "
+                    f"{rates['1']:,.0f} / {rates['2']:,.0f} / {rates['4']:,.0f} | {base:,.0f} (unpartitioned) | "
+                    f"{rates['1'] / base:.2f} / {rates['2'] / base:.2f} / {rates['4'] / base:.2f} | — | {load} |")
     return "\n".join(rows)
 
 
