@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 
 from kumeo_iac.compile import Plan, PlatformSettings, compile_program
-from kumeo_iac.errors import KumeoCompileError
+from kumeo_iac.errors import KumeoCompileError, KumeoError
 from kumeo_iac.lang import parse
 from kumeo_iac.manifests import workflow_manifests
 from kumeo_iac.spec import NATS, Custom, DataProcessor, Program, WorkflowSpec
@@ -216,3 +216,50 @@ def test_the_component_registers_the_statefulset_the_partition_stream_and_every_
         "totals-validate"]
     for i in range(4):  # each lane's pod may start only once its durable exists
         assert await_output(wf.jetstream[f"consumer/KUMEO_TOTALS_TOTAL_PARTITIONS/total_p{i}"].urn) in sts.dependencies
+
+
+# -- the runtime's part: the key token and the lane of a process ---------------------------------------------------
+
+
+def test_the_key_token_is_one_stable_subject_token_per_value() -> None:
+    from kumeo_iac.jetstream import valid_subject
+    from kumeo_iac.runtime._partitions import MISSING_KEY_TOKEN, key_token, keyed_subjects
+
+    keyed = [{"agent": "total", "subject": "kumeo.t.total.in", "key": ["customer", "id"]}]
+
+    def subject(event: Any) -> str:
+        [s] = keyed_subjects(keyed, json.dumps(event).encode())
+        return s
+
+    a = subject({"customer": {"id": "a.b c>*"}, "n": 1})
+    assert a == subject({"n": 2, "customer": {"id": "a.b c>*"}}) and valid_subject(a, wildcards=False)
+    assert a != subject({"customer": {"id": "a.b c>"}})
+    assert subject({"customer": {"id": 7}}) != subject({"customer": {"id": "7"}})  # JSON values, not their text
+    for without in ({}, {"customer": None}, {"customer": {"id": None}}, {"customer": "flat"}):
+        assert subject(without) == f"kumeo.t.total.in.{MISSING_KEY_TOKEN}"
+    assert keyed_subjects(keyed, b"not json") == [f"kumeo.t.total.in.{MISSING_KEY_TOKEN}"]
+    assert keyed_subjects(None, b"{}") == []
+    assert key_token({"b": 1, "a": 2}) == key_token({"a": 2, "b": 1})
+
+
+def test_the_lane_comes_from_the_argument_the_environment_or_in_a_pod_the_hostname(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    import socket
+
+    from kumeo_iac.runtime._partitions import lane_of_process
+
+    lanes = {"count": 4}
+    monkeypatch.delenv("KUMEO_PARTITION", raising=False)
+    monkeypatch.delenv("KUBERNETES_SERVICE_HOST", raising=False)
+    monkeypatch.setattr(socket, "gethostname", lambda: "totals-total-3")
+    assert lane_of_process(lanes, None, "total") is None  # outside Kubernetes a hostname means nothing
+    monkeypatch.setenv("KUBERNETES_SERVICE_HOST", "10.0.0.1")
+    assert lane_of_process(lanes, None, "total") == 3
+    monkeypatch.setenv("KUMEO_PARTITION", "1")
+    assert lane_of_process(lanes, None, "total") == 1
+    assert lane_of_process(lanes, 0, "total") == 0
+    monkeypatch.setattr(socket, "gethostname", lambda: "totals-total-7")
+    monkeypatch.delenv("KUMEO_PARTITION")
+    with pytest.raises(KumeoError, match=r"agent 'total' has 4 partitions \(0 to 3\), but the pod's hostname says "
+                                         r"lane 7; scale its StatefulSet to 4 replicas"):
+        lane_of_process(lanes, None, "total")
