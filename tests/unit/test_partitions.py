@@ -263,3 +263,22 @@ def test_the_lane_comes_from_the_argument_the_environment_or_in_a_pod_the_hostna
     with pytest.raises(KumeoError, match=r"agent 'total' has 4 partitions \(0 to 3\), but the pod's hostname says "
                                          r"lane 7; scale its StatefulSet to 4 replicas"):
         lane_of_process(lanes, None, "total")
+
+
+def test_changing_n_changes_the_lanes_and_rolls_only_the_partitioned_agent() -> None:
+    def objects(parts: str) -> tuple[Any, dict[tuple[str, str], Any]]:
+        wf = plan_of(kumeo(parts)).workflows[0]
+        return wf, {(o["kind"], o["metadata"]["name"]): o for o in wf.kubernetes}
+
+    before, old = objects("4")
+    after, new = objects("2")
+    assert [c.durable for c in after.agent("total").consumers] == ["total_p0", "total_p1"]
+    [stream] = [s for s in after.streams if s.role == "partitions"]
+    assert "{{partition(2,1)}}" in stream.config["sources"][0]["subject_transforms"][0]["dest"]
+    assert new[("StatefulSet", "totals-total")]["spec"]["replicas"] == 2
+    # the input agent publishes the same keyed copies whatever N is: its pod does not roll
+    assert new[("Deployment", "totals-validate")] == old[("Deployment", "totals-validate")]
+    assert after.agent("validate") == before.agent("validate")
+    # a new key does change what it publishes
+    rekeyed = plan_of(kumeo(key='"account"')).workflows[0]
+    assert rekeyed.agent("validate").settings["keyed_outputs"][0]["key"] == ["account"]
