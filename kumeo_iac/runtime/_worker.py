@@ -296,6 +296,8 @@ class Worker:
             consumers = [c for c in consumers if c.durable == lane_durable(agent_id, self.partition)]
         self._keyed_outputs = self.plan.settings.get("keyed_outputs") if isinstance(self.plan.settings, dict) else None
         self._pullers = [_Puller(self, c) for c in consumers]
+        #: Whether the agent took longer than ``_SEQUENTIAL_LIMIT_SECONDS`` an event lately (see ``_process``).
+        self._slow_agent = False
         self._health = (
             HealthServer(self.is_ready, self.metrics.render, host=health_host, port=health_port)
             if health_port is not None
@@ -753,17 +755,28 @@ class Worker:
                 return _timeout_error(exc, timeout)
 
         # Events run one after the other while the agent answers at once (a task per event would cost more than
-        # the work); as soon as one takes a while (I/O: an LLM, a model server) the rest run concurrently.
+        # the work); as soon as one takes a while (I/O: an LLM, a model server) the rest run concurrently. An agent
+        # found slow in one batch starts the next one concurrently at once, so its first event does not hold the
+        # others for a whole reply each batch; a concurrent batch that turns out quick goes back to sequential.
         clock = time.perf_counter
+        if self._slow_agent and len(todo) > 1:
+            began = clock()
+            results = await asyncio.gather(*(one(w.event) for w in todo))  # type: ignore[arg-type]
+            for work, result in zip(todo, results, strict=True):
+                work.outcome = result
+            self._slow_agent = clock() - began > _SEQUENTIAL_LIMIT_SECONDS * len(todo)
+            return
         for index, work in enumerate(todo):
             began = clock()
             work.outcome = await one(work.event)  # type: ignore[arg-type]
-            if clock() - began > _SEQUENTIAL_LIMIT_SECONDS and index + 1 < len(todo):
-                rest = todo[index + 1:]
-                results = await asyncio.gather(*(one(w.event) for w in rest))  # type: ignore[arg-type]
-                for other, result in zip(rest, results):
-                    other.outcome = result
-                return
+            if clock() - began > _SEQUENTIAL_LIMIT_SECONDS:
+                self._slow_agent = True
+                if index + 1 < len(todo):
+                    rest = todo[index + 1:]
+                    results = await asyncio.gather(*(one(w.event) for w in rest))  # type: ignore[arg-type]
+                    for other, result in zip(rest, results, strict=True):
+                        other.outcome = result
+                    return
 
     def _plan_outgoing(self, work: _Work) -> None:
         if work.passthrough_set:
