@@ -151,7 +151,8 @@ A syntax error in an expression is reported at its exact line and column in the 
 
 **Names and paths.** A bare name reads a field of the event (`amount`, `input.urgency`); `config.x.y` reads the
 workflow's `config` block (checked by `kumeo check`). `a.b` selects a field, `a[0]` an item, `a["key"]` a key;
-`a?.b` and `a?.[0]` give null instead of failing when `a` is null or missing. A missing field is null.
+A path never fails: a missing field, or a step through null or through something that is not an object or a
+list, is null. `a?.b` and `a?.[0]` are accepted and mean the same as `a.b` and `a[0]`.
 
 **Literals.** Numbers, `"strings"` or `'strings'`, `true`/`false` (also `True`/`False`), `null` (also `None`),
 lists `[1, 2]`, objects `{ a: 1, "b": 2 }`.

@@ -502,3 +502,18 @@ def test_string_enums_from_python_callers_behave_as_strings() -> None:
     assert compile_expression("input.urgency in ['low', 'high']").evaluate(data) is True
     assert compile_expression("input.urgency == 'high'").evaluate(data) is True
     assert compile_expression("input.urgency not in ['low']").evaluate(data) is True
+
+
+@pytest.mark.parametrize("env", [{"a": 5}, {"a": None}, {}, {"a": {"b": None}}, {"a": "text"}, {"a": [1]}])
+def test_optional_access_means_the_same_as_plain_access_and_both_docs_say_so(env):
+    from pathlib import Path
+
+    from kumeo_iac.expr import compile_expression
+
+    for plain, optional in (("a.b", "a?.b"), ("a[0]", "a?.[0]"), ("a.b.c", "a?.b?.c")):
+        assert compile_expression(plain).evaluate(env) == compile_expression(optional).evaluate(env)
+    assert compile_expression("a.b.c").evaluate(env) is None  # never an error
+    docs = Path(__file__).resolve().parents[2] / "docs"
+    for page in ("expressions.md", "language.md"):
+        text = (docs / page).read_text(encoding="utf-8")
+        assert "mean the same" in text and "instead of failing" not in text, page
