@@ -211,6 +211,13 @@ def test_unclosed_bracket_hint_points_at_the_opening() -> None:
     assert error.hint == "the '(' at line 3, column 18 is not closed"
     error = syntax_error("workflow W {\n  a: [1, 2 }\n}")
     assert error.hint == "the '[' at line 2, column 6 is not closed"
+    # an object left open: the error is where the parser noticed, and the hint points at the brace itself
+    error = syntax_error('workflow W {\n  agents: [\n    DataProcessor(id: "c", config: { fields: ["a"] ),\n  ]\n}')
+    assert (error.span.line, error.span.column) == (3, 52)  # type: ignore[union-attr]
+    assert error.hint == "the '{' at line 3, column 36 is not closed"
+    error = syntax_error('workflow W {\n  source: NATS("in")\n')
+    assert error.message == "unexpected end of file; expected '}'"
+    assert error.hint == "the '{' at line 1, column 12 is not closed"
 
 
 def test_multiline_string_hint() -> None:
