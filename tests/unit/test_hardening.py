@@ -76,8 +76,13 @@ def _objects(wf, kind):
     return [o for o in wf.kubernetes if o["kind"] == kind]
 
 
+def _workloads(wf):
+    """The objects that run pods: Deployments, and StatefulSets for partitioned agents."""
+    return _objects(wf, "Deployment") + _objects(wf, "StatefulSet")
+
+
 def _pods(wf):
-    return [(d["metadata"]["name"], d["spec"]["template"]["spec"]) for d in _objects(wf, "Deployment")]
+    return [(d["metadata"]["name"], d["spec"]["template"]["spec"]) for d in _workloads(wf)]
 
 
 def test_every_example_and_scenario_is_covered():
@@ -215,7 +220,7 @@ def test_network_policies_allow_only_nats_dns_declared_endpoints_and_metrics(lab
     targets = {t.subject: t for t in wf.targets}
     # the agents calling out share one egress policy: each may reach what all of them need together
     calling_out = set().union(*(agent_destinations(a, targets, wf.namespace) for a in wf.agents))
-    for deployment in _objects(wf, "Deployment"):
+    for deployment in _workloads(wf):
         where = f"{label} {deployment['metadata']['name']}"
         policies = _applying_policies(wf, deployment)
         # isolated both ways: some policy selecting the pod restricts ingress and egress
@@ -268,7 +273,7 @@ def test_workflows_with_http_timer_or_file_endpoints_get_a_gateway():
     seen = 0
     for label, wf in PLANS:
         needs = any(s.kind != "NATS" for s in wf.sources) or any(t.kind in ("HTTP", "File") for t in wf.targets)
-        gateways = [d for d in _objects(wf, "Deployment") if _is_gateway(d)]
+        gateways = [d for d in _workloads(wf) if _is_gateway(d)]
         assert len(gateways) == (1 if needs else 0), label
         seen += needs
     assert seen  # at least one example or scenario exercises the gateway
@@ -279,7 +284,7 @@ def test_rbac_service_accounts_mount_no_token_and_agents_get_no_roles(label, wf)
     assert not [o for o in wf.kubernetes if o["kind"] in RBAC_KINDS], f"{label}: agents need no Kubernetes API"
     accounts = {a["metadata"]["name"]: a for a in _objects(wf, "ServiceAccount")}
     used = {}
-    for deployment in _objects(wf, "Deployment"):
+    for deployment in _workloads(wf):
         pod = deployment["spec"]["template"]["spec"]
         account = accounts.get(pod["serviceAccountName"])
         assert account is not None, f"{label}: {pod['serviceAccountName']} is not created"
@@ -287,7 +292,7 @@ def test_rbac_service_accounts_mount_no_token_and_agents_get_no_roles(label, wf)
         assert pod["automountServiceAccountToken"] is False
         used.setdefault(pod["serviceAccountName"], []).append("gateway" if _is_gateway(deployment) else "agent")
     # the agents share one account (it grants nothing: no token, no role); the gateway has its own
-    gateway = [d for d in _objects(wf, "Deployment") if _is_gateway(d)]
+    gateway = [d for d in _workloads(wf) if _is_gateway(d)]
     expected = {f"{wf.slug}-agents": ["agent"] * len(wf.agents)}
     if gateway:
         expected[f"{wf.slug}-gateway"] = ["gateway"]
@@ -299,7 +304,7 @@ def test_rbac_service_accounts_mount_no_token_and_agents_get_no_roles(label, wf)
 def test_a_pod_disruption_budget_covers_exactly_the_deployments_running_more_than_one_replica(label, wf):
     budgets = _objects(wf, "PodDisruptionBudget")
     assert len(budgets) <= 1, label  # one per workflow, over every replicated agent
-    for deployment in _objects(wf, "Deployment"):
+    for deployment in _workloads(wf):
         where = f"{label} {deployment['metadata']['name']}"
         pod = deployment["spec"]["template"]["metadata"]["labels"]
         covering = [b for b in budgets if _selector_of(b).items() <= pod.items()]
@@ -312,7 +317,7 @@ def test_a_pod_disruption_budget_covers_exactly_the_deployments_running_more_tha
 @pytest.mark.parametrize("label, wf", [(lbl, wf) for lbl, wf in PLANS if "[secured" in lbl],
                          ids=[lbl for lbl in IDS if "[secured" in lbl])
 def test_secured_pods_read_their_own_credentials_and_tls_from_secrets(label, wf):
-    for deployment in _objects(wf, "Deployment"):
+    for deployment in _workloads(wf):
         pod = deployment["spec"]["template"]["spec"]
         env = {e["name"]: e for e in pod["containers"][0]["env"]}
         identity = wf.gateway_identity if _is_gateway(deployment) else wf.agent(env["KUMEO_AGENT"]["value"]).identity
@@ -324,7 +329,7 @@ def test_secured_pods_read_their_own_credentials_and_tls_from_secrets(label, wf)
         assert env["NATS_TLS_CA"]["value"].startswith("/etc/kumeo/nats-tls/")
         (tls,) = [v for v in pod["volumes"] if v["name"] == "nats-tls"]
         assert tls["secret"]["secretName"] == "nats-client-tls"
-    names = [json.dumps(d["spec"]["template"]["spec"]["containers"][0]["env"]) for d in _objects(wf, "Deployment")]
+    names = [json.dumps(d["spec"]["template"]["spec"]["containers"][0]["env"]) for d in _workloads(wf)]
     assert len(set(names)) == len(names)
 
 
@@ -333,7 +338,7 @@ def test_the_metrics_service_selects_every_agent_pod_and_no_gateway(label, wf):
     (service,) = [s for s in _objects(wf, "Service") if not _is_gateway(s)]
     assert service["metadata"]["name"] == f"{wf.slug}-metrics" and service["spec"]["clusterIP"] == "None"
     selector = service["spec"]["selector"]
-    for deployment in _objects(wf, "Deployment"):
+    for deployment in _workloads(wf):
         labels = deployment["spec"]["template"]["metadata"]["labels"]
         assert (selector.items() <= labels.items()) is not _is_gateway(deployment), label
 
