@@ -275,7 +275,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0
     except ModuleNotFoundError as exc:
         return _missing_dependency(args.command, exc)
-    except Exception as exc:  # the boundary: a KumeoError the command did not handle, or a bug
+    except Exception as exc:  # noqa: BLE001 - the boundary: a KumeoError the command did not handle, or a bug
         from kumeo_iac.errors import KumeoError
 
         if isinstance(exc, KumeoError):

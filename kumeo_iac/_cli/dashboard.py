@@ -88,7 +88,8 @@ async def _serve(args: argparse.Namespace, auth: Any, metrics: dict[str, str]) -
     app = create_app(config)
     server = uvicorn.Server(uvicorn.Config(app, host=args.host, port=args.port, log_level="warning",
                                            lifespan="on", access_log=False, server_header=False))
-    server.install_signal_handlers = lambda: None  # type: ignore[method-assign]  # ours below, for a clean stop
+    # uvicorn (0.29+) captures SIGINT/SIGTERM while it serves; the handlers installed below, once it has started,
+    # take over from its own, for a clean stop.
     task = asyncio.create_task(server.serve())
     while not server.started and not task.done():
         await asyncio.sleep(0.02)

@@ -187,7 +187,7 @@ def _changes(summary: Mapping[Any, int] | None, *, done: bool = False) -> str:
         return "no changes"
     ordered = sorted(counts, key=lambda op: (_ORDER.index(op) if op in _ORDER else len(_ORDER), op))
     words = [_DONE.get(op, op) if done or op == "same" else f"to {op}" for op in ordered]
-    return ", ".join(f"{counts[op]} {word}" for op, word in zip(ordered, words))
+    return ", ".join(f"{counts[op]} {word}" for op, word in zip(ordered, words, strict=True))
 
 
 def _pulumi_message(exc: Exception) -> str:

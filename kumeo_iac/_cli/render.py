@@ -47,7 +47,7 @@ _FIELD_TYPES = (("Mapping", dict, "an object"), ("Sequence", list, "a list"), ("
                 ("int", int, "a whole number"), ("float", (int, float), "a number"), ("str", str, "a string"))
 
 
-def _check_field(field: dataclasses.Field, value: Any, where: str) -> None:
+def _check_field(field: dataclasses.Field[Any], value: Any, where: str) -> None:
     annotation = str(field.type)
     if value is None and "None" in annotation:
         return
@@ -56,7 +56,7 @@ def _check_field(field: dataclasses.Field, value: Any, where: str) -> None:
             wrong_bool = isinstance(value, bool) and kind is not bool
             if wrong_bool or not isinstance(value, kind):
                 raise SettingsError(f"{where}: error: {field.name} must be {what}, not {value!r}")
-            if kind is list and not all(isinstance(v, str) for v in value):
+            if isinstance(value, list) and kind is list and not all(isinstance(v, str) for v in value):
                 raise SettingsError(f"{where}: error: {field.name} must be a list of strings")
             return
 

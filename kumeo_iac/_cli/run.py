@@ -251,7 +251,7 @@ async def _run(args: argparse.Namespace, plan: Any, path: Path, events: Any, pro
                 _, source = runner.source_for(args.workflow, args.source)
                 token = "" if runner.embedded else f"{uuid.uuid4().hex[:8]}-"
                 pairs = [(f"{token}{events.stem}-{line}", payload) for line, payload in events.events]
-                lines = {event_id: line for (event_id, _), (line, _) in zip(pairs, events.events)}
+                lines = {event_id: line for (event_id, _), (line, _) in zip(pairs, events.events, strict=True)}
 
                 def refused(event_id: str, reason: str) -> None:
                     problem = f"{events.name}:{lines[event_id]}: error: {reason}"

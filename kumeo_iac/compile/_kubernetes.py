@@ -102,7 +102,8 @@ def agents_selector(slug: str) -> dict[str, str]:
     return {"kumeo.dev/workflow": slug, "app.kubernetes.io/component": "agent"}
 
 
-def _meta(name: str, namespace: str, lbls: dict[str, str], annotations: dict[str, str] | None = None) -> dict:
+def _meta(name: str, namespace: str, lbls: dict[str, str], annotations: dict[str, str] | None = None
+          ) -> dict[str, Any]:
     meta: dict[str, Any] = {"name": name, "namespace": namespace, "labels": dict(lbls)}
     if annotations:
         meta["annotations"] = dict(annotations)

@@ -127,7 +127,8 @@ def _python_env() -> dict[str, str]:
 
 
 def select_stack(
-    path: str | os.PathLike[str], stack_name: str, config: Iterable[tuple[str, str]] = (), *, work_dir: str | None = None
+    path: str | os.PathLike[str], stack_name: str, config: Iterable[tuple[str, str]] = (), *,
+    work_dir: str | None = None,
 ) -> Any:
     """Create or select ``stack_name`` for the file's inline program, with its config set.
 

@@ -17,7 +17,7 @@ strings, and the analyzer walks the class's MRO; the subclass's entries replace 
 """
 
 import os
-from typing import Any, NotRequired, Optional, Required, TypedDict
+from typing import Any, NotRequired, Required, TypedDict
 
 import pulumi
 
@@ -40,7 +40,8 @@ class WorkflowComponentArgs(TypedDict, total=False):
     nats_url: NotRequired[pulumi.Input[str]]
     """The NATS URL agents use inside the cluster. Config: kumeo:natsUrl."""
     jetstream_url: NotRequired[pulumi.Input[str]]
-    """The NATS URL the machine running Pulumi reaches to create streams (default: natsUrl). Config: kumeo:jetstreamUrl."""
+    """The NATS URL the machine running Pulumi reaches to create streams (default: natsUrl).
+    Config: kumeo:jetstreamUrl."""
     image_registry: NotRequired[str]
     """Registry prefix for agent images. Config: kumeo:imageRegistry."""
     keda: NotRequired[bool]
@@ -88,7 +89,7 @@ class Workflow(_workflow.Workflow):
     plan_digest: pulumi.Output[str]
     """A digest of the compiled Plan (changes whenever what is deployed changes)."""
 
-    def __init__(self, name: str, args: WorkflowComponentArgs, opts: Optional[pulumi.ResourceOptions] = None) -> None:
+    def __init__(self, name: str, args: WorkflowComponentArgs, opts: pulumi.ResourceOptions | None = None) -> None:
         path = args.get("path")
         if not isinstance(path, str) or not path:
             raise KumeoSpecError(
@@ -104,8 +105,8 @@ class Workflow(_workflow.Workflow):
         super().__init__(name, program, opts=opts, **kwargs)
 
     @classmethod
-    def from_file(  # type: ignore[override]
-        cls, resource_name: str, path: Any, *, opts: Optional[pulumi.ResourceOptions] = None, **kwargs: Any
+    def from_file(
+        cls, resource_name: str, path: Any, *, opts: pulumi.ResourceOptions | None = None, **kwargs: Any
     ) -> "Workflow":
         return cls(resource_name, {"path": os.fspath(path), **kwargs}, opts)  # type: ignore[typeddict-item]
 

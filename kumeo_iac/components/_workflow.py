@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import os
 from collections.abc import Mapping
@@ -172,7 +173,8 @@ class Workflow(pulumi.ComponentResource):
         wait = bool(_first(args.await_kubernetes, config.await_kubernetes, True))
         namespace_resource: pulumi.Resource | None = None
         if _first(args.create_namespace, config.create_namespace, False):
-            obj = {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": namespace, "labels": labels}}
+            obj: dict[str, Any] = {"apiVersion": "v1", "kind": "Namespace",
+                                   "metadata": {"name": namespace, "labels": labels}}
             namespace_resource = kubernetes_resource(
                 f"{resource_name}-namespace", obj if wait else _skip_await(obj), child())
             self.kubernetes["Namespace"] = namespace_resource
@@ -389,7 +391,7 @@ def _platform_settings(settings: Any, **overrides: Any) -> Any:
         values = {k: v for k, v in values.items() if v in (_NAMESPACE_PLACEHOLDER, _NATS_URL_PLACEHOLDER)}
     if "for_cluster" in known:  # the component deploys to a cluster: endpoints no pod runs are refused
         values["for_cluster"] = True
-    if dataclasses.is_dataclass(base):
+    if dataclasses.is_dataclass(base) and not isinstance(base, type):
         return dataclasses.replace(base, **values)
     return base.model_copy(update=values)
 
@@ -461,7 +463,7 @@ class _Substitution:
                 return value
 
             def fill(resolved: list[str], text: str = value) -> str:
-                for (placeholder, _), real in zip(used, resolved):
+                for (placeholder, _), real in zip(used, resolved, strict=True):
                     text = text.replace(placeholder, real)
                 return text
 
@@ -538,7 +540,7 @@ def _secret_objects(
                 "their passwords from; run `pulumi config set --secret kumeo:natsAuthSeed \"$(openssl rand -base64 "
                 "32)\"`")
         out.append(secret(credentials_secret_name(plan.slug), {
-            user: pulumi.Output.secret(seed.apply(lambda s, u=user: derive_password(s, u))) for user in users}))
+            user: pulumi.Output.secret(seed.apply(functools.partial(derive_password, user=user))) for user in users}))
     return out
 
 

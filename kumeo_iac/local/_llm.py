@@ -178,7 +178,7 @@ class LocalLLM:
             gc.collect()
         self.address = ""
 
-    async def __aenter__(self) -> LocalLLM:  # noqa: PYI034
+    async def __aenter__(self) -> LocalLLM:
         await asyncio.to_thread(self.start)
         return self
 
@@ -186,7 +186,7 @@ class LocalLLM:
                         tb: TracebackType | None) -> None:
         await asyncio.to_thread(self.close)
 
-    def __enter__(self) -> LocalLLM:  # noqa: PYI034
+    def __enter__(self) -> LocalLLM:
         return self.start()
 
     def __exit__(self, *exc: object) -> None:

@@ -2,10 +2,10 @@
 
 :class:`LocalRunner` starts (or connects to) a nats-server, creates the Plan's streams, consumers and KV buckets with
 the same ``ensure_*`` functions the Pulumi providers use (the agents' consumers and the gateways' target consumers:
-the runner is the deployer, and workers and target adapters only bind to their durable), starts every agent (asyncio tasks in this process, or one
-``python -m kumeo_iac.runtime`` process per agent, like pods) and each workflow's :class:`~kumeo_iac.runtime.io.
-Gateway` (HTTP/Timer/File sources, HTTP/File targets), then watches every target subject and every dead-letter
-subject ``kumeo.<slug>.dlq.>`` and reports each message seen there as an output.
+the runner is the deployer, and workers and target adapters only bind to their durable), starts every agent (asyncio
+tasks in this process, or one ``python -m kumeo_iac.runtime`` process per agent, like pods) and each workflow's
+:class:`~kumeo_iac.runtime.io.Gateway` (HTTP/Timer/File sources, HTTP/File targets), then watches every target
+subject and every dead-letter subject ``kumeo.<slug>.dlq.>`` and reports each message seen there as an output.
 
 **The drain rule** (:meth:`LocalRunner.drain`). Polled every 50 ms once every finite source (the input, File
 sources) has published what it has:
@@ -29,9 +29,10 @@ message. An agent process that exits before it ever became ready fails the run a
 restart would only repeat). The embedded nats-server is restarted on the same port with the same JetStream store
 (its streams and messages survive), at most 3 times within 60 s; then, or when it cannot start again, the run
 fails. After a reconnection the runner ensures the streams, consumers and buckets again (a server that lost them
-gets them back from the deployer, as workers may not create them) and the output subjects are read back from their streams since the run began, so an
-output published while the connection was down is still reported; every output is reported once (per subject and
-``Nats-Msg-Id``, else event id), however many times redeliveries or read-backs show it.
+gets them back from the deployer, as workers may not create them) and the output subjects are read back from their
+streams since the run began, so an output published while the connection was down is still reported; every output
+is reported once (per subject and ``Nats-Msg-Id``, else event id), however many times redeliveries or read-backs
+show it.
 """
 
 from __future__ import annotations
@@ -313,7 +314,8 @@ class LocalRunner:
         for wf in self.workflows:
             for agent in wf.agents:
                 # A HumanReview agent serves its review API on the worker's HTTP port: give it one (loopback).
-                http = {"health_port": 0, "health_host": "127.0.0.1"} if agent.kind in _SERVES_HTTP else {}
+                http: dict[str, Any] = (
+                    {"health_port": 0, "health_host": "127.0.0.1"} if agent.kind in _SERVES_HTTP else {})
                 worker = Worker(wf, agent.id, self.url, self.base_dir, fetch_expires=self.fetch_expires, **http)
                 try:
                     await worker.start()
@@ -623,7 +625,7 @@ class LocalRunner:
                 with contextlib.suppress(subprocess.TimeoutExpired):
                     await asyncio.to_thread(child.process.wait, 5.0)
 
-    async def __aenter__(self) -> LocalRunner:  # noqa: PYI034 - as Worker does
+    async def __aenter__(self) -> LocalRunner:
         await self.start()
         return self
 
@@ -707,7 +709,7 @@ class LocalRunner:
                     future.cancel()
             else:
                 done = set()
-            todo = [item for item, future in zip(todo, futures + [None] * (len(todo) - len(futures)))
+            todo = [item for item, future in zip(todo, futures + [None] * (len(todo) - len(futures)), strict=True)
                     if future is None or future not in done or future.cancelled() or future.exception() is not None]
             if todo:
                 await asyncio.sleep(0.25)

@@ -2,10 +2,11 @@
 
 One worker owns everything about NATS for its agent, so agent kinds only compute (see ``_agent.py``):
 
-1. **Consume.** Each of the agent's durable pull consumers is read by a pull loop that keeps one pull request of ``batch_size`` messages open on the server and hands over whatever
-   has arrived, so a busy stream is read in batches and a quiet one with no batching delay. The deployer creates
-   those consumers (the ``Workflow`` component, or ``kumeo run``); the worker only binds to them (``CONSUMER.INFO``)
-   and has no right to create one, so it cannot widen its filter. A consumer missing at start is a
+1. **Consume.** Each of the agent's durable pull consumers is read by a pull loop that keeps one pull request of
+   ``batch_size`` messages open on the server and hands over whatever has arrived, so a busy stream is read in
+   batches and a quiet one with no batching delay. The deployer creates those consumers (the ``Workflow``
+   component, or ``kumeo run``); the worker only binds to them (``CONSUMER.INFO``) and has no right to create one,
+   so it cannot widen its filter. A consumer missing at start is a
    :class:`~kumeo_iac.runtime._binding.ConsumerMissing` error naming the stream and durable.
 2. **Process.** Each message becomes an :class:`Event` (id from ``Kumeo-Event-Id``, or derived from the source
    stream position so a redelivered source message keeps its id). ``when`` false passes the payload on unchanged;
@@ -42,8 +43,6 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-import nats
-import nats.errors
 from nats.aio.client import Client as NATS
 from nats.aio.msg import Msg
 
@@ -157,7 +156,7 @@ class _Puller:
                     if status == "409":
                         # "Consumer Deleted", "Leadership Change", "Exceeded MaxWaiting"…: bind afresh.
                         log.info("pull request on %s/%s ended: %s", self.stream, self.durable,
-                                 msg.headers.get("Description"))
+                                 (msg.headers or {}).get("Description"))
                         self._generation = -1
             elif status != _STATUS_HEARTBEAT:
                 self._outstanding -= 1
@@ -409,7 +408,7 @@ class Worker:
             await self._health.stop()
         log.info("worker %s/%s stopped", self.workflow.name, self.agent_id)
 
-    async def __aenter__(self) -> Worker:  # noqa: PYI034 - a Worker subclass would return itself anyway
+    async def __aenter__(self) -> Worker:
         await self.start()
         self._run_task = asyncio.create_task(self.run())
         return self
@@ -690,7 +689,7 @@ class Worker:
             else:
                 data: dict[str, Any] = {}
                 try:
-                    for pattern, part, field in self._bindings:
+                    for _pattern, part, field in self._bindings:
                         if part in result.parts and part not in data:
                             data[part] = _select(result.parts[part], field)
                 except Exception as exc:  # noqa: BLE001 - a part that cannot be read rejects the event
@@ -725,7 +724,8 @@ class Worker:
                     expression_scope(work.event.data, self.plan.settings.get(WORKFLOW_CONFIG_KEY) or {})
                 )
             except Exception as exc:  # noqa: BLE001 - KumeoError, or anything the event makes `when` raise
-                work.outcome = EventRejected(f"when {self.plan.when!r}: {exc if isinstance(exc, KumeoError) else _reason(exc)}")
+                reason = exc if isinstance(exc, KumeoError) else _reason(exc)
+                work.outcome = EventRejected(f"when {self.plan.when!r}: {reason}")
                 continue
             if not selected:
                 work.passthrough = work.payload if work.join_complete else work.raw
@@ -743,7 +743,7 @@ class Worker:
                 results = await asyncio.wait_for(agent.process_batch([w.event for w in todo]), timeout)  # type: ignore[misc]
             except Exception as exc:  # noqa: BLE001 - the whole batch failed: each event retries on its own
                 results = [_timeout_error(exc, timeout)] * len(todo)
-            for work, result in zip(todo, results):
+            for work, result in zip(todo, results, strict=False):
                 work.outcome = result
             return
 

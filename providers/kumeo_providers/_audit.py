@@ -39,7 +39,7 @@ import os
 import re
 from collections.abc import AsyncIterator, Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import nats.errors
 from nats.js import JetStreamContext
@@ -52,6 +52,9 @@ from kumeo_iac.jetstream import (
     audit_stream_config,
     set_change_recorder,
 )
+
+if TYPE_CHECKING:
+    from pulumi.runtime.settings import Settings
 
 __all__ = [
     "AUDIT_STREAM",
@@ -270,12 +273,15 @@ def _creds_name(path: str) -> str:
 
 def _pulumi_context(env: Mapping[str, str]) -> dict[str, str | None]:
     found: dict[str, str | None] = {key: env.get(f"PULUMI_{key.upper()}") or None for key in _HOST_PLACEHOLDERS}
+    settings: Settings | None = None
     try:
         from pulumi.runtime.settings import SETTINGS
+
+        settings = SETTINGS
     except ImportError:  # pragma: no cover - the providers always ship with the SDK
-        SETTINGS = None  # noqa: N806
-    if SETTINGS is not None:
-        sdk = {"project": SETTINGS.project, "stack": SETTINGS.stack, "organization": SETTINGS.organization}
+        pass
+    if settings is not None:
+        sdk = {"project": settings.project, "stack": settings.stack, "organization": settings.organization}
         placeholders = sdk["stack"] == "stack" and sdk["organization"] == "organization"
         for key, value in sdk.items():
             if not found[key] and value and not (placeholders and value == _HOST_PLACEHOLDERS[key]):

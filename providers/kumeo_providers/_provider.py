@@ -261,9 +261,9 @@ class JetStreamProvider(ResourceProvider):
                     CheckFailure("server_url", f"{url!r} is not a NATS URL; use nats://, tls://, ws:// or wss://")
                 )
         timeout = unwrap(inputs.get("connect_timeout_s"))
-        if timeout is not None and not contains_unknown(timeout):
-            if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or timeout <= 0:
-                failures.append(CheckFailure("connect_timeout_s", f"expected a positive number, got {timeout!r}"))
+        if timeout is not None and not contains_unknown(timeout) and (
+                isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or timeout <= 0):
+            failures.append(CheckFailure("connect_timeout_s", f"expected a positive number, got {timeout!r}"))
         if inputs.get("tls_cert_file") and not inputs.get("tls_key_file"):
             failures.append(CheckFailure("tls_key_file", "tls_cert_file is set but tls_key_file is not; give the "
                                                          "client certificate's key too"))
@@ -566,7 +566,8 @@ class JetStreamProvider(ResourceProvider):
         """The config in canonical wire shape for comparison (mock floats back to ints, None dropped)."""
         if not isinstance(raw, Mapping):
             return {}
-        return canonical_inputs(dict(raw))
+        normalized: dict[str, Any] = canonical_inputs(dict(raw))
+        return normalized
 
     def _effective(self, config: Mapping[str, Any], field: str) -> Any:
         value = config.get(field)

@@ -21,6 +21,7 @@ endpoint (``/libpod/build``) over the same socket. Against Docker it is ignored.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import os
@@ -114,7 +115,8 @@ class ImageEngine:
         import docker
 
         try:
-            return self.client.api.inspect_image(name)
+            info: dict[str, Any] = self.client.api.inspect_image(name)  # type: ignore[no-untyped-call]  # unannotated
+            return info
         except docker.errors.ImageNotFound:
             return None
 
@@ -140,7 +142,8 @@ class ImageEngine:
         self, tarball: Any, tag: str, dockerfile: str, build_args: Mapping[str, str], labels: Mapping[str, str],
         isolation: str,
     ) -> Iterator[dict[str, Any]]:
-        api = self.client.api
+        # libpod's build endpoint goes through APIClient's private helpers, which types-docker does not declare
+        api: Any = self.client.api
         params = {
             "t": tag, "dockerfile": dockerfile, "buildargs": json.dumps(dict(build_args)),
             "labels": json.dumps(dict(labels)), "isolation": isolation, "rm": "true", "forcerm": "true",
@@ -151,7 +154,8 @@ class ImageEngine:
             stream=True, timeout=self.timeout_s,
         )
         api._raise_for_status(response)
-        return api._stream_helper(response, decode=True)
+        stream: Iterator[dict[str, Any]] = api._stream_helper(response, decode=True)
+        return stream
 
     def push(self, repository: str, tag: str, auth: Mapping[str, str] | None) -> str | None:
         """Push ``repository:tag``; return the manifest digest the registry answered with (None if it said none)."""
@@ -171,13 +175,11 @@ class ImageEngine:
     def remove(self, name: str) -> None:
         import docker
 
-        try:
+        with contextlib.suppress(docker.errors.APIError):  # in use, already gone: an untag is best effort
             self.client.api.remove_image(name, noprune=False)
-        except docker.errors.APIError:
-            pass  # in use, already gone: an untag is best effort
 
 
-def _checked(stream: Any, what: str, log: list[str]) -> Iterator[dict[str, Any]]:
+def _checked(stream: Any, what: str, log: list[str]) -> Iterator[Mapping[str, Any]]:
     for chunk in stream:
         if not isinstance(chunk, Mapping):
             continue
@@ -231,9 +233,11 @@ class ImageProvider(ResourceProvider):
             if value is not None and not contains_unknown(value) and not isinstance(value, Mapping):
                 failures.append(CheckFailure(key, f"expected an object of strings, got {value!r}"))
         if plain.get("push") and not failures and isinstance(repository, str) and "/" not in repository:
-            failures.append(CheckFailure("repository", f"pushing needs a registry in the repository: 'registry/{repository}'"))
+            failures.append(
+                CheckFailure("repository", f"pushing needs a registry in the repository: 'registry/{repository}'"))
         inputs["dockerfile"] = dockerfile if not contains_unknown(dockerfile) else inputs.get("dockerfile")
-        if not failures and not any(contains_unknown(plain.get(k)) for k in ("context", "dockerfile", "build_args", "labels")):
+        fields = ("context", "dockerfile", "build_args", "labels")
+        if not failures and not any(contains_unknown(plain.get(k)) for k in fields):
             digest = content_hash(plain)
             inputs["content_hash"] = digest
             inputs["tag"] = digest[:TAG_LENGTH]
@@ -248,6 +252,8 @@ class ImageProvider(ResourceProvider):
                 changed = True
                 replaces.append(key)
         old_registry, new_registry = olds.get("registry") or {}, news.get("registry") or {}
+        old: Any
+        new: Any
         for key in _UPDATE_FIELDS:
             if key == "push":
                 old, new = bool(olds.get("push")), bool(news.get("push"))
@@ -311,7 +317,7 @@ class ImageProvider(ResourceProvider):
         engine = self._engine(inputs)
         info = engine.inspect(name)
         built = info is None
-        if built:  # the tag is the content: an image already holding it is this build's result
+        if info is None:  # the tag is the content: an image already holding it is this build's result
             engine.build(
                 inputs["context"], tag=name, dockerfile=dockerfile, build_args=_strings(inputs.get("build_args")),
                 labels=_strings(inputs.get("labels")), isolation=inputs.get("isolation"),
@@ -443,7 +449,7 @@ class Image(Resource):
     ) -> None:
         args = args if isinstance(args, ImageArgs) else ImageArgs.from_mapping(args)
         props = args.to_props()
-        props.update({k: None for k in ("image_name", "tag", "content_hash", "image_id", "digest", "repo_digest",
-                                         "ref", "pushed", "built")})
+        outputs = ("image_name", "tag", "content_hash", "image_id", "digest", "repo_digest", "ref", "pushed", "built")
+        props.update(dict.fromkeys(outputs))
         opts = pulumi.ResourceOptions.merge(opts, pulumi.ResourceOptions(additional_secret_outputs=["registry"]))
         super().__init__(ImageProvider(), resource_name, props, opts)

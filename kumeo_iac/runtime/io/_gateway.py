@@ -2,8 +2,8 @@
 
 `kumeo run` runs it in-process beside the workers; in a cluster it runs as one small pod per workflow,
 ``<slug>-gateway`` (``python -m kumeo_iac.runtime.io --plan PLAN.json``, see ``__main__.py``; compile adds that
-Deployment, Service, PodDisruptionBudget and NetworkPolicy when the workflow needs one). NATS sources and targets need no adapter: agents read and
-write those subjects themselves.
+Deployment, Service, PodDisruptionBudget and NetworkPolicy when the workflow needs one). NATS sources and targets need
+no adapter: agents read and write those subjects themselves.
 """
 
 from __future__ import annotations
