@@ -33,12 +33,13 @@ system-deps:
 	  else echo "warning: missing Debian packages:$$missing (run as root or: sudo apt-get install$$missing)"; fi; \
 	fi
 
-## make test: install everything and run the whole suite (unit, scenarios, integration on a real nats-server, e2e)
-test: $(STAMP) system-deps ui toolchain kube-apiserver
+## make test: install everything, lint (make lint), then run the whole suite (unit, scenarios, integration on a real
+## nats-server, e2e)
+test: $(STAMP) system-deps ui toolchain kube-apiserver lint
 	$(PY) -m pytest -q $(PYTEST_ARGS)
 
 ## make lint: mypy --strict on the SDK and the providers, and ruff on the whole tree (settings in pyproject.toml;
-## ruff skips ui/node_modules, build, .venv and .toolchain)
+## ruff skips ui/node_modules, build, .venv and .toolchain); make test runs it before pytest
 lint: $(STAMP)
 	$(VENV)/bin/mypy --strict kumeo_iac providers/kumeo_providers
 	$(VENV)/bin/ruff check .
