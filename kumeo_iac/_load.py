@@ -111,23 +111,11 @@ def load_text(text: str, path: str | os.PathLike[str], *, base_dir: Path | None 
 
 def _validated(path: Path, program: Program | None, diagnostics: list[Diagnostic], *, base_dir: Path | None,
                strict_files: bool) -> Loaded:
-    from kumeo_iac.validate import validate
+    from kumeo_iac.validate import dedupe, validate
 
     if program is not None:
         diagnostics = diagnostics + validate(program, base_dir=base_dir, strict_files=strict_files)
-    return Loaded(path, program, _dedupe(sort_diagnostics(diagnostics)))
-
-
-def _dedupe(diagnostics: list[Diagnostic]) -> list[Diagnostic]:
-    # The importer and validation can both see one problem (a duplicate id); say it once.
-    seen: set[tuple[Any, ...]] = set()
-    out = []
-    for d in diagnostics:
-        key = (d.span, d.message, d.severity)
-        if key not in seen:
-            seen.add(key)
-            out.append(d)
-    return out
+    return Loaded(path, program, dedupe(sort_diagnostics(diagnostics)))
 
 
 def diagnostics_of(exc: KumeoError, path: Path) -> list[Diagnostic]:

@@ -80,7 +80,7 @@ from kumeo_iac.spec import (
 )
 from kumeo_iac.spec import did_you_mean as _did_you_mean
 
-__all__ = ["WORKFLOW_BLOCKS", "check_file", "check_program", "load", "validate"]
+__all__ = ["WORKFLOW_BLOCKS", "check_file", "check_program", "dedupe", "load", "validate"]
 
 #: Every block a workflow may contain (the singular spellings are accepted for lists).
 WORKFLOW_BLOCKS = (
@@ -123,7 +123,7 @@ def validate(program: Program, *, base_dir: Path | None = None, strict_files: bo
         base_dir = Path(program.path).parent
     checker = _Checker(program, base_dir, strict_files)
     checker.run()
-    return sort_diagnostics(_dedupe(checker.diagnostics))
+    return sort_diagnostics(dedupe(checker.diagnostics))
 
 
 def check_program(program: Program, *, base_dir: Path | None = None, strict_files: bool = False) -> Program:
@@ -146,25 +146,15 @@ def check_file(path: str | Path, *, strict_files: bool = False) -> list[Diagnost
     diagnostics = list(result.diagnostics)
     if result.program is not None:
         diagnostics += validate(result.program, base_dir=path.parent, strict_files=strict_files)
-    return sort_diagnostics(_dedupe(diagnostics))
+    return sort_diagnostics(dedupe(diagnostics))
 
 
 def load(path: str | Path, *, strict_files: bool = False) -> Program:
-    """Parse and validate a `.kumeo` file into a checked Program.
+    """The same as :func:`kumeo_iac.load`, kept for callers that found it here: every entry point reads a workflow
+    through that one function."""
+    from kumeo_iac._load import load as load_workflow
 
-    Raises :class:`~kumeo_iac.errors.KumeoSyntaxError` when the file does not parse and
-    :class:`KumeoValidationError` (carrying every diagnostic, warnings included) when it does not make sense.
-    """
-    from kumeo_iac.lang import parse_file
-
-    path = Path(path)
-    result = parse_file(path)
-    diagnostics = list(result.diagnostics)
-    if result.program is not None:
-        diagnostics += validate(result.program, base_dir=path.parent, strict_files=strict_files)
-    if result.program is None or any(d.is_error for d in diagnostics):
-        raise KumeoValidationError(diagnostics or [Diagnostic(f"{path}: the file declares nothing usable")])
-    return result.program
+    return load_workflow(path, strict_files=strict_files)
 
 
 def _diagnostics_of(exc: KumeoError, path: str) -> list[Diagnostic]:
@@ -176,7 +166,8 @@ def _diagnostics_of(exc: KumeoError, path: str) -> list[Diagnostic]:
             for d in found]
 
 
-def _dedupe(diagnostics: Iterable[Diagnostic]) -> list[Diagnostic]:
+def dedupe(diagnostics: Iterable[Diagnostic]) -> list[Diagnostic]:
+    """The diagnostics with each problem once (two checks, or the importer and a check, may see the same one)."""
     seen: set[tuple[Any, ...]] = set()
     out = []
     for d in diagnostics:

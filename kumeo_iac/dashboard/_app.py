@@ -105,8 +105,8 @@ class _Plans:
         self._cache: dict[Path, tuple[tuple[int, int], Compiled]] = {}
 
     def get(self, name: str | None) -> Compiled:
+        from kumeo_iac import load
         from kumeo_iac.compile import compile_program
-        from kumeo_iac.validate import load
 
         file = self.workspace.resolve(name)
         try:
