@@ -18,8 +18,9 @@ helpers turn them into the plain wire-shaped dicts the Plan holds (durations in 
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from kumeo_iac._lazy import lazy_exports
 
 if TYPE_CHECKING:
     from kumeo_iac.jetstream._audit_stream import (
@@ -79,56 +80,56 @@ if TYPE_CHECKING:
 
 # Names are imported on first use: the compiler and `kumeo check` read the subject rules without loading nats-py.
 _WHERE: dict[str, str] = {
-    "AUDIT_MAX_AGE_SECONDS": "_audit_stream",
-    "AUDIT_STREAM": "_audit_stream",
-    "AUDIT_SUBJECTS": "_audit_stream",
-    "audit_stream_config": "_audit_stream",
-    "ConfigFieldError": "_config",
-    "canonical_inputs": "_config",
-    "coerce_field": "_config",
-    "comparable_config": "_config",
-    "config_defaults": "_config",
-    "config_field_types": "_config",
-    "config_from_inputs": "_config",
-    "consumer_config_from_inputs": "_config",
-    "consumer_config_to_inputs": "_config",
-    "field_from_input": "_config",
-    "key_value_config_from_inputs": "_config",
-    "key_value_config_from_stream": "_config",
-    "key_value_config_to_inputs": "_config",
-    "key_value_stream_name": "_config",
-    "stream_config_from_inputs": "_config",
-    "stream_config_to_inputs": "_config",
-    "without_server_metadata": "_config",
-    "TLS_ENV_NAMES": "_connect",
-    "TLS_SETTING_NAMES": "_connect",
-    "close_quietly": "_connect",
-    "connect": "_connect",
-    "connect_options_from_env": "_connect",
-    "describe_error": "_connect",
-    "tls_context": "_connect",
-    "with_jetstream": "_connect",
-    "ChangeRecorder": "_ensure",
-    "Outcome": "_ensure",
-    "apply_consumer": "_ensure",
-    "apply_key_value": "_ensure",
-    "apply_stream": "_ensure",
-    "delete_consumer": "_ensure",
-    "delete_key_value": "_ensure",
-    "delete_stream": "_ensure",
-    "ensure_consumer": "_ensure",
-    "ensure_key_value": "_ensure",
-    "ensure_stream": "_ensure",
-    "find_consumer": "_ensure",
-    "find_key_value": "_ensure",
-    "find_stream": "_ensure",
-    "open_key_value": "_ensure",
-    "set_change_recorder": "_ensure",
-    "covers": "_subjects",
-    "minimal_subjects": "_subjects",
-    "overlap": "_subjects",
-    "subject_matches": "_subjects",
-    "valid_subject": "_subjects",
+    "AUDIT_MAX_AGE_SECONDS": "._audit_stream",
+    "AUDIT_STREAM": "._audit_stream",
+    "AUDIT_SUBJECTS": "._audit_stream",
+    "audit_stream_config": "._audit_stream",
+    "ConfigFieldError": "._config",
+    "canonical_inputs": "._config",
+    "coerce_field": "._config",
+    "comparable_config": "._config",
+    "config_defaults": "._config",
+    "config_field_types": "._config",
+    "config_from_inputs": "._config",
+    "consumer_config_from_inputs": "._config",
+    "consumer_config_to_inputs": "._config",
+    "field_from_input": "._config",
+    "key_value_config_from_inputs": "._config",
+    "key_value_config_from_stream": "._config",
+    "key_value_config_to_inputs": "._config",
+    "key_value_stream_name": "._config",
+    "stream_config_from_inputs": "._config",
+    "stream_config_to_inputs": "._config",
+    "without_server_metadata": "._config",
+    "TLS_ENV_NAMES": "._connect",
+    "TLS_SETTING_NAMES": "._connect",
+    "close_quietly": "._connect",
+    "connect": "._connect",
+    "connect_options_from_env": "._connect",
+    "describe_error": "._connect",
+    "tls_context": "._connect",
+    "with_jetstream": "._connect",
+    "ChangeRecorder": "._ensure",
+    "Outcome": "._ensure",
+    "apply_consumer": "._ensure",
+    "apply_key_value": "._ensure",
+    "apply_stream": "._ensure",
+    "delete_consumer": "._ensure",
+    "delete_key_value": "._ensure",
+    "delete_stream": "._ensure",
+    "ensure_consumer": "._ensure",
+    "ensure_key_value": "._ensure",
+    "ensure_stream": "._ensure",
+    "find_consumer": "._ensure",
+    "find_key_value": "._ensure",
+    "find_stream": "._ensure",
+    "open_key_value": "._ensure",
+    "set_change_recorder": "._ensure",
+    "covers": "._subjects",
+    "minimal_subjects": "._subjects",
+    "overlap": "._subjects",
+    "subject_matches": "._subjects",
+    "valid_subject": "._subjects",
 }
 
 __all__ = [
@@ -185,14 +186,4 @@ __all__ = [
 ]
 
 
-def __getattr__(name: str) -> Any:
-    module = _WHERE.get(name)
-    if module is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = getattr(importlib.import_module(f"{__name__}.{module}"), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted(__all__)
+__getattr__, __dir__ = lazy_exports(__name__, _WHERE, globals(), __all__)

@@ -13,8 +13,9 @@ Names are imported on first use, so importing this package (the CLI, the test fi
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from kumeo_iac._lazy import lazy_exports
 
 if TYPE_CHECKING:  # what the names below are, for type checkers; at run time they load on first use
     from kumeo_iac.local._events import read_events
@@ -40,29 +41,19 @@ __all__ = [
 ]
 
 _WHERE = {
-    "DrainResult": "_runner",
-    "LocalRunner": "_runner",
-    "Output": "_runner",
-    "NatsServer": "_nats_server",
-    "free_port": "_nats_server",
-    "read_events": "_events",
-    "LocalLLM": "_llm",
-    "use_local_llm": "_llm",
-    "Progress": "_progress",
-    "ProgressLogHandler": "_progress",
-    "ReviewWatch": "_reviews",
-    "output_of": "_runner",
+    "DrainResult": "._runner",
+    "LocalRunner": "._runner",
+    "Output": "._runner",
+    "NatsServer": "._nats_server",
+    "free_port": "._nats_server",
+    "read_events": "._events",
+    "LocalLLM": "._llm",
+    "use_local_llm": "._llm",
+    "Progress": "._progress",
+    "ProgressLogHandler": "._progress",
+    "ReviewWatch": "._reviews",
+    "output_of": "._runner",
 }
 
 
-def __getattr__(name: str) -> Any:
-    module = _WHERE.get(name)
-    if module is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = getattr(importlib.import_module(f"{__name__}.{module}"), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted(__all__)
+__getattr__, __dir__ = lazy_exports(__name__, _WHERE, globals(), __all__)

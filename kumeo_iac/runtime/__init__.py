@@ -5,8 +5,9 @@ Names are imported on first use, so a sub-package (an agent kind, the LLM client
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from kumeo_iac._lazy import lazy_exports
 
 if TYPE_CHECKING:  # what the names below are, for type checkers; at run time they load on first use
     from kumeo_iac.runtime._worker import Worker
@@ -14,19 +15,9 @@ if TYPE_CHECKING:  # what the names below are, for type checkers; at run time th
 __all__ = ["PARTITION_ENV", "Worker"]
 
 _WHERE = {
-    "PARTITION_ENV": "_partitions",
-    "Worker": "_worker",
+    "PARTITION_ENV": "._partitions",
+    "Worker": "._worker",
 }
 
 
-def __getattr__(name: str) -> Any:
-    module = _WHERE.get(name)
-    if module is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = getattr(importlib.import_module(f"{__name__}.{module}"), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted(__all__)
+__getattr__, __dir__ = lazy_exports(__name__, _WHERE, globals(), __all__)
