@@ -458,7 +458,8 @@ def language_reference() -> str:
     parts: list[str] = [_HEADER, _LEXICAL, _BLOCKS, _REFERENCES_INTRO + _references_list() + _REFERENCES_OUTRO]
 
     lines = ["## Agents", "", "Every agent kind takes these arguments besides its own:", ""]
-    common = [(f.alias or n, f) for n, f in Agent.model_fields.items() if n not in ("span", "arg_spans", "extra_args")]
+    common = [(f.alias or n, f) for n, f in Agent.model_fields.items()
+              if n not in ("span", "arg_spans", "extra_args", "kind")]
     lines += _argument_table(common, ())
     lines += ["", "Each kind lists the settings it reads from `config:`, with their types, defaults and allowed values. "
               "`kumeo check` reports an unknown key (with a did-you-mean) or a wrong type as an error at the key, "
@@ -466,7 +467,8 @@ def language_reference() -> str:
               "one `TypedDict` per kind (`DataProcessorConfig`, `LLMConfig`, …) that types its `config` argument, so "
               "a type checker flags `DataProcessor(config={\"required_feilds\": …})`.", "", _PARTITIONS]
     for cls in AGENT_KINDS.values():
-        lines += _kind_section(cls, Agent)
+        if cls.__module__.startswith("kumeo_iac."):  # the built-in kinds; one registered by a program is its own
+            lines += _kind_section(cls, Agent)
     parts.append("\n".join(lines))
 
     for title, kinds, base, intro in (

@@ -21,7 +21,6 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 from kumeo_iac.spec._durations import Duration
 
 __all__ = [
-    "CONFIG_MODELS",
     "AgentConfig",
     "BayesianNetworkConfig",
     "BayesianNetworkSettings",
@@ -338,18 +337,3 @@ class CustomConfig(_Base, total=False):
     memory_limit: str | int
     fuel: int
 
-
-#: Each built-in kind's settings model and TypedDict, by kind name.
-CONFIG_MODELS: Final[dict[str, tuple[type[AgentConfig], type]]] = {
-    "LLM": (LLMSettings, LLMConfig),
-    "MLModel": (MLModelSettings, MLModelConfig),
-    "BayesianNetwork": (BayesianNetworkSettings, BayesianNetworkConfig),
-    "DecisionMatrix": (NoSettings, NoConfig),
-    "RuleEngine": (NoSettings, NoConfig),
-    "Router": (NoSettings, NoConfig),
-    "DataProcessor": (DataProcessorSettings, DataProcessorConfig),
-    "DataNormalizer": (DataNormalizerSettings, DataNormalizerConfig),
-    "MissingValueHandler": (NoSettings, NoConfig),
-    "HumanReview": (HumanReviewSettings, HumanReviewConfig),
-    "Custom": (CustomSettings, CustomConfig),
-}

@@ -7,35 +7,39 @@ the language allows several shapes (a path, an inline object, a list); validatio
 from __future__ import annotations
 
 import re
-from typing import TYPE_CHECKING, Annotated, Any, ClassVar, Literal
+from collections.abc import Mapping
+from types import MappingProxyType
+from typing import TYPE_CHECKING, Annotated, Any, ClassVar, Literal, TypeVar
 
-from pydantic import Field, field_validator
+from pydantic import BeforeValidator, SerializeAsAny, field_validator, model_validator
 
+from kumeo_iac.errors import KumeoSpecError
 from kumeo_iac.spec._agent_config import (
     AgentConfig,
+    BayesianNetworkConfig,
     BayesianNetworkSettings,
+    CustomConfig,
     CustomSettings,
+    DataNormalizerConfig,
     DataNormalizerSettings,
+    DataProcessorConfig,
     DataProcessorSettings,
+    HumanReviewConfig,
     HumanReviewSettings,
+    LLMConfig,
     LLMSettings,
+    MLModelConfig,
     MLModelSettings,
+    NoConfig,
     NoSettings,
 )
 from kumeo_iac.spec._base import Ref, arg
 from kumeo_iac.spec._kinds import KindSpec
 
-if TYPE_CHECKING:  # the DSL's view of `config`: a TypedDict per kind, so a misspelt key is a type error
-    from kumeo_iac.spec._agent_config import (
-        BayesianNetworkConfig,
-        CustomConfig,
-        DataNormalizerConfig,
-        DataProcessorConfig,
-        HumanReviewConfig,
-        LLMConfig,
-        MLModelConfig,
-        NoConfig,
-    )
+#: The runtime images an agent can run in: the base image, ``ml`` (onnxruntime, pgmpy) and ``llm``.
+IMAGE_CLASSES: tuple[str, ...] = ("base", "ml", "llm")
+_RUNTIME: str = "kumeo_iac.runtime.agents"
+_HANDLER = re.compile(r"[A-Za-z_][\w.]*:[A-Za-z_]\w*")
 
 
 def _to_ref(value: Any) -> Any:
@@ -46,12 +50,43 @@ def _to_ref(value: Any) -> Any:
 
 
 class Agent(KindSpec):
-    """Fields every agent kind has. ``output`` is stored as ``output_channel`` so ``agent.output`` can be a Ref."""
+    """Fields every agent kind has. ``output`` is stored as ``output_channel`` so ``agent.output`` can be a Ref.
+
+    A kind is one place: besides its arguments (the fields), each kind declares here, as class variables, everything
+    the rest of Kumeo needs to know about it. Validation, the compiler, the Kubernetes objects, the local runner and
+    the runtime read these declarations (compile copies them into each ``AgentPlan``); nothing else lists kinds.
+    A new kind is a subclass registered with :func:`register_kind`.
+    """
 
     #: The settings this kind reads from its ``config:`` object (docs/agents.md lists them).
     config_model: ClassVar[type[AgentConfig]] = NoSettings
+    #: The ``TypedDict`` twin of ``config_model`` for Python literals (a type checker flags a misspelt key).
+    config_dict: ClassVar[type] = NoConfig
     #: Arguments the kind's runtime also takes from ``config:`` (the entry wins over the argument).
     config_arguments: ClassVar[tuple[str, ...]] = ()
+    #: The runtime image that runs the kind: ``base``, ``ml`` (onnxruntime, pgmpy) or ``llm``; it also picks the
+    #: ``deployment.resources`` entry that applies (``ml_models``, ``llm``) and ``deployment.base_images``.
+    image_class: ClassVar[Literal["base", "ml", "llm"]] = "base"
+    #: The class that runs the kind, ``"package.module:Class"`` (a ``kumeo_iac.runtime.RuntimeAgent``); only the
+    #: worker that runs an agent of the kind imports it (the workflow's folder is importable).
+    runtime_handler: ClassVar[str] = ""
+    #: The pip extra the handler's imports need (``ml``, ``llm``, ``bayes``), named when they are missing.
+    runtime_extra: ClassVar[str | None] = None
+    #: Arguments that, written as a string, name a file the agent reads: checked to exist, shipped with the agent
+    #: (the files ConfigMap) and kept inside the workflow's folder. ``model``, ``config`` and ``output_schema`` are
+    #: files for every kind when they name one.
+    file_arguments: ClassVar[tuple[str, ...]] = ()
+    #: The API the kind serves on the worker's HTTP port beside ``/healthz`` and ``/metrics`` (``"review"`` for
+    #: HumanReview), or None: such an agent gets a port in `kumeo run` too, and the dashboard talks to it.
+    http_api: ClassVar[str | None] = None
+    #: Whether the agent's pod gets the platform's secret environment (API keys, ``PlatformSettings.secrets``).
+    uses_secrets: ClassVar[bool] = False
+    #: JetStream KV buckets the kind keeps state in: the setting that names the bucket → the bucket's purpose
+    #: (``{"review_bucket": "reviews"}``). Compile creates one bucket per purpose per workflow.
+    state_buckets: ClassVar[Mapping[str, str]] = MappingProxyType({})
+
+    #: The kind's name in JSON (``"LLM"``); filled from ``kind_name``.
+    kind: str = ""
 
     id: str | None = arg("Unique id of the agent in its workflow; derived from the kind when omitted.")
     input: Any = arg(
@@ -87,6 +122,17 @@ class Agent(KindSpec):
         "The event field (a dotted path) whose value picks the lane; needed with `partitions`.",
         example='partition_key: "customer.id"')
 
+    @model_validator(mode="before")
+    @classmethod
+    def _fill_kind(cls, data: Any) -> Any:
+        if isinstance(data, dict) and cls.kind_name:
+            written = data.get("kind")
+            if written is None:
+                data = {**data, "kind": cls.kind_name}
+            elif written != cls.kind_name and written not in cls.kind_aliases:
+                raise ValueError(f"kind {written!r} is not {cls.kind_name!r}")
+        return data
+
     @field_validator("input", mode="before")
     @classmethod
     def _keep_refs(cls, value: Any) -> Any:
@@ -106,12 +152,93 @@ class Agent(KindSpec):
         return name.lower()
 
 
+#: Every agent kind by the name users write, in registration order (the built-ins first).
+AGENT_KINDS: dict[str, type[Agent]] = {}
+#: Names the language accepts for agent kinds, aliases included.
+AGENT_KIND_NAMES: dict[str, type[Agent]] = {}
+
+_A = TypeVar("_A", bound=type[Agent])
+
+
+def register_kind(cls: _A) -> _A:
+    """Make an agent kind known to the language, validation, compile and the runtime; returns ``cls`` (a decorator).
+
+    ``cls`` subclasses :class:`Agent`, sets ``kind_name`` and ``runtime_handler`` (``"module:Class"``), and declares
+    the rest of what the kind means as class variables (``config_model``, ``image_class``, ``file_arguments``…).
+    Registering the same class again (or a re-run of the module that defines it) replaces the entry; another class
+    under a taken name is an error.
+    """
+    if not (isinstance(cls, type) and issubclass(cls, Agent)) or cls is Agent:
+        raise KumeoSpecError(f"register_kind() takes a subclass of kumeo_iac.Agent, not {cls!r}")
+    where = f"{cls.__module__}.{cls.__qualname__}"
+    problems = []
+    if not re.fullmatch(r"[A-Z][A-Za-z0-9_]*", cls.kind_name or ""):
+        problems.append("kind_name must be a capitalised identifier (kind_name = \"Upper\")")
+    if not _HANDLER.fullmatch(cls.runtime_handler):
+        problems.append(f"runtime_handler must be \"package.module:Class\", not {cls.runtime_handler!r}")
+    if cls.image_class not in IMAGE_CLASSES:
+        problems.append(f"image_class must be one of {', '.join(IMAGE_CLASSES)}, not {cls.image_class!r}")
+    if not (isinstance(cls.config_model, type) and issubclass(cls.config_model, AgentConfig)):
+        problems.append("config_model must be a subclass of kumeo_iac.AgentConfig")
+    arguments = set(cls.argument_names())
+    unknown = [a for a in (*cls.file_arguments, *cls.config_arguments, *cls.positional) if a not in arguments]
+    if unknown:
+        problems.append(f"{', '.join(map(repr, unknown))} is not an argument of the kind")
+    if problems:
+        raise KumeoSpecError(f"agent kind {where}: " + "; ".join(problems))
+    for name in (cls.kind_name, *cls.kind_aliases):
+        taken = AGENT_KIND_NAMES.get(name)
+        if taken is not None and taken is not cls and (taken.__module__, taken.__qualname__) != (
+                cls.__module__, cls.__qualname__):
+            raise KumeoSpecError(f"agent kind {where}: the name {name!r} is taken by "
+                                 f"{taken.__module__}.{taken.__qualname__}")
+    AGENT_KINDS[cls.kind_name] = cls
+    for name in (cls.kind_name, *cls.kind_aliases):
+        AGENT_KIND_NAMES[name] = cls
+    return cls
+
+
+def agent_kind(name: str) -> type[Agent]:
+    """The kind users write as ``name`` (aliases too); KumeoSpecError naming the known kinds when there is none."""
+    cls = AGENT_KIND_NAMES.get(name)
+    if cls is None:
+        from kumeo_iac.spec._suggest import did_you_mean
+
+        raise KumeoSpecError(f"unknown agent kind {name!r}{did_you_mean(name, list(AGENT_KIND_NAMES))} (known "
+                             f"kinds: {', '.join(AGENT_KINDS)}; a kind of your own needs register_kind())")
+    return cls
+
+
+def _as_agent(value: Any) -> Any:
+    """An agent in a workflow's list: an Agent as it is, an object by its ``kind`` through the registry."""
+    if isinstance(value, dict) and not isinstance(value, Agent):
+        kind = value.get("kind")
+        if not isinstance(kind, str):
+            raise ValueError("an agent needs a 'kind'")
+        try:
+            return agent_kind(kind).model_validate(value)
+        except KumeoSpecError as exc:
+            raise ValueError(str(exc)) from None
+    return value
+
+
+#: An agent of any registered kind, in a workflow's ``agents``/``preprocessors``: dumped with its kind's fields.
+AnyAgent = Annotated[SerializeAsAny[Agent], BeforeValidator(_as_agent)]
+
+
+@register_kind
 class LLM(Agent):
     kind_name: ClassVar[str] = "LLM"
     summary: ClassVar[str] = "Calls a large language model (OpenAI-compatible or Ollama API) with a prompt template."
     positional: ClassVar[tuple[str, ...]] = ("engine",)
     required_one_of: ClassVar[tuple[tuple[str, ...], ...]] = (("engine", "provider"),)
     kind: Literal["LLM"] = "LLM"
+    config_dict: ClassVar[type] = LLMConfig
+    image_class: ClassVar[Literal["base", "ml", "llm"]] = "llm"
+    runtime_handler: ClassVar[str] = f"{_RUNTIME}.llm:LLMAgent"
+    runtime_extra: ClassVar[str | None] = "llm"
+    uses_secrets: ClassVar[bool] = True
+    state_buckets: ClassVar[Mapping[str, str]] = MappingProxyType({"cache_bucket": "llm-cache"})
     config_model: ClassVar[type[AgentConfig]] = LLMSettings
     config_arguments: ClassVar[tuple[str, ...]] = (
         "engine", "provider", "prompt", "system", "temperature", "max_tokens", "json_mode", "output_schema", "context")
@@ -132,11 +259,17 @@ class LLM(Agent):
     json_mode: bool | None = arg("Ask for a JSON object and parse it (validated against `output_schema` if given).")
 
 
+@register_kind
 class MLModel(Agent):
     kind_name: ClassVar[str] = "MLModel"
     summary: ClassVar[str] = "Runs an ONNX model (ONNX Runtime) on fields of the event."
     positional: ClassVar[tuple[str, ...]] = ("model",)
     kind: Literal["MLModel"] = "MLModel"
+    config_dict: ClassVar[type] = MLModelConfig
+    image_class: ClassVar[Literal["base", "ml", "llm"]] = "ml"
+    runtime_handler: ClassVar[str] = f"{_RUNTIME}.ml_model:MLModelAgent"
+    runtime_extra: ClassVar[str | None] = "ml"
+    file_arguments: ClassVar[tuple[str, ...]] = ("model",)
     config_model: ClassVar[type[AgentConfig]] = MLModelSettings
     config_arguments: ClassVar[tuple[str, ...]] = ("model", "features")
 
@@ -151,11 +284,17 @@ class MLModel(Agent):
     features: list[str] | None = arg("Event fields fed to the model, in input-tensor order.")
 
 
+@register_kind
 class BayesianNetworkAgent(Agent):
     kind_name: ClassVar[str] = "BayesianNetwork"
     summary: ClassVar[str] = "Queries a discrete Bayesian network (pgmpy) with evidence taken from the event."
     positional: ClassVar[tuple[str, ...]] = ("network",)
     kind: Literal["BayesianNetwork"] = "BayesianNetwork"
+    config_dict: ClassVar[type] = BayesianNetworkConfig
+    image_class: ClassVar[Literal["base", "ml", "llm"]] = "ml"
+    runtime_handler: ClassVar[str] = f"{_RUNTIME}.bayesian_network:BayesianNetworkAgent"
+    runtime_extra: ClassVar[str | None] = "bayes"
+    file_arguments: ClassVar[tuple[str, ...]] = ("model", "network")
     config_model: ClassVar[type[AgentConfig]] = BayesianNetworkSettings
     config_arguments: ClassVar[tuple[str, ...]] = ("network", "query", "evidence", "method")
 
@@ -168,12 +307,15 @@ class BayesianNetworkAgent(Agent):
     method: str | None = arg("`posterior` (default) or `map`.")
 
 
+@register_kind
 class DecisionMatrix(Agent):
     kind_name: ClassVar[str] = "DecisionMatrix"
     summary: ClassVar[str] = "Applies a decision table (inline rules or a `.dmx` file) with a DMN-like hit policy."
     positional: ClassVar[tuple[str, ...]] = ("matrix",)
     required_one_of: ClassVar[tuple[tuple[str, ...], ...]] = (("matrix", "rules"),)
     kind: Literal["DecisionMatrix"] = "DecisionMatrix"
+    runtime_handler: ClassVar[str] = f"{_RUNTIME}.decision_matrix:DecisionMatrixAgent"
+    file_arguments: ClassVar[tuple[str, ...]] = ("matrix",)
     config_model: ClassVar[type[AgentConfig]] = NoSettings
 
     if TYPE_CHECKING:
@@ -189,11 +331,14 @@ class DecisionMatrix(Agent):
     output_key: str | None = arg("Where the decision goes (default `decisions`; a `.dmx` file may set it).")
 
 
+@register_kind
 class RuleEngine(Agent):
     kind_name: ClassVar[str] = "RuleEngine"
     summary: ClassVar[str] = "Evaluates rules (inline or a rules JSON file) and sets fields from the ones that match."
     positional: ClassVar[tuple[str, ...]] = ("rules",)
     kind: Literal["RuleEngine"] = "RuleEngine"
+    runtime_handler: ClassVar[str] = f"{_RUNTIME}.rule_engine:RuleEngineAgent"
+    file_arguments: ClassVar[tuple[str, ...]] = ("rules",)
     config_model: ClassVar[type[AgentConfig]] = NoSettings
 
     if TYPE_CHECKING:
@@ -203,10 +348,12 @@ class RuleEngine(Agent):
     hit_policy: str | None = arg("`all` (default: every matching rule applies, in order) or `first`.")
 
 
+@register_kind
 class Router(Agent):
     kind_name: ClassVar[str] = "Router"
     summary: ClassVar[str] = "Sends each event to the first target or agent whose condition holds."
     kind: Literal["Router"] = "Router"
+    runtime_handler: ClassVar[str] = f"{_RUNTIME}.router:RouterAgent"
     config_model: ClassVar[type[AgentConfig]] = NoSettings
 
     if TYPE_CHECKING:
@@ -219,21 +366,27 @@ class Router(Agent):
     default: Any = arg("Where events go when no rule matches (instead of a `default` rule).")
 
 
+@register_kind
 class DataProcessor(Agent):
     kind_name: ClassVar[str] = "DataProcessor"
     summary: ClassVar[str] = "Validates, selects, renames, computes and cleans event fields."
     kind: Literal["DataProcessor"] = "DataProcessor"
+    config_dict: ClassVar[type] = DataProcessorConfig
+    runtime_handler: ClassVar[str] = f"{_RUNTIME}.data_processor:DataProcessorAgent"
     config_model: ClassVar[type[AgentConfig]] = DataProcessorSettings
 
     if TYPE_CHECKING:
         config: DataProcessorConfig | str | None = None
 
 
+@register_kind
 class DataNormalizer(Agent):
     kind_name: ClassVar[str] = "DataNormalizer"
     summary: ClassVar[str] = "Scales numeric fields (min-max, z-score) with fixed or configured statistics."
     positional: ClassVar[tuple[str, ...]] = ("config",)
     kind: Literal["DataNormalizer"] = "DataNormalizer"
+    config_dict: ClassVar[type] = DataNormalizerConfig
+    runtime_handler: ClassVar[str] = f"{_RUNTIME}.data_normalizer:DataNormalizerAgent"
     config_model: ClassVar[type[AgentConfig]] = DataNormalizerSettings
 
     if TYPE_CHECKING:
@@ -242,11 +395,13 @@ class DataNormalizer(Agent):
         config: Any = arg("Normalization settings (see below), a `config` entry or a JSON file.", required=True)
 
 
+@register_kind
 class MissingValueHandler(Agent):
     kind_name: ClassVar[str] = "MissingValueHandler"
     summary: ClassVar[str] = "Fills missing fields by a strategy (mean, median, constant, drop)."
     positional: ClassVar[tuple[str, ...]] = ("strategy",)
     kind: Literal["MissingValueHandler"] = "MissingValueHandler"
+    runtime_handler: ClassVar[str] = f"{_RUNTIME}.missing_value_handler:MissingValueHandlerAgent"
     config_model: ClassVar[type[AgentConfig]] = NoSettings
 
     if TYPE_CHECKING:
@@ -262,12 +417,17 @@ class MissingValueHandler(Agent):
     window: int | None = arg("How many recent values per field the rolling mean/median uses (default 1000).")
 
 
+@register_kind
 class HumanReview(Agent):
     kind_name: ClassVar[str] = "HumanReview"
     kind_aliases: ClassVar[tuple[str, ...]] = ("HumanInLoop",)
     summary: ClassVar[str] = "Holds an event until a person approves or rejects it (durable review queue)."
     positional: ClassVar[tuple[str, ...]] = ("interface",)
     kind: Literal["HumanReview"] = "HumanReview"
+    config_dict: ClassVar[type] = HumanReviewConfig
+    runtime_handler: ClassVar[str] = f"{_RUNTIME}.human_review:HumanReviewAgent"
+    http_api: ClassVar[str | None] = "review"
+    state_buckets: ClassVar[Mapping[str, str]] = MappingProxyType({"review_bucket": "reviews"})
     config_model: ClassVar[type[AgentConfig]] = HumanReviewSettings
 
     if TYPE_CHECKING:
@@ -277,12 +437,17 @@ class HumanReview(Agent):
     trigger: str | None = arg("An expression; only matching events wait for review (like `when`).")
 
 
+@register_kind
 class Custom(Agent):
     kind_name: ClassVar[str] = "Custom"
     summary: ClassVar[str] = "Runs your own code: a Python `module:function` or a WebAssembly module."
     positional: ClassVar[tuple[str, ...]] = ("entrypoint",)
     required_one_of: ClassVar[tuple[tuple[str, ...], ...]] = (("entrypoint", "wasm"),)
     kind: Literal["Custom"] = "Custom"
+    config_dict: ClassVar[type] = CustomConfig
+    runtime_handler: ClassVar[str] = f"{_RUNTIME}.custom:CustomAgent"
+    uses_secrets: ClassVar[bool] = True
+    file_arguments: ClassVar[tuple[str, ...]] = ("wasm",)
     config_model: ClassVar[type[AgentConfig]] = CustomSettings
 
     if TYPE_CHECKING:
@@ -294,35 +459,3 @@ class Custom(Agent):
         "A JSON Schema (inline, a file, or a `schemas` entry) the agent's `config` must satisfy; without one the "
         "config is free-form.")
 
-
-AnyAgent = Annotated[
-    LLM
-    | MLModel
-    | BayesianNetworkAgent
-    | DecisionMatrix
-    | RuleEngine
-    | Router
-    | DataProcessor
-    | DataNormalizer
-    | MissingValueHandler
-    | HumanReview
-    | Custom,
-    Field(discriminator="kind"),
-]
-
-AGENT_KINDS: dict[str, type[Agent]] = {
-    cls.kind_name: cls
-    for cls in (
-        LLM,
-        MLModel,
-        BayesianNetworkAgent,
-        DecisionMatrix,
-        RuleEngine,
-        Router,
-        DataProcessor,
-        DataNormalizer,
-        MissingValueHandler,
-        HumanReview,
-        Custom,
-    )
-}
