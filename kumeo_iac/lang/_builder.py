@@ -39,6 +39,7 @@ from kumeo_iac.spec import (
     Deployment,
     IntegrationSpec,
     KindSpec,
+    Leaf,
     LocatedStr,
     Monitor,
     Program,
@@ -440,6 +441,7 @@ class Builder:
             nested={
                 "resources": self._resources,
                 "scaling": lambda value, where: self.settings(value, Scaling, "scaling", where),
+                "leaf": lambda value, where: self.settings(value, Leaf, "leaf", where),
             },
         )
 

@@ -1,4 +1,5 @@
-"""How a workflow is watched (`monitor`) and deployed (`deployment`): images, resources, scaling, storage, registry."""
+"""How a workflow is watched (`monitor`) and deployed (`deployment`): images, resources, scaling, storage, registry,
+and the profile (`cluster`, or `edge`: every agent in one pod with its own NATS leaf node)."""
 
 from __future__ import annotations
 
@@ -37,6 +38,21 @@ class Scaling(SpecNode):
     extra: dict[str, Any] = Field(default_factory=dict)
 
 
+class Leaf(SpecNode):
+    """The edge pod's own nats-server, a leaf node of the central NATS (see *Edge profile* in docs/deploy.md)."""
+
+    hub: str | list[str] | None = arg(
+        "The central NATS server's leafnode URL(s) (`\"nats-leaf://hub.example.com:7422\"`; `tls://…` for TLS).")
+    credentials_secret: str | None = arg(
+        "The Secret holding the leaf's NATS credentials file (`\"name\"`, key `creds`; or `\"name/key\"`).")
+    domain: str | None = arg("The site's JetStream domain, unique per site (default: the workflow's slug).")
+    storage: str | None = arg("Size of the volume holding the site's queued events (default `\"1Gi\"`).")
+    storage_class: str | None = arg("StorageClass of that volume (default: the cluster's default class).")
+    image: str | None = arg("The nats-server image of the leaf container (default `\"nats:2.11-alpine\"`; any image "
+                            "with `nats-server` on its PATH).")
+    extra: dict[str, Any] = Field(default_factory=dict)
+
+
 class Deployment(SpecNode):
     """Everything the Kubernetes side needs that the agent graph does not say."""
 
@@ -48,4 +64,10 @@ class Deployment(SpecNode):
         "read (see *File paths*)."))
     scaling: Scaling | None = None
     registry: Any = arg("Registries: a URL, or `{ kumeo: …, user: { url: … }, models: … }`.")
+    profile: str | None = arg(
+        "`\"cluster\"` (default: a pod per agent on the central NATS) or `\"edge\"` (every agent in one pod with "
+        "its own NATS leaf node; needs `leaf`).")
+    leaf: Leaf | None = Field(default=None, description=(
+        "With `profile: \"edge\"`: the site's leaf node (`hub`, `credentials_secret`, `domain`, `storage`; see "
+        "*Edge profile*)."))
     extra: dict[str, Any] = Field(default_factory=dict, description="Other deployment settings, kept as written.")
