@@ -7,6 +7,10 @@ Layout, per workflow (``DIR/<slug>/``)::
     jetstream/streams/<stream>.json             `nats stream add --config FILE`
     jetstream/consumers/<stream>/<durable>.json `nats consumer add <stream> --config FILE`
     jetstream/kv/<bucket>.json                  the KV bucket's KeyValueConfig
+    jetstream/hub/streams/<stream>.json         an edge workflow's stream on the central NATS (`nats stream add`)
+
+An edge workflow (``deployment: { profile: "edge" }``) creates its streams, consumers and KV buckets on its own leaf
+server (the files above describe them); the deployer creates only ``jetstream/hub/`` on the central NATS.
 
 The Kubernetes objects are the ones the Pulumi ``Workflow`` component registers, with the same names (one
 ``kumeo_iac.manifests`` step for both), the files ConfigMap included; the Secrets the pods read are not written but
@@ -169,9 +173,12 @@ def render_plan(plan: Any, out: Path, base_dir: Path | None = None) -> list[Rend
                    _dump_json(consumer.config))
         for kv in wf.key_values:
             _write(root / "jetstream" / "kv" / f"{kv.bucket}.json", _dump_json(kv.config))
+        hub = wf.edge.hub_streams if wf.edge is not None else []
+        for stream in hub:
+            _write(root / "jetstream" / "hub" / "streams" / f"{stream.name}.json", _dump_json(stream.config))
         _write(root / "plan.json", Plan([wf]).to_document())
         counts = {"kubernetes": len(manifests.objects), "streams": len(wf.streams), "consumers": len(consumers),
-                  "key_values": len(wf.key_values)}
+                  "key_values": len(wf.key_values), "hub_streams": len(hub)}
         written.append(Rendered(wf.name, wf.namespace, root, counts, manifests.secrets))
     return written
 
@@ -221,6 +228,11 @@ def run_render(args: argparse.Namespace) -> int:
             f"{_plural(counts['streams'], 'stream')}, {_plural(counts['consumers'], 'consumer')}, "
             f"{_plural(counts['key_values'], 'KV bucket')} → {r.directory}"
         )
+        if counts["hub_streams"]:
+            print("  edge profile: the pod creates the streams, consumers and KV buckets on its own leaf server; "
+                  "create the hub stream on the central NATS:\n"
+                  + "\n".join(f"    nats stream add --config {f}"
+                              for f in sorted((r.directory / "jetstream" / "hub" / "streams").glob("*.json"))))
         for secret in r.secrets:
             print(f"  needs Secret {secret.name} (keys: {', '.join(secret.keys)}), not rendered; create it with:\n"
                   f"    {secret.create_command(r.namespace)}")

@@ -5,6 +5,7 @@ drives the Pulumi components, `kumeo render` and the runtime alike.
 """
 
 from kumeo_iac.compile._compile import compile_program
+from kumeo_iac.compile._edge import edge_pod_plan, leaf_server_config
 from kumeo_iac.compile._kubernetes import FILES_CHECKSUM_ANNOTATION, SHARED_METRICS, apply_order, files_key, labels
 from kumeo_iac.compile._names import (
     Subjects,
@@ -18,6 +19,7 @@ from kumeo_iac.compile._names import (
 from kumeo_iac.compile._plan import (
     AgentPlan,
     ConsumerPlan,
+    EdgePlan,
     EndpointPlan,
     KeyValuePlan,
     NatsIdentity,
@@ -42,6 +44,7 @@ __all__ = [
     "SHARED_METRICS",
     "AgentPlan",
     "ConsumerPlan",
+    "EdgePlan",
     "EndpointPlan",
     "KeyValuePlan",
     "NatsIdentity",
@@ -59,9 +62,11 @@ __all__ = [
     "derive_password",
     "derive_passwords",
     "dns_name",
+    "edge_pod_plan",
     "files_key",
     "gateway_target_durable",
     "labels",
+    "leaf_server_config",
     "render_nats_config",
     "slugify",
     "stream_name",

@@ -87,7 +87,7 @@ def _pods(wf):
 
 def test_every_example_and_scenario_is_covered():
     assert len(EXAMPLES) >= 2 and len(SCENARIOS) >= 5
-    assert all(_objects(wf, "Deployment") for _, wf in PLANS)
+    assert all(_workloads(wf) for _, wf in PLANS)  # an edge workflow runs one StatefulSet, no Deployment
     # some agent delivers to an HTTP target, so the egress policy and its label are exercised
     assert any(p["metadata"]["name"] == f"{wf.slug}-agents-egress" for _, wf in PLANS
                for p in _objects(wf, "NetworkPolicy"))
@@ -225,6 +225,8 @@ def test_network_policies_allow_only_nats_dns_declared_endpoints_and_metrics(lab
         policies = _applying_policies(wf, deployment)
         # isolated both ways: some policy selecting the pod restricts ingress and egress
         assert any(sorted(p["spec"]["policyTypes"]) == ["Egress", "Ingress"] for p in policies), where
+        if _is_edge(deployment):
+            continue  # the edge pod reaches its hub, not the central NATS: tests/unit/test_edge.py checks it
         if _is_gateway(deployment):
             (policy,) = policies  # the gateway's own policy, and none of the agents' applies to it
             _check_gateway_policy(label, wf, deployment, policy, platform)
@@ -246,6 +248,11 @@ def test_network_policies_allow_only_nats_dns_declared_endpoints_and_metrics(lab
 
 def _is_gateway(obj) -> bool:
     return obj["metadata"]["labels"].get("kumeo.dev/component") == "gateway"
+
+
+def _is_edge(obj) -> bool:
+    """The one pod of an edge workflow (every agent in one process beside its leaf nats-server)."""
+    return obj["metadata"]["labels"].get("kumeo.dev/component") == "edge"
 
 
 def _check_gateway_policy(label, wf, deployment, policy, platform):
@@ -293,7 +300,7 @@ def test_rbac_service_accounts_mount_no_token_and_agents_get_no_roles(label, wf)
         used.setdefault(pod["serviceAccountName"], []).append("gateway" if _is_gateway(deployment) else "agent")
     # the agents share one account (it grants nothing: no token, no role); the gateway has its own
     gateway = [d for d in _workloads(wf) if _is_gateway(d)]
-    expected = {f"{wf.slug}-agents": ["agent"] * len(wf.agents)}
+    expected = {f"{wf.slug}-agents": ["agent"] * (1 if wf.edge is not None else len(wf.agents))}
     if gateway:
         expected[f"{wf.slug}-gateway"] = ["gateway"]
     assert used == expected, label
@@ -318,6 +325,8 @@ def test_a_pod_disruption_budget_covers_exactly_the_deployments_running_more_tha
                          ids=[lbl for lbl in IDS if "[secured" in lbl])
 def test_secured_pods_read_their_own_credentials_and_tls_from_secrets(label, wf):
     for deployment in _workloads(wf):
+        if _is_edge(deployment):
+            continue  # its agents talk to the pod's own leaf server; the leaf reads its credentials file
         pod = deployment["spec"]["template"]["spec"]
         env = {e["name"]: e for e in pod["containers"][0]["env"]}
         identity = wf.gateway_identity if _is_gateway(deployment) else wf.agent(env["KUMEO_AGENT"]["value"]).identity
@@ -329,7 +338,8 @@ def test_secured_pods_read_their_own_credentials_and_tls_from_secrets(label, wf)
         assert env["NATS_TLS_CA"]["value"].startswith("/etc/kumeo/nats-tls/")
         (tls,) = [v for v in pod["volumes"] if v["name"] == "nats-tls"]
         assert tls["secret"]["secretName"] == "nats-client-tls"
-    names = [json.dumps(d["spec"]["template"]["spec"]["containers"][0]["env"]) for d in _workloads(wf)]
+    names = [json.dumps(d["spec"]["template"]["spec"]["containers"][0]["env"]) for d in _workloads(wf)
+             if not _is_edge(d)]
     assert len(set(names)) == len(names)
 
 

@@ -1,0 +1,244 @@
+"""The edge profile (issue 17, item 4): `deployment: { profile: "edge", leaf: {…} }` checked where written, and
+compiled to one StatefulSet (a leaf nats-server and one process running every agent), the leaf's config, and the
+hub stream that sources the site's results through its JetStream domain."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from kumeo_iac.compile import Plan, PlatformSettings, compile_program
+from kumeo_iac.errors import KumeoCompileError
+from kumeo_iac.lang import parse
+from kumeo_iac.manifests import workflow_manifests
+from kumeo_iac.spec import NATS, DataProcessor, Deployment, Program, WorkflowSpec
+from kumeo_iac.validate import validate
+
+LEAF = 'leaf: { hub: "nats-leaf://hub.example.com:7422", credentials_secret: "site-leaf", domain: "plant-7" }'
+WORKFLOW = """\
+workflow SiteSensors {
+  source: SOURCE
+  target: NATS("sensors.clean")
+  agents: [
+    DataProcessor(id: "clean", input: source, config: { required_fields: ["id"] }),
+    DataProcessor(id: "enrich", input: clean.output PARTS)
+  ]
+  deployment: { DEPLOY }
+}
+"""
+CLUSTER = PlatformSettings(for_cluster=True)
+
+
+def kumeo(deploy: str = f'profile: "edge", {LEAF}', *, source: str = 'NATS("sensors.raw")', parts: str = "") -> str:
+    return WORKFLOW.replace("DEPLOY", deploy).replace("SOURCE", source).replace("PARTS", parts)
+
+
+def problems(text: str) -> list[str]:
+    result = parse(text, "t.kumeo")
+    assert [d for d in result.diagnostics if d.is_error] == [], result.diagnostics
+    return [d.message for d in validate(result.program) if d.is_error]
+
+
+def plan_of(text: str, settings: PlatformSettings = CLUSTER) -> Plan:
+    result = parse(text, "t.kumeo")
+    assert result.ok, result.diagnostics
+    return compile_program(result.program, settings=settings)
+
+
+def objects(plan: Plan, kind: str) -> list[dict[str, Any]]:
+    return [o for o in plan.workflows[0].kubernetes if o["kind"] == kind]
+
+
+# -- checks ----------------------------------------------------------------------------------------------------------
+
+
+def test_a_well_formed_edge_deployment_has_no_problems() -> None:
+    assert problems(kumeo()) == []
+
+
+@pytest.mark.parametrize(("deploy", "expected"), [
+    ('profile: "edgy"', 'profile must be "cluster" or "edge" (got "edgy")'),
+    (f'profile: "cluster", {LEAF}', 'leaf is only read with `profile: "edge"`'),
+    ('profile: "edge"', 'leaf profile "edge" needs `leaf: { hub:'),
+    ('profile: "edge", leaf: { credentials_secret: "s" }', 'leaf.hub profile "edge" needs'),
+    ('profile: "edge", leaf: { hub: "nats-leaf://hub:7422" }', "leaf.credentials_secret is missing"),
+    ('profile: "edge", leaf: { hub: "http://hub:7422", credentials_secret: "s" }',
+     'leaf.hub "http://hub:7422" is not a leafnode URL'),
+    ('profile: "edge", leaf: { hub: "nats-leaf://u:p@hub:7422", credentials_secret: "s" }',
+     "holds credentials, which would land in a ConfigMap"),
+    ('profile: "edge", leaf: { hub: "nats-leaf://hub:7422", credentials_secret: "Bad Name" }',
+     'leaf.credentials_secret "Bad Name" is not a Secret name'),
+    ('profile: "edge", leaf: { hub: "nats-leaf://hub:7422", credentials_secret: "s", domain: "a.b" }',
+     'leaf.domain "a.b" is not a JetStream domain'),
+    ('profile: "edge", leaf: { hub: "nats-leaf://hub:7422", credentials_secret: "s", storage: "lots" }',
+     'leaf.storage "lots" is not a Kubernetes quantity'),
+    (f'profile: "edge", {LEAF}, scaling: {{ min_replicas: 1, max_replicas: 3 }}',
+     "scaling cannot scale an edge workflow"),
+])
+def test_each_mistake_is_reported_by_check_and_refused_by_compile(deploy: str, expected: str) -> None:
+    found = problems(kumeo(deploy))
+    assert any(expected in p for p in found), found
+    with pytest.raises(KumeoCompileError, match="deployment"):
+        plan_of(kumeo(deploy))
+
+
+def test_partitioned_agents_and_other_endpoints_are_refused_with_edge() -> None:
+    text = kumeo(parts=', partitions: 2, partition_key: "id"')
+    assert any("has partitions, but an edge workflow" in p for p in problems(text))
+    with pytest.raises(KumeoCompileError, match="has partitions, but an edge workflow"):
+        plan_of(text)
+    with pytest.raises(KumeoCompileError, match="HTTP sources are not run by the edge pod"):
+        plan_of(kumeo(source='HTTP("http://0.0.0.0:8080/in")'))
+
+
+def test_python_and_kumeo_compile_to_the_same_plan() -> None:
+    wf = WorkflowSpec(
+        name="SiteSensors", sources=[NATS("sensors.raw")], targets=[NATS("sensors.clean")],
+        agents=[DataProcessor(id="clean", input="source", config={"required_fields": ["id"]}),
+                DataProcessor(id="enrich", input="clean.output")],
+        deployment=Deployment(profile="edge", leaf={"hub": "nats-leaf://hub.example.com:7422",
+                                                    "credentials_secret": "site-leaf", "domain": "plant-7"}))
+    from_python = compile_program(Program(workflows=[wf]), settings=CLUSTER).workflows[0]
+    from_text = plan_of(kumeo()).workflows[0]
+    assert from_python.edge == from_text.edge
+    assert from_python.kubernetes == from_text.kubernetes
+
+
+# -- plan ------------------------------------------------------------------------------------------------------------
+
+
+def test_a_cluster_plan_has_no_edge_key_and_an_edge_plan_round_trips() -> None:
+    cluster = plan_of(kumeo('namespace: "sensors"'))
+    assert cluster.workflows[0].edge is None
+    assert '"edge"' not in cluster.to_json()
+    edge = plan_of(kumeo())
+    assert Plan.from_json(edge.to_json()) == edge
+    assert Plan.from_json(edge.to_document()) == edge
+
+
+def test_the_hub_stream_sources_the_sites_results_through_its_domain() -> None:
+    wf = plan_of(kumeo()).workflows[0]
+    assert wf.edge is not None
+    (hub,) = wf.edge.hub_streams
+    assert hub.name == "KUMEO_SITE_SENSORS_EDGE_PLANT_7"
+    assert "subjects" not in hub.config or not hub.config["subjects"]
+    assert hub.config["sources"] == [
+        {"external": {"api": "$JS.plant-7.API"}, "filter_subject": "kumeo.site-sensors.dlq.>",
+         "name": "KUMEO_SITE_SENSORS"},
+        {"external": {"api": "$JS.plant-7.API"}, "name": "KUMEO_SITE_SENSORS_TARGETS"},
+    ]
+    # the workflow's own streams stay in the Plan: they are the leaf's, created by the edge process
+    assert {s.name for s in wf.streams} == {"KUMEO_SITE_SENSORS", "KUMEO_SITE_SENSORS_SOURCES",
+                                            "KUMEO_SITE_SENSORS_TARGETS"}
+
+
+def test_the_leaf_config_keeps_clients_on_loopback_in_the_sites_domain() -> None:
+    wf = plan_of(kumeo()).workflows[0]
+    assert wf.edge is not None
+    config = json.loads(wf.edge.server_config)
+    assert config["host"] == "127.0.0.1" and config["port"] == 4222
+    assert config["jetstream"]["domain"] == "plant-7"
+    assert config["jetstream"]["store_dir"] == "/var/lib/kumeo/leaf"
+    assert config["jetstream"]["max_file_store"] == int(2**30 * 0.9)
+    assert config["leafnodes"]["remotes"] == [{"urls": ["nats-leaf://hub.example.com:7422"],
+                                               "credentials": "/etc/kumeo/leaf-credentials/leaf.creds"}]
+
+
+# -- kubernetes ------------------------------------------------------------------------------------------------------
+
+
+def test_one_stateful_set_runs_the_leaf_and_every_agent() -> None:
+    plan = plan_of(kumeo())
+    assert objects(plan, "Deployment") == []  # no pod per agent, no gateway
+    assert objects(plan, "HorizontalPodAutoscaler") == [] and objects(plan, "PodDisruptionBudget") == []
+    (sts,) = objects(plan, "StatefulSet")
+    spec = sts["spec"]
+    assert spec["replicas"] == 1
+    pod = spec["template"]["spec"]
+    nats, edge = pod["containers"]
+    assert nats["command"] == ["nats-server", "--config", "/etc/kumeo/leaf/nats.conf"]
+    assert nats["image"] == "nats:2.11-alpine"
+    assert edge["command"] == ["python", "-m", "kumeo_iac.runtime.edge"]
+    assert edge["image"] == "ghcr.io/kumeo/agent-base:0.1.0"
+    own = Plan.from_json(next(e["value"] for e in edge["env"] if e["name"] == "KUMEO_PLAN_JSON"))
+    assert [a.id for a in own.workflows[0].agents] == ["clean", "enrich"]
+    assert own.workflows[0].nats_url == "nats://127.0.0.1:4222" and own.workflows[0].edge is None
+    (claim,) = spec["volumeClaimTemplates"]
+    assert claim["spec"]["resources"]["requests"]["storage"] == "1Gi"
+    assert {"name": "leaf-store", "mountPath": "/var/lib/kumeo/leaf"} in nats["volumeMounts"]
+    credentials = next(v for v in pod["volumes"] if v["name"] == "leaf-credentials")
+    assert credentials["secret"]["secretName"] == "site-leaf"
+    assert credentials["secret"]["items"] == [{"key": "creds", "path": "leaf.creds"}]
+    assert {"name": "leaf-credentials", "mountPath": "/etc/kumeo/leaf-credentials", "readOnly": True} in \
+        nats["volumeMounts"]
+    for container in (nats, edge):  # restricted, like every Kumeo container
+        assert container["securityContext"]["runAsNonRoot"] is True
+        assert container["securityContext"]["readOnlyRootFilesystem"] is True
+    assert pod["automountServiceAccountToken"] is False
+    (config_map,) = [o for o in objects(plan, "ConfigMap") if o["metadata"]["name"] == "site-sensors-edge"]
+    assert config_map["data"]["nats.conf"] == plan.workflows[0].edge.server_config  # type: ignore[union-attr]
+
+
+def test_the_pod_may_reach_the_hub_and_the_secret_is_listed_for_the_user() -> None:
+    plan = plan_of(kumeo())
+    (policy,) = [o for o in objects(plan, "NetworkPolicy") if o["metadata"]["name"] == "site-sensors-edge"]
+    ports = [p["port"] for rule in policy["spec"]["egress"] for p in rule.get("ports", [])]
+    assert 7422 in ports
+    manifests = workflow_manifests(plan.workflows[0], None)
+    assert [(s.name, s.keys) for s in manifests.secrets] == [("site-leaf", ("creds",))]
+
+
+def test_a_changed_leaf_config_rolls_the_pod_and_a_moved_line_does_not() -> None:
+    def template(text: str) -> dict[str, Any]:
+        (sts,) = objects(plan_of(text), "StatefulSet")
+        return dict(sts["spec"]["template"])
+
+    base = template(kumeo())
+    assert template("// a comment line above\n" + kumeo()) == base
+    assert template(kumeo(f'profile: "edge", {LEAF.replace("plant-7", "plant-8")}')) != base
+
+
+def test_render_writes_the_hub_stream_for_the_deployer(tmp_path: Path) -> None:
+    from kumeo_iac._cli.render import render_plan
+
+    (written,) = render_plan(plan_of(kumeo()), tmp_path)
+    hub = tmp_path / "site-sensors" / "jetstream" / "hub" / "streams" / "KUMEO_SITE_SENSORS_EDGE_PLANT_7.json"
+    assert json.loads(hub.read_text())["sources"][0]["external"]["api"] == "$JS.plant-7.API"
+    assert written.counts["hub_streams"] == 1
+
+
+def test_metrics_of_several_workers_merge_into_one_exposition() -> None:
+    from kumeo_iac.runtime._metrics import WorkerMetrics
+    from kumeo_iac.runtime.edge import merged_metrics
+
+    a, b = WorkerMetrics("wf", "a"), WorkerMetrics("wf", "b")
+    a.events_in, b.events_in = 3, 5
+    text = merged_metrics([a.render(), b.render()])
+    lines = text.splitlines()
+    types = [line for line in lines if line.startswith("# TYPE ")]
+    assert len(types) == len(set(types))
+    family = next(line.split()[2] for line in types if "events_in" in line)
+    samples = [line for line in lines if line.startswith(family + "{")]
+    assert any('agent="a"' in s and s.endswith(" 3") for s in samples)
+    assert any('agent="b"' in s and s.endswith(" 5") for s in samples)
+    start = lines.index(next(line for line in lines if line == f"# TYPE {family} counter"))
+    assert all(line.startswith(family) for line in lines[start + 1:start + 3])  # one family's lines together
+
+
+def test_the_edge_process_without_its_nats_server_exits_1_with_one_line(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    from kumeo_iac.local import free_port
+
+    plan_file = tmp_path / "plan.json"
+    plan_file.write_text(plan_of(kumeo()).to_json())
+    done = subprocess.run([sys.executable, "-m", "kumeo_iac.runtime.edge", "--plan", str(plan_file), "--nats",
+                           f"nats://127.0.0.1:{free_port()}", "--connect-timeout", "1", "--health-port", "-1"],
+                          capture_output=True, text=True, timeout=60)
+    assert done.returncode == 1
+    assert done.stderr.startswith("kumeo edge: error: the site's nats-server at nats://127.0.0.1:")
+    assert "Traceback" not in done.stderr
