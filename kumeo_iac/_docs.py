@@ -102,7 +102,7 @@ cannot go in the files ConfigMap (whose items lie under the workflow's folder): 
 | `preprocessors` | a list of agent calls | Agents that run first; otherwise exactly like `agents`. |
 | `agents` | a list of agent calls | The agents (see *Agents*). Ids are unique in the workflow. |
 | `monitor` | an object | `metrics: […]`, `dashboard: "…"`. |
-| `deployment` | an object | `namespace`, `base_images`, `resources`, `storage`, `scaling`, `registry` (see *Deployment*). |
+| `deployment` | an object | `namespace`, `base_images`, `resources`, `storage`, `scaling`, `registry`, `profile`, `leaf` (see *Deployment*). |
 | `nats` | a string | The NATS URL agents connect to in the cluster. |
 | `models` | an object | Named models: `fraud: { file: "forest.onnx", type: "onnx" }`; agents write `model: "models.fraud"`. |
 | `data` | an object | Named data files; agents write `context: "data.guidelines"`. |
@@ -438,6 +438,27 @@ How it runs on NATS and Kubernetes, and what changing N does: [deploy.md](deploy
 """
 
 
+_EDGE = """### Edge profile
+
+`deployment: { profile: "edge", leaf: { hub: "nats-leaf://hub.example.com:7422", credentials_secret: "site-leaf",
+domain: "plant-7" } }` runs every agent of the workflow in one pod, beside the site's own nats-server, a leaf node
+of the central NATS: the site keeps working when its link drops, and its results reach the hub when the link is back.
+
+- `profile` is `"cluster"` (the default) or `"edge"`; `leaf` is read only with `"edge"`, and then `leaf.hub` (a
+  `nats-leaf://`, `tls://`, `nats://`, `ws://` or `wss://` URL, or a list of them) and `leaf.credentials_secret`
+  are required. The URL holds no credentials: they come from the Secret.
+- `leaf.domain` (letters, digits, `_`, `-`) is the site's JetStream domain; each site needs its own.
+- An edge workflow has no partitioned agents and no `deployment.scaling` above one replica (one pod, one process),
+  and takes its events and delivers its results on NATS subjects.
+- `kumeo run` runs an edge workflow like any other (every agent on one local nats-server): the profile only changes
+  what `kumeo render` and a deployer produce.
+- In Python: `Deployment(profile="edge", leaf={"hub": "nats-leaf://hub.example.com:7422", "credentials_secret":
+  "site-leaf", "domain": "plant-7"})` (or `leaf=Leaf(...)`, from `kumeo_iac.spec`).
+
+When to choose it, and how results are forwarded: [deploy.md](deploy.md#edge-profile).
+"""
+
+
 def language_reference() -> str:
     """The text of docs/language.md."""
     from kumeo_iac.expr import FUNCTIONS
@@ -450,6 +471,7 @@ def language_reference() -> str:
         Context,
         Deployment,
         Endpoint,
+        Leaf,
         Monitor,
         Resources,
         Scaling,
@@ -484,8 +506,9 @@ def language_reference() -> str:
 
     lines = ["## Monitor and deployment", ""]
     for name, model in (("monitor", Monitor), ("deployment", Deployment), ("deployment.resources.<class>", Resources),
-                      ("deployment.scaling", Scaling)):
+                      ("deployment.scaling", Scaling), ("deployment.leaf", Leaf)):
         lines += _model_table(name, model)
+    lines.append(_EDGE)
     parts.append("\n".join(lines))
 
     functions = ["| Function | Arguments | Meaning |", "|---|---|---|"]
