@@ -38,6 +38,9 @@ _LAZY: dict[str, str] = {
         (
             "Program",
             "WorkflowSpec",
+            "Agent",
+            "AgentConfig",
+            "register_kind",
             "SubworkflowSpec",
             "IntegrationSpec",
             "LLM",
@@ -121,6 +124,8 @@ if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only; `X as X
     from kumeo_iac.spec import LLM as LLM
     from kumeo_iac.spec import MQTT as MQTT
     from kumeo_iac.spec import NATS as NATS
+    from kumeo_iac.spec import Agent as Agent
+    from kumeo_iac.spec import AgentConfig as AgentConfig
     from kumeo_iac.spec import BayesianNetwork as BayesianNetwork
     from kumeo_iac.spec import Custom as Custom
     from kumeo_iac.spec import Database as Database
@@ -146,4 +151,5 @@ if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only; `X as X
     from kumeo_iac.spec import SubworkflowSpec as SubworkflowSpec
     from kumeo_iac.spec import Timer as Timer
     from kumeo_iac.spec import WorkflowSpec as WorkflowSpec
+    from kumeo_iac.spec import register_kind as register_kind
     from kumeo_iac.validate import validate as validate

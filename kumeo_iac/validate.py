@@ -46,17 +46,16 @@ from kumeo_iac.graph import WorkflowGraph, build_graph, looks_like_expression, p
 from kumeo_iac.spec import (
     DURATION_HINT,
     Agent,
-    BayesianNetworkAgent,
     BayesianNetworkContext,
     Call,
     Custom,
     DataProcessor,
     DecisionMatrix,
+    Deployment,
     HumanReview,
     KindSpec,
     KnowledgeBase,
     LocatedStr,
-    MLModel,
     NoSettings,
     Problem,
     Program,
@@ -66,6 +65,8 @@ from kumeo_iac.spec import (
     SubworkflowSpec,
     WorkflowSpec,
     block_ref,
+    edge_problems,
+    is_edge,
     kubernetes_quantity,
     literal_secrets,
     parse_duration,
@@ -430,12 +431,26 @@ class _Checker:
             if low < 1 or high < low:
                 self.error(f"scaling needs 1 <= min_replicas <= max_replicas (got {low} and {high})",
                            scaling.span or deployment.span_for("scaling"), "bad-value")
+        self._check_edge(deployment, agents)
         for name, resources in deployment.resources.items():
             for attr in ("cpu", "memory"):
                 value = getattr(resources, attr)
                 if value is not None and kubernetes_quantity(value) is None:
                     self.error(f"{attr} {_show(value)} of resources '{name}' is not a Kubernetes quantity; write "
                                f"e.g. \"500m\", \"1Gi\"", span_of(value, resources.span_for(attr)), "bad-value")
+
+    def _check_edge(self, deployment: Deployment, agents: list[Agent]) -> None:
+        """``profile``/``leaf`` (kumeo_iac.spec._edge); an edge workflow's agents share one pod, so no partitions."""
+        for problem in edge_problems(deployment):
+            head, _, rest = problem.argument.partition(".")
+            node = deployment.leaf if rest and deployment.leaf is not None else deployment
+            self.error(f"{problem.argument} {problem.message}", node.span_for(rest or head), "bad-deployment")
+        if is_edge(deployment):
+            for agent in agents:
+                if agent.partitions is not None:
+                    self.error(f"agent '{agent.id}' has partitions, but an edge workflow runs every agent in one "
+                               "process; remove `partitions` or deploy with the cluster profile",
+                               agent.span_for("partitions"), "bad-partitions")
 
     def _check_secrets(self, agent: Agent, label: str, hosts: list[WorkflowSpec]) -> None:
         """A credential written literally in an agent's settings would land in a ConfigMap: compile refuses it."""
@@ -1104,15 +1119,15 @@ class _Checker:
     # files
 
     def _check_agent_files(self, agent: Agent, label: str, hosts: list[WorkflowSpec]) -> None:
-        checks: list[tuple[str, Any]] = []
-        if isinstance(agent, (MLModel, BayesianNetworkAgent)):
-            checks.append(("model", agent.model))
+        # The files the kind declares (``Agent.file_arguments``): a string names a file; a ``model`` may also be a
+        # `models` entry or an inline object naming one.
+        kind = type(agent)
         if self.base_dir is None:
             # No folder to look in: still refuse what leaves any folder by its text (compile refuses it too).
             roots = declared_roots(hosts)
-            for field in ("model", "output_schema", "config", "network", "matrix", "rules", "wasm"):
-                value = getattr(agent, field, None)
-                if field in ("output_schema", "config", "rules") and not isinstance(value, str):
+            for field in dict.fromkeys(("model", "output_schema", "config", *kind.file_arguments)):
+                value = getattr(agent, kind.field_for_argument(field) or field, None)
+                if field != "model" and not isinstance(value, str):
                     continue
                 for file, written_span in self._files_of(value, hosts, agent.span_for(field)):
                     if file and "${" not in file and "://" not in file and escapes_lexically(file, roots):
@@ -1120,15 +1135,10 @@ class _Checker:
                                    f"under it (or declare a data root: `deployment: {{ storage: {{ data_root: "
                                    f"\"…\" }} }}`)", written_span, "path-escape")
             return
-        if isinstance(agent, BayesianNetworkAgent):
-            checks.append(("network", agent.network))
-        if isinstance(agent, DecisionMatrix):
-            checks.append(("matrix", agent.matrix))
-        if isinstance(agent, RuleEngine) and isinstance(agent.rules, str):
-            checks.append(("rules", agent.rules))
-        if isinstance(agent, Custom):
-            checks.append(("wasm", agent.wasm))
+        checks = [(name, getattr(agent, kind.field_for_argument(name) or name, None)) for name in kind.file_arguments]
         for field, value in checks:
+            if field != "model" and not isinstance(value, str):
+                continue
             for file, written_span in self._files_of(value, hosts, agent.span_for(field)):
                 self._check_file(file, written_span, f"{field} file '{file}' of {label}",
                                  hosts=hosts, escape=f"{field} path '{file}' of {label}")

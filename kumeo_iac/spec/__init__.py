@@ -1,6 +1,7 @@
 """The typed model of a Kumeo program (the Spec), shared by the importer, the Python DSL and every later stage."""
 
 from kumeo_iac.spec._agent_config import (
+    AgentConfig,
     BayesianNetworkConfig,
     CustomConfig,
     CustomSettings,
@@ -13,7 +14,9 @@ from kumeo_iac.spec._agent_config import (
     NoSettings,
 )
 from kumeo_iac.spec._agents import (
+    AGENT_KIND_NAMES,
     AGENT_KINDS,
+    IMAGE_CLASSES,
     LLM,
     Agent,
     AnyAgent,
@@ -27,10 +30,13 @@ from kumeo_iac.spec._agents import (
     MLModel,
     Router,
     RuleEngine,
+    agent_kind,
+    register_kind,
 )
-from kumeo_iac.spec._base import Call, LocatedStr, Ref, SpecNode, is_identifier, span_of
-from kumeo_iac.spec._deployment import Deployment, Monitor, Resources, Scaling
+from kumeo_iac.spec._base import Call, LocatedStr, Ref, SpecNode, arg, is_identifier, span_of
+from kumeo_iac.spec._deployment import Deployment, Leaf, Monitor, Resources, Scaling
 from kumeo_iac.spec._durations import DURATION_HINT, Duration, parse_duration
+from kumeo_iac.spec._edge import EDGE, PROFILES, EdgeProblem, edge_problems, hub_urls, is_edge
 from kumeo_iac.spec._io import (
     CONTEXT_KINDS,
     SOURCE_KINDS,
@@ -69,12 +75,6 @@ from kumeo_iac.spec._workflow import (
     iter_refs,
 )
 
-#: Names the language accepts for agent kinds, aliases included.
-AGENT_KIND_NAMES: dict[str, type[Agent]] = {
-    **AGENT_KINDS,
-    **{alias: cls for cls in AGENT_KINDS.values() for alias in cls.kind_aliases},
-}
-
 # The DSL spells sources, targets and the BayesianNetwork agent/context with one name each; the workflow re-types
 # a value for the slot it is put in.
 NATS = NatsSource
@@ -91,16 +91,20 @@ __all__ = [
     "AGENT_KIND_NAMES",
     "CONTEXT_KINDS",
     "DURATION_HINT",
+    "EDGE",
     "FILE_EXTENSIONS",
     "HTTP",
+    "IMAGE_CLASSES",
     "LLM",
     "MAX_PARTITIONS",
     "MQTT",
     "NATS",
+    "PROFILES",
     "RESOURCE_BLOCKS",
     "SOURCE_KINDS",
     "TARGET_KINDS",
     "Agent",
+    "AgentConfig",
     "AnyAgent",
     "AnyContext",
     "BayesianNetwork",
@@ -120,6 +124,7 @@ __all__ = [
     "DecisionMatrix",
     "Deployment",
     "Duration",
+    "EdgeProblem",
     "Endpoint",
     "File",
     "FileSource",
@@ -136,6 +141,7 @@ __all__ = [
     "KindSpec",
     "KnowledgeBase",
     "LLMConfig",
+    "Leaf",
     "LocatedStr",
     "MLModel",
     "MLModelConfig",
@@ -159,9 +165,14 @@ __all__ = [
     "Timer",
     "TimerSource",
     "WorkflowSpec",
+    "agent_kind",
+    "arg",
     "block_ref",
     "closest",
     "did_you_mean",
+    "edge_problems",
+    "hub_urls",
+    "is_edge",
     "is_identifier",
     "iter_refs",
     "key_path",
@@ -173,6 +184,7 @@ __all__ = [
     "plain",
     "problems_for_type",
     "problems_in",
+    "register_kind",
     "resolve",
     "retry_policy",
     "retry_problems",

@@ -8,14 +8,16 @@ import sys
 import kumeo_iac
 
 EXPECTED = {
-    "BayesianNetwork", "Custom", "DataNormalizer", "DataProcessor", "Database", "DecisionMatrix", "Deployment",
+    "Agent", "AgentConfig", "BayesianNetwork", "Custom", "DataNormalizer", "DataProcessor", "Database",
+    "DecisionMatrix", "Deployment",
     "Diagnostic", "File", "HTTP", "HumanInLoop", "HumanReview", "IntegrationSpec", "Kafka", "KnowledgeBase",
     "KumeoCompileError", "KumeoDeployError", "KumeoError", "KumeoEvaluationError", "KumeoExpressionError",
     "KumeoRuntimeError", "KumeoSpecError", "KumeoSyntaxError", "KumeoValidationError", "LLM", "MLModel", "MQTT",
     "MissingValueHandler", "Monitor", "NATS", "Plan", "PlatformSettings", "Program", "Ref", "Resources",
     "RuleEngine", "Router", "Scaling", "Severity", "SourceSpan", "SubworkflowSpec", "Timer", "Workflow",
     "WorkflowArgs", "WorkflowSpec", "__version__", "build_graph", "compile_expression", "compile_program",
-    "format_program", "load", "parse", "parse_file", "validate",
+    "format_program", "load", "parse", "parse_file", "register_kind",
+    "validate",
 }
 
 
