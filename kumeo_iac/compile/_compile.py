@@ -14,6 +14,7 @@ from typing import Any
 
 from kumeo_iac._paths import data_roots, declared_roots, escapes, escapes_lexically
 from kumeo_iac.compile import _kubernetes as k8s
+from kumeo_iac.compile._edge import edge_objects, with_edge
 from kumeo_iac.compile._integrations import expand_integrations
 from kumeo_iac.compile._names import (
     Subjects,
@@ -52,11 +53,13 @@ from kumeo_iac.compile._plan import (
     RoutePlan,
     StreamPlan,
     WorkflowPlan,
+    kind_declarations,
 )
 from kumeo_iac.compile._security import agent_identity, gateway_identity
 from kumeo_iac.compile._settings import (
     DEFAULT_MAX_INPUT_BYTES,
     IMAGE_CLASS_KEYS,
+    IMAGE_CLASS_RESOURCES,
     PlatformSettings,
     max_input_bytes,
 )
@@ -66,17 +69,11 @@ from kumeo_iac.errors import KumeoCompileError, SourceSpan
 from kumeo_iac.graph import NodeRef, WorkflowGraph, build_graph
 from kumeo_iac.spec import (
     FILE_EXTENSIONS,
-    LLM,
     RESOURCE_BLOCKS,
     Agent,
-    BayesianNetworkAgent,
-    Custom,
     Endpoint,
-    HumanReview,
-    MLModel,
     Program,
     Resources,
-    RuleEngine,
     WorkflowSpec,
     key_path,
     kubernetes_quantity,
@@ -94,6 +91,8 @@ DEFAULT_JOIN_TIMEOUT_SECONDS = 300.0
 DEFAULT_REVIEW_TTL_SECONDS = 7 * 24 * 3600.0
 DEFAULT_RESOURCES = {"requests": {"cpu": "100m", "memory": "128Mi"}, "limits": {"cpu": "500m", "memory": "512Mi"}}
 DEFAULT_IMAGE_NAMES = {"base": "agent-base", "ml": "ml-runtime", "llm": "llm-runtime"}
+#: The state buckets compile knows the lifetime of (in this order in the Plan); others keep their entries.
+_KNOWN_BUCKETS = ("reviews", "llm-cache")
 
 _PLACEHOLDER = re.compile(r"\$\{([^{}]*)\}")
 _COMMON_FIELDS = {"span", "arg_spans", "extra_args", "kind", "id", "input", "output_channel", "when", "timeout",
@@ -347,6 +346,7 @@ class _WorkflowPlanner:
         )
         if k8s.needs_gateway(plan.sources, plan.targets):
             plan = dataclasses.replace(plan, gateway_identity=gateway_identity(self.slug, plan.sources, plan.targets))
+        plan = with_edge(plan, self.wf, self.settings)  # the edge profile (kumeo_iac.compile._edge), if chosen
         return dataclasses.replace(plan, kubernetes=self._kubernetes(plan))
 
     def _partitionings(self, routed_to: dict[str, list[tuple[str, str]]],
@@ -391,23 +391,30 @@ class _WorkflowPlanner:
         if joins:
             # Entries must outlive the longest join timeout so the runtime's sweep can dead-letter an
             # incomplete join before the bucket forgets it.
-            ttl = 2 * max(self._join_timeout(n.agent) for n in joins)
+            join_ttl = 2 * max(self._join_timeout(n.agent) for n in joins)
             bucket = bucket_name(self.slug, "joins")
             out.append(KeyValuePlan(bucket, "joins", key_value_config(
-                bucket, description=f"Kumeo {self.wf.name}: partial joins by event id", ttl=ttl, replicas=replicas)))
-        reviews = [n.agent for n in nodes if isinstance(n.agent, HumanReview)]
-        if reviews:
-            # Twice the longest review timeout: a review must outlive its deadline and an escalation round.
-            ttl = 2 * max(self._review_timeout(a) for a in reviews)
-            bucket = bucket_name(self.slug, "reviews")
-            out.append(KeyValuePlan(bucket, "reviews", key_value_config(
-                bucket, description=f"Kumeo {self.wf.name}: events waiting for human review", ttl=ttl,
+                bucket, description=f"Kumeo {self.wf.name}: partial joins by event id", ttl=join_ttl,
                 replicas=replicas)))
-        if any(isinstance(n.agent, LLM) for n in nodes):
-            bucket = bucket_name(self.slug, "llm_cache")
-            out.append(KeyValuePlan(bucket, "llm-cache", key_value_config(
-                bucket, description=f"Kumeo {self.wf.name}: LLM responses by prompt hash",
-                ttl=self.settings.llm_cache_ttl_seconds, replicas=replicas)))
+        # One bucket per purpose the workflow's agent kinds declare (``Agent.state_buckets``).
+        users: dict[str, list[Agent]] = {}
+        for n in nodes:
+            for purpose in type(n.agent).state_buckets.values():
+                users.setdefault(purpose, []).append(n.agent)
+        for purpose in sorted(users, key=lambda p: (p not in _KNOWN_BUCKETS, _KNOWN_BUCKETS.index(p) if p in
+                                                    _KNOWN_BUCKETS else 0, p)):
+            bucket = bucket_name(self.slug, purpose.replace("-", "_"))
+            description = f"Kumeo {self.wf.name}: {purpose} state of its agents"
+            ttl: float | None = None
+            if purpose == "reviews":
+                # Twice the longest review timeout: a review must outlive its deadline and an escalation round.
+                description = f"Kumeo {self.wf.name}: events waiting for human review"
+                ttl = 2 * max(self._review_timeout(a) for a in users[purpose])
+            elif purpose == "llm-cache":
+                description, ttl = (f"Kumeo {self.wf.name}: LLM responses by prompt hash",
+                                    self.settings.llm_cache_ttl_seconds)
+            out.append(KeyValuePlan(bucket, purpose, key_value_config(
+                bucket, description=description, ttl=ttl, replicas=replicas)))
         return out
 
     def _join_timeout(self, agent: Agent) -> float:
@@ -518,12 +525,10 @@ class _WorkflowPlanner:
                                 "timeout_seconds": self._join_timeout(agent)}
         if self.max_input_bytes != DEFAULT_MAX_INPUT_BYTES:
             settings["max_input_bytes"] = self.max_input_bytes  # the worker reads it here
-        if isinstance(agent, HumanReview):
-            settings["review_bucket"] = buckets["reviews"]
-        if isinstance(agent, LLM):
-            settings["cache_bucket"] = buckets["llm-cache"]
-        image_class = "ml" if isinstance(agent, (MLModel, BayesianNetworkAgent)) else (
-            "llm" if isinstance(agent, LLM) else "base")
+        kind = type(agent)
+        for setting, purpose in kind.state_buckets.items():
+            settings[setting] = buckets[purpose]
+        image_class = kind.image_class
         replicas, max_replicas = self._replicas()
         if part is not None:
             settings["partition"] = part.settings(self.slug)
@@ -555,6 +560,7 @@ class _WorkflowPlanner:
             resources=self._resources(agent),
             line=agent.span.line if agent.span else None,
             input_bindings=sorted(bindings, key=lambda b: (b["part"], b["subject"], b["written"])),
+            **kind_declarations(kind),
         )
 
     def _retry(self, agent: Agent) -> tuple[int, list[float]]:
@@ -577,10 +583,8 @@ class _WorkflowPlanner:
     def _resource_chain(self, agent: Agent) -> list[Resources]:
         table = self.deployment.resources if self.deployment else {}
         keys = [agent.id or ""]
-        if isinstance(agent, (MLModel, BayesianNetworkAgent)):
-            keys.append("ml_models")
-        elif isinstance(agent, LLM):
-            keys.append("llm")
+        if type(agent).image_class in IMAGE_CLASS_RESOURCES:
+            keys.append(IMAGE_CLASS_RESOURCES[type(agent).image_class])
         keys.append("default")
         return [table[k] for k in keys if k in table]
 
@@ -702,8 +706,6 @@ class _WorkflowPlanner:
             out["workflow_config"] = to_json(self.wf.config)
         if isinstance(agent.extra_args.get("lookups"), dict):  # set by an inlined integration
             out["lookups"] = to_json(agent.extra_args["lookups"])
-        if isinstance(agent, Custom) and agent.entrypoint:
-            out["entrypoint"] = str(agent.entrypoint)
         self._refuse_secrets(out, agent)
         return out, sorted(set(files))
 
@@ -723,8 +725,7 @@ class _WorkflowPlanner:
             items = value if isinstance(value, list) else [value]
             resolved_items = [self._context(v, agent, span, files) for v in items]
             out[name] = resolved_items if isinstance(value, list) else resolved_items[0]
-        elif name in ("network", "matrix", "wasm") or (name == "rules" and isinstance(agent, RuleEngine)
-                                                       and isinstance(value, str)):
+        elif name in type(agent).file_arguments and isinstance(value, str):
             out[name] = self._file_value(self._resolve(value, agent, span, strict=True, what=name), files)
         else:
             out[name] = to_json(value)
@@ -847,6 +848,9 @@ class _WorkflowPlanner:
             self._refuse_cluster_unsupported()
         storage = self.deployment.storage if self.deployment else {}
         files_mount = self.settings.files_mount_path or storage.get("models") or k8s.DEFAULT_FILES_DIR
+        if plan.edge is not None:  # every agent in one pod (kumeo_iac.compile._edge)
+            return k8s.apply_order([*edge_objects(plan, self.settings, files_mount_path=files_mount),
+                                    *observability_objects(plan, self.settings)])
         scaling = self.deployment.scaling if self.deployment else None
         target_cpu = scaling.target_cpu if scaling and scaling.target_cpu else self.settings.default_target_cpu
         lag = scaling.target_lag if scaling and scaling.target_lag else self.settings.default_lag_threshold

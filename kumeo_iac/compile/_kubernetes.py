@@ -456,7 +456,7 @@ def agent_objects(
                 "name": dns_name(slug, "files"),
                 "items": [{"key": files_key(f), "path": f} for f in agent.files],
             }})
-    if agent.kind in ("LLM", "Custom"):
+    if agent.uses_secrets:  # the kind's declaration (LLM, Custom)
         env += _secret_env(settings)
     if settings.nats_auth and agent.identity is not None:
         env += identity_env(agent.identity, credentials_secret_name(slug))

@@ -95,7 +95,7 @@ def consumer_config(durable: str, filter_subjects: list[str], *, description: st
     )
 
 
-def key_value_config(bucket: str, *, description: str, ttl: float, replicas: int) -> dict[str, Any]:
+def key_value_config(bucket: str, *, description: str, ttl: float | None, replicas: int) -> dict[str, Any]:
     return _plain(
         KeyValueConfig(
             bucket=bucket, description=description, history=1, ttl=ttl, storage=StorageType.FILE, replicas=replicas

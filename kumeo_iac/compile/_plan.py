@@ -111,6 +111,41 @@ class AgentPlan:
     input_bindings: list[dict[str, Any]] = dataclasses.field(default_factory=list)
     #: The agent's NATS user and permissions (None in Plans written before identities existed).
     identity: NatsIdentity | None = None
+    #: What the agent's kind declares (``kumeo_iac.spec.Agent``), copied here so the worker, `kumeo run`, the
+    #: dashboard and the Kubernetes objects read the Plan, never kind names. ``handler`` is the ``"module:Class"``
+    #: that runs the agent and ``handler_extra`` the pip extra its imports need; ``http_api`` the API it serves on
+    #: the worker's HTTP port (``"review"``); ``uses_secrets`` whether its pod gets the platform's secrets.
+    handler: str = ""
+    handler_extra: str | None = None
+    http_api: str | None = None
+    uses_secrets: bool = False
+
+    @property
+    def review_bucket(self) -> str | None:
+        """The KV bucket the agent parks events in for review (a HumanReview agent), else None."""
+        bucket = self.settings.get("review_bucket")
+        return bucket if isinstance(bucket, str) else None
+
+
+@dataclasses.dataclass(frozen=True)
+class EdgePlan:
+    """An edge workflow (``deployment: { profile: "edge" }``, see ``kumeo_iac.compile._edge``): every agent in one
+    pod, on the pod's own nats-server, a leaf node of the central NATS (the hub).
+
+    The workflow's streams, consumers and KV buckets live on that leaf (the edge process creates them);
+    ``hub_streams`` are the streams a deployer creates on the central NATS instead: each *sources* the site's
+    results from the leaf's JetStream domain, and catches up after the link was down.
+    """
+
+    domain: str  # the site's JetStream domain (its API is $JS.<domain>.API seen from the hub)
+    hub: list[str]  # the hub's leafnode URLs
+    credentials_secret: str  # the Secret holding the leaf's credentials file
+    credentials_key: str
+    storage: str  # size of the leaf's JetStream volume
+    storage_class: str | None
+    image: str  # the leaf container's image (nats-server on its PATH)
+    hub_streams: list[StreamPlan]
+    server_config: str  # the leaf nats-server's configuration file (in the pod's ConfigMap)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -129,6 +164,9 @@ class WorkflowPlan:
     kubernetes: list[dict[str, Any]]  # every object as a plain dict, in apply order
     #: The NATS identity of the workflow's gateway (HTTP/Timer/File endpoints), when it has one and auth is on.
     gateway_identity: NatsIdentity | None = None
+    #: The edge profile's leaf node and hub streams (None: the cluster profile). Left out of the JSON when None,
+    #: so Plans of cluster workflows read and write as before.
+    edge: EdgePlan | None = dataclasses.field(default=None, metadata={"omit_none": True})
 
     def agent(self, agent_id: str) -> AgentPlan:
         for a in self.agents:
@@ -190,6 +228,7 @@ class Plan:
                 agents.append(
                     AgentPlan(
                         **{
+                            **(kind_declarations(a["kind"]) if "handler" not in a else {}),
                             **a,
                             "routes": [RoutePlan(**r) for r in a["routes"]],
                             "consumers": [ConsumerPlan(**c) for c in a["consumers"]],
@@ -209,6 +248,7 @@ class Plan:
                         "gateway_identity": (
                             NatsIdentity(**wf["gateway_identity"]) if wf.get("gateway_identity") else None
                         ),
+                        "edge": _edge_plan(wf.get("edge")),
                     }
                 )
             )
@@ -219,9 +259,29 @@ class Plan:
         return cls.from_dict(json.loads(text))
 
 
+def _edge_plan(data: dict[str, Any] | None) -> EdgePlan | None:
+    if not data:
+        return None
+    return EdgePlan(**{**data, "hub_streams": [StreamPlan(**s) for s in data["hub_streams"]]})
+
+
+def kind_declarations(kind: str | type[Any]) -> dict[str, Any]:
+    """The AgentPlan fields an agent kind declares (a kind class, or a registered kind's name: a Plan written before
+    these fields existed gets its built-in kind's)."""
+    from kumeo_iac.spec import AGENT_KIND_NAMES
+
+    cls = AGENT_KIND_NAMES.get(kind) if isinstance(kind, str) else kind
+    if cls is None:
+        return {}
+    return {"handler": cls.runtime_handler, "handler_extra": cls.runtime_extra, "http_api": cls.http_api,
+            "uses_secrets": cls.uses_secrets}
+
+
 def _fields(value: Any) -> dict[str, Any]:
     """A Plan dataclass as the dict of its fields (one level): ``json.dumps(default=_fields)`` serialises a Plan with
-    the C encoder, without first copying it into dicts as ``dataclasses.asdict`` does."""
+    the C encoder, without first copying it into dicts as ``dataclasses.asdict`` does. A field marked
+    ``omit_none`` is left out while it is None."""
     if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        return {f.name: getattr(value, f.name) for f in dataclasses.fields(value)}
+        return {f.name: getattr(value, f.name) for f in dataclasses.fields(value)
+                if not (f.metadata.get("omit_none") and getattr(value, f.name) is None)}
     raise TypeError(f"{type(value).__name__} is not JSON serialisable")

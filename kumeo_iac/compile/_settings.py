@@ -8,6 +8,8 @@ from typing import Any
 
 #: Image classes and the `deployment.base_images` keys each one reads (first found wins).
 IMAGE_CLASS_KEYS: dict[str, tuple[str, ...]] = {"base": ("base", "default"), "ml": ("ml",), "llm": ("llm",)}
+#: The ``deployment.resources`` entry that applies to every agent of an image class (after the agent's own id).
+IMAGE_CLASS_RESOURCES: dict[str, str] = {"ml": "ml_models", "llm": "llm"}
 
 #: What ``egress_cidrs`` leaves out by default: the private ranges (RFC 1918, where pods, Services and nodes
 #: usually live), carrier-grade NAT (some clusters' pod range) and link-local (the cloud metadata endpoint

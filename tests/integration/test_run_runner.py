@@ -141,17 +141,19 @@ async def test_runner_uses_a_given_server_and_leaves_it_running(nats_server: Any
 
 
 async def test_a_failing_agent_start_stops_everything(tmp_path: Path) -> None:
-    from kumeo_iac.runtime.agents import _registry
+    import dataclasses
+
+    from kumeo_iac.compile import Plan
 
     plan = plan_of(tmp_path, ORDERS)
-    runner = LocalRunner(plan, base_dir=tmp_path)
-    original = _registry.KINDS["Router"]
-    _registry.KINDS["Router"] = _registry.KindEntry(None)  # as if Router were not implemented here
-    try:
-        with pytest.raises(Exception, match="agent 'route': agent kind 'Router' is not available"):
-            await runner.start()
-    finally:
-        _registry.KINDS["Router"] = original
+    wf = plan.workflows[0]
+    # As if Router's runtime class were not installed here: the plan names a handler that cannot be imported.
+    agents = [dataclasses.replace(a, handler="kumeo_no_such_module:RouterAgent") if a.kind == "Router" else a
+              for a in wf.agents]
+    runner = LocalRunner(Plan([dataclasses.replace(wf, agents=agents)]), base_dir=tmp_path)
+    with pytest.raises(Exception, match="agent 'route': agent kind 'Router': runtime handler "
+                                        "'kumeo_no_such_module:RouterAgent': no module 'kumeo_no_such_module'"):
+        await runner.start()
     assert runner.server is not None and not runner.server.is_running
     assert len(runner.workers) == 2 and all(w.nc.is_closed for w in runner.workers)  # the two that had started
 

@@ -236,6 +236,7 @@ def test_the_decision_matrix_agent_refuses_a_matrix_outside(tree: Path) -> None:
     wf = compile_program(program).workflows[0]
     plan = copy.deepcopy(wf.agent("c"))
     object.__setattr__(plan, "kind", "DecisionMatrix")
+    object.__setattr__(plan, "handler", "kumeo_iac.runtime.agents.decision_matrix:DecisionMatrixAgent")
     object.__setattr__(plan, "settings", {"matrix": {"file": "../outside/secret.dmx"}})
     agent = create_agent(plan, wf, tree / "wf")
     with pytest.raises(KumeoRuntimeError) as info:

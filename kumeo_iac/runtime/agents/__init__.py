@@ -13,11 +13,10 @@ from kumeo_iac.runtime.agents._common import (
     file_reference,
 )
 from kumeo_iac.runtime.agents._common import scope as expression_scope
-from kumeo_iac.runtime.agents._registry import KINDS, UnavailableAgent, agent_class, create_agent, register
+from kumeo_iac.runtime.agents._registry import UnavailableAgent, agent_class, create_agent, handler_class
 
 __all__ = [
     "AGENT_CONFIG_KEY",
-    "KINDS",
     "WORKFLOW_CONFIG_KEY",
     "UnavailableAgent",
     "agent_class",
@@ -26,5 +25,5 @@ __all__ = [
     "evaluate",
     "expression_scope",
     "file_reference",
-    "register",
+    "handler_class",
 ]

@@ -1,15 +1,17 @@
-"""Which class runs which agent kind, resolved lazily so a worker only imports the kind it runs.
+"""Which class runs an agent: the ``"module:Class"`` its kind declares, imported only by the worker that runs it.
 
-Entries are ``"module:Class"`` strings: the MLModel kind pulls in onnxruntime and BayesianNetwork pgmpy (seconds of
-import time), and a DataProcessor pod must not pay for them, or even have them installed.
+Each agent kind declares its runtime handler (``kumeo_iac.spec.Agent.runtime_handler``) and compile copies it into
+the agent's plan (``AgentPlan.handler``), so the runtime needs no table of kinds. Importing lazily matters: the
+MLModel kind pulls in onnxruntime and BayesianNetwork pgmpy (seconds of import time), and a DataProcessor pod must
+not pay for them, or even have them installed.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import importlib
+import sys
 from pathlib import Path
-from typing import TYPE_CHECKING, Final
+from typing import TYPE_CHECKING
 
 from kumeo_iac.errors import KumeoRuntimeError
 from kumeo_iac.runtime._agent import Emit, Event, RuntimeAgent
@@ -17,65 +19,51 @@ from kumeo_iac.runtime._agent import Emit, Event, RuntimeAgent
 if TYPE_CHECKING:
     from kumeo_iac.compile import AgentPlan, WorkflowPlan
 
-__all__ = ["KINDS", "UnavailableAgent", "agent_class", "create_agent", "register"]
-
-_PACKAGE: Final = "kumeo_iac.runtime.agents"
+__all__ = ["UnavailableAgent", "agent_class", "create_agent", "handler_class"]
 
 
-@dataclasses.dataclass(frozen=True)
-class KindEntry:
-    """Where a kind's runtime class lives (None: not in this runtime yet) and the extra its imports need."""
+def handler_class(handler: str, *, kind: str, extra: str | None = None,
+                  base_dir: Path | None = None) -> type[RuntimeAgent]:
+    """The class at ``handler`` (``"module:Class"``) that runs agents of ``kind``; KumeoRuntimeError when it cannot
+    be imported (naming the pip ``extra`` its imports need, if any) or is not a RuntimeAgent.
 
-    target: str | None
-    extra: str | None = None
-
-
-KINDS: dict[str, KindEntry] = {
-    "DataProcessor": KindEntry(f"{_PACKAGE}.data_processor:DataProcessorAgent"),
-    "DataNormalizer": KindEntry(f"{_PACKAGE}.data_normalizer:DataNormalizerAgent"),
-    "MissingValueHandler": KindEntry(f"{_PACKAGE}.missing_value_handler:MissingValueHandlerAgent"),
-    "Router": KindEntry(f"{_PACKAGE}.router:RouterAgent"),
-    "DecisionMatrix": KindEntry(f"{_PACKAGE}.decision_matrix:DecisionMatrixAgent"),
-    "RuleEngine": KindEntry(f"{_PACKAGE}.rule_engine:RuleEngineAgent"),
-    "MLModel": KindEntry(f"{_PACKAGE}.ml_model:MLModelAgent", extra="ml"),
-    "LLM": KindEntry(f"{_PACKAGE}.llm:LLMAgent", extra="llm"),
-    "BayesianNetwork": KindEntry(f"{_PACKAGE}.bayesian_network:BayesianNetworkAgent", extra="bayes"),
-    "HumanReview": KindEntry(f"{_PACKAGE}.human_review:HumanReviewAgent"),
-    "Custom": KindEntry(f"{_PACKAGE}.custom:CustomAgent"),
-}
-
-#: Other names the language accepts for a kind (kept in step with the Spec's ``kind_aliases``).
-_ALIASES: Final = {"HumanInLoop": "HumanReview"}
-
-
-def register(kind: str, target: str, extra: str | None = None) -> None:
-    """Make ``kind`` run with the class at ``"module:Class"`` (imported on first use)."""
-    KINDS[kind] = KindEntry(target, extra)
-
-
-def agent_class(kind: str) -> type[RuntimeAgent]:
-    """The runtime class of a kind; KumeoRuntimeError when the kind is unknown or not available here."""
-    kind = _ALIASES.get(kind, kind)
-    entry = KINDS.get(kind)
-    if entry is None:
-        known = ", ".join(sorted(KINDS))
-        raise KumeoRuntimeError(f"unknown agent kind '{kind}' (known kinds: {known})")
-    if entry.target is None:
-        raise KumeoRuntimeError(f"agent kind '{kind}' is not available in this runtime yet")
-    module_name, _, class_name = entry.target.partition(":")
+    A handler outside Kumeo is looked up in ``base_dir`` (the workflow's folder) too, as a Custom entrypoint is.
+    """
+    module_name, _, class_name = handler.partition(":")
+    if not module_name or not class_name:
+        raise KumeoRuntimeError(f"agent kind '{kind}': runtime handler {handler!r} is not 'module:Class'")
+    base = str(base_dir.resolve()) if base_dir is not None and not module_name.startswith("kumeo_iac.") else None
+    if base is not None and base not in sys.path:
+        sys.path.insert(0, base)
     try:
         module = importlib.import_module(module_name)
     except ImportError as error:
-        if entry.extra is None or (error.name or "").startswith("kumeo_iac"):
-            raise
-        raise KumeoRuntimeError(
-            f"agent kind '{kind}' needs the '{entry.extra}' extra: pip install 'kumeo-iac[{entry.extra}]' "
-            f"({error})"
-        ) from error
-    cls = getattr(module, class_name)
-    if not (isinstance(cls, type) and issubclass(cls, RuntimeAgent)):  # a registry typo, not a user mistake
-        raise TypeError(f"{entry.target} is not a RuntimeAgent subclass")
+        missing = error.name or ""
+        if extra is not None and not missing.startswith("kumeo_iac"):
+            raise KumeoRuntimeError(
+                f"agent kind '{kind}' needs the '{extra}' extra: pip install 'kumeo-iac[{extra}]' ({error})"
+            ) from error
+        if isinstance(error, ModuleNotFoundError) and missing and (module_name + ".").startswith(missing + "."):
+            where = f"{base} and the installed packages" if base else "the installed packages"
+            raise KumeoRuntimeError(f"agent kind '{kind}': runtime handler {handler!r}: no module {missing!r} "
+                                    f"(looked in {where})") from None
+        raise
+    cls = getattr(module, class_name, None)
+    if not (isinstance(cls, type) and issubclass(cls, RuntimeAgent)):
+        raise KumeoRuntimeError(f"agent kind '{kind}': runtime handler {handler!r} is not a "
+                                f"kumeo_iac.runtime.RuntimeAgent subclass")
     return cls
+
+
+def agent_class(kind: str) -> type[RuntimeAgent]:
+    """The runtime class a registered kind declares (aliases too); KumeoRuntimeError when the kind is unknown or its
+    class cannot be imported here."""
+    from kumeo_iac.spec import AGENT_KIND_NAMES, AGENT_KINDS
+
+    cls = AGENT_KIND_NAMES.get(kind)
+    if cls is None:
+        raise KumeoRuntimeError(f"unknown agent kind '{kind}' (known kinds: {', '.join(sorted(AGENT_KINDS))})")
+    return handler_class(cls.runtime_handler, kind=cls.kind_name, extra=cls.runtime_extra)
 
 
 class UnavailableAgent(RuntimeAgent):
@@ -93,9 +81,13 @@ class UnavailableAgent(RuntimeAgent):
 
 
 def create_agent(plan: AgentPlan, workflow: WorkflowPlan, base_dir: Path) -> RuntimeAgent:
-    """The runtime agent for one AgentPlan; a kind that cannot run here fails at its start()."""
+    """The runtime agent for one AgentPlan (its ``handler``; a Plan without one: its kind's); a kind that cannot run
+    here fails at its start()."""
     try:
-        cls = agent_class(plan.kind)
+        if plan.handler:
+            cls = handler_class(plan.handler, kind=plan.kind, extra=plan.handler_extra, base_dir=base_dir)
+        else:
+            cls = agent_class(plan.kind)
     except KumeoRuntimeError as error:
         return UnavailableAgent(plan, workflow, base_dir, error)
     return cls(plan, workflow, base_dir)
