@@ -361,8 +361,7 @@ def _waiting_note(reviews: ReviewWatch, path: Path, runner: Any) -> str:
     waiting = f"{n} event{'s wait' if n != 1 else ' waits'} for review {at}"
     # A decision publishes the event on the review's outputs: agents after it take it up when they next run; a
     # target subject gets it at once.
-    outputs = {a.output_subject for wf in runner.workflows for a in wf.agents if a.kind in ("HumanReview",
-                                                                                         "HumanInLoop")}
+    outputs = {a.output_subject for wf in runner.workflows for a in wf.agents if a.review_bucket}
     later = any(set(a.inputs.values()) & outputs for wf in runner.workflows for a in wf.agents)
     url = "URL" if runner.embedded else runner.url
     resume = (f"they resume on the next run (`kumeo run {path} --nats {url}`)" if later

@@ -338,7 +338,7 @@ def create_app(config: DashboardConfig) -> Starlette:
         status = request.query_params.get("status", "open")
         out = []
         for wf in plan.workflows:
-            if any(a.kind == "HumanReview" for a in wf.agents):
+            if any(a.review_bucket for a in wf.agents):
                 for review in await live.reviews(wf, status):
                     out.append({**review, "workflow": wf.name})
         return JSONResponse({"reviews": out})

@@ -318,7 +318,7 @@ class Live:
                         "mean_seconds": (sample.sum / sample.count) if sample.count else None,
                         "latency": latency_summary(delta) or latency_summary(sample.buckets),
                     }
-                if agent.kind == "HumanReview":
+                if agent.review_bucket:
                     entry["reviews_pending"] = await self._open_reviews(wf, agent)
                 agents[agent.id] = entry
             endpoints = {}
@@ -547,7 +547,7 @@ class Live:
         """Reviews of every HumanReview agent of the workflow (open ones by default), oldest first."""
         out = []
         for agent in wf.agents:
-            if agent.kind != "HumanReview":
+            if not agent.review_bucket:
                 continue
             queue = await self._queue(wf, agent)
             for review in await queue.store.list():
@@ -570,7 +570,7 @@ class Live:
             ReviewNotFound,
         )
 
-        if agent.kind != "HumanReview":
+        if not agent.review_bucket:
             raise LiveError(404, f"{agent.id} is a {agent.kind}, not a HumanReview agent")
         queue = await self._queue(wf, agent)
         act = {"approve": queue.approve, "reject": queue.reject, "comment": queue.comment}.get(action)

@@ -17,7 +17,6 @@ __all__ = ["ReviewWatch", "WaitingReviews"]
 
 log = logging.getLogger("kumeo.local")
 
-_REVIEW_KINDS = frozenset({"HumanReview", "HumanInLoop"})
 #: How often the buckets are read while the run goes on (the progress line is redrawn more often than that).
 REFRESH_SECONDS = 0.5
 
@@ -36,7 +35,7 @@ class ReviewWatch:
 
     def __init__(self, runner: Any) -> None:
         self.runner = runner
-        self.agents = [(wf, agent) for wf in runner.workflows for agent in wf.agents if agent.kind in _REVIEW_KINDS]
+        self.agents = [(wf, agent) for wf in runner.workflows for agent in wf.agents if agent.review_bucket]
         self.waiting: list[WaitingReviews] = []
         self._buckets: dict[str, Any] = {}
         self._task: asyncio.Task[None] | None = None

@@ -75,8 +75,6 @@ SERVER_RESTART_LIMIT = 3
 #: How long one publish round waits for its PubAcks before the missing ones are published again (same
 #: Nats-Msg-Id: the stream stores each event once).
 PUBLISH_ACK_SECONDS = 5.0
-#: Agent kinds whose worker serves an HTTP API of their own (the review queue) beside /healthz.
-_SERVES_HTTP = frozenset({"HumanReview", "HumanInLoop"})
 
 
 @dataclasses.dataclass(frozen=True)
@@ -313,9 +311,10 @@ class LocalRunner:
 
         for wf in self.workflows:
             for agent in wf.agents:
-                # A HumanReview agent serves its review API on the worker's HTTP port: give it one (loopback).
+                # An agent serving an API of its own (HumanReview's review API) does so on the worker's HTTP
+                # port: give it one (loopback).
                 http: dict[str, Any] = (
-                    {"health_port": 0, "health_host": "127.0.0.1"} if agent.kind in _SERVES_HTTP else {})
+                    {"health_port": 0, "health_host": "127.0.0.1"} if agent.http_api else {})
                 worker = Worker(wf, agent.id, self.url, self.base_dir, fetch_expires=self.fetch_expires, **http)
                 try:
                     await worker.start()
@@ -349,7 +348,7 @@ class LocalRunner:
             for agent in wf.agents:
                 cmd = [sys.executable, "-m", "kumeo_iac.runtime", "--plan", str(plan_file), "--agent", agent.id,
                        "--workflow", wf.slug, "--nats", self.url,
-                       "--health-port", "0" if agent.kind in _SERVES_HTTP else "-1",
+                       "--health-port", "0" if agent.http_api else "-1",
                        "--base-dir", str(self.base_dir.resolve()), "--log-level", self.log_level]
                 name = agent.id if len(self.workflows) == 1 else f"{wf.name}/{agent.id}"
                 partition = agent.settings.get("partition") if isinstance(agent.settings, dict) else None
