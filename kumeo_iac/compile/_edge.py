@@ -252,7 +252,7 @@ def _stateful_set(plan: WorkflowPlan, settings: PlatformSettings, name: str, lbl
         else:
             volumes.append({"name": "files", "configMap": {
                 "name": dns_name(plan.slug, "files"), "items": [{"key": k8s.files_key(f), "path": f} for f in files]}})
-    if any(a.kind in ("LLM", "Custom") for a in plan.agents):
+    if any(a.uses_secrets for a in plan.agents):  # a kind that reads the platform's secrets (LLM, Custom)
         env += k8s._secret_env(settings)
     image = _image(plan.agents)
     probe, ready = k8s._probes("http")
