@@ -5,7 +5,7 @@ drives the Pulumi components, `kumeo render` and the runtime alike.
 """
 
 from kumeo_iac.compile._compile import compile_program
-from kumeo_iac.compile._edge import edge_pod_plan, leaf_server_config
+from kumeo_iac.compile._edge import EDGE_COMPONENT, edge_pod_plan, leaf_server_config
 from kumeo_iac.compile._kubernetes import FILES_CHECKSUM_ANNOTATION, SHARED_METRICS, apply_order, files_key, labels
 from kumeo_iac.compile._names import (
     Subjects,
@@ -40,6 +40,7 @@ from kumeo_iac.compile._settings import PlatformSettings
 
 __all__ = [
     "DEPLOYER_USER",
+    "EDGE_COMPONENT",
     "FILES_CHECKSUM_ANNOTATION",
     "SHARED_METRICS",
     "AgentPlan",

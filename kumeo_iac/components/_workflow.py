@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import functools
 import json
@@ -12,7 +13,7 @@ from typing import Any
 
 import pulumi
 
-from kumeo_iac.compile import Plan, WorkflowPlan, apply_order
+from kumeo_iac.compile import EDGE_COMPONENT, Plan, WorkflowPlan, apply_order
 from kumeo_iac.components import _jetstream
 from kumeo_iac.components._config import StackConfig, read_stack_config
 from kumeo_iac.components._kubernetes import kubernetes_resource
@@ -31,9 +32,6 @@ TYPE_TOKEN = "kumeo:index:Workflow"
 _NAMESPACE_PLACEHOLDER = "kumeo-namespace-placeholder-0f3a9c"
 _NATS_HOST_PLACEHOLDER = "kumeo-nats-placeholder-0f3a9c"
 _NATS_URL_PLACEHOLDER = f"nats://{_NATS_HOST_PLACEHOLDER}:4222"
-
-#: Agent kinds whose pods receive the API keys (model providers, user code); other pods never see them.
-SECRET_CONSUMING_KINDS = frozenset({"LLM", "Custom"})
 
 _DEPENDS_ON_ANNOTATION = "kumeo.dev/depends-on"
 
@@ -150,17 +148,19 @@ class Workflow(pulumi.ComponentResource):
             adopt = bool(_first(args.adopt_streams, config.adopt_streams, False))
             allow_replace = bool(_first(args.allow_stream_replacement, config.allow_stream_replacement, False))
             retain = bool(_first(args.retain_streams, config.retain_streams, False))
-            for s in plan.streams:
+            # An edge workflow's streams, consumers and buckets live on its site's leaf server (the edge process
+            # creates them there); the central NATS gets only the streams that source the site's results.
+            for s in plan.edge.hub_streams if plan.edge else plan.streams:
                 self.jetstream[f"stream/{s.name}"] = _jetstream.stream(
                     f"{resource_name}-stream-{s.name}", s, jetstream_url, child(retain=retain), **auth,
                     adopt=adopt, allow_replace=allow_replace,
                 )
-            for kv in plan.key_values:
+            for kv in [] if plan.edge else plan.key_values:
                 self.jetstream[f"kv/{kv.bucket}"] = _jetstream.key_value(
                     f"{resource_name}-kv-{kv.bucket}", kv, jetstream_url, child(retain=retain), **auth,
                     adopt=adopt, allow_replace=allow_replace,
                 )
-            for c in deployed_consumers(plan):
+            for c in [] if plan.edge else deployed_consumers(plan):
                 stream = self.jetstream.get(f"stream/{c.stream}")
                 self.jetstream[f"consumer/{c.stream}/{c.durable}"] = _jetstream.consumer(
                     f"{resource_name}-consumer-{c.stream}-{c.durable}", c, jetstream_url, child(stream),
@@ -234,8 +234,8 @@ class Workflow(pulumi.ComponentResource):
         # -- outputs: Outputs of the resources, so whatever uses them waits for them ------------------------------
         self.namespace = pulumi.Output.from_input(namespace)
         jetstream = self.jetstream
-        self.stream_names = _names_of([jetstream.get(f"stream/{s.name}") for s in plan.streams],
-                                      [s.name for s in plan.streams])
+        streams = plan.edge.hub_streams if plan.edge else plan.streams
+        self.stream_names = _names_of([jetstream.get(f"stream/{s.name}") for s in streams], [s.name for s in streams])
         self.consumer_names = _names_of([jetstream.get(f"consumer/{c.stream}/{c.durable}") for c in plan.consumers],
                                         [c.durable for c in plan.consumers])
         deployments = {k.partition("/")[2]: r for k, r in self.kubernetes.items() if k.startswith("Deployment/")}
@@ -487,18 +487,25 @@ def _dns(agent_id: str) -> str:
 
 
 def _with_secret_env(plan: WorkflowPlan, objects: list[dict[str, Any]], keys: list[str]) -> list[dict[str, Any]]:
-    """The objects with the API keys' ``secretKeyRef``s on the pods that read them (LLM and Custom agents).
+    """The objects with the API keys' ``secretKeyRef``s on the pods that read them: those of agents whose kind
+    declares ``uses_secrets`` (LLM, Custom), and an edge pod's runtime container when one of its agents does.
 
     Compile writes them when it knows the keys; a Plan compiled without them (``plan=``) gets them here.
     """
-    consuming = {_dns(a.id) for a in plan.agents if a.kind in SECRET_CONSUMING_KINDS}
+    consuming = {_dns(a.id) for a in plan.agents if a.uses_secrets}
+    edge_consumes = plan.edge is not None and bool(consuming)
     name = secret_name(plan.slug)
     result = []
     for obj in objects:
-        agent = ((obj.get("metadata") or {}).get("labels") or {}).get("kumeo.dev/agent")
-        if obj.get("kind") == "Deployment" and agent in consuming:
+        labels = (obj.get("metadata") or {}).get("labels") or {}
+        edge_pod = edge_consumes and obj.get("kind") == "StatefulSet" and labels.get(
+            "kumeo.dev/component") == EDGE_COMPONENT
+        agent_pod = obj.get("kind") in ("Deployment", "StatefulSet") and labels.get("kumeo.dev/agent") in consuming
+        if agent_pod or edge_pod:
             obj = json.loads(json.dumps(obj))  # a private copy: the Plan stays untouched
             for c in obj["spec"]["template"]["spec"]["containers"]:
+                if edge_pod and c.get("name") != EDGE_COMPONENT:
+                    continue  # the leaf nats-server never sees them
                 env = c.setdefault("env", [])
                 present = {e.get("name") for e in env}
                 env.extend({"name": k, "valueFrom": {"secretKeyRef": {"name": name, "key": k}}}
@@ -552,11 +559,21 @@ def _skip_await(obj: dict[str, Any]) -> dict[str, Any]:
 
 
 def _names_of(resources: list[pulumi.Resource | None], value: Any) -> pulumi.Output[Any]:
-    """``value`` as an Output that resolves once the resources exist, so whatever uses it waits for them."""
-    urns = [r.urn for r in resources if r is not None]
-    if not urns:
-        return pulumi.Output.from_input(value)
-    return pulumi.Output.all(*urns).apply(lambda _: value)
+    """``value`` as an Output that carries ``resources`` as its dependencies: a resource given it as an input, or
+    given an Output applied from it, is created after them.
+
+    Built directly rather than as ``Output.all(*urns).apply(lambda _: value)``: that costs the SDK a task per
+    resource, and an Output for every element of a returned list or dict (a 500-agent workflow's subjects alone
+    are a thousand), for the same dependencies and the same value, which is plain data known now.
+    """
+    loop = asyncio.get_event_loop()
+
+    def settled(result: Any) -> asyncio.Future[Any]:
+        future: asyncio.Future[Any] = loop.create_future()
+        future.set_result(result)
+        return future
+
+    return pulumi.Output({r for r in resources if r is not None}, settled(value), settled(True), settled(False))
 
 
 def plan_digest(plan: WorkflowPlan) -> str:
