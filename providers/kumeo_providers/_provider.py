@@ -694,12 +694,26 @@ class JetStreamResource(Resource):
         return cast("pulumi.Output[dict[str, Any]]", pulumi.get(self, "live_config"))
 
 
-def jetstream_options(opts: pulumi.ResourceOptions | None) -> pulumi.ResourceOptions:
+def jetstream_options(resource_name: str, opts: pulumi.ResourceOptions | None) -> pulumi.ResourceOptions:
     """``opts`` plus what every JetStream resource needs: the credentials among the secret outputs (the state never
-    shows them in clear), and an alias to the type these resources had before they had their own."""
+    shows them in clear), and an alias to the URN these resources had before they had their own type."""
     return pulumi.ResourceOptions.merge(
         opts,
         pulumi.ResourceOptions(
-            additional_secret_outputs=list(SECRET_KEYS), aliases=[pulumi.Alias(type_=LEGACY_DYNAMIC_TYPE)]
+            additional_secret_outputs=list(SECRET_KEYS),
+            aliases=[legacy_type_alias(resource_name, opts.parent if opts else None)],
         ),
     )
+
+
+def legacy_type_alias(resource_name: str, parent: pulumi.Resource | None) -> pulumi.Input[str]:
+    """The URN the resource had as ``pulumi-python:dynamic:Resource`` (same name, same parent).
+
+    Written as the URN itself rather than ``Alias(type_=…)``: the SDK turns an alias spec into several Outputs per
+    resource (about a quarter of what registering a consumer costs), a URN into one. The URN is built as the engine
+    builds it: the parent's qualified type, ``$``, the type, ``::``, the name; a top-level resource has no parent
+    type (the stack's is never part of a URN).
+    """
+    if parent is None or getattr(parent, "_type", None) == "pulumi:pulumi:Stack":
+        return f"urn:pulumi:{pulumi.get_stack()}::{pulumi.get_project()}::{LEGACY_DYNAMIC_TYPE}::{resource_name}"
+    return parent.urn.apply(lambda urn: f"{urn.rsplit('::', 1)[0]}${LEGACY_DYNAMIC_TYPE}::{resource_name}")

@@ -220,7 +220,7 @@ class Consumer(JetStreamResource, module=JETSTREAM_MODULE, name="Consumer"):
         args = args if isinstance(args, ConsumerArgs) else ConsumerArgs.from_mapping(args)
         props = args.to_props()
         props.update({"name": None, "durable": None, "live_config": None})
-        super().__init__(ConsumerProvider(), resource_name, props, jetstream_options(opts))
+        super().__init__(ConsumerProvider(), resource_name, props, jetstream_options(resource_name, opts))
 
     @property
     @pulumi.getter

@@ -154,7 +154,7 @@ class KeyValue(JetStreamResource, module=JETSTREAM_MODULE, name="KeyValue"):
         args = args if isinstance(args, KeyValueArgs) else KeyValueArgs.from_mapping(args)
         props = args.to_props()
         props.update({"name": None, "bucket": None, "stream": None, "live_config": None})
-        super().__init__(KeyValueProvider(), resource_name, props, jetstream_options(opts))
+        super().__init__(KeyValueProvider(), resource_name, props, jetstream_options(resource_name, opts))
 
     @property
     @pulumi.getter

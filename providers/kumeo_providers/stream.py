@@ -166,7 +166,7 @@ class Stream(JetStreamResource, module=JETSTREAM_MODULE, name="Stream"):
         args = args if isinstance(args, StreamArgs) else StreamArgs.from_mapping(args)
         props = args.to_props()
         props.update({"name": None, "created": None, "live_config": None})
-        super().__init__(StreamProvider(), resource_name, props, jetstream_options(opts))
+        super().__init__(StreamProvider(), resource_name, props, jetstream_options(resource_name, opts))
 
     @property
     @pulumi.getter

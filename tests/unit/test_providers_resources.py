@@ -215,15 +215,37 @@ def test_every_jetstream_resource_keeps_an_alias_to_the_type_existing_stacks_rec
                       opts=pulumi.ResourceOptions(aliases=[pulumi.Alias(name="old-joins")]))
 
     def check(_):
+        stack, project = pulumi.get_stack(), pulumi.get_project()
         for name in ("orders", "scorer", "joins"):
-            types = [alias.spec.type for alias in mocks.monitor.requests[name].aliases]
-            assert LEGACY_DYNAMIC_TYPE in types, (name, types)
-            legacy = next(a.spec for a in mocks.monitor.requests[name].aliases if a.spec.type == LEGACY_DYNAMIC_TYPE)
-            assert legacy.name == ""  # same name, same parent: only the type differs
-        names = [alias.spec.name for alias in mocks.monitor.requests["joins"].aliases]
-        assert "old-joins" in names  # the caller's own aliases are kept
+            urns = [alias.urn for alias in mocks.monitor.requests[name].aliases if alias.urn]
+            # same name, same (no) parent: only the type differs, written as the URN the engine recorded
+            assert urns == [f"urn:pulumi:{stack}::{project}::{LEGACY_DYNAMIC_TYPE}::{name}"], (name, urns)
+        names = [alias.spec.name for alias in mocks.monitor.requests["joins"].aliases if not alias.urn]
+        assert names == ["old-joins"]  # the caller's own aliases are kept
 
     return pulumi.Output.all(stream.name, consumer.durable, bucket.name).apply(check)
+
+
+class _Parent(pulumi.ComponentResource):
+    def __init__(self, name: str) -> None:
+        super().__init__("kumeo:test:Parent", name, {}, None)
+
+
+@pulumi.runtime.test
+def test_a_jetstream_resource_under_a_component_keeps_its_legacy_urn_with_the_parents_qualified_type(mocks):
+    parent = _Parent("wf")
+    stream = Stream("orders", {"config": {"name": "ORDERS", "subjects": ["orders.>"]}, "server_url": URL},
+                    opts=pulumi.ResourceOptions(parent=parent))
+
+    def check(parent_urn):
+        # The parent's qualified type is read off its URN (the engine leaves the stack's type out of it; Pulumi's
+        # mock monitor keeps it in), then this resource's old type and its name.
+        qualified_type = parent_urn.rsplit("::", 1)[0]
+        assert qualified_type.endswith("kumeo:test:Parent")
+        urns = [alias.urn for alias in mocks.monitor.requests["orders"].aliases]
+        assert urns == [f"{qualified_type}${LEGACY_DYNAMIC_TYPE}::orders"]
+
+    return pulumi.Output.all(parent.urn, stream.name).apply(lambda values: check(values[0]))
 
 
 @pulumi.runtime.test
