@@ -18,7 +18,7 @@ import os
 import re
 from collections.abc import Iterable, Iterator
 from pathlib import Path
-from typing import Any, cast
+from typing import Any
 
 from kumeo_iac._names import (
     Subjects,
@@ -48,20 +48,14 @@ from kumeo_iac.spec import (
     Agent,
     BayesianNetworkContext,
     Call,
-    Custom,
-    DataProcessor,
-    DecisionMatrix,
     Deployment,
-    HumanReview,
+    KindProblem,
     KindSpec,
     KnowledgeBase,
-    LocatedStr,
     NoSettings,
     Problem,
     Program,
     Ref,
-    Router,
-    RuleEngine,
     SubworkflowSpec,
     WorkflowSpec,
     block_ref,
@@ -106,8 +100,6 @@ _IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 # Agent fields that are not settings (compile keeps them out of the agent's settings).
 _COMMON_AGENT_FIELDS = frozenset({"extra_args", "kind", "id", "input", "output_channel", "when", "timeout", "retry",
                                   "fallback", "partitions", "partition_key"})
-# Keys of a DataProcessor's config whose items may be computed fields written "name: expression".
-_COMPUTED_KEYS = ("features", "computed")
 
 
 # -- public API ---------------------------------------------------------------------------------------------------
@@ -753,24 +745,15 @@ class _Checker:
         label = f"{agent.kind_name} '{agent.id}'"
         # expressions
         if agent.when is not None:
-            self._check_expression(_relocated(agent.when, agent.arg_spans.get("when")), f"`when` of {label}",
+            self._check_expression(agent.located("when"), f"`when` of {label}",
                                    agent.span_for("when"), hosts)
-        if isinstance(agent, HumanReview) and agent.trigger is not None:
-            self._check_expression(_relocated(agent.trigger, agent.arg_spans.get("trigger")),
-                                   f"`trigger` of {label}", agent.span_for("trigger"), hosts)
-        if isinstance(agent, Router):
-            self._check_router_rules(agent, label, hosts)
-        if isinstance(agent, (DecisionMatrix, RuleEngine)) and isinstance(agent.rules, list):
-            for i, rule in enumerate(agent.rules):
-                if not isinstance(rule, dict):
-                    continue
-                for key in ("when", "condition", "if"):
-                    cond = rule.get(key)
-                    if isinstance(cond, str):
-                        self._check_expression(cond, f"`{key}` of rule {i + 1} of {label}",
-                                               span_of(cond, agent.span_for("rules")), hosts)
-        if isinstance(agent, DataProcessor) and isinstance(agent.config, dict):
-            self._check_computed_fields(agent, label, hosts)
+        for item in agent.expressions():  # the kind's own arguments (Agent.expressions)
+            fallback = agent.span_for(item.argument)
+            if isinstance(item, KindProblem):
+                self.error(f"{item.what} of {label}{item.detail}", span_of(item.value, fallback), item.code)
+            else:
+                self._check_expression(item.text, f"{item.what} of {label}", span_of(item.text, fallback), hosts,
+                                       offset=item.offset)
         for part in _input_texts(agent.input):
             self._check_output_typo(part, label, agent.span_for("input"), agent_ids)
             if isinstance(part, Ref):
@@ -795,53 +778,6 @@ class _Checker:
         config_hosts: list[WorkflowSpec | None] = [*hosts] or [None]
         for host in config_hosts:
             self._check_config(agent, label, host)
-
-    def _check_router_rules(self, agent: Router, label: str, hosts: list[WorkflowSpec]) -> None:
-        rules = agent.rules
-        fallback = agent.span_for("rules")
-        if isinstance(rules, dict):
-            for cond in rules:
-                if str(cond).strip() == "default":
-                    continue
-                self._check_expression(cond, f"rule '{cond}' of {label}", span_of(cond, fallback), hosts)
-        elif isinstance(rules, list):
-            for i, rule in enumerate(rules):
-                if not isinstance(rule, dict):
-                    continue
-                cond = rule.get("when", rule.get("condition", rule.get("if")))
-                if isinstance(cond, str) and cond.strip() != "default":
-                    self._check_expression(cond, f"rule {i + 1} of {label}", span_of(cond, fallback), hosts)
-        elif rules is not None:
-            self.error(
-                f"rules of {label} must be an object `{{ \"condition\": \"target.subject\", \"default\": … }}` "
-                f"or a list of `{{ when: …, to: … }}`", fallback, "bad-value",
-            )
-
-    def _check_computed_fields(self, agent: DataProcessor, label: str, hosts: list[WorkflowSpec]) -> None:
-        # the TypedDict twin of the settings is a dict at run time; read here as the plain dict it is
-        config: dict[str, Any] = cast("dict[str, Any]", agent.config) if isinstance(agent.config, dict) else {}
-        fallback = agent.span_for("config")
-        for key in _COMPUTED_KEYS:
-            items = config.get(key)
-            if isinstance(items, dict):
-                for name, expression in items.items():
-                    if isinstance(expression, str):
-                        self._check_expression(expression, f"computed field '{name}' of {label}",
-                                               span_of(expression, fallback), hosts)
-            elif isinstance(items, list):
-                for item in items:
-                    if not isinstance(item, str) or ":" not in item:
-                        continue
-                    name, _, rest = item.partition(":")
-                    offset = len(name) + 1 + (len(rest) - len(rest.lstrip()))
-                    where = f"computed field '{name.strip()}' of {label}"
-                    if not _IDENTIFIER.fullmatch(name.strip()):
-                        self.error(
-                            f"{where}: '{name.strip()}' is not a field name; write \"name: expression\"",
-                            span_of(item, fallback), "bad-value",
-                        )
-                        continue
-                    self._check_expression(item, where, span_of(item, fallback), hosts, offset=offset)
 
     def _check_expression(self, written: Any, where: str, span: SourceSpan | None, hosts: list[WorkflowSpec],
                           *, offset: int = 0, config_paths: bool = True) -> None:
@@ -1076,15 +1012,19 @@ class _Checker:
                 annotation = kind.model_fields[field].annotation if field else Any
                 for problem in problems_for_type(annotation, item, (str(key),)):
                     self._report_problem(problem, value, span, "config", label, "bad-config", origin)
-        if isinstance(agent, Custom) and agent.config_schema is not None:
+        schema_argument = kind.config_schema_argument
+        if schema_argument is not None and agent.located(schema_argument) is not None:
             declared = set(kind.config_model.model_fields) | {"join_timeout"}
-            self._check_custom_schema(agent, label, wf, {k: v for k, v in own.items() if str(k) not in declared},
-                                      value, span, origin)
+            self._check_config_schema(agent, schema_argument, label, wf,
+                                      {k: v for k, v in own.items() if str(k) not in declared}, value, span, origin)
 
-    def _check_custom_schema(self, agent: Custom, label: str, wf: WorkflowSpec | None, free: dict[Any, Any],
-                             written: dict[Any, Any], span: SourceSpan | None, origin: str) -> None:
-        schema: Any = agent.config_schema
-        schema_span = span_of(schema, agent.span_for("config_schema"))
+    def _check_config_schema(self, agent: Agent, argument: str, label: str, wf: WorkflowSpec | None,
+                             free: dict[Any, Any], written: dict[Any, Any], span: SourceSpan | None,
+                             origin: str) -> None:
+        """The free-form entries of an agent's config against the JSON Schema its ``argument`` holds
+        (``Agent.config_schema_argument``: Custom's ``config_schema``)."""
+        schema: Any = getattr(agent, type(agent).field_for_argument(argument) or argument, None)
+        schema_span = span_of(schema, agent.span_for(argument))
         if isinstance(schema, (str, Ref)):
             if wf is None:
                 return
@@ -1094,13 +1034,13 @@ class _Checker:
             schema = resolution.value
         if not isinstance(schema, dict):
             if not isinstance(schema, str):
-                self.error(f"config_schema of {label} must be a JSON Schema object, a `schemas` entry or a file",
+                self.error(f"{argument} of {label} must be a JSON Schema object, a `schemas` entry or a file",
                            schema_span, "bad-config")
             return
         try:
             import jsonschema
         except ImportError:
-            self.warning(f"config of {label} is not checked against its config_schema: jsonschema is not "
+            self.warning(f"config of {label} is not checked against its {argument}: jsonschema is not "
                          f"installed (pip install 'kumeo-iac[runtime]')", schema_span, "unchecked")
             return
         schema = plain(schema)
@@ -1108,12 +1048,12 @@ class _Checker:
         try:
             validator_class.check_schema(schema)
         except jsonschema.SchemaError as exc:
-            self.error(f"config_schema of {label} is not a valid JSON Schema: {exc.message}", schema_span,
+            self.error(f"{argument} of {label} is not a valid JSON Schema: {exc.message}", schema_span,
                        "bad-config")
             return
         for error in sorted(validator_class(schema).iter_errors(plain(free)), key=lambda e: list(e.path)):
             path = tuple(error.path)
-            problem = Problem(path, f"does not match config_schema: {error.message}")
+            problem = Problem(path, f"does not match {argument}: {error.message}")
             self._report_problem(problem, written, span, "config", label, "bad-config", origin)
 
     # files
@@ -1240,16 +1180,6 @@ def _resolved_dir(path: Path) -> Path:
         return path.resolve()
     except (OSError, RuntimeError):
         return Path(os.path.abspath(path))
-
-
-def _relocated(value: str, quote: SourceSpan | None) -> Any:
-    """A string of a typed field (which pydantic stores as a plain ``str``) with its position restored from the
-    argument's span, which points at the opening quote."""
-    if getattr(value, "content_start", None) is not None or quote is None:
-        return value
-    return LocatedStr(value, quote, SourceSpan(quote.path, quote.line, quote.column + 1))
-
-
 
 
 def span_at(value: Any, path: tuple[str | int, ...], fallback: SourceSpan | None) -> SourceSpan | None:

@@ -560,6 +560,7 @@ class _WorkflowPlanner:
             resources=self._resources(agent),
             line=agent.span.line if agent.span else None,
             input_bindings=sorted(bindings, key=lambda b: (b["part"], b["subject"], b["written"])),
+            egress=kind.egress_urls(settings),
             **kind_declarations(kind),
         )
 

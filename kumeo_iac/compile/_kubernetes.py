@@ -211,49 +211,12 @@ def url_destination(url: str, namespace: str, default_port: int = 443) -> Destin
     return (_namespace_of_host(host, namespace) if "$" not in host else None, port)
 
 
-def _llm_base_url(agent: AgentPlan) -> str | None:
-    """The base URL an LLM agent's pod talks to, as the runtime resolves it (None when its settings do not say
-    enough: the runtime refuses such an agent at start anyway)."""
-    from kumeo_iac.errors import KumeoError
-    from kumeo_iac.runtime.llm import resolve_provider
-
-    options = {k: v for k, v in agent.settings.items() if k not in ("config", "workflow_config")}
-    if isinstance(agent.settings.get("config"), dict):
-        options.update(agent.settings["config"])
-    try:
-        # the pod's environment has no OPENAI_BASE_URL/OLLAMA_HOST: the workflow's base_url, else the default
-        return resolve_provider(options, f"LLM {agent.id!r}", env={}).base_url
-    except KumeoError:
-        base_url = options.get("base_url")
-        return base_url if isinstance(base_url, str) else None
-
-
-def _review_urls(agent: AgentPlan) -> list[str]:
-    """The URLs a HumanReview agent POSTs to: its notification webhook and the URLs of its escalation path."""
-    config = agent.settings.get("config")
-    if not isinstance(config, dict):
-        return []
-    urls = []
-    notifications = config.get("notifications")
-    if isinstance(notifications, dict) and isinstance(notifications.get("webhook"), str):
-        urls.append(notifications["webhook"])
-    path = config.get("escalation_path")
-    for entry in path if isinstance(path, list) else [path]:
-        if isinstance(entry, str) and entry.startswith(("http://", "https://")):
-            urls.append(entry)
-    return urls
-
-
 def agent_destinations(agent: AgentPlan, targets: dict[str, EndpointPlan], namespace: str) -> set[Destination]:
-    """Where an agent connects besides NATS and DNS: the HTTP targets it delivers to, its LLM endpoint (OpenAI's
-    default: port 443), its review webhooks. Empty: it talks to NATS only."""
+    """Where an agent connects besides NATS and DNS: the HTTP targets it delivers to and the URLs its kind declares
+    (``AgentPlan.egress``: an LLM's model server, a review's webhooks). Empty: it talks to NATS only."""
     delivered = set(agent.target_subjects) | {r.subject for r in agent.routes}
     urls = [ep.address for ep in targets.values() if ep.kind == "HTTP" and ep.subject in delivered]
-    if agent.kind == "LLM":
-        base_url = _llm_base_url(agent)
-        urls.append(base_url if base_url else "https://api.openai.com")
-    if agent.kind == "HumanReview":
-        urls += _review_urls(agent)
+    urls += agent.egress
     found = {url_destination(url, namespace) for url in urls}
     return {d for d in found if d is not None}
 

@@ -119,6 +119,9 @@ class AgentPlan:
     handler_extra: str | None = None
     http_api: str | None = None
     uses_secrets: bool = False
+    #: The URLs the agent connects to besides NATS, as its kind reads them from ``settings``
+    #: (``Agent.egress_urls``: an LLM's model server, a review's webhooks); its NetworkPolicy lets the pod reach them.
+    egress: list[str] = dataclasses.field(default_factory=list)
 
     @property
     def review_bucket(self) -> str | None:
@@ -229,6 +232,7 @@ class Plan:
                     AgentPlan(
                         **{
                             **(kind_declarations(a["kind"]) if "handler" not in a else {}),
+                            **({"egress": kind_egress(a["kind"], a["settings"])} if "egress" not in a else {}),
                             **a,
                             "routes": [RoutePlan(**r) for r in a["routes"]],
                             "consumers": [ConsumerPlan(**c) for c in a["consumers"]],
@@ -275,6 +279,15 @@ def kind_declarations(kind: str | type[Any]) -> dict[str, Any]:
         return {}
     return {"handler": cls.runtime_handler, "handler_extra": cls.runtime_extra, "http_api": cls.http_api,
             "uses_secrets": cls.uses_secrets}
+
+
+def kind_egress(kind: str, settings: dict[str, Any]) -> list[str]:
+    """``AgentPlan.egress`` of an agent of a registered kind with these settings (a Plan written before the field
+    existed gets it on load)."""
+    from kumeo_iac.spec import AGENT_KIND_NAMES
+
+    cls = AGENT_KIND_NAMES.get(kind)
+    return cls.egress_urls(settings) if cls is not None else []
 
 
 def _fields(value: Any) -> dict[str, Any]:

@@ -6,14 +6,16 @@ the language allows several shapes (a path, an inline object, a list); validatio
 
 from __future__ import annotations
 
+import dataclasses
 import re
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Annotated, Any, ClassVar, Literal, TypeVar
 
 from pydantic import BeforeValidator, SerializeAsAny, field_validator, model_validator
 
-from kumeo_iac.errors import KumeoSpecError
+from kumeo_iac._llm_endpoints import DEFAULT_BASE_URLS, llm_base_url
+from kumeo_iac.errors import KumeoSpecError, SourceSpan
 from kumeo_iac.spec._agent_config import (
     AgentConfig,
     BayesianNetworkConfig,
@@ -33,13 +35,42 @@ from kumeo_iac.spec._agent_config import (
     NoConfig,
     NoSettings,
 )
-from kumeo_iac.spec._base import Ref, arg
+from kumeo_iac.spec._base import LocatedStr, Ref, arg
 from kumeo_iac.spec._kinds import KindSpec
 
 #: The runtime images an agent can run in: the base image, ``ml`` (onnxruntime, pgmpy) and ``llm``.
 IMAGE_CLASSES: tuple[str, ...] = ("base", "ml", "llm")
 _RUNTIME: str = "kumeo_iac.runtime.agents"
 _HANDLER = re.compile(r"[A-Za-z_][\w.]*:[A-Za-z_]\w*")
+_FIELD_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+
+
+@dataclasses.dataclass(frozen=True)
+class KindExpression:
+    """An expression one of a kind's own arguments holds (see :meth:`Agent.expressions`): `kumeo check` parses it
+    and checks its ``config.…`` paths, like ``when``.
+
+    ``what`` names it in a diagnostic, which reads ``<what> of <Kind> '<id>' does not parse: …`` (``"`trigger`"``,
+    ``"rule 2"``); ``argument`` is the argument holding it, where the diagnostic points when ``text`` carries no
+    position of its own; ``offset`` is where the expression starts in ``text`` (``"name: expression"`` items).
+    """
+
+    text: Any
+    what: str
+    argument: str
+    offset: int = 0
+
+
+@dataclasses.dataclass(frozen=True)
+class KindProblem:
+    """A mistake in how one of a kind's arguments is written, found while listing its expressions: `kumeo check`
+    reports ``<what> of <Kind> '<id>'<detail>`` at ``value`` (else at ``argument``) with the diagnostic ``code``."""
+
+    what: str
+    detail: str
+    argument: str
+    value: Any = None
+    code: str = "bad-value"
 
 
 def _to_ref(value: Any) -> Any:
@@ -84,6 +115,10 @@ class Agent(KindSpec):
     #: JetStream KV buckets the kind keeps state in: the setting that names the bucket → the bucket's purpose
     #: (``{"review_bucket": "reviews"}``). Compile creates one bucket per purpose per workflow.
     state_buckets: ClassVar[Mapping[str, str]] = MappingProxyType({})
+
+    #: The argument holding a JSON Schema that the kind's free-form ``config:`` entries (those its ``config_model``
+    #: does not declare) must satisfy; `kumeo check` checks them against it (Custom: ``config_schema``).
+    config_schema_argument: ClassVar[str | None] = None
 
     #: The kind's name in JSON (``"LLM"``); filled from ``kind_name``.
     kind: str = ""
@@ -143,6 +178,28 @@ class Agent(KindSpec):
         """A reference to this agent's output, for the ``input=`` of another agent (Python DSL)."""
         return Ref.to_agent(self)
 
+    def expressions(self) -> Iterator[KindExpression | KindProblem]:
+        """The expressions the kind's own arguments hold (``when`` and expression inputs are every kind's and
+        checked anyway), for `kumeo check` to parse, plus the problems found in how those arguments are written.
+        A kind whose arguments hold expressions overrides this."""
+        return iter(())
+
+    @classmethod
+    def egress_urls(cls, settings: Mapping[str, Any]) -> list[str]:
+        """The URLs an agent of the kind connects to besides NATS, read from its resolved settings (what compile
+        writes to ``AgentPlan.settings``): compile keeps them in ``AgentPlan.egress`` and the agent's NetworkPolicy
+        lets the pod reach them. The HTTP targets an agent delivers to are added by compile, not here."""
+        return []
+
+    def located(self, argument: str) -> Any:
+        """The value of ``argument``; a string of a typed field (which pydantic stores as a plain ``str``) gets its
+        position back from the argument's span, which points at its opening quote."""
+        value = getattr(self, type(self).field_for_argument(argument) or argument, None)
+        quote = self.arg_spans.get(argument)
+        if not isinstance(value, str) or getattr(value, "content_start", None) is not None or quote is None:
+            return value
+        return LocatedStr(value, quote, SourceSpan(quote.path, quote.line, quote.column + 1))
+
     @classmethod
     def default_id(cls) -> str:
         """The id an agent gets when none is written: its kind in snake_case (``MLModel`` → ``ml_model``)."""
@@ -150,6 +207,19 @@ class Agent(KindSpec):
         name = re.sub(r"([A-Z]+)([A-Z][a-z])", r"\1_\2", name)
         name = re.sub(r"([a-z0-9])([A-Z])", r"\1_\2", name)
         return name.lower()
+
+
+def _rule_conditions(rules: Any) -> Iterator[KindExpression | KindProblem]:
+    """The conditions of inline rules (``when``, ``condition`` or ``if`` of each rule object)."""
+    if not isinstance(rules, list):
+        return
+    for i, rule in enumerate(rules):
+        if not isinstance(rule, dict):
+            continue
+        for key in ("when", "condition", "if"):
+            cond = rule.get(key)
+            if isinstance(cond, str):
+                yield KindExpression(cond, f"`{key}` of rule {i + 1}", "rules")
 
 
 #: Every agent kind by the name users write, in registration order (the built-ins first).
@@ -258,6 +328,16 @@ class LLM(Agent):
     max_tokens: int | None = arg("Upper bound on generated tokens.")
     json_mode: bool | None = arg("Ask for a JSON object and parse it (validated against `output_schema` if given).")
 
+    @classmethod
+    def egress_urls(cls, settings: Mapping[str, Any]) -> list[str]:
+        """The model server: the ``base_url`` its settings (or ``config:``) give, else its provider's default (a
+        pod's environment has no OPENAI_BASE_URL/OLLAMA_HOST); OpenAI's API when they name no provider."""
+        options = {k: v for k, v in settings.items() if k not in ("config", "workflow_config")}
+        config = settings.get("config")
+        if isinstance(config, Mapping):
+            options.update(config)
+        return [llm_base_url(options) or DEFAULT_BASE_URLS["openai"]]
+
 
 @register_kind
 class MLModel(Agent):
@@ -330,6 +410,9 @@ class DecisionMatrix(Agent):
         "Default: `validate` when the rules carry errors and no outputs.")
     output_key: str | None = arg("Where the decision goes (default `decisions`; a `.dmx` file may set it).")
 
+    def expressions(self) -> Iterator[KindExpression | KindProblem]:
+        return _rule_conditions(self.rules)
+
 
 @register_kind
 class RuleEngine(Agent):
@@ -346,6 +429,9 @@ class RuleEngine(Agent):
 
     rules: Any = arg("A rules file (`rules.json`) or inline rules `[{ when: \"expr\", set: {…} }]`.", required=True)
     hit_policy: str | None = arg("`all` (default: every matching rule applies, in order) or `first`.")
+
+    def expressions(self) -> Iterator[KindExpression | KindProblem]:
+        return _rule_conditions(self.rules)
 
 
 @register_kind
@@ -365,6 +451,24 @@ class Router(Agent):
     )
     default: Any = arg("Where events go when no rule matches (instead of a `default` rule).")
 
+    def expressions(self) -> Iterator[KindExpression | KindProblem]:
+        """Each route's condition (a ``default`` route has none)."""
+        rules = self.rules
+        if isinstance(rules, dict):
+            for cond in rules:
+                if str(cond).strip() != "default":
+                    yield KindExpression(cond, f"rule '{cond}'", "rules")
+        elif isinstance(rules, list):
+            for i, rule in enumerate(rules):
+                if not isinstance(rule, dict):
+                    continue
+                cond = rule.get("when", rule.get("condition", rule.get("if")))
+                if isinstance(cond, str) and cond.strip() != "default":
+                    yield KindExpression(cond, f"rule {i + 1}", "rules")
+        elif rules is not None:
+            yield KindProblem("rules", " must be an object `{ \"condition\": \"target.subject\", \"default\": … }` "
+                                       "or a list of `{ when: …, to: … }`", "rules")
+
 
 @register_kind
 class DataProcessor(Agent):
@@ -377,6 +481,29 @@ class DataProcessor(Agent):
 
     if TYPE_CHECKING:
         config: DataProcessorConfig | str | None = None
+
+    def expressions(self) -> Iterator[KindExpression | KindProblem]:
+        """The computed fields of an inline ``config``: ``{ name: "expression" }`` or ``["name: expression"]``."""
+        config: Any = self.config
+        if not isinstance(config, dict):
+            return
+        for key in ("features", "computed"):
+            items = config.get(key)
+            if isinstance(items, dict):
+                for name, expression in items.items():
+                    if isinstance(expression, str):
+                        yield KindExpression(expression, f"computed field '{name}'", "config")
+            elif isinstance(items, list):
+                for item in items:
+                    if not isinstance(item, str) or ":" not in item:
+                        continue
+                    name, _, rest = item.partition(":")
+                    what = f"computed field '{name.strip()}'"
+                    if not _FIELD_NAME.fullmatch(name.strip()):
+                        yield KindProblem(what, f": '{name.strip()}' is not a field name; write \"name: expression\"",
+                                          "config", item)
+                        continue
+                    yield KindExpression(item, what, "config", offset=len(name) + 1 + (len(rest) - len(rest.lstrip())))
 
 
 @register_kind
@@ -436,6 +563,26 @@ class HumanReview(Agent):
     interface: str | None = arg("The review interface (`web`, default).")
     trigger: str | None = arg("An expression; only matching events wait for review (like `when`).")
 
+    def expressions(self) -> Iterator[KindExpression | KindProblem]:
+        if self.trigger is not None:
+            yield KindExpression(self.located("trigger"), "`trigger`", "trigger")
+
+    @classmethod
+    def egress_urls(cls, settings: Mapping[str, Any]) -> list[str]:
+        """Its notification webhook and the URLs of its escalation path (it POSTs to them)."""
+        config = settings.get("config")
+        if not isinstance(config, Mapping):
+            return []
+        urls = []
+        notifications = config.get("notifications")
+        if isinstance(notifications, Mapping) and isinstance(notifications.get("webhook"), str):
+            urls.append(notifications["webhook"])
+        path = config.get("escalation_path")
+        for entry in path if isinstance(path, list) else [path]:
+            if isinstance(entry, str) and entry.startswith(("http://", "https://")):
+                urls.append(entry)
+        return urls
+
 
 @register_kind
 class Custom(Agent):
@@ -449,6 +596,7 @@ class Custom(Agent):
     uses_secrets: ClassVar[bool] = True
     file_arguments: ClassVar[tuple[str, ...]] = ("wasm",)
     config_model: ClassVar[type[AgentConfig]] = CustomSettings
+    config_schema_argument: ClassVar[str | None] = "config_schema"
 
     if TYPE_CHECKING:
         config: CustomConfig | dict[str, Any] | str | None = None

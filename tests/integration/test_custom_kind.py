@@ -72,6 +72,18 @@ def test_check_reports_a_wrong_type_and_a_missing_file_of_the_new_kind(project: 
     assert "glossary file 'missing.json' of Upper 'shout' does not exist" in proc.stderr, proc.stderr
 
 
+def test_check_parses_the_expression_the_new_kind_declares(project: Path) -> None:
+    # Upper.expressions() names `keep_if` as an expression: check parses it like a built-in kind's `trigger`.
+    workflow = project / "shout.py"
+    workflow.write_text(workflow.read_text().replace('keep_if="quiet == true"', 'keep_if="quiet =="'))
+    proc = kumeo("check", str(workflow))
+    assert proc.returncode == 1
+    line = line_of(workflow, "Upper(")  # a Python workflow: the call that made the agent
+    assert f"{workflow}:{line}:" in proc.stderr and "error: `keep_if` of Upper 'shout' does not parse:" in (
+        proc.stderr), proc.stderr
+    assert "Traceback" not in proc.stderr
+
+
 # -- compile and render -------------------------------------------------------------------------------------------
 
 
@@ -87,7 +99,9 @@ def test_render_compiles_the_kind_from_its_declarations(project: Path, tmp_path:
     assert agent["image_class"] == "base" and agent["image"].endswith("/agent-base:0.1.0")
     assert agent["files"] == ["glossary.json"]
     assert agent["http_api"] is None and agent["uses_secrets"] is False
-    assert agent["settings"] == {"config": {"suffix": "!"}, "field": "text", "glossary": {"file": "glossary.json"}}
+    assert agent["settings"] == {"config": {"suffix": "!"}, "field": "text", "glossary": {"file": "glossary.json"},
+                                 "keep_if": "quiet == true"}
+    assert agent["egress"] == []
 
     objects = [yaml.safe_load(p.read_text()) for p in sorted((out / "shout" / "kubernetes").glob("*.yaml"))]
     deployment = next(o for o in objects if o["kind"] == "Deployment" and o["metadata"]["name"] == "shout-shout")
@@ -106,7 +120,7 @@ def test_render_compiles_the_kind_from_its_declarations(project: Path, tmp_path:
 @pytest.mark.timeout(150)
 @pytest.mark.parametrize("mode", [[], ["--processes"]], ids=["in-process", "processes"])
 def test_run_upper_cases_events_on_a_real_nats_server(project: Path, mode: list[str]) -> None:
-    events = [{"text": "hello kumeo world"}, {"text": 5}, {"text": "nats is fast"}]
+    events = [{"text": "hello kumeo world"}, {"text": 5}, {"text": "nats is fast"}, {"text": "psst", "quiet": True}]
     proc = kumeo("run", str(project / "shout.py"), "--input", "-", *mode,
                  stdin="".join(json.dumps(e) + "\n" for e in events), cwd=project.parent)
     assert proc.returncode == 0, proc.stderr
@@ -117,6 +131,7 @@ def test_run_upper_cases_events_on_a_real_nats_server(project: Path, mode: list[
         {"subject": "kumeo.shout.dlq.shout", "event_id": "stdin-2",
          "data": {"error": reason, "agent": "shout", "input": {"text": 5}, "attempt": 1}, "error": reason},
         {"subject": "words.out", "event_id": "stdin-3", "data": {"text": "nats IS FAST!"}},
+        {"subject": "words.out", "event_id": "stdin-4", "data": {"text": "psst", "quiet": True}},  # keep_if held
     ]
     assert "Traceback" not in proc.stderr
 
@@ -175,3 +190,16 @@ def test_a_plan_written_before_kinds_declared_their_handler_still_loads() -> Non
     declared = {a.kind: (a.handler, a.handler_extra, a.uses_secrets) for a in old.workflows[0].agents}
     assert declared["LLM"] == ("kumeo_iac.runtime.agents.llm:LLMAgent", "llm", True)
     assert old.to_json() == Plan.from_dict(plan).to_json()
+
+
+def test_a_plan_written_before_agents_carried_their_egress_gets_it_from_the_kind() -> None:
+    from kumeo_iac.compile import Plan
+
+    plan = json.loads((Path(__file__).parents[1] / "scenarios" / "keda" / "expected_plan.json").read_text())
+    old = json.loads(json.dumps(plan))
+    for wf in old["workflows"]:
+        for agent in wf["agents"]:
+            del agent["egress"]
+    loaded = Plan.from_dict(old)
+    assert {a.kind: a.egress for a in loaded.workflows[0].agents}["LLM"] == ["https://api.openai.com/v1"]
+    assert loaded.to_json() == Plan.from_dict(plan).to_json()

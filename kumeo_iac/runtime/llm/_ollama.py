@@ -9,13 +9,14 @@ from __future__ import annotations
 
 from typing import Any
 
+from kumeo_iac._llm_endpoints import DEFAULT_BASE_URLS
 from kumeo_iac.runtime.llm._errors import LLMError
 from kumeo_iac.runtime.llm._http import ChatClient
 from kumeo_iac.runtime.llm._types import ChatReply, ChatRequest
 
 __all__ = ["DEFAULT_OLLAMA_BASE_URL", "OLLAMA_APIS", "OllamaClient"]
 
-DEFAULT_OLLAMA_BASE_URL = "http://127.0.0.1:11434"
+DEFAULT_OLLAMA_BASE_URL = DEFAULT_BASE_URLS["ollama"]
 OLLAMA_APIS = ("chat", "generate")
 
 

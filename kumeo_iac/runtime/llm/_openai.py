@@ -8,13 +8,14 @@ from __future__ import annotations
 
 from typing import Any
 
+from kumeo_iac._llm_endpoints import DEFAULT_BASE_URLS
 from kumeo_iac.runtime.llm._errors import LLMError, LLMRejected
 from kumeo_iac.runtime.llm._http import ChatClient
 from kumeo_iac.runtime.llm._types import ChatReply, ChatRequest
 
 __all__ = ["DEFAULT_OPENAI_BASE_URL", "OpenAIClient"]
 
-DEFAULT_OPENAI_BASE_URL = "https://api.openai.com/v1"
+DEFAULT_OPENAI_BASE_URL = DEFAULT_BASE_URLS["openai"]
 
 
 class OpenAIClient(ChatClient):

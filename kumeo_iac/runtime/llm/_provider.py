@@ -18,18 +18,14 @@ from typing import Any
 
 import httpx
 
+from kumeo_iac._llm_endpoints import PROVIDERS, pick_base_url, select_provider, url_text
 from kumeo_iac.errors import KumeoRuntimeError
 from kumeo_iac.runtime.llm._http import ChatClient, RetryPolicy
-from kumeo_iac.runtime.llm._ollama import (
-    DEFAULT_OLLAMA_BASE_URL,
-    OLLAMA_APIS,
-    OllamaClient,
-)
-from kumeo_iac.runtime.llm._openai import DEFAULT_OPENAI_BASE_URL, OpenAIClient
+from kumeo_iac.runtime.llm._ollama import OLLAMA_APIS, OllamaClient
+from kumeo_iac.runtime.llm._openai import OpenAIClient
 
 __all__ = ["PROVIDERS", "ProviderSettings", "create_client", "resolve_provider"]
 
-PROVIDERS = ("openai", "ollama")
 _ENV_REF = re.compile(r"\$\{env\.([A-Za-z_][A-Za-z0-9_]*)\}")
 
 
@@ -68,12 +64,7 @@ def _number(value: Any, what: str, where: str, kind: type) -> Any:
 
 
 def _normalise_base_url(url: str, provider: str, where: str) -> str:
-    url = url.strip()
-    if provider == "ollama" and "://" not in url:
-        # OLLAMA_HOST is often "host:port" or "0.0.0.0:11434" (the server's bind address).
-        host, _, port = url.partition(":")
-        host = "127.0.0.1" if host in ("", "0.0.0.0") else host
-        url = f"http://{host}:{port or '11434'}"
+    url = url_text(url, provider)
     try:
         parsed = httpx.URL(url)
     except Exception as exc:  # noqa: BLE001 - httpx.InvalidURL and friends
@@ -85,55 +76,12 @@ def _normalise_base_url(url: str, provider: str, where: str) -> str:
 
 def resolve_provider(options: Mapping[str, Any], where: str, env: Mapping[str, str] | None = None) -> ProviderSettings:
     """Read ``engine``/``provider`` and their companions from an LLM agent's options (see the module doc)."""
-    env = os.environ if env is None else env
-    engine = options.get("engine")
-    provider_value = options.get("provider")
-    provider: str | None = None
-    model: str | None = None
-    extra: dict[str, Any] = {}
-    if isinstance(provider_value, Mapping):
-        if len(provider_value) == 1 and isinstance(next(iter(provider_value.values())), Mapping):
-            provider, body = next(iter(provider_value.items()))
-            extra = dict(body)
-        else:
-            extra = dict(provider_value)
-            provider = extra.pop("name", None) or extra.pop("type", None)
-        model = extra.get("model")
-    elif isinstance(provider_value, str):
-        provider = provider_value
-    elif provider_value is not None:
-        raise KumeoRuntimeError(f"{where}: provider must be an object like {{ ollama: {{ model: \"llama3\" }} }}")
-    if isinstance(engine, str) and engine.strip():
-        head, sep, tail = engine.strip().partition("/")
-        if sep and head.lower() in PROVIDERS:
-            provider, model = head, tail
-        elif provider is not None:
-            model = engine.strip()
-        elif sep and tail:
-            provider, model = head, tail  # an unknown provider: named in the error below
-        else:
-            raise KumeoRuntimeError(
-                f"{where}: engine {engine!r} must be 'provider/model', e.g. 'openai/gpt-4o-mini' or 'ollama/llama3'")
-    elif engine is not None:
-        raise KumeoRuntimeError(f"{where}: engine must be a string like 'ollama/llama3'")
-    if provider is None:
-        raise KumeoRuntimeError(f"{where}: needs engine: \"provider/model\" or provider: {{ ollama: {{ model: … }} }}")
-    provider = str(provider).lower()
-    if provider not in PROVIDERS:
-        raise KumeoRuntimeError(
-            f"{where}: unknown provider {provider!r}; use 'openai' (any OpenAI-compatible server: OpenAI, vLLM, "
-            "llama.cpp, LM Studio — set base_url) or 'ollama'")
-    if not isinstance(model, str) or not model.strip():
-        raise KumeoRuntimeError(f"{where}: no model given for provider {provider!r}")
+    provider, model, extra = select_provider(options, where)
 
     def pick(name: str) -> Any:
         return options[name] if options.get(name) is not None else extra.get(name)
 
-    base_url = pick("base_url")
-    if base_url is None:
-        base_url = env.get("OPENAI_BASE_URL") if provider == "openai" else env.get("OLLAMA_HOST")
-    if not base_url:
-        base_url = DEFAULT_OPENAI_BASE_URL if provider == "openai" else DEFAULT_OLLAMA_BASE_URL
+    base_url = pick_base_url(options, extra, provider, env)
     if not isinstance(base_url, str):
         raise KumeoRuntimeError(f"{where}: base_url must be a string")
     api = str(pick("api") or "chat")
