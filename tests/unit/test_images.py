@@ -225,7 +225,7 @@ def test_one_dockerfile_is_multi_stage_non_root_with_the_runtime_entrypoint():
     assert builder[0] == "FROM ${KUMEO_BASE_IMAGE} AS builder"
     assert final[0] == "FROM ${KUMEO_BASE_IMAGE}"
     # Without build arguments it builds the base class.
-    assert "ARG KUMEO_EXTRAS=runtime" in builder
+    assert "ARG KUMEO_EXTRAS=runtime,local" in builder
     assert 'ARG KUMEO_IMPORT_CHECK="kumeo_iac.runtime, nats"' in builder
     assert "ARG KUMEO_IMAGE_CLASS=base" in final
     assert '"kumeo-iac[${KUMEO_EXTRAS}]"' in " ".join(builder)
