@@ -7,7 +7,6 @@ and push images in CI and deploy the names the Plan already holds.
 
 from __future__ import annotations
 
-import itertools
 import json
 import os
 from typing import Any
@@ -60,31 +59,26 @@ def workflow_images(
 
 def pin_image(
     plan: WorkflowPlan, obj: dict[str, Any], images: dict[str, tuple[pulumi.Resource, str]]
-) -> tuple[dict[str, Any], pulumi.Resource | None]:
-    """A Deployment whose agent container uses the built image's ``ref``, and the Image it now depends on.
+) -> tuple[dict[str, Any], list[pulumi.Resource]]:
+    """A workload whose containers running an agent image of a built class use the built image's ``ref``, and the
+    Images it now depends on: an agent's Deployment or StatefulSet, and an edge pod (both of its containers run the
+    image of its richest agent class).
 
     Agents given an image of their own (a repository other than their class's) keep it; the Plan is not modified.
     """
     if obj.get("kind") not in ("Deployment", "StatefulSet") or not images:
-        return obj, None
+        return obj, []
+    built = {a.image: images[a.image_class] for a in plan.agents
+             if a.image_class in images and repository_of(a.image) == images[a.image_class][1]}
     containers = obj.get("spec", {}).get("template", {}).get("spec", {}).get("containers", [])
-    agent_ids = {_agent_arg(c.get("args") or []) for c in containers}
-    agent = next((a for a in plan.agents if a.id in agent_ids), None)
-    if agent is None or agent.image_class not in images:
-        return obj, None
-    image, repository = images[agent.image_class]
-    if repository_of(agent.image) != repository:
-        return obj, None
+    if not any(c.get("image") in built for c in containers):
+        return obj, []
     pinned = json.loads(json.dumps(obj))  # a private copy: the Plan stays untouched
+    used: list[pulumi.Resource] = []
     for container in pinned["spec"]["template"]["spec"]["containers"]:
-        if container.get("image") == agent.image:
+        if container.get("image") in built:
+            image, _ = built[container["image"]]
             container["image"] = image.ref  # type: ignore[attr-defined]
-    return pinned, image
-
-
-def _agent_arg(args: list[Any]) -> str | None:
-    """The agent id a worker container runs (``--agent ID`` in its args, as compile writes them)."""
-    for flag, value in itertools.pairwise(args):
-        if flag == "--agent":
-            return str(value)
-    return None
+            if image not in used:
+                used.append(image)
+    return pinned, used

@@ -217,8 +217,8 @@ class Workflow(pulumi.ComponentResource):
                         )
                     depends_on.append(self.jetstream[key])
             if self.images:
-                obj, image = pin_image(plan, obj, self.images)
-                depends_on.append(image)
+                obj, images = pin_image(plan, obj, self.images)
+                depends_on += images
             if not wait:
                 obj = _skip_await(obj)
             key = f"{kind}/{metadata.get('name')}"

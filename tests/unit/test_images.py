@@ -493,6 +493,34 @@ def test_workflow_builds_one_image_per_class_and_pins_deployments(tmp_path, fake
     assert all(not a.image.endswith(MANIFEST) for a in created["wf"].plan.agents)
 
 
+
+def test_an_edge_pod_runs_the_built_image_in_both_containers(tmp_path, fake_wheel, pulumi_mocks):
+    from kumeo_iac.components import Workflow
+    from kumeo_iac.spec import NATS, DataProcessor, Deployment, WorkflowSpec
+
+    outputs_for = pulumi_mocks.outputs_for
+
+    def with_refs(type_: str, name: str, inputs: dict[str, Any]) -> dict[str, Any]:
+        outs = outputs_for(type_, name, inputs)
+        if type_ == DYNAMIC and "-image-" in name:
+            outs["ref"] = f"{inputs['repository']}:{inputs.get('tag') or 'tag'}@{MANIFEST}"
+        return outs
+
+    pulumi_mocks.outputs_for = with_refs
+    spec = WorkflowSpec(name="Site", sources=[NATS("site.in")], targets=[NATS("site.out")],
+                        agents=[DataProcessor(id="clean", input="source", config={"required_fields": ["id"]})],
+                        deployment=Deployment(profile="edge", leaf={"hub": "nats-leaf://hub.example.com:7422",
+                                                                    "credentials_secret": "site-leaf"}))
+    build = ImageBuild(wheel=str(fake_wheel), wheelhouse=False, work_dir=str(tmp_path / "build"), isolation="chroot")
+    resources = pulumi_mocks.run(lambda: Workflow("site", spec, manage_jetstream=False, build_images=build))
+    (image,) = [r for r in resources if r.type == DYNAMIC and "-image-" in r.name]
+    (pod,) = [r for r in resources if r.type == "kubernetes:apps/v1:StatefulSet"]
+    images = {c["name"]: c["image"] for c in pod.get("spec.template.spec.containers")}
+    assert set(images) == {"nats", "edge"}
+    assert all(ref.startswith("ghcr.io/kumeo/agent-base:") and ref.endswith("@" + MANIFEST) for ref in images.values())
+    assert image.urn in pod.dependencies
+
+
 def test_workflow_without_build_images_creates_no_image(tmp_path, pulumi_mocks):
     from kumeo_iac.components import Workflow
 
