@@ -10,7 +10,8 @@ The JetStream resources show in a preview as ``pulumi-python:dynamic/jetstream:S
 ``…:KeyValue`` (:data:`STREAM_TYPE`, …). Their connection inputs are never identity, a change that would replace a
 stream or bucket is refused unless the resource's ``allow_replace`` input is true
 (:class:`ReplacementRefusedError`), and creating one that already exists on the server is refused unless its
-``adopt`` input is true (:class:`AlreadyExistsError`); see docs/deploy.md.
+``adopt`` input is true (:class:`AlreadyExistsError`); a partitioned agent's lanes are never deleted, nor its
+partition count changed, while they hold events (:class:`UndrainedLanesError`); see docs/deploy.md.
 """
 
 from __future__ import annotations
@@ -50,6 +51,7 @@ from kumeo_providers._types import (
 )
 
 if TYPE_CHECKING:
+    from kumeo_providers._lanes import UndrainedLanesError
     from kumeo_providers._provider import AlreadyExistsError, ReplacementRefusedError
     from kumeo_providers.consumer import (
         CONSUMER_REPLACE_FIELDS,
@@ -79,6 +81,7 @@ if TYPE_CHECKING:
 _PULUMI_EXPORTS = {
     "AlreadyExistsError": "_provider",
     "ReplacementRefusedError": "_provider",
+    "UndrainedLanesError": "_lanes",
     "Stream": "stream",
     "StreamArgs": "stream",
     "StreamProvider": "stream",
@@ -124,6 +127,7 @@ __all__ = [
     "Stream",
     "StreamArgs",
     "StreamProvider",
+    "UndrainedLanesError",
     "connect",
     "consumer_config_from_inputs",
     "consumer_config_to_inputs",

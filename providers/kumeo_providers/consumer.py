@@ -27,6 +27,9 @@ nats-server 2.10), ``description``, ``max_ack_pending``, ``rate_limit_bps``, ``s
 updated, or deleted and created again when it differs in a field above. Kumeo's workers and gateway never create a
 consumer (their NATS identities may not): they bind to the one this resource creates and wait while it is missing.
 
+A lane consumer of a partitioned agent (one reading a partition stream) is not deleted while it still has pending or
+unacknowledged events: no pod would read them again (:class:`~kumeo_providers._lanes.UndrainedLanesError`).
+
 Note that when ``backoff`` is set the server uses its first step as the ack wait and reports ``ack_wait`` as that
 value; the desired ``ack_wait`` is kept as written so a refresh does not show a false drift.
 """
@@ -50,6 +53,7 @@ from kumeo_iac.jetstream import (
     delete_consumer,
     find_consumer,
 )
+from kumeo_providers._lanes import UndrainedLanesError, lane_backlog, undrained_message
 from kumeo_providers._provider import (
     ConnectionArgs,
     JetStreamProvider,
@@ -61,6 +65,7 @@ from kumeo_providers._provider import (
     contains_unknown,
     jetstream_options,
     name_failures,
+    run_sync,
     unwrap,
 )
 from kumeo_providers._types import JETSTREAM_MODULE
@@ -167,6 +172,14 @@ class ConsumerProvider(JetStreamProvider):
 
     async def remove(self, js: JetStreamContext, inputs: Mapping[str, Any]) -> None:
         await delete_consumer(js, inputs["stream"], self._durable(inputs))
+
+    def delete(self, _id: str, props: dict[str, Any]) -> None:
+        inputs = self._inputs(props)
+        stream, durable = str(inputs["stream"]), self._durable(inputs)
+        held = run_sync(lambda: self._with_js(inputs, lambda js: lane_backlog(js, stream, durable)))
+        if held:
+            raise UndrainedLanesError(undrained_message(f"delete lane consumer {stream}/{durable}", held))
+        super().delete(_id, props)
 
     async def adopt_conflicting(
         self, js: JetStreamContext, inputs: Mapping[str, Any], existing: Live, conflicts: list[Replacement]

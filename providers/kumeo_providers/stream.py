@@ -24,6 +24,10 @@ Everything else is updated in place: ``subjects``, ``description``, limits (``ma
 
 ``create`` of a stream that already exists on the server fails unless the input ``adopt`` is true; then the stream
 is taken over as it is and updated to the desired configuration (refused if that needs a replacement).
+
+A partition stream's partition count (the N of ``{{partition(N,1)}}`` in its source's subject transform) is an
+in-place update, but not a harmless one (:mod:`kumeo_providers._lanes`): the diff warns what it does to in-flight
+events and their order, and ``update`` refuses it while any lane consumer still holds events.
 """
 
 from __future__ import annotations
@@ -35,7 +39,7 @@ from typing import Any, ClassVar, cast
 import pulumi
 from nats.js import JetStreamContext
 from nats.js.api import StreamConfig, StreamInfo
-from pulumi.dynamic import CheckFailure
+from pulumi.dynamic import CheckFailure, DiffResult, UpdateResult
 
 from kumeo_iac.jetstream import (
     Outcome,
@@ -45,14 +49,25 @@ from kumeo_iac.jetstream import (
     stream_config_from_inputs,
     stream_config_to_inputs,
 )
+from kumeo_providers._lanes import (
+    UndrainedLanesError,
+    agent_of,
+    lane_backlog,
+    partition_change,
+    partition_change_warning,
+    undrained_message,
+)
 from kumeo_providers._provider import (
     ConnectionArgs,
     JetStreamProvider,
     JetStreamResource,
     Live,
+    announce,
     connection_props,
     jetstream_options,
     name_failures,
+    run_sync,
+    unwrap,
 )
 from kumeo_providers._types import JETSTREAM_MODULE
 
@@ -111,6 +126,27 @@ class StreamProvider(JetStreamProvider):
 
     def resource_id(self, inputs: Mapping[str, Any]) -> str:
         return str(inputs["config"]["name"])
+
+    def diff(self, _id: str, olds: dict[str, Any], news: dict[str, Any]) -> DiffResult:
+        result = super().diff(_id, olds, news)
+        old_config, new_config = unwrap(olds.get("config")), unwrap(news.get("config"))
+        change = partition_change(old_config, new_config)
+        if change is not None and not result.replaces:
+            name = old_config.get("name") if isinstance(old_config, Mapping) else None
+            agent = agent_of(new_config) or agent_of(old_config)
+            announce(partition_change_warning(str(name or _id), agent, *change), warning=True)
+        return result
+
+    def update(self, _id: str, olds: dict[str, Any], news: dict[str, Any]) -> UpdateResult:
+        change = partition_change(self._normalize(olds.get("config")), self._normalize(news.get("config")))
+        if change is not None:
+            inputs = self._inputs(news)
+            name = str(inputs["config"]["name"])  # a new name is a replacement, never an update
+            held = run_sync(lambda: self._with_js(inputs, lambda js: lane_backlog(js, name)))
+            if held:
+                raise UndrainedLanesError(undrained_message(
+                    f"change the partitions of stream {name} from {change[0]} to {change[1]}", held))
+        return super().update(_id, olds, news)
 
     def identity_outputs(self, inputs: Mapping[str, Any]) -> dict[str, Any]:
         return {"name": inputs["config"]["name"]}

@@ -1,0 +1,228 @@
+"""Nothing stranded when a partitioned agent changes (issue 17, item 1), against a real nats-server.
+
+The partition stream and its lane consumers come from a compiled Plan and are created through the providers, as
+``up`` creates them; keyed copies are published so lanes hold events. Then, as the engine would at ``up``:
+deleting a lane consumer that holds events is refused and leaves everything as it was, and allowed once the lane is
+drained; changing N while lanes hold events is refused, and applied once they are drained.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import Any
+
+import nats
+import pytest
+from nats.errors import TimeoutError as NatsTimeoutError
+from nats.js.errors import NotFoundError
+
+from kumeo_iac.compile import PlatformSettings, WorkflowPlan, compile_program
+from kumeo_iac.lang import parse
+from kumeo_providers import ConsumerProvider, StreamProvider, UndrainedLanesError
+
+pytestmark = [pytest.mark.nats, pytest.mark.timeout(90)]
+
+WORKFLOW = """\
+workflow Totals {
+  source: NATS("payments.in")
+  agents: [
+    DataProcessor(id: "validate", input: source),
+    Custom(id: "total", entrypoint: "totals:add", input: validate.output, partitions: PARTS,
+           partition_key: "customer.id")
+  ]
+}
+"""
+PARTITIONS = "KUMEO_TOTALS_TOTAL_PARTITIONS"
+
+
+def compiled(nats_url: str, parts: int) -> WorkflowPlan:
+    result = parse(WORKFLOW.replace("PARTS", str(parts)), "totals.kumeo")
+    assert result.ok, result.diagnostics
+    return compile_program(result.program, settings=PlatformSettings(nats_url=nats_url)).workflows[0]
+
+
+def as_engine_sends(value: Any) -> Any:
+    """Ints as floats, as the Pulumi engine's protobuf Struct delivers them."""
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, int):
+        return float(value)
+    if isinstance(value, dict):
+        return {k: as_engine_sends(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [as_engine_sends(v) for v in value]
+    return value
+
+
+def checked(provider: Any, news: dict[str, Any], olds: dict[str, Any] | None = None) -> dict[str, Any]:
+    result = provider.check(olds or {}, as_engine_sends(news))
+    assert result.failures == [], [(f.property, f.reason) for f in result.failures]
+    return result.inputs
+
+
+def on_server(url: str, action: Any) -> Any:
+    async def run() -> Any:
+        nc = await nats.connect(url)
+        try:
+            return await action(nc.jetstream())
+        finally:
+            await nc.close()
+
+    return asyncio.run(run())
+
+
+def stream_inputs(url: str, plan: WorkflowPlan, role: str) -> dict[str, Any]:
+    [stream] = [s for s in plan.streams if s.role == role]
+    return {"server_url": url, "config": dict(stream.config)}
+
+
+def lane_inputs(url: str, plan: WorkflowPlan) -> dict[str, dict[str, Any]]:
+    [agent] = [a for a in plan.agents if a.id == "total"]
+    return {c.durable: {"server_url": url, "stream": c.stream, "config": dict(c.config)} for c in agent.consumers}
+
+
+def held(url: str) -> dict[str, tuple[int, int]]:
+    """Every lane's (pending, unacknowledged) events."""
+    async def action(js: Any) -> dict[str, tuple[int, int]]:
+        return {c.name: (c.num_pending, c.num_ack_pending) for c in await js.consumers_info(PARTITIONS)}
+
+    return on_server(url, action)
+
+
+def stored(url: str) -> int:
+    async def action(js: Any) -> int:
+        return int((await js.stream_info(PARTITIONS)).state.messages)
+
+    return on_server(url, action)
+
+
+def partition_dest(url: str) -> str:
+    async def action(js: Any) -> str:
+        config = (await js.stream_info(PARTITIONS)).config
+        return str(config.sources[0].subject_transforms[0].dest)
+
+    return on_server(url, action)
+
+
+def consumer_exists(url: str, durable: str) -> bool:
+    async def action(js: Any) -> bool:
+        try:
+            await js.consumer_info(PARTITIONS, durable)
+        except NotFoundError:
+            return False
+        return True
+
+    return on_server(url, action)
+
+
+def publish_keyed(url: str, keys: int) -> None:
+    """Keyed copies, as the upstream agent publishes them; the partition stream sources them into lanes."""
+    async def action(js: Any) -> None:
+        for key in range(keys):
+            await js.publish(f"kumeo.totals.total.in.k{key}", b"{}")
+
+    on_server(url, action)
+    deadline = time.monotonic() + 10
+    while stored(url) < keys:
+        assert time.monotonic() < deadline, f"the partition stream sourced {stored(url)} of {keys} copies"
+        time.sleep(0.05)
+
+
+def drain(url: str, durable: str) -> int:
+    """Handle (ack) every event of one lane, as its worker would; return how many."""
+    async def action(js: Any) -> int:
+        sub = await js.pull_subscribe_bind(durable, stream=PARTITIONS)
+        done = 0
+        while True:
+            try:
+                [msg] = await sub.fetch(1, timeout=0.5)
+            except NatsTimeoutError:
+                info = await js.consumer_info(PARTITIONS, durable)
+                if info.num_pending == 0 and info.num_ack_pending == 0:
+                    return done
+                continue
+            await msg.ack_sync()
+            done += 1
+
+    return int(on_server(url, action))
+
+
+@pytest.fixture
+def deployed(nats_url: str) -> dict[str, Any]:
+    """The workflow's stream, the partition stream with 4 lanes and their consumers, created through the providers,
+    with 12 keyed events spread over the lanes."""
+    plan = compiled(nats_url, 4)
+    streams = StreamProvider()
+    streams.create(checked(streams, stream_inputs(nats_url, plan, "internal")))
+    partitions = streams.create(checked(streams, stream_inputs(nats_url, plan, "partitions")))
+    consumers = ConsumerProvider()
+    lanes = {durable: consumers.create(checked(consumers, inputs))
+             for durable, inputs in lane_inputs(nats_url, plan).items()}
+    assert sorted(lanes) == ["total_p0", "total_p1", "total_p2", "total_p3"]
+    publish_keyed(nats_url, 12)
+    return {"partitions": partitions, "lanes": lanes}
+
+
+def test_a_lane_consumer_holding_events_is_not_deleted_until_it_is_drained(nats_url, deployed):
+    backlog = held(nats_url)
+    lane = next(d for d, (pending, ack_pending) in sorted(backlog.items()) if pending + ack_pending > 0)
+    created = deployed["lanes"][lane]
+
+    with pytest.raises(UndrainedLanesError) as refused:
+        ConsumerProvider().delete(created.id, created.outs)
+
+    message = str(refused.value)
+    assert message.startswith(f"refusing to delete lane consumer {PARTITIONS}/{lane}: ")
+    assert f"{lane}: {backlog[lane][0]} pending, {backlog[lane][1]} unacknowledged" in message
+    assert "Changing N" in message
+    assert consumer_exists(nats_url, lane)
+    assert held(nats_url) == backlog and stored(nats_url) == 12  # nothing touched
+
+    assert drain(nats_url, lane) == sum(backlog[lane])
+    ConsumerProvider().delete(created.id, created.outs)
+    assert not consumer_exists(nats_url, lane)
+    assert stored(nats_url) == 12
+
+
+def test_the_partition_count_does_not_change_until_every_lane_is_drained(nats_url, deployed):
+    provider = StreamProvider()
+    olds = deployed["partitions"].outs
+    news = checked(provider, stream_inputs(nats_url, compiled(nats_url, 2), "partitions"), olds)
+    diff = provider.diff(PARTITIONS, olds, news)
+    assert diff.changes is True and diff.replaces == []  # an update, which up refuses while lanes hold events
+    backlog = {d: v for d, v in held(nats_url).items() if sum(v) > 0}
+    assert len(backlog) >= 2  # 12 keys over 4 lanes
+
+    with pytest.raises(UndrainedLanesError) as refused:
+        provider.update(PARTITIONS, olds, news)
+
+    message = str(refused.value)
+    assert message.startswith(f"refusing to change the partitions of stream {PARTITIONS} from 4 to 2: ")
+    for durable, (pending, ack_pending) in backlog.items():
+        assert f"{durable}: {pending} pending, {ack_pending} unacknowledged" in message
+    assert "{{partition(4,1)}}" in partition_dest(nats_url)  # the server's stream is as it was
+
+    for durable in backlog:
+        drain(nats_url, durable)
+    updated = provider.update(PARTITIONS, olds, news)
+
+    assert "{{partition(2,1)}}" in partition_dest(nats_url)
+    assert updated.outs["live_config"]["metadata"]["kumeo.dev/partitions"] == "2"
+    assert stored(nats_url) == 12
+
+
+def test_events_purged_on_purpose_no_longer_hold_a_lane(nats_url, deployed):
+    """The documented way to let the events go: purge the partition stream, then delete (or destroy)."""
+    lane = next(d for d, v in sorted(held(nats_url).items()) if sum(v) > 0)
+    created = deployed["lanes"][lane]
+    with pytest.raises(UndrainedLanesError):
+        ConsumerProvider().delete(created.id, created.outs)
+
+    async def purge(js: Any) -> None:
+        await js.purge_stream(PARTITIONS)
+
+    on_server(nats_url, purge)
+    assert all(v == (0, 0) for v in held(nats_url).values())
+    ConsumerProvider().delete(created.id, created.outs)
+    assert not consumer_exists(nats_url, lane)
