@@ -41,6 +41,13 @@ class Severity(str, enum.Enum):
     WARNING = "warning"
 
 
+#: Characters that end a line for ``str.splitlines`` or are C0/C1 controls (tab aside), mapped to their escapes.
+_ONE_LINE = {
+    code: (f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}")
+    for code in (*range(0x00, 0x09), *range(0x0A, 0x20), *range(0x7F, 0xA0), 0x2028, 0x2029)
+}
+
+
 @dataclasses.dataclass(frozen=True, slots=True)
 class Diagnostic:
     """One problem found in a program, printed gcc-style as ``PATH:LINE:COL: error: MESSAGE``."""
@@ -56,11 +63,14 @@ class Diagnostic:
         return self.severity is Severity.ERROR
 
     def format(self) -> str:
+        """One line, whatever the message quotes: control and line-breaking characters of a user's text (a name
+        holding ``\\x1e`` or ``\\u2028``) are written as escapes, so tools reading the output line by line see one
+        diagnostic per line."""
         where = str(self.span) if self.span is not None else "<kumeo>"
         text = f"{where}: {self.severity.value}: {self.message}"
         if self.hint:
             text += f" ({self.hint})"
-        return text
+        return text.translate(_ONE_LINE)
 
     def __str__(self) -> str:
         return self.format()

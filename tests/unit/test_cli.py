@@ -9,6 +9,7 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -379,6 +380,18 @@ def _assert_clean_check(path: Path, capsys) -> None:
 def test_mutated_sources_only_yield_diagnostics(tmp_path, capsys, text):
     path = tmp_path / "fuzz.kumeo"
     path.write_text(text, encoding="utf-8", errors="surrogatepass")
+    _assert_clean_check(path, capsys)
+
+
+
+@pytest.mark.parametrize("name", ["\x1everdict", "ver\u2028dict", "verdict\r", "\x85verdict"])
+def test_a_name_holding_a_line_break_or_control_character_stays_on_one_diagnostic_line(tmp_path, capsys, name):
+    """Found by the property test above: `splitlines` breaks on \\x1e, \\x85 and \\u2028, which a name quoted in a
+    message carried into the output raw, splitting one diagnostic over two lines."""
+    seed = (ROOT / "examples" / "claims_triage" / "claims_triage.kumeo").read_text(encoding="utf-8")
+    assert 'output: ["verdict"]' in seed
+    path = tmp_path / "names.kumeo"
+    path.write_text(seed.replace('output: ["verdict"]', f'output: ["{name}"]'), encoding="utf-8")
     _assert_clean_check(path, capsys)
 
 
