@@ -44,7 +44,7 @@ class Severity(str, enum.Enum):
 #: Characters that end a line for ``str.splitlines`` or are C0/C1 controls (tab aside), mapped to their escapes.
 _ONE_LINE = {
     code: (f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}")
-    for code in (*range(0x00, 0x09), *range(0x0A, 0x20), *range(0x7F, 0xA0), 0x2028, 0x2029)
+    for code in (*range(0x09), *range(0x0A, 0x20), *range(0x7F, 0xA0), 0x2028, 0x2029)
 }
 
 
