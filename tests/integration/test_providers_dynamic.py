@@ -20,6 +20,7 @@ from nats.js.api import (
     StorageType,
     StreamConfig,
 )
+from provider_support import as_engine_sends, checked
 
 from kumeo_iac.errors import KumeoDeployError
 from kumeo_iac.local._nats_server import free_port
@@ -39,19 +40,6 @@ pytestmark = [pytest.mark.nats, pytest.mark.timeout(60)]
 SECOND = 1_000_000_000
 
 
-def as_engine_sends(value: Any) -> Any:
-    """Ints as floats, as the Pulumi engine's protobuf Struct (and its mocks) deliver them."""
-    if isinstance(value, bool):
-        return value
-    if isinstance(value, int):
-        return float(value)
-    if isinstance(value, dict):
-        return {k: as_engine_sends(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [as_engine_sends(v) for v in value]
-    return value
-
-
 def on_server(url: str, action):
     """Run ``action(js)`` against the server from this synchronous test."""
 
@@ -63,12 +51,6 @@ def on_server(url: str, action):
             await nc.close()
 
     return asyncio.run(run())
-
-
-def checked(provider, inputs: dict[str, Any]) -> dict[str, Any]:
-    result = provider.check({}, as_engine_sends(inputs))
-    assert result.failures == [], [(f.property, f.reason) for f in result.failures]
-    return result.inputs
 
 
 def with_config(inputs: dict[str, Any], **changes: Any) -> dict[str, Any]:

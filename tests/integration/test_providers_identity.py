@@ -20,6 +20,7 @@ from typing import Any
 import nats
 import pytest
 from nats.js.api import StreamConfig
+from provider_support import as_engine_sends, checked
 from pulumi.runtime.rpc import UNKNOWN
 
 from kumeo_iac.errors import KumeoDeployError
@@ -33,25 +34,6 @@ from kumeo_providers import (
 )
 
 pytestmark = [pytest.mark.nats, pytest.mark.timeout(60)]
-
-
-def as_engine_sends(value: Any) -> Any:
-    """Ints as floats, as the Pulumi engine's protobuf Struct delivers them."""
-    if isinstance(value, bool):
-        return value
-    if isinstance(value, int):
-        return float(value)
-    if isinstance(value, dict):
-        return {k: as_engine_sends(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [as_engine_sends(v) for v in value]
-    return value
-
-
-def checked(provider: Any, news: dict[str, Any], olds: dict[str, Any] | None = None) -> dict[str, Any]:
-    result = provider.check(olds or {}, as_engine_sends(news))
-    assert result.failures == [], [(f.property, f.reason) for f in result.failures]
-    return result.inputs
 
 
 def on_server(url: str, action: Any, **connect: Any) -> Any:

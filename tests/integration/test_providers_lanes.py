@@ -16,6 +16,7 @@ import nats
 import pytest
 from nats.errors import TimeoutError as NatsTimeoutError
 from nats.js.errors import NotFoundError
+from provider_support import checked
 
 from kumeo_iac.compile import PlatformSettings, WorkflowPlan, compile_program
 from kumeo_iac.lang import parse
@@ -40,25 +41,6 @@ def compiled(nats_url: str, parts: int) -> WorkflowPlan:
     result = parse(WORKFLOW.replace("PARTS", str(parts)), "totals.kumeo")
     assert result.ok, result.diagnostics
     return compile_program(result.program, settings=PlatformSettings(nats_url=nats_url)).workflows[0]
-
-
-def as_engine_sends(value: Any) -> Any:
-    """Ints as floats, as the Pulumi engine's protobuf Struct delivers them."""
-    if isinstance(value, bool):
-        return value
-    if isinstance(value, int):
-        return float(value)
-    if isinstance(value, dict):
-        return {k: as_engine_sends(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [as_engine_sends(v) for v in value]
-    return value
-
-
-def checked(provider: Any, news: dict[str, Any], olds: dict[str, Any] | None = None) -> dict[str, Any]:
-    result = provider.check(olds or {}, as_engine_sends(news))
-    assert result.failures == [], [(f.property, f.reason) for f in result.failures]
-    return result.inputs
 
 
 def on_server(url: str, action: Any) -> Any:

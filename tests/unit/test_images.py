@@ -454,10 +454,8 @@ def ml_and_base_spec():
     return WorkflowSpec(name="Demo", source=NATS("demo.in"), target=NATS("demo.out"), agents=[normalize, score])
 
 
-def test_workflow_builds_one_image_per_class_and_pins_deployments(tmp_path, fake_wheel, pulumi_mocks):
-    from kumeo_iac.components import Workflow
-
-    write_tree(tmp_path / "wf", {"models/m.onnx": b"onnx"})
+def report_image_refs(pulumi_mocks) -> None:
+    """Make the mocked Image resources report a pinned ``ref`` (``repository:tag@sha256:…``), as a build does."""
     outputs_for = pulumi_mocks.outputs_for
 
     def with_refs(type_: str, name: str, inputs: dict[str, Any]) -> dict[str, Any]:
@@ -467,6 +465,13 @@ def test_workflow_builds_one_image_per_class_and_pins_deployments(tmp_path, fake
         return outs
 
     pulumi_mocks.outputs_for = with_refs
+
+
+def test_workflow_builds_one_image_per_class_and_pins_deployments(tmp_path, fake_wheel, pulumi_mocks):
+    from kumeo_iac.components import Workflow
+
+    write_tree(tmp_path / "wf", {"models/m.onnx": b"onnx"})
+    report_image_refs(pulumi_mocks)
     build = ImageBuild(wheel=str(fake_wheel), wheelhouse=False, work_dir=str(tmp_path / "build"), isolation="chroot")
     created = {}
 
@@ -498,15 +503,7 @@ def test_an_edge_pod_runs_the_built_image_in_both_containers(tmp_path, fake_whee
     from kumeo_iac.components import Workflow
     from kumeo_iac.spec import NATS, DataProcessor, Deployment, WorkflowSpec
 
-    outputs_for = pulumi_mocks.outputs_for
-
-    def with_refs(type_: str, name: str, inputs: dict[str, Any]) -> dict[str, Any]:
-        outs = outputs_for(type_, name, inputs)
-        if type_ == DYNAMIC and "-image-" in name:
-            outs["ref"] = f"{inputs['repository']}:{inputs.get('tag') or 'tag'}@{MANIFEST}"
-        return outs
-
-    pulumi_mocks.outputs_for = with_refs
+    report_image_refs(pulumi_mocks)
     spec = WorkflowSpec(name="Site", sources=[NATS("site.in")], targets=[NATS("site.out")],
                         agents=[DataProcessor(id="clean", input="source", config={"required_fields": ["id"]})],
                         deployment=Deployment(profile="edge", leaf={"hub": "nats-leaf://hub.example.com:7422",

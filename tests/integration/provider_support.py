@@ -1,0 +1,26 @@
+"""What the provider integration tests share: inputs shaped as the Pulumi engine sends them, and ``check`` that must
+pass before create/update/diff are called with its result."""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+def as_engine_sends(value: Any) -> Any:
+    """Ints as floats, as the Pulumi engine's protobuf Struct (and its mocks) deliver them."""
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, int):
+        return float(value)
+    if isinstance(value, dict):
+        return {k: as_engine_sends(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [as_engine_sends(v) for v in value]
+    return value
+
+
+def checked(provider: Any, news: dict[str, Any], olds: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The provider's ``check`` of ``news`` (as the engine sends them) against ``olds``; it must find no failure."""
+    result = provider.check(olds or {}, as_engine_sends(news))
+    assert result.failures == [], [(f.property, f.reason) for f in result.failures]
+    return result.inputs
