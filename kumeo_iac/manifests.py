@@ -35,11 +35,15 @@ class RequiredSecret:
 
     name: str
     keys: tuple[str, ...]
+    #: The keys pods read as files (a mounted credentials file, TLS certificates), among ``keys``.
+    file_keys: tuple[str, ...] = ()
 
     def create_command(self, namespace: str) -> str:
-        """The ``kubectl`` command that creates it (values left for the user to fill in)."""
-        literals = " ".join(f"--from-literal={key}=…" for key in self.keys)
-        return f"kubectl -n {namespace} create secret generic {self.name} {literals}"
+        """The ``kubectl`` command that creates it: values left for the user to fill in, files read from the current
+        directory under the key's name."""
+        sources = " ".join(f"--from-file={key}=./{key}" if key in self.file_keys else f"--from-literal={key}=…"
+                           for key in self.keys)
+        return f"kubectl -n {namespace} create secret generic {self.name} {sources}"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -137,6 +141,7 @@ def _stamped(deployment: dict[str, Any], config_map: str, digests: dict[str, str
 def required_secrets(objects: list[dict[str, Any]]) -> list[RequiredSecret]:
     """The Secrets (and their keys) the pods of these objects read by ``secretKeyRef`` or as volumes."""
     keys: dict[str, set[str]] = {}
+    files: dict[str, set[str]] = {}
     for deployment in _deployments(objects):
         spec = _pod_spec(deployment)
         for container in spec.get("containers") or []:
@@ -147,8 +152,11 @@ def required_secrets(objects: list[dict[str, Any]]) -> list[RequiredSecret]:
         for volume in spec.get("volumes") or []:
             secret = volume.get("secret")
             if secret:
-                keys.setdefault(secret["secretName"], set()).update(i["key"] for i in secret.get("items") or [])
-    return [RequiredSecret(name, tuple(sorted(k))) for name, k in sorted(keys.items())]
+                mounted = {i["key"] for i in secret.get("items") or []}
+                keys.setdefault(secret["secretName"], set()).update(mounted)
+                files.setdefault(secret["secretName"], set()).update(mounted)
+    return [RequiredSecret(name, tuple(sorted(k)), tuple(sorted(files.get(name, ()))))
+            for name, k in sorted(keys.items())]
 
 
 def deployed_consumers(plan: WorkflowPlan) -> list[ConsumerPlan]:

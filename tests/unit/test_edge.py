@@ -220,6 +220,9 @@ def test_the_pod_may_reach_the_hub_and_the_secret_is_listed_for_the_user() -> No
     assert 7422 in ports
     manifests = workflow_manifests(plan.workflows[0], None)
     assert [(s.name, s.keys) for s in manifests.secrets] == [("site-leaf", ("creds",))]
+    # the credentials are a file the hub's account gives the site, so the command reads it from a file
+    assert manifests.secrets[0].create_command("site-sensors") == (
+        "kubectl -n site-sensors create secret generic site-leaf --from-file=creds=./creds")
 
 
 def test_a_changed_leaf_config_rolls_the_pod_and_a_moved_line_does_not() -> None:

@@ -170,11 +170,13 @@ def test_required_secrets_are_the_secret_key_refs_and_secret_volumes_of_the_pods
     manifests = workflow_manifests(wf, base)
     assert manifests.secrets == required_secrets(wf.kubernetes) == [
         RequiredSecret("llm-keys", ("OTHER_KEY", "openai")),  # only the LLM agent reads them
-        RequiredSecret("nats-tls", ("ca.crt",)),
+        RequiredSecret("nats-tls", ("ca.crt",), file_keys=("ca.crt",)),  # mounted: created from a file
         RequiredSecret("scoring-nats", ("scoring-c", "scoring-l")),
     ]
     assert manifests.secrets[2].create_command("scoring") == (
         "kubectl -n scoring create secret generic scoring-nats --from-literal=scoring-c=… "
         "--from-literal=scoring-l=…")
+    assert manifests.secrets[1].create_command("scoring") == (
+        "kubectl -n scoring create secret generic nats-tls --from-file=ca.crt=./ca.crt")
     assert not [o for o in manifests.objects if o["kind"] == "Secret"]  # listed, never rendered
     assert workflow_manifests(compile_program(program).workflows[0], base).secrets == []

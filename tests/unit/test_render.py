@@ -123,7 +123,7 @@ def test_render_lists_each_secret_the_pods_need_with_the_command_creating_it(pro
          "--from-literal=fraud-detection-clean=… --from-literal=fraud-detection-score=…"),
         "  needs Secret nats-client-tls (keys: ca.crt, tls.crt, tls.key), not rendered; create it with:",
         ("    kubectl -n fraud-detection create secret generic nats-client-tls "
-         "--from-literal=ca.crt=… --from-literal=tls.crt=… --from-literal=tls.key=…"),
+         "--from-file=ca.crt=./ca.crt --from-file=tls.crt=./tls.crt --from-file=tls.key=./tls.key"),
     ]
     assert not [f for f in snapshot(root) if "secret" in f.lower()]
     score = yaml.safe_load((root / "kubernetes" / "05-deployment-fraud-detection-score.yaml").read_text())
