@@ -21,6 +21,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import threading
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import TYPE_CHECKING, Any, cast
 
@@ -125,9 +126,13 @@ class PulumiMocks(_mocks.Mocks):
     def __init__(self) -> None:
         self.resources: list[RecordedResource] = []
         self.calls: list[_mocks.MockCallArgs] = []
+        #: The inputs the mock monitor has just deserialized for ``new_resource``, per monitor thread, so recording
+        #: the registration does not deserialize them a second time.
+        self._deserialized = threading.local()
 
     # -- what the engine would return ------------------------------------------------------------------------
     def new_resource(self, args: _mocks.MockResourceArgs) -> tuple[str | None, dict[str, Any]]:
+        self._deserialized.inputs = (args.typ, args.name, args.inputs)
         if args.custom is False:
             return None, {}
         return f"{args.name}-id", self.outputs_for(args.typ, args.name, dict(args.inputs))
@@ -137,7 +142,11 @@ class PulumiMocks(_mocks.Mocks):
         return {}, None
 
     def outputs_for(self, type_: str, name: str, inputs: dict[str, Any]) -> dict[str, Any]:
-        """The state a mocked resource reports back; defaults to its inputs with a few provider-computed fields."""
+        """The state a mocked resource reports back; defaults to its inputs with a few provider-computed fields.
+
+        ``inputs`` are also what the registration records: an override copies what it changes rather than
+        modifying them in place.
+        """
         outputs = dict(inputs)
         if (type_.startswith("kubernetes:") and "metadata" in outputs) or type_.startswith("kubernetes:core/v1"):
             metadata = dict(unwrap_secret(outputs.get("metadata")) or {})
@@ -155,7 +164,12 @@ class PulumiMocks(_mocks.Mocks):
     # -- recording --------------------------------------------------------------------------------------------
     def _record(self, request: Any, urn: str, id_: str | None) -> None:
         registering = request.DESCRIPTOR.name == "RegisterResourceRequest"
-        inputs = _rpc.deserialize_properties(request.object if registering else request.properties)
+        seen = getattr(self._deserialized, "inputs", None)
+        self._deserialized.inputs = None
+        if seen is not None and seen[:2] == (request.type, request.name):
+            inputs = seen[2]  # what new_resource was given (a subclass overriding it may not have stored them)
+        else:
+            inputs = _rpc.deserialize_properties(request.object if registering else request.properties)
         self.resources.append(
             RecordedResource(
                 type=request.type,
