@@ -861,8 +861,8 @@ class _WorkflowPlanner:
         for agent in plan.agents:
             dns = self.agent_dns[agent.id]
             workload = k8s.agent_objects(
-                slug=self.slug, namespace=self.namespace, nats_url=self.nats_url, workflow_name=self.wf.name,
-                agent=agent, agent_dns=dns, agent_plan_json=self._own_plan(agent_plan(plan, agent), agent.id),
+                slug=self.slug, namespace=self.namespace, nats_url=self.nats_url, agent=agent, agent_dns=dns,
+                agent_plan_json=self._own_plan(agent_plan(plan, agent), agent.id),
                 targets=targets, settings=self.settings, files_mount_path=files_mount)
             if agent.id in self.partitions:
                 workload = [partitioned_workload(o, service_name=dns_name(self.slug, k8s.SHARED_METRICS))

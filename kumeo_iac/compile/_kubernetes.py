@@ -152,10 +152,19 @@ def _pod_security() -> dict[str, Any]:
 
 def _probes(port: str) -> tuple[dict[str, Any], dict[str, Any]]:
     """(liveness on /healthz, readiness on /readyz) against the named container port."""
-    probe = {"httpGet": {"path": "/healthz", "port": port}, "initialDelaySeconds": 5, "periodSeconds": 10,
-             "timeoutSeconds": 2, "failureThreshold": 3}
+    # Kubernetes' own defaults are left out (periodSeconds 10, failureThreshold 3): each field written is one more
+    # the SDK serializes, per agent, on every preview.
+    probe = {"httpGet": {"path": "/healthz", "port": port}, "initialDelaySeconds": 5, "timeoutSeconds": 2}
     return probe, {**probe, "httpGet": {"path": "/readyz", "port": port}, "periodSeconds": 5}
 
+
+
+def _rolling_strategy(agent: AgentPlan) -> dict[str, Any]:
+    """A new pod before an old one goes (never below the replicas running). With at most one replica that is what
+    Kubernetes' default (25% unavailable rounded down, 25% surge rounded up) does already, so it is left out."""
+    if agent.max_replicas <= 1:
+        return {}
+    return {"strategy": {"type": "RollingUpdate", "rollingUpdate": {"maxUnavailable": 0, "maxSurge": 1}}}
 
 #: The workflow's scaling bounds on every Deployment and autoscaler, for policies (replicas within bounds).
 MIN_REPLICAS_ANNOTATION = "kumeo.dev/min-replicas"
@@ -378,7 +387,6 @@ def agent_objects(
     slug: str,
     namespace: str,
     nats_url: str,
-    workflow_name: str,
     agent: AgentPlan,
     agent_dns: str,
     agent_plan_json: str,
@@ -402,8 +410,6 @@ def agent_objects(
 
     env = [
         {"name": "NATS_URL", "value": nats_url},
-        {"name": "KUMEO_AGENT", "value": agent.id},
-        {"name": "KUMEO_WORKFLOW", "value": workflow_name},
         {"name": PLAN_ENV, "value": agent_plan_json},
     ]
     tmp_mount, tmp_volume = _tmp_volume()
@@ -437,7 +443,7 @@ def agent_objects(
         "command": ["python", "-m", "kumeo_iac.runtime"],
         "args": ["--agent", agent.id],
         "env": env,
-        "ports": [{"name": "http", "containerPort": HTTP_PORT, "protocol": "TCP"}],
+        "ports": [{"name": "http", "containerPort": HTTP_PORT}],  # TCP, the default
         "livenessProbe": probe,
         "readinessProbe": ready,
         "resources": agent.resources,
@@ -451,7 +457,7 @@ def agent_objects(
         "spec": {
             "replicas": agent.replicas,
             "selector": {"matchLabels": selector},
-            "strategy": {"type": "RollingUpdate", "rollingUpdate": {"maxUnavailable": 0, "maxSurge": 1}},
+            **_rolling_strategy(agent),
             "template": {
                 "metadata": {
                     "labels": pod_labels,

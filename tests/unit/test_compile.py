@@ -417,14 +417,14 @@ def test_restricted_security_on_every_container() -> None:
             assert sc["seccompProfile"] == {"type": "RuntimeDefault"}
             assert c["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": "http"}
             assert c["readinessProbe"]["httpGet"] == {"path": "/readyz", "port": "http"}
-            assert {"name": "http", "containerPort": 8080, "protocol": "TCP"} in c["ports"]
+            assert {"name": "http", "containerPort": 8080} in c["ports"]  # TCP, Kubernetes' default
             agent = obj["metadata"]["labels"]["kumeo.dev/agent"]
             # no Plan volume: /tmp always, the files volume only for the agent reading one
             assert [m["mountPath"] for m in c["volumeMounts"]] == (
                 ["/tmp", "/var/lib/kumeo/files"] if agent == "m" else ["/tmp"])
             assert c["command"] + c["args"] == ["python", "-m", "kumeo_iac.runtime", "--agent", agent]
             env = {e["name"]: e for e in c["env"]}
-            assert {"NATS_URL", "KUMEO_AGENT", "KUMEO_WORKFLOW", PLAN_ENV} <= set(env)
+            assert {"NATS_URL", PLAN_ENV} <= set(env)  # the agent is in the args, its workflow in its Plan
             if c["args"][-1] == "l":
                 assert env["OPENAI_API_KEY"]["valueFrom"] == {
                     "secretKeyRef": {"name": "llm-keys", "key": "OPENAI_API_KEY"}}
@@ -944,8 +944,8 @@ def _by_agent(wf) -> tuple[dict[str, list[dict]], list[dict]]:
     ids = {}
     for o in wf.kubernetes:
         if o["kind"] == "Deployment" and "kumeo.dev/agent" in o["metadata"]["labels"]:
-            env = {e["name"]: e.get("value") for e in o["spec"]["template"]["spec"]["containers"][0]["env"]}
-            ids[o["metadata"]["labels"]["kumeo.dev/agent"]] = env["KUMEO_AGENT"]
+            args = o["spec"]["template"]["spec"]["containers"][0]["args"]
+            ids[o["metadata"]["labels"]["kumeo.dev/agent"]] = args[args.index("--agent") + 1]
     per_agent: dict[str, list[dict]] = {agent_id: [] for agent_id in ids.values()}
     shared = []
     for o in wf.kubernetes:

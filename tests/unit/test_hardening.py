@@ -232,8 +232,7 @@ def test_network_policies_allow_only_nats_dns_declared_endpoints_and_metrics(lab
             _check_gateway_policy(label, wf, deployment, policy, platform)
             continue
         assert not any(_is_gateway(p) for p in policies), where
-        agent = wf.agent(next(e["value"] for e in deployment["spec"]["template"]["spec"]["containers"][0]["env"]
-                              if e["name"] == "KUMEO_AGENT"))
+        agent = wf.agent(_agent_of(deployment))
         own = agent_destinations(agent, targets, wf.namespace)
         needed = _base_needs(wf, platform) | (_destination_needs(calling_out, platform) if own else set())
         assert _destination_needs(own, platform) <= needed
@@ -244,6 +243,12 @@ def test_network_policies_allow_only_nats_dns_declared_endpoints_and_metrics(lab
         # the LLM agents reach their endpoint (they could not before: no egress beyond NATS and DNS)
         if agent.kind == "LLM" and own:
             assert deployment["spec"]["template"]["metadata"]["labels"].get("kumeo.dev/egress") == "external"
+
+
+def _agent_of(workload) -> str:
+    """The agent a worker pod runs: ``--agent ID`` in its container's args."""
+    args = workload["spec"]["template"]["spec"]["containers"][0]["args"]
+    return args[args.index("--agent") + 1]
 
 
 def _is_gateway(obj) -> bool:
@@ -329,7 +334,7 @@ def test_secured_pods_read_their_own_credentials_and_tls_from_secrets(label, wf)
             continue  # its agents talk to the pod's own leaf server; the leaf reads its credentials file
         pod = deployment["spec"]["template"]["spec"]
         env = {e["name"]: e for e in pod["containers"][0]["env"]}
-        identity = wf.gateway_identity if _is_gateway(deployment) else wf.agent(env["KUMEO_AGENT"]["value"]).identity
+        identity = wf.gateway_identity if _is_gateway(deployment) else wf.agent(_agent_of(deployment)).identity
         assert env["NATS_USER"]["value"] == identity.user
         ref = env["NATS_PASSWORD"]["valueFrom"]["secretKeyRef"]
         # one Secret per workflow, one key per NATS user: each pod reads its own key only

@@ -213,8 +213,9 @@ def test_deployer_cannot_read_messages_or_weaken_the_audit_stream():
 def _env(wf, agent_id):
     for d in wf.kubernetes:
         if d["kind"] == "Deployment":
-            env = {e["name"]: e for e in d["spec"]["template"]["spec"]["containers"][0]["env"]}
-            if env["KUMEO_AGENT"]["value"] == agent_id:
+            container = d["spec"]["template"]["spec"]["containers"][0]
+            env = {e["name"]: e for e in container["env"]}
+            if container["args"][container["args"].index("--agent") + 1] == agent_id:
                 return env, d
     raise KeyError(agent_id)
 
