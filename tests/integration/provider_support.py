@@ -3,7 +3,10 @@ pass before create/update/diff are called with its result."""
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
+
+import nats
 
 
 def as_engine_sends(value: Any) -> Any:
@@ -24,3 +27,16 @@ def checked(provider: Any, news: dict[str, Any], olds: dict[str, Any] | None = N
     result = provider.check(olds or {}, as_engine_sends(news))
     assert result.failures == [], [(f.property, f.reason) for f in result.failures]
     return result.inputs
+
+
+def on_server(url: str, action: Any) -> Any:
+    """Run ``action(js)`` against the server from a synchronous test."""
+
+    async def run() -> Any:
+        nc = await nats.connect(url)
+        try:
+            return await action(nc.jetstream())
+        finally:
+            await nc.close()
+
+    return asyncio.run(run())

@@ -6,11 +6,9 @@ engine would, with inputs in the shape the engine hands over (ints turned into f
 
 from __future__ import annotations
 
-import asyncio
 import time
 from typing import Any
 
-import nats
 import pytest
 from nats.js.api import (
     AckPolicy,
@@ -20,7 +18,7 @@ from nats.js.api import (
     StorageType,
     StreamConfig,
 )
-from provider_support import as_engine_sends, checked
+from provider_support import as_engine_sends, checked, on_server
 
 from kumeo_iac.errors import KumeoDeployError
 from kumeo_iac.local._nats_server import free_port
@@ -40,17 +38,6 @@ pytestmark = [pytest.mark.nats, pytest.mark.timeout(60)]
 SECOND = 1_000_000_000
 
 
-def on_server(url: str, action):
-    """Run ``action(js)`` against the server from this synchronous test."""
-
-    async def run():
-        nc = await nats.connect(url)
-        try:
-            return await action(nc.jetstream())
-        finally:
-            await nc.close()
-
-    return asyncio.run(run())
 
 
 def with_config(inputs: dict[str, Any], **changes: Any) -> dict[str, Any]:

@@ -8,15 +8,13 @@ drained; changing N while lanes hold events is refused, and applied once they ar
 
 from __future__ import annotations
 
-import asyncio
 import time
 from typing import Any
 
-import nats
 import pytest
 from nats.errors import TimeoutError as NatsTimeoutError
 from nats.js.errors import NotFoundError
-from provider_support import checked
+from provider_support import checked, on_server
 
 from kumeo_iac.compile import PlatformSettings, WorkflowPlan, compile_program
 from kumeo_iac.lang import parse
@@ -43,15 +41,6 @@ def compiled(nats_url: str, parts: int) -> WorkflowPlan:
     return compile_program(result.program, settings=PlatformSettings(nats_url=nats_url)).workflows[0]
 
 
-def on_server(url: str, action: Any) -> Any:
-    async def run() -> Any:
-        nc = await nats.connect(url)
-        try:
-            return await action(nc.jetstream())
-        finally:
-            await nc.close()
-
-    return asyncio.run(run())
 
 
 def stream_inputs(url: str, plan: WorkflowPlan, role: str) -> dict[str, Any]:
