@@ -29,11 +29,12 @@ def checked(provider: Any, news: dict[str, Any], olds: dict[str, Any] | None = N
     return result.inputs
 
 
-def on_server(url: str, action: Any) -> Any:
-    """Run ``action(js)`` against the server from a synchronous test."""
+def on_server(url: str, action: Any, **connect: Any) -> Any:
+    """Run ``action(js)`` against the server from a synchronous test, connected with ``connect`` options
+    (``user=``, ``password=``…) as ``nats.connect`` takes them."""
 
     async def run() -> Any:
-        nc = await nats.connect(url)
+        nc = await nats.connect(url, **connect)
         try:
             return await action(nc.jetstream())
         finally:

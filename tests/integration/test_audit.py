@@ -6,7 +6,6 @@ test_providers_dynamic.py; the records are read back from the server.
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import json
 from typing import Any
@@ -16,6 +15,7 @@ import nats.errors
 import pytest
 from nats.js.api import AckPolicy, ConsumerConfig, KeyValueConfig, StreamConfig
 from nats.js.errors import APIError
+from provider_support import on_server
 
 from kumeo_iac.compile import (
     PlatformSettings,
@@ -40,17 +40,6 @@ from kumeo_providers._audit import AUDIT_STREAM, AUDIT_SUBJECTS, nats_identity, 
 pytestmark = [pytest.mark.nats, pytest.mark.timeout(60)]
 
 SECOND = 1_000_000_000
-
-
-def on_server(url: str, action, **connect: Any):
-    async def run():
-        nc = await nats.connect(url, **connect)
-        try:
-            return await action(nc.jetstream())
-        finally:
-            await nc.close()
-
-    return asyncio.run(run())
 
 
 def checked(provider, inputs: dict[str, Any]) -> dict[str, Any]:

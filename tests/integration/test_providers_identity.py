@@ -10,17 +10,15 @@ that exists or not, and the messages a person running Pulumi reads.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import shutil
 import subprocess
 from pathlib import Path
 from typing import Any
 
-import nats
 import pytest
 from nats.js.api import StreamConfig
-from provider_support import as_engine_sends, checked
+from provider_support import as_engine_sends, checked, on_server
 from pulumi.runtime.rpc import UNKNOWN
 
 from kumeo_iac.errors import KumeoDeployError
@@ -34,17 +32,6 @@ from kumeo_providers import (
 )
 
 pytestmark = [pytest.mark.nats, pytest.mark.timeout(60)]
-
-
-def on_server(url: str, action: Any, **connect: Any) -> Any:
-    async def run() -> Any:
-        nc = await nats.connect(url, **connect)
-        try:
-            return await action(nc.jetstream())
-        finally:
-            await nc.close()
-
-    return asyncio.run(run())
 
 
 def publish(url: str, subject: str, count: int) -> None:
