@@ -15,33 +15,12 @@ import pytest
 from nats.errors import TimeoutError as NatsTimeoutError
 from nats.js.errors import NotFoundError
 from provider_support import checked, on_server
+from totals_workflow import PARTITION_STREAM, totals
 
-from kumeo_iac.compile import PlatformSettings, WorkflowPlan, compile_program
-from kumeo_iac.lang import parse
+from kumeo_iac.compile import WorkflowPlan
 from kumeo_providers import ConsumerProvider, StreamProvider, UndrainedLanesError
 
 pytestmark = [pytest.mark.nats, pytest.mark.timeout(90)]
-
-WORKFLOW = """\
-workflow Totals {
-  source: NATS("payments.in")
-  agents: [
-    DataProcessor(id: "validate", input: source),
-    Custom(id: "total", entrypoint: "totals:add", input: validate.output, partitions: PARTS,
-           partition_key: "customer.id")
-  ]
-}
-"""
-PARTITIONS = "KUMEO_TOTALS_TOTAL_PARTITIONS"
-
-
-def compiled(nats_url: str, parts: int) -> WorkflowPlan:
-    result = parse(WORKFLOW.replace("PARTS", str(parts)), "totals.kumeo")
-    assert result.ok, result.diagnostics
-    return compile_program(result.program, settings=PlatformSettings(nats_url=nats_url)).workflows[0]
-
-
-
 
 def stream_inputs(url: str, plan: WorkflowPlan, role: str) -> dict[str, Any]:
     [stream] = [s for s in plan.streams if s.role == role]
@@ -56,21 +35,21 @@ def lane_inputs(url: str, plan: WorkflowPlan) -> dict[str, dict[str, Any]]:
 def held(url: str) -> dict[str, tuple[int, int]]:
     """Every lane's (pending, unacknowledged) events."""
     async def action(js: Any) -> dict[str, tuple[int, int]]:
-        return {c.name: (c.num_pending, c.num_ack_pending) for c in await js.consumers_info(PARTITIONS)}
+        return {c.name: (c.num_pending, c.num_ack_pending) for c in await js.consumers_info(PARTITION_STREAM)}
 
     return on_server(url, action)
 
 
 def stored(url: str) -> int:
     async def action(js: Any) -> int:
-        return int((await js.stream_info(PARTITIONS)).state.messages)
+        return int((await js.stream_info(PARTITION_STREAM)).state.messages)
 
     return on_server(url, action)
 
 
 def partition_dest(url: str) -> str:
     async def action(js: Any) -> str:
-        config = (await js.stream_info(PARTITIONS)).config
+        config = (await js.stream_info(PARTITION_STREAM)).config
         return str(config.sources[0].subject_transforms[0].dest)
 
     return on_server(url, action)
@@ -79,7 +58,7 @@ def partition_dest(url: str) -> str:
 def consumer_exists(url: str, durable: str) -> bool:
     async def action(js: Any) -> bool:
         try:
-            await js.consumer_info(PARTITIONS, durable)
+            await js.consumer_info(PARTITION_STREAM, durable)
         except NotFoundError:
             return False
         return True
@@ -103,13 +82,13 @@ def publish_keyed(url: str, keys: int) -> None:
 def drain(url: str, durable: str) -> int:
     """Handle (ack) every event of one lane, as its worker would; return how many."""
     async def action(js: Any) -> int:
-        sub = await js.pull_subscribe_bind(durable, stream=PARTITIONS)
+        sub = await js.pull_subscribe_bind(durable, stream=PARTITION_STREAM)
         done = 0
         while True:
             try:
                 [msg] = await sub.fetch(1, timeout=0.5)
             except NatsTimeoutError:
-                info = await js.consumer_info(PARTITIONS, durable)
+                info = await js.consumer_info(PARTITION_STREAM, durable)
                 if info.num_pending == 0 and info.num_ack_pending == 0:
                     return done
                 continue
@@ -123,7 +102,7 @@ def drain(url: str, durable: str) -> int:
 def deployed(nats_url: str) -> dict[str, Any]:
     """The workflow's stream, the partition stream with 4 lanes and their consumers, created through the providers,
     with 12 keyed events spread over the lanes."""
-    plan = compiled(nats_url, 4)
+    plan = totals(4, nats_url)
     streams = StreamProvider()
     streams.create(checked(streams, stream_inputs(nats_url, plan, "internal")))
     partitions = streams.create(checked(streams, stream_inputs(nats_url, plan, "partitions")))
@@ -144,7 +123,7 @@ def test_a_lane_consumer_holding_events_is_not_deleted_until_it_is_drained(nats_
         ConsumerProvider().delete(created.id, created.outs)
 
     message = str(refused.value)
-    assert message.startswith(f"refusing to delete lane consumer {PARTITIONS}/{lane}: ")
+    assert message.startswith(f"refusing to delete lane consumer {PARTITION_STREAM}/{lane}: ")
     assert f"{lane}: {backlog[lane][0]} pending, {backlog[lane][1]} unacknowledged" in message
     assert "Changing N" in message
     assert consumer_exists(nats_url, lane)
@@ -159,24 +138,24 @@ def test_a_lane_consumer_holding_events_is_not_deleted_until_it_is_drained(nats_
 def test_the_partition_count_does_not_change_until_every_lane_is_drained(nats_url, deployed):
     provider = StreamProvider()
     olds = deployed["partitions"].outs
-    news = checked(provider, stream_inputs(nats_url, compiled(nats_url, 2), "partitions"), olds)
-    diff = provider.diff(PARTITIONS, olds, news)
+    news = checked(provider, stream_inputs(nats_url, totals(2, nats_url), "partitions"), olds)
+    diff = provider.diff(PARTITION_STREAM, olds, news)
     assert diff.changes is True and diff.replaces == []  # an update, which up refuses while lanes hold events
     backlog = {d: v for d, v in held(nats_url).items() if sum(v) > 0}
     assert len(backlog) >= 2  # 12 keys over 4 lanes
 
     with pytest.raises(UndrainedLanesError) as refused:
-        provider.update(PARTITIONS, olds, news)
+        provider.update(PARTITION_STREAM, olds, news)
 
     message = str(refused.value)
-    assert message.startswith(f"refusing to change the partitions of stream {PARTITIONS} from 4 to 2: ")
+    assert message.startswith(f"refusing to change the partitions of stream {PARTITION_STREAM} from 4 to 2: ")
     for durable, (pending, ack_pending) in backlog.items():
         assert f"{durable}: {pending} pending, {ack_pending} unacknowledged" in message
     assert "{{partition(4,1)}}" in partition_dest(nats_url)  # the server's stream is as it was
 
     for durable in backlog:
         drain(nats_url, durable)
-    updated = provider.update(PARTITIONS, olds, news)
+    updated = provider.update(PARTITION_STREAM, olds, news)
 
     assert "{{partition(2,1)}}" in partition_dest(nats_url)
     assert updated.outs["live_config"]["metadata"]["kumeo.dev/partitions"] == "2"
@@ -191,7 +170,7 @@ def test_events_purged_on_purpose_no_longer_hold_a_lane(nats_url, deployed):
         ConsumerProvider().delete(created.id, created.outs)
 
     async def purge(js: Any) -> None:
-        await js.purge_stream(PARTITIONS)
+        await js.purge_stream(PARTITION_STREAM)
 
     on_server(nats_url, purge)
     assert all(v == (0, 0) for v in held(nats_url).values())

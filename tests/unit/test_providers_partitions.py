@@ -9,32 +9,16 @@ import logging
 from typing import Any
 
 import pytest
+from totals_workflow import PARTITION_STREAM, totals
 
-from kumeo_iac.compile import PlatformSettings, compile_program
 from kumeo_iac.errors import KumeoDeployError
-from kumeo_iac.lang import parse
 from kumeo_providers import StreamProvider, UndrainedLanesError
 from kumeo_providers._lanes import LaneBacklog, partition_change, undrained_message
 
-WORKFLOW = """\
-workflow Totals {
-  source: NATS("payments.in")
-  agents: [
-    DataProcessor(id: "validate", input: source),
-    Custom(id: "total", entrypoint: "totals:add", input: validate.output, partitions: PARTS,
-           partition_key: "customer.id")
-  ]
-}
-"""
-STREAM = "KUMEO_TOTALS_TOTAL_PARTITIONS"
-
 
 def partition_stream(parts: int) -> dict[str, Any]:
-    result = parse(WORKFLOW.replace("PARTS", str(parts)), "totals.kumeo")
-    assert result.ok, result.diagnostics
-    plan = compile_program(result.program, settings=PlatformSettings(nats_url="nats://127.0.0.1:4222"))
-    [stream] = [s for s in plan.workflows[0].streams if s.role == "partitions"]
-    assert stream.name == STREAM
+    [stream] = [s for s in totals(parts).streams if s.role == "partitions"]
+    assert stream.name == PARTITION_STREAM
     return {"server_url": "nats://127.0.0.1:4222", "config": dict(stream.config)}
 
 
@@ -52,11 +36,11 @@ def test_a_preview_of_a_new_partition_count_warns_what_happens_to_events_in_flig
     assert checked.failures == []  # an update, not a replacement: nothing refuses it at preview
 
     with caplog.at_level(logging.WARNING, logger="kumeo_providers.provider"):
-        diff = provider.diff(STREAM, olds, checked.inputs)
+        diff = provider.diff(PARTITION_STREAM, olds, checked.inputs)
 
     assert diff.changes is True and diff.replaces == []
     [message] = warnings(caplog)
-    assert message.startswith(f"stream {STREAM} (partitioned agent total): partitions {old} → {new}.")
+    assert message.startswith(f"stream {PARTITION_STREAM} (partitioned agent total): partitions {old} → {new}.")
     assert "keep the lane they were put in" in message
     assert f"hashed over {new} lanes" in message
     assert "order across the change is not kept" in message
@@ -74,7 +58,7 @@ def test_the_same_partition_count_or_another_stream_says_nothing(caplog: pytest.
     news = {**olds, "config": {**olds["config"], "description": "another description"}}
     plain = {"server_url": "nats://127.0.0.1:4222", "config": {"name": "KUMEO_TOTALS", "subjects": ["kumeo.t.>"]}}
     with caplog.at_level(logging.WARNING, logger="kumeo_providers.provider"):
-        assert provider.diff(STREAM, olds, news).changes is True
+        assert provider.diff(PARTITION_STREAM, olds, news).changes is True
         assert provider.diff("KUMEO_TOTALS", plain, {**plain, "config": {**plain["config"], "max_msgs": 5}}).changes
     assert warnings(caplog) == []
 
@@ -83,14 +67,15 @@ def test_the_partition_count_is_read_from_the_transform_and_unknowns_are_no_chan
     four, two = partition_stream(4)["config"], partition_stream(2)["config"]
     assert partition_change(four, two) == (4, 2)
     assert partition_change(four, four) is None
-    assert partition_change(four, {"name": STREAM}) is None  # not a partition stream any more: nothing to compare
+    # not a partition stream any more: nothing to compare
+    assert partition_change(four, {"name": PARTITION_STREAM}) is None
     assert partition_change("<unknown>", two) is None
 
 
 def test_the_refusal_names_each_lane_and_what_it_holds_and_is_a_deploy_error() -> None:
-    message = undrained_message(f"change the partitions of stream {STREAM} from 4 to 2",
+    message = undrained_message(f"change the partitions of stream {PARTITION_STREAM} from 4 to 2",
                                 [LaneBacklog("total_p1", 3, 1), LaneBacklog("total_p3", 0, 1)])
-    assert message.startswith(f"refusing to change the partitions of stream {STREAM} from 4 to 2: ")
+    assert message.startswith(f"refusing to change the partitions of stream {PARTITION_STREAM} from 4 to 2: ")
     assert "total_p1: 3 pending, 1 unacknowledged; total_p3: 0 pending, 1 unacknowledged" in message
     assert "Changing N" in message
     assert issubclass(UndrainedLanesError, KumeoDeployError)
