@@ -27,11 +27,11 @@ import json
 import re
 from typing import Any, Final
 
-from nats.js.api import DiscardPolicy, ExternalStream, RetentionPolicy, StorageType, StreamConfig, StreamSource
+from nats.js.api import ExternalStream, StreamSource
 
 from kumeo_iac.compile import _kubernetes as k8s
 from kumeo_iac.compile._names import Subjects, dns_name, stream_name
-from kumeo_iac.compile._nats import DUPLICATE_WINDOW_SECONDS, plain_config
+from kumeo_iac.compile._nats import stream_config
 from kumeo_iac.compile._plan import AgentPlan, EdgePlan, StreamPlan, WorkflowPlan
 from kumeo_iac.compile._settings import PlatformSettings
 from kumeo_iac.compile._slices import plan_text
@@ -138,19 +138,11 @@ def hub_streams(plan: WorkflowPlan, domain: str, settings: PlatformSettings) -> 
     sources = [StreamSource(name=name, filter_subject=subject, external=ExternalStream(api=api))
                for name, subject in sorted(wanted, key=lambda w: (w[0], w[1] or ""))]
     name = stream_name(plan.slug, f"{HUB_ROLE}_{domain.replace('-', '_')}")
-    config = plain_config(StreamConfig(
-        name=name,
+    config = stream_config(
+        name,
         description=f"Kumeo {plan.name}: results and dead letters of edge site {domain}, sourced from its leaf",
-        retention=RetentionPolicy.LIMITS,
-        storage=StorageType.FILE,
-        discard=DiscardPolicy.OLD,
-        max_age=settings.max_age_seconds,
-        num_replicas=settings.stream_replicas,
-        duplicate_window=DUPLICATE_WINDOW_SECONDS,
-        allow_rollup_hdrs=False,
-        sources=sources,
-        metadata={"kumeo.dev/workflow": plan.slug, "kumeo.dev/role": HUB_ROLE, "kumeo.dev/edge-domain": domain},
-    ).as_dict())
+        max_age=settings.max_age_seconds, replicas=settings.stream_replicas, sources=sources,
+        metadata={"kumeo.dev/workflow": plan.slug, "kumeo.dev/role": HUB_ROLE, "kumeo.dev/edge-domain": domain})
     return [StreamPlan(name=name, role=HUB_ROLE, config=config)]
 
 

@@ -28,6 +28,7 @@ from nats.js.api import (
     RetentionPolicy,
     StorageType,
     StreamConfig,
+    StreamSource,
 )
 
 #: Margin added to an agent's timeout for its consumer's ack_wait.
@@ -43,18 +44,15 @@ def _plain(data: dict[str, Any]) -> dict[str, Any]:
     return plain
 
 
-def plain_config(data: dict[str, Any]) -> dict[str, Any]:
-    """A nats.py ``as_dict()`` as plain JSON (for configs built elsewhere, e.g. a partition stream)."""
-    return _plain(data)
-
-
-def stream_config(name: str, subjects: list[str], *, description: str, max_age: float, replicas: int,
-                  metadata: dict[str, str]) -> dict[str, Any]:
+def stream_config(name: str, subjects: list[str] | None = None, *, description: str, max_age: float, replicas: int,
+                  metadata: dict[str, str], sources: list[StreamSource] | None = None) -> dict[str, Any]:
+    """A Kumeo stream: file storage, limits retention dropping the oldest, the dedupe window, no rollups. A stream
+    with ``sources`` and no ``subjects`` (a partition stream, an edge hub stream) only copies from other streams."""
     return _plain(
         StreamConfig(
             name=name,
             description=description,
-            subjects=list(subjects),
+            subjects=list(subjects) if subjects is not None else None,
             retention=RetentionPolicy.LIMITS,
             storage=StorageType.FILE,
             discard=DiscardPolicy.OLD,
@@ -62,6 +60,7 @@ def stream_config(name: str, subjects: list[str], *, description: str, max_age: 
             num_replicas=replicas,
             duplicate_window=DUPLICATE_WINDOW_SECONDS,
             allow_rollup_hdrs=False,
+            sources=sources,
             metadata=dict(metadata),
         ).as_dict()
     )

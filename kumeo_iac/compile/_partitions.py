@@ -23,17 +23,10 @@ import copy
 import dataclasses
 from typing import Any, Final
 
-from nats.js.api import (
-    DiscardPolicy,
-    RetentionPolicy,
-    StorageType,
-    StreamConfig,
-    StreamSource,
-    SubjectTransform,
-)
+from nats.js.api import StreamSource, SubjectTransform
 
 from kumeo_iac.compile._names import Subjects, stream_name
-from kumeo_iac.compile._nats import DUPLICATE_WINDOW_SECONDS, plain_config
+from kumeo_iac.compile._nats import stream_config
 from kumeo_iac.compile._plan import NatsIdentity, StreamPlan
 
 __all__ = [
@@ -115,20 +108,13 @@ def partition_stream(slug: str, workflow_name: str, part: Partitioning, *, sourc
     transform = SubjectTransform(
         src=f"{keyed_subject(slug, part.agent)}.*",
         dest=f"{Subjects(slug).prefix}.{part.agent}.p.{{{{partition({part.count},1)}}}}.{{{{wildcard(1)}}}}")
-    config = plain_config(StreamConfig(
-        name=name,
+    config = stream_config(
+        name,
         description=f"Kumeo {workflow_name}: the {part.count} lanes of agent {part.agent}, by {'.'.join(part.key)}",
-        retention=RetentionPolicy.LIMITS,
-        storage=StorageType.FILE,
-        discard=DiscardPolicy.OLD,
-        max_age=max_age,
-        num_replicas=replicas,
-        duplicate_window=DUPLICATE_WINDOW_SECONDS,
-        allow_rollup_hdrs=False,
+        max_age=max_age, replicas=replicas,
         sources=[StreamSource(name=source_stream, subject_transforms=[transform])],
         metadata={"kumeo.dev/workflow": slug, "kumeo.dev/role": PARTITION_ROLE, "kumeo.dev/agent": part.agent,
-                  "kumeo.dev/partitions": str(part.count)},
-    ).as_dict())
+                  "kumeo.dev/partitions": str(part.count)})
     return StreamPlan(name=name, role=PARTITION_ROLE, config=config)
 
 
