@@ -8,16 +8,13 @@ from pathlib import Path
 
 import pytest
 from worker_support import (
-    Harness,
     agent_plan,
-    create_streams,
     new_slug,
     publish_events,
     read_subject,
     source_subject,
     stream_names,
     wait_count,
-    workflow_plan,
 )
 
 from kumeo_iac.runtime import envelope
@@ -27,13 +24,6 @@ pytestmark = [pytest.mark.nats, pytest.mark.timeout(60)]
 EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "custom_code"
 
 
-@pytest.fixture
-async def harness(nats_url):
-    h = await Harness(nats_url).open()
-    yield h
-    await h.close()
-
-
 async def test_python_sync_then_wasm_like_the_example_workflow(harness):
     slug = new_slug()
     enrich = agent_plan(slug, "enrich", {"": source_subject(slug)})
@@ -41,8 +31,7 @@ async def test_python_sync_then_wasm_like_the_example_workflow(harness):
     annotate = agent_plan(slug, "annotate", {"": f"kumeo.{slug}.enrich.out"})
     annotate.settings.update({"wasm": {"file": "annotate.wasm"},
                               "config": {"time_limit": "500ms", "memory_limit": "16Mi"}})
-    plan = workflow_plan(slug, [enrich, annotate], harness.url)
-    await create_streams(harness.js, plan)
+    plan = await harness.deploy(slug, [enrich, annotate])
     for agent in ("enrich", "annotate"):
         await harness.run_worker(plan, agent, None, base_dir=EXAMPLE)
 
@@ -63,11 +52,7 @@ async def test_python_sync_then_wasm_like_the_example_workflow(harness):
 
 
 async def test_an_async_entry_point_with_the_event_emits_several_messages(harness):
-    slug = new_slug()
-    split = agent_plan(slug, "split", {"": source_subject(slug)})
-    split.settings["entrypoint"] = "handlers:split_lines"
-    plan = workflow_plan(slug, [split], harness.url)
-    await create_streams(harness.js, plan)
+    slug, plan = await harness.one_agent("split", settings={"entrypoint": "handlers:split_lines"})
     await harness.run_worker(plan, "split", None, base_dir=EXAMPLE)
     await harness.js.publish(source_subject(slug), json.dumps({"lines": [{"sku": "a"}, {"sku": "b"}]}).encode(),
                              headers={envelope.EVENT_ID: "order-9"})
@@ -93,11 +78,8 @@ async def test_an_async_entry_point_with_the_event_emits_several_messages(harnes
 async def test_a_wasm_module_over_its_limits_is_dead_lettered_without_retries(harness, tmp_path, module, config,
                                                                               reason):
     (tmp_path / "bad.wat").write_text(module)
-    slug = new_slug()
-    bad = agent_plan(slug, "bad", {"": source_subject(slug)}, max_deliver=3)
-    bad.settings.update({"wasm": {"file": "bad.wat"}, "config": config})
-    plan = workflow_plan(slug, [bad], harness.url)
-    await create_streams(harness.js, plan)
+    slug, plan = await harness.one_agent("bad", settings={"wasm": {"file": "bad.wat"}, "config": config},
+                                         max_deliver=3)
     worker = await harness.run_worker(plan, "bad", None, base_dir=tmp_path)
     await publish_events(harness.js, source_subject(slug), [{"n": 1}])
     internal, _ = stream_names(slug)

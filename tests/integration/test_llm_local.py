@@ -76,13 +76,6 @@ class CountingTransport(httpx.AsyncBaseTransport):
         await self.inner.aclose()
 
 
-@pytest.fixture
-async def harness(nats_url):
-    h = await Harness(nats_url).open()
-    yield h
-    await h.close()
-
-
 async def _llm_workflow(harness: Harness, llm: LocalLLM, settings: dict[str, Any], *, max_deliver: int = 3,
                         transport: CountingTransport | None = None) -> tuple[Any, LLMAgent, str]:
     """One LLM agent reading the source subject, written as the workflow would be, pointed at the local model."""

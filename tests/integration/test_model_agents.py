@@ -10,15 +10,12 @@ import numpy as np
 import pytest
 from worker_support import (
     Harness,
-    agent_plan,
     create_streams,
-    new_slug,
     publish_events,
     read_subject,
     source_subject,
     stream_names,
     wait_count,
-    workflow_plan,
 )
 
 from kumeo_iac.compile import compile_program
@@ -31,21 +28,10 @@ EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "fraud_detection"
 FEATURES = ["amount", "hour", "merchant_category", "country_mismatch"]
 
 
-@pytest.fixture
-async def harness(nats_url):
-    h = await Harness(nats_url).open()
-    yield h
-    await h.close()
-
-
 async def run_kind(harness: Harness, kind: str, settings: dict[str, Any], events: list[Any], *,
                    expected_out: int, expected_dlq: int = 0, **worker_options: Any) -> tuple[list[Any], list[Any]]:
     """One agent of ``kind`` fed ``events`` from a source subject; its outputs and dead letters, decoded."""
-    slug = new_slug()
-    agent = agent_plan(slug, "a", {"": source_subject(slug)}, kind=kind, timeout=10.0)
-    agent.settings.update(settings)
-    plan = workflow_plan(slug, [agent], harness.url)
-    await create_streams(harness.js, plan)
+    slug, plan = await harness.one_agent(settings=settings, kind=kind, timeout=10.0)
     await harness.run_worker(plan, "a", None, base_dir=EXAMPLE, **worker_options)
     await publish_events(harness.js, source_subject(slug), events)
     internal, _ = stream_names(slug)

@@ -7,7 +7,6 @@ from __future__ import annotations
 import asyncio
 import json
 from collections import Counter, defaultdict
-from typing import Any
 
 import pytest
 from worker_support import Harness, PassThrough, create_streams, make_agent, read_subject, wait_count
@@ -46,13 +45,6 @@ def compiled(nats_url: str) -> WorkflowPlan:
     result = parse(WORKFLOW, "lanes.kumeo")
     assert result.ok, result.diagnostics
     return compile_program(result.program, settings=PlatformSettings(nats_url=nats_url)).workflows[0]
-
-
-@pytest.fixture
-async def harness(nats_url: str) -> Any:
-    h = await Harness(nats_url).open()
-    yield h
-    await h.close()
 
 
 async def test_every_key_keeps_its_order_over_four_lanes(harness: Harness) -> None:

@@ -23,14 +23,12 @@ import pytest
 from worker_support import (
     Harness,
     agent_plan,
-    create_streams,
     new_slug,
     publish_events,
     read_subject,
     source_subject,
     stream_names,
     wait_count,
-    workflow_plan,
 )
 
 from kumeo_iac.runtime import envelope
@@ -114,13 +112,6 @@ def _as(sub: str, *groups: str) -> dict[str, str]:
     return {"Authorization": f"Bearer {_PROVIDER[0].token(sub, list(groups or ['claims-team']))}"}
 
 
-@pytest.fixture
-async def harness(nats_url):
-    h = await Harness(nats_url).open()
-    yield h
-    await h.close()
-
-
 async def _setup(harness: Harness, config: dict[str, Any], *, trigger: str | None = None,
                  targets: list[str] | None = None, slug: str | None = None):
     slug = slug or new_slug()
@@ -128,8 +119,7 @@ async def _setup(harness: Harness, config: dict[str, Any], *, trigger: str | Non
     plan_agent.settings.update({"interface": "web", "config": config, "review_bucket": f"kumeo_{slug}_reviews"})
     if trigger:
         plan_agent.settings["trigger"] = trigger
-    plan = workflow_plan(slug, [plan_agent], harness.url)
-    await create_streams(harness.js, plan)
+    plan = await harness.deploy(slug, [plan_agent])
     return slug, plan
 
 

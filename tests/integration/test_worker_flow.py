@@ -8,11 +8,9 @@ import json
 import pytest
 from worker_support import (
     Doubler,
-    Harness,
     PassThrough,
     Scripted,
     agent_plan,
-    create_streams,
     make_agent,
     new_slug,
     publish_events,
@@ -20,7 +18,6 @@ from worker_support import (
     source_subject,
     stream_names,
     wait_count,
-    workflow_plan,
 )
 
 from kumeo_iac.runtime import envelope
@@ -29,25 +26,9 @@ from kumeo_iac.runtime._agent import Emit, EventRejected
 pytestmark = [pytest.mark.nats, pytest.mark.timeout(60)]
 
 
-@pytest.fixture
-async def harness(nats_url):
-    h = await Harness(nats_url).open()
-    yield h
-    await h.close()
-
-
-async def _setup(harness, **agent_options):
-    slug = new_slug()
-    plan = workflow_plan(slug, [agent_plan(slug, "a", {"": source_subject(slug)}, **agent_options)], harness.url)
-    await create_streams(harness.js, plan)
-    return slug, plan
-
-
 async def test_n_events_in_n_results_out_with_the_envelope(harness):
     slug = new_slug()
-    plan = workflow_plan(slug, [agent_plan(slug, "a", {"": source_subject(slug)},
-                                           targets=[f"kumeo.{slug}.target.sink"])], harness.url)
-    await create_streams(harness.js, plan)
+    _, plan = await harness.one_agent(slug=slug, targets=[f"kumeo.{slug}.target.sink"])
     await harness.run_worker(plan, "a", make_agent(Doubler, plan, "a"))
     n = 200
     await publish_events(harness.js, source_subject(slug), [{"n": i} for i in range(n)])
@@ -74,8 +55,7 @@ async def test_event_id_and_trace_are_kept_across_hops(harness):
     slug = new_slug()
     first = agent_plan(slug, "first", {"": source_subject(slug)})
     second = agent_plan(slug, "second", {"": f"kumeo.{slug}.first.out"})
-    plan = workflow_plan(slug, [first, second], harness.url)
-    await create_streams(harness.js, plan)
+    plan = await harness.deploy(slug, [first, second])
     await harness.run_worker(plan, "first", make_agent(PassThrough, plan, "first"))
     await harness.run_worker(plan, "second", make_agent(PassThrough, plan, "second"))
     await harness.js.publish(source_subject(slug), b'{"x": 1}', headers={"Kumeo-Event-Id": "evt-1"})
@@ -91,7 +71,7 @@ async def test_event_id_and_trace_are_kept_across_hops(harness):
 
 
 async def test_when_false_passes_the_payload_on_unchanged(harness):
-    slug, plan = await _setup(harness, when="n > 5")
+    slug, plan = await harness.one_agent(when="n > 5")
     await harness.run_worker(plan, "a", make_agent(Doubler, plan, "a"))
     raw = [json.dumps({"n": i, "note": "  spaced  "}, indent=1).encode() for i in range(10)]
     for body in raw:
@@ -108,7 +88,7 @@ async def test_when_false_passes_the_payload_on_unchanged(harness):
 
 
 async def test_transient_error_is_retried_then_succeeds(harness):
-    slug, plan = await _setup(harness, max_deliver=3, backoff=[0.1, 0.1])
+    slug, plan = await harness.one_agent(max_deliver=3, backoff=[0.1, 0.1])
 
     def behaviour(event):
         if event.data["n"] == 3 and event.attempt == 1:
@@ -128,7 +108,7 @@ async def test_transient_error_is_retried_then_succeeds(harness):
 
 
 async def test_poison_event_is_dead_lettered_after_max_deliver_while_the_rest_flow(harness):
-    slug, plan = await _setup(harness, max_deliver=3, backoff=[0.05, 0.05])
+    slug, plan = await harness.one_agent(max_deliver=3, backoff=[0.05, 0.05])
 
     def behaviour(event):
         if event.data["n"] == 7:
@@ -154,7 +134,7 @@ async def test_poison_event_is_dead_lettered_after_max_deliver_while_the_rest_fl
 
 
 async def test_event_rejected_goes_to_the_dead_letter_subject_at_once(harness):
-    slug, plan = await _setup(harness, max_deliver=5)
+    slug, plan = await harness.one_agent(max_deliver=5)
 
     def behaviour(event):
         if event.data["n"] == 1:
@@ -174,7 +154,7 @@ async def test_event_rejected_goes_to_the_dead_letter_subject_at_once(harness):
 
 
 async def test_a_timeout_is_retried(harness):
-    slug, plan = await _setup(harness, timeout=0.3, max_deliver=3, backoff=[0.05, 0.05])
+    slug, plan = await harness.one_agent(timeout=0.3, max_deliver=3, backoff=[0.05, 0.05])
 
     async def behaviour(event):
         if event.data["n"] == 2 and event.attempt == 1:
@@ -190,7 +170,7 @@ async def test_a_timeout_is_retried(harness):
 
 
 async def test_fallback_value_is_emitted_instead_of_a_dead_letter(harness):
-    slug, plan = await _setup(harness, max_deliver=1, fallback={"value": {"score": 0.5, "fallback": True}})
+    slug, plan = await harness.one_agent(max_deliver=1, fallback={"value": {"score": 0.5, "fallback": True}})
 
     def behaviour(event):
         raise RuntimeError("down")
@@ -210,8 +190,7 @@ async def test_fallback_agent_receives_the_failed_event(harness):
     a = agent_plan(slug, "a", {"": source_subject(slug)}, max_deliver=1,
                    fallback={"agent": "backup", "subject": fb_subject})
     backup = agent_plan(slug, "backup", {"": fb_subject})
-    plan = workflow_plan(slug, [a, backup], harness.url)
-    await create_streams(harness.js, plan)
+    plan = await harness.deploy(slug, [a, backup])
 
     def behaviour(event):
         raise RuntimeError("primary down")
@@ -229,7 +208,7 @@ async def test_fallback_agent_receives_the_failed_event(harness):
 
 
 async def test_several_emits_for_one_event_are_all_published(harness):
-    slug, plan = await _setup(harness)
+    slug, plan = await harness.one_agent()
 
     def behaviour(event):
         return [Emit({"i": i}) for i in range(3)]
@@ -245,7 +224,7 @@ async def test_several_emits_for_one_event_are_all_published(harness):
 
 async def test_a_replayed_event_that_fails_again_is_dead_lettered_again(harness):
     """A replay (as the dashboard makes it) that fails again must not be swallowed as a duplicate dead letter."""
-    slug, plan = await _setup(harness, max_deliver=5)
+    slug, plan = await harness.one_agent(max_deliver=5)
 
     def behaviour(event):
         raise EventRejected("still broken")

@@ -8,16 +8,13 @@ import json
 import pytest
 from nats.js.errors import NoKeysError
 from worker_support import (
-    Harness,
     PassThrough,
     agent_plan,
-    create_streams,
     make_agent,
     new_slug,
     read_subject,
     stream_names,
     wait_count,
-    workflow_plan,
 )
 
 from kumeo_iac.runtime import envelope
@@ -25,18 +22,10 @@ from kumeo_iac.runtime import envelope
 pytestmark = [pytest.mark.nats, pytest.mark.timeout(60)]
 
 
-@pytest.fixture
-async def harness(nats_url):
-    h = await Harness(nats_url).open()
-    yield h
-    await h.close()
-
-
 async def _join_setup(harness, join_ttl=30.0, replicas=1):
     slug = new_slug()
     inputs = {"risk": f"kumeo.{slug}.risk.out", "profile": f"kumeo.{slug}.profile.out"}
-    plan = workflow_plan(slug, [agent_plan(slug, "decide", inputs, join_ttl=join_ttl)], harness.url)
-    await create_streams(harness.js, plan)
+    plan = await harness.deploy(slug, [agent_plan(slug, "decide", inputs, join_ttl=join_ttl)])
     workers = []
     for _ in range(replicas):
         workers.append(await harness.run_worker(plan, "decide", make_agent(PassThrough, plan, "decide"),

@@ -12,7 +12,6 @@ from pathlib import Path
 
 import pytest
 from worker_support import (
-    Harness,
     PassThrough,
     agent_plan,
     create_streams,
@@ -33,18 +32,8 @@ pytestmark = [pytest.mark.nats, pytest.mark.timeout(60)]
 ROOT = Path(__file__).resolve().parents[2]
 
 
-@pytest.fixture
-async def harness(nats_url):
-    h = await Harness(nats_url).open()
-    yield h
-    await h.close()
-
-
 async def test_sigterm_drains_in_flight_events_and_exits_0(harness, tmp_path):
-    slug = new_slug()
-    plan = workflow_plan(slug, [agent_plan(slug, "a", {"": source_subject(slug)}, timeout=5.0, ack_wait=30.0)],
-                         harness.url)
-    await create_streams(harness.js, plan)
+    slug, plan = await harness.one_agent(timeout=5.0, ack_wait=30.0)
     plan_file = tmp_path / "plan.json"
     plan_file.write_text(Plan([plan]).to_json())
     internal, sources = stream_names(slug)

@@ -8,20 +8,15 @@ import json
 import nats.js.errors
 import pytest
 from worker_support import (
-    Harness,
     PassThrough,
     Scripted,
-    agent_plan,
-    create_streams,
     http_get,
     make_agent,
-    new_slug,
     publish_events,
     read_subject,
     source_subject,
     stream_names,
     wait_count,
-    workflow_plan,
 )
 
 from kumeo_iac.runtime._agent import Emit
@@ -29,17 +24,8 @@ from kumeo_iac.runtime._agent import Emit
 pytestmark = [pytest.mark.nats, pytest.mark.timeout(90)]
 
 
-@pytest.fixture
-async def harness(nats_url):
-    h = await Harness(nats_url).open()
-    yield h
-    await h.close()
-
-
 async def test_redelivery_after_a_killed_worker_yields_no_duplicate(harness):
-    slug = new_slug()
-    plan = workflow_plan(slug, [agent_plan(slug, "a", {"": source_subject(slug)}, ack_wait=1.5)], harness.url)
-    await create_streams(harness.js, plan)
+    slug, plan = await harness.one_agent(ack_wait=1.5)
     internal, sources = stream_names(slug)
     out = f"kumeo.{slug}.a.out"
 
@@ -78,10 +64,7 @@ async def test_redelivery_after_a_killed_worker_yields_no_duplicate(harness):
 
 
 async def test_nats_restart_mid_stream_loses_nothing_and_the_worker_resumes(harness, nats_server):
-    slug = new_slug()
-    plan = workflow_plan(slug, [agent_plan(slug, "a", {"": source_subject(slug)}, ack_wait=2.0,
-                                           max_deliver=10)], harness.url)
-    await create_streams(harness.js, plan)
+    slug, plan = await harness.one_agent(ack_wait=2.0, max_deliver=10)
     internal, _ = stream_names(slug)
     out = f"kumeo.{slug}.a.out"
 
@@ -116,9 +99,7 @@ async def count_exact(harness, stream, subject):
 
 
 async def test_readyz_flips_to_503_while_nats_is_down(harness, nats_server):
-    slug = new_slug()
-    plan = workflow_plan(slug, [agent_plan(slug, "a", {"": source_subject(slug)})], harness.url)
-    await create_streams(harness.js, plan)
+    slug, plan = await harness.one_agent()
     worker = await harness.run_worker(plan, "a", make_agent(PassThrough, plan, "a"), health_port=0)
     port = worker.health_port
     assert await http_get(port, "/healthz") == (200, "ok\n")
@@ -156,9 +137,7 @@ async def test_readyz_flips_to_503_while_nats_is_down(harness, nats_server):
 async def test_a_deleted_consumer_is_reported_and_the_worker_resumes_once_the_deployer_restores_it(harness, caplog):
     """The worker never creates its consumer (its identity may not): while it is gone the worker says which one and
     what to do, reports not ready, and binds again by itself once the deployer has created it once more."""
-    slug = new_slug()
-    plan = workflow_plan(slug, [agent_plan(slug, "a", {"": source_subject(slug)})], harness.url)
-    await create_streams(harness.js, plan)
+    slug, plan = await harness.one_agent()
     internal, sources = stream_names(slug)
     out = f"kumeo.{slug}.a.out"
     worker = await harness.run_worker(plan, "a", make_agent(PassThrough, plan, "a"))

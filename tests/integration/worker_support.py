@@ -260,6 +260,21 @@ class Harness:
         self.js = self.nc.jetstream()
         return self
 
+    async def deploy(self, slug: str, agents: list[AgentPlan]) -> WorkflowPlan:
+        """The workflow ``slug`` of ``agents`` on this test's server, its streams, buckets and consumers created."""
+        plan = workflow_plan(slug, agents, self.url)
+        await create_streams(self.js, plan)
+        return plan
+
+    async def one_agent(self, agent_id: str = "a", *, slug: str | None = None, settings: dict[str, Any] | None = None,
+                        **agent_options: Any) -> tuple[str, WorkflowPlan]:
+        """A workflow (``slug``, a new one unless given) whose one agent ``agent_id`` reads the source subject,
+        deployed; ``settings`` are added to the agent's, ``agent_options`` go to :func:`agent_plan`."""
+        slug = slug or new_slug()
+        agent = agent_plan(slug, agent_id, {"": source_subject(slug)}, **agent_options)
+        agent.settings.update(settings or {})
+        return slug, await self.deploy(slug, [agent])
+
     async def run_worker(self, plan: WorkflowPlan, agent_id: str, agent: RuntimeAgent | None, **options: Any) -> Any:
         from kumeo_iac.runtime._worker import Worker
 
