@@ -144,6 +144,18 @@ async def wait_for(predicate: Any, timeout: float, interval: float = 0.1) -> boo
     return bool(await predicate())
 
 
+async def settled(js: Any, stream: str, durable: str) -> bool:
+    """Whether the consumer ``durable`` of ``stream`` has delivered every event and has none unacknowledged."""
+    info = await js.consumer_info(stream, durable)
+    return bool(info.num_pending == 0 and info.num_ack_pending == 0)
+
+
+async def dead_letters(js: Any, slug: str, agent_id: str) -> dict[str, Any]:
+    """The dead letters of ``agent_id`` (on the internal stream), by ``Kumeo-Event-Id``."""
+    letters = await messages(js, streams_of(slug)["internal"], f"kumeo.{slug}.dlq.{agent_id}")
+    return {(m.headers or {})["Kumeo-Event-Id"]: m for m in letters}
+
+
 async def event_ids(js: Any, stream: str, subject: str) -> Counter[str]:
     """How many messages of each ``Kumeo-Event-Id`` ``subject`` holds (an ordered read of the whole stream)."""
     total = await count(js, stream, subject)

@@ -20,6 +20,7 @@ from fault_support import (
     event_ids,
     new_slug,
     publish,
+    settled,
     source_subject,
     streams_of,
     target_subject,
@@ -32,23 +33,11 @@ pytestmark = [pytest.mark.nats, pytest.mark.timeout(120)]
 FULL = {"max_msgs": 200, "discard": DiscardPolicy.NEW}
 
 
-@pytest.fixture
-async def js(nats_url):
-    nc = await connect(nats_url)
-    yield nc.jetstream()
-    await nc.close()
-
-
 async def _free_space(js, stream: str) -> None:
     info = await js.stream_info(stream)
     config = info.config
     config.max_msgs = -1
     await js.update_stream(config)
-
-
-async def _drained(js, slug: str, agent: str) -> bool:
-    info = await js.consumer_info(streams_of(slug)["sources"], agent)
-    return info.num_pending == 0 and info.num_ack_pending == 0
 
 
 async def _outcome(js, slug: str, agent: str) -> tuple[set[str], set[str], set[str], int]:
@@ -87,7 +76,7 @@ async def test_a_full_output_stream_never_loses_an_event(js, nats_url, tmp_path,
         assert await count(js, internal) == FULL["max_msgs"]
 
         await _free_space(js, internal)
-        assert await wait_for(lambda: _drained(js, slug, "a"), 60, 0.2), cluster.logs()
+        assert await wait_for(lambda: settled(js, streams_of(slug)["sources"], "a"), 60, 0.2), cluster.logs()
         await asyncio.sleep(0.5)
         output, on_target, dead, doubled = await _outcome(js, slug, "a")
         missing = set(ids) - output - dead
@@ -151,7 +140,7 @@ async def test_an_output_stream_full_for_good_dead_letters_on_the_last_delivery(
         n = 400
         ids = [f"e{i}" for i in range(n)]
         await publish(js, source_subject(slug), [(i, {"n": k}) for k, i in enumerate(ids)])
-        assert await wait_for(lambda: _drained(js, slug, "a"), 60, 0.2), cluster.logs()
+        assert await wait_for(lambda: settled(js, streams_of(slug)["sources"], "a"), 60, 0.2), cluster.logs()
         names = streams_of(slug)
         output = await event_ids(js, names["internal"], f"kumeo.{slug}.a.out")
         dead = await event_ids(js, names["targets"], letters)

@@ -14,18 +14,20 @@ import sys
 import time
 import uuid
 from pathlib import Path
+from typing import Any
 
 import pytest
 from fault_support import (
     ROOT,
     Cluster,
     chain,
-    connect,
     create_streams,
+    dead_letters,
     event_ids,
     messages,
     new_slug,
     publish,
+    settled,
     source_subject,
     streams_of,
     target_subject,
@@ -74,13 +76,11 @@ def _worker(plan_file: Path, agent: str, url: str, log_file: Path) -> subprocess
 
 
 async def test_no_pattern_holds_a_router_and_a_pattern_from_the_event_that_needs_backtracking_is_a_dead_letter(
-        nats_url: str, tmp_path: Path) -> None:
+        js: Any, nats_url: str, tmp_path: Path) -> None:
     n = uuid.uuid4().hex[:8]
     path = tmp_path / "rx.kumeo"
     path.write_text(ROUTER.format(n=n))
     wf = compile_program(load(path)).workflows[0]
-    nc = await connect(nats_url)
-    js = nc.jetstream()
     for stream in wf.streams:
         await ensure_stream(js, stream_config_from_inputs(dict(stream.config)))
     for consumer in wf.consumers:  # as the deployer creates them before the workers bind
@@ -109,11 +109,8 @@ async def test_no_pattern_holds_a_router_and_a_pattern_from_the_event_that_needs
         started = time.monotonic()
         await publish(js, source.subject, events)
 
-        async def settled() -> bool:
-            info = await js.consumer_info(source.stream, "route")
-            return info.num_pending == 0 and info.num_ack_pending == 0
-
-        assert await wait_for(settled, 60, interval=0.05), (tmp_path / "route.log").read_text()
+        drained = await wait_for(lambda: settled(js, source.stream, "route"), 60, interval=0.05)
+        assert drained, (tmp_path / "route.log").read_text()
         elapsed = time.monotonic() - started
         on_hit = await event_ids(js, targets, hit_subject)
         on_miss = await event_ids(js, targets, miss_subject)
@@ -122,7 +119,6 @@ async def test_no_pattern_holds_a_router_and_a_pattern_from_the_event_that_needs
     finally:
         worker.terminate()
         worker.wait(timeout=15)
-        await nc.close()
 
     # Five inputs that take a backtracking engine 10 s and more each, and all 31 events settled in seconds.
     assert elapsed < 10, f"{len(events)} events took {elapsed:.1f} s"
@@ -134,9 +130,7 @@ async def test_no_pattern_holds_a_router_and_a_pattern_from_the_event_that_needs
     assert "10000" in dead["too-long"].replace(",", ""), dead["too-long"]
 
 
-async def test_an_output_that_is_not_finite_is_a_dead_letter_saying_so_and_the_rest_flows(nats_url, tmp_path):
-    nc = await connect(nats_url)
-    js = nc.jetstream()
+async def test_an_output_that_is_not_finite_is_a_dead_letter_saying_so_and_the_rest_flows(js, nats_url, tmp_path):
     slug = new_slug()
     plan = chain(slug, ["score"], nats_url, max_deliver=3)
     await create_streams(js, plan)
@@ -148,19 +142,12 @@ async def test_an_output_that_is_not_finite_is_a_dead_letter_saying_so_and_the_r
     try:
         await cluster.wait_ready(js)
         await publish(js, source_subject(slug), good[:5] + bad + good[5:])
-
-        async def settled() -> bool:
-            info = await js.consumer_info(names["sources"], "score")
-            return info.num_pending == 0 and info.num_ack_pending == 0
-
-        assert await wait_for(settled, 30), cluster.logs()
+        assert await wait_for(lambda: settled(js, names["sources"], "score"), 30), cluster.logs()
         on_target = await event_ids(js, names["targets"], target_subject(slug))
-        dlq = f"kumeo.{slug}.dlq.score"
-        dead = {m.headers["Kumeo-Event-Id"]: m for m in await messages(js, names["internal"], dlq)}
+        dead = await dead_letters(js, slug, "score")
         assert worker.alive(), cluster.logs()
     finally:
         cluster.close()
-        await nc.close()
     assert on_target == {i: 1 for i, _ in good}
     assert set(dead) == {"inf", "neg-inf"}
     assert dead["inf"].headers["Kumeo-Error"].endswith("non-finite number Infinity at $.score is not JSON")

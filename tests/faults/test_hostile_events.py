@@ -12,12 +12,12 @@ import pytest
 from fault_support import (
     Cluster,
     chain,
-    connect,
     create_streams,
+    dead_letters,
     event_ids,
-    messages,
     new_slug,
     publish,
+    settled,
     source_subject,
     streams_of,
     target_subject,
@@ -27,13 +27,6 @@ from fault_support import (
 pytestmark = [pytest.mark.nats, pytest.mark.timeout(120)]
 
 DEEP = b"[" * 10_000 + b"]" * 10_000
-
-
-@pytest.fixture
-async def nc(nats_url):
-    conn = await connect(nats_url)
-    yield conn
-    await conn.close()
 
 
 async def _run(nc, nats_url, tmp_path, events, expected_good, *, env=None):
@@ -46,19 +39,13 @@ async def _run(nc, nats_url, tmp_path, events, expected_good, *, env=None):
     # "Slow" with no delay: emits the event grown by a 512-byte field.
     worker = cluster.start("enrich", "Slow", env={"KUMEO_FAULT_DELAY": "0", **(env or {})})
     names = streams_of(slug)
-    dlq = f"kumeo.{slug}.dlq.enrich"
     try:
         await cluster.wait_ready(js)
         await publish(js, source_subject(slug), events)
-
-        async def settled() -> bool:
-            info = await js.consumer_info(names["sources"], "enrich")
-            return info.num_pending == 0 and info.num_ack_pending == 0
-
-        assert await wait_for(settled, 60), cluster.logs()
+        assert await wait_for(lambda: settled(js, names["sources"], "enrich"), 60), cluster.logs()
         on_target = await event_ids(js, names["targets"], target_subject(slug))
-        dead = {(m.headers or {})["Kumeo-Event-Id"]: m for m in await messages(js, names["internal"], dlq)}
-        dead_counts = await event_ids(js, names["internal"], dlq)
+        dead = await dead_letters(js, slug, "enrich")
+        dead_counts = await event_ids(js, names["internal"], f"kumeo.{slug}.dlq.enrich")
         assert worker.alive(), cluster.logs()
         assert set(on_target) == expected_good, cluster.logs()
         assert all(n == 1 for n in on_target.values())  # nothing doubled

@@ -13,7 +13,6 @@ import pytest
 from fault_support import (
     Cluster,
     chain,
-    connect,
     count,
     event_ids,
     messages,
@@ -29,13 +28,6 @@ from fault_support import (
 pytestmark = [pytest.mark.nats, pytest.mark.timeout(120)]
 
 EVENTS = 10_000
-
-
-@pytest.fixture
-async def js(nats_url):
-    nc = await connect(nats_url)
-    yield nc.jetstream()
-    await nc.close()
 
 
 @pytest.fixture
