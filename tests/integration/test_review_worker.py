@@ -12,10 +12,8 @@ import asyncio
 import contextlib
 import json
 import socket
-import threading
 import time
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import httpx
@@ -33,10 +31,10 @@ from worker_support import (
 
 from kumeo_iac.runtime import envelope
 
-jwt = pytest.importorskip("jwt")
+pytest.importorskip("jwt")  # oidc_provider signs tokens with PyJWT
 pytest.importorskip("starlette")  # the dashboard's verifier
 
-from cryptography.hazmat.primitives.asymmetric import rsa  # noqa: E402 - after the importorskips above
+from oidc_provider import OIDCProvider  # after the importorskips above: it imports jwt and cryptography
 
 pytestmark = [pytest.mark.nats, pytest.mark.timeout(60)]
 
@@ -44,43 +42,10 @@ AGENT = "adjuster"
 AUDIENCE = "kumeo-reviews"
 
 
-class Provider:
-    """An OIDC provider on loopback: its JWKS at ``/jwks.json``; :meth:`token` signs access tokens."""
-
-    def __init__(self) -> None:
-        self.key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-        jwk = json.loads(jwt.algorithms.RSAAlgorithm.to_jwk(self.key.public_key()))
-        jwks = json.dumps({"keys": [{**jwk, "kid": "k1", "use": "sig", "alg": "RS256"}]}).encode()
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_GET(self) -> None:
-                self.send_response(200 if self.path == "/jwks.json" else 404)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(jwks)))
-                self.end_headers()
-                self.wfile.write(jwks)
-
-            def log_message(self, *args: Any) -> None:
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.issuer = f"http://127.0.0.1:{self.server.server_address[1]}"
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-
-    def token(self, sub: str, groups: list[str], **claims: Any) -> str:
-        now = int(time.time())
-        payload = {"iss": self.issuer, "sub": sub, "aud": AUDIENCE, "iat": now, "exp": now + 300,
-                   "groups": groups, "email": f"{sub}@example.com", **claims}
-        return jwt.encode(payload, self.key, algorithm="RS256", headers={"kid": "k1"})
-
-    def close(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
-
-
 @pytest.fixture(scope="module")
-def provider() -> Iterator[Provider]:
-    p = Provider()
+def provider() -> Iterator[OIDCProvider]:
+    """Tokens for the review API: a loopback OIDC provider (tests/oidc_provider.py)."""
+    p = OIDCProvider(AUDIENCE)
     yield p
     p.close()
 
@@ -99,7 +64,7 @@ def review_auth(monkeypatch, provider):
     return monkeypatch
 
 
-_PROVIDER: list[Provider] = []
+_PROVIDER: list[OIDCProvider] = []
 
 
 @pytest.fixture(autouse=True)
@@ -109,7 +74,7 @@ def _remember(provider):
 
 def _as(sub: str, *groups: str) -> dict[str, str]:
     """Request headers with a token for ``sub`` (a reviewer unless other groups are given)."""
-    return {"Authorization": f"Bearer {_PROVIDER[0].token(sub, list(groups or ['claims-team']))}"}
+    return {"Authorization": f"Bearer {_PROVIDER[0].token(sub, groups=list(groups or ['claims-team']))}"}
 
 
 async def _setup(harness: Harness, config: dict[str, Any], *, trigger: str | None = None,
@@ -381,10 +346,10 @@ async def test_only_an_authenticated_reviewer_decides_and_the_token_names_the_ap
         assert (await client.get("/reviews", headers=_as("vi", "claims-readers"))).status_code == 200
         no_role = await client.post(f"/reviews/{rid}/approve", json=forged, headers=_as("eve", "other"))
         assert no_role.status_code == 403
-        wrong_audience = provider.token("ana", ["claims-team"], aud="another-api")
+        wrong_audience = provider.token("ana", groups=["claims-team"], aud="another-api")
         assert (await client.post(f"/reviews/{rid}/approve", json=forged,
                                   headers={"Authorization": f"Bearer {wrong_audience}"})).status_code == 401
-        expired = provider.token("ana", ["claims-team"], exp=int(time.time()) - 600)
+        expired = provider.token("ana", groups=["claims-team"], expires_in=-600)
         assert (await client.post(f"/reviews/{rid}/approve", json=forged,
                                   headers={"Authorization": f"Bearer {expired}"})).status_code == 401
         assert (await client.get(f"/reviews/{rid}")).json()["rounds"] == []  # none of these wrote anything

@@ -9,21 +9,19 @@ from __future__ import annotations
 
 import asyncio
 import json
-import threading
-import time
 from collections.abc import AsyncIterator, Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-jwt = pytest.importorskip("jwt")
+pytest.importorskip("jwt")  # oidc_provider signs tokens with PyJWT
 httpx = pytest.importorskip("httpx")
 pytest.importorskip("starlette")
 
 # after the importorskips above
 from cryptography.hazmat.primitives.asymmetric import rsa  # noqa: E402
+from oidc_provider import OIDCProvider  # noqa: E402
 
 from kumeo_iac.dashboard import (  # noqa: E402
     DashboardConfig,
@@ -38,62 +36,12 @@ pytestmark = [pytest.mark.nats, pytest.mark.timeout(120)]
 
 DEMO = Path(__file__).resolve().parents[1] / "e2e" / "ui_demo"
 AUDIENCE = "kumeo-dashboard"
-KID = "test-key-1"
-
-
-# -- a loopback OIDC provider -------------------------------------------------------------------------------------
-
-
-class Provider:
-    """Publishes ``/.well-known/openid-configuration`` and ``/jwks.json`` for one RSA key, and signs tokens."""
-
-    def __init__(self) -> None:
-        self.key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-        jwk = json.loads(jwt.algorithms.RSAAlgorithm.to_jwk(self.key.public_key()))
-        self.jwks = {"keys": [{**jwk, "kid": KID, "use": "sig", "alg": "RS256"}]}
-        provider = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_GET(self) -> None:
-                if self.path == "/.well-known/openid-configuration":
-                    body = {"issuer": provider.issuer, "jwks_uri": f"{provider.issuer}/jwks.json",
-                            "authorization_endpoint": f"{provider.issuer}/authorize",
-                            "token_endpoint": f"{provider.issuer}/token"}
-                elif self.path == "/jwks.json":
-                    body = provider.jwks
-                else:
-                    self.send_error(404)
-                    return
-                data = json.dumps(body).encode()
-                self.send_response(200)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
-
-            def log_message(self, *args: Any) -> None:
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.issuer = f"http://127.0.0.1:{self.server.server_address[1]}"
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
-        self.thread.start()
-
-    def token(self, *, sub: str = "alice", roles: list[str] | None = None, aud: str = AUDIENCE,
-              expires_in: float = 300, key: Any = None, **claims: Any) -> str:
-        now = int(time.time())
-        payload = {"iss": self.issuer, "sub": sub, "aud": aud, "iat": now, "exp": now + int(expires_in),
-                   "roles": roles or [], "email": f"{sub}@example.com", **claims}
-        return jwt.encode(payload, key or self.key, algorithm="RS256", headers={"kid": KID})
-
-    def close(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
 
 
 @pytest.fixture(scope="module")
-def provider() -> Iterator[Provider]:
-    p = Provider()
+def provider() -> Iterator[OIDCProvider]:
+    """Tokens for the dashboard: a loopback OIDC provider (tests/oidc_provider.py)."""
+    p = OIDCProvider(AUDIENCE)
     yield p
     p.close()
 
@@ -124,7 +72,7 @@ async def _client(app: Any) -> httpx.AsyncClient:
 
 
 @pytest.fixture
-async def oidc_app(nats_url: str, provider: Provider) -> AsyncIterator[tuple[httpx.AsyncClient, Any]]:
+async def oidc_app(nats_url: str, provider: OIDCProvider) -> AsyncIterator[tuple[httpx.AsyncClient, Any]]:
     runner = await _running(nats_url)
     auth = OIDCAuth(provider.issuer, AUDIENCE, roles_claim="roles",
                     role_map=parse_role_map(["kumeo-reviewers=reviewer"]))
@@ -156,7 +104,7 @@ async def _open_review(client: httpx.AsyncClient, token: str) -> dict[str, Any]:
 # -- the tests ------------------------------------------------------------------------------------------------
 
 
-async def test_oidc_tokens_are_verified_and_roles_enforced(oidc_app: Any, provider: Provider) -> None:
+async def test_oidc_tokens_are_verified_and_roles_enforced(oidc_app: Any, provider: OIDCProvider) -> None:
     client, runner = oidc_app
     viewer = provider.token(sub="victor", roles=["viewer"])
     reviewer = provider.token(sub="rita", roles=["kumeo-reviewers"], name="Rita Reviewer")
@@ -226,7 +174,7 @@ async def test_oidc_tokens_are_verified_and_roles_enforced(oidc_app: Any, provid
 
 
 async def test_an_admin_replays_a_dead_letter_with_the_same_event_id_and_an_audit_record(
-        oidc_app: Any, provider: Provider) -> None:
+        oidc_app: Any, provider: OIDCProvider) -> None:
     client, runner = oidc_app
     admin = provider.token(sub="ada", roles=["admin"])
     dead = (await client.get("/api/agents/OrderReview/validate/messages?direction=dlq",
