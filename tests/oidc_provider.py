@@ -21,7 +21,7 @@ KID = "k1"
 
 
 class OIDCProvider:
-    """The provider of tokens for ``audience``; :meth:`close` stops its HTTP server."""
+    """The provider of tokens for ``audience``; :meth:`close` (or leaving its ``with`` block) stops its HTTP server."""
 
     def __init__(self, audience: str) -> None:
         self.audience = audience
@@ -68,3 +68,9 @@ class OIDCProvider:
     def close(self) -> None:
         self.server.shutdown()
         self.server.server_close()
+
+    def __enter__(self) -> OIDCProvider:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

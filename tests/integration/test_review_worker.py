@@ -45,9 +45,8 @@ AUDIENCE = "kumeo-reviews"
 @pytest.fixture(scope="module")
 def provider() -> Iterator[OIDCProvider]:
     """Tokens for the review API: a loopback OIDC provider (tests/oidc_provider.py)."""
-    p = OIDCProvider(AUDIENCE)
-    yield p
-    p.close()
+    with OIDCProvider(AUDIENCE) as oidc:
+        yield oidc
 
 
 @pytest.fixture(autouse=True)

@@ -41,9 +41,8 @@ AUDIENCE = "kumeo-dashboard"
 @pytest.fixture(scope="module")
 def provider() -> Iterator[OIDCProvider]:
     """Tokens for the dashboard: a loopback OIDC provider (tests/oidc_provider.py)."""
-    p = OIDCProvider(AUDIENCE)
-    yield p
-    p.close()
+    with OIDCProvider(AUDIENCE) as oidc:
+        yield oidc
 
 
 # -- a running workflow with a parked review ------------------------------------------------------------------
