@@ -27,9 +27,10 @@ import nats
 import nats.errors
 import nats.js.errors
 import pytest
-from nats.js.api import ConsumerConfig, StreamConfig
+from nats.js.api import ConsumerConfig
+from secured_support import connect_as, deploy, secured_server
 
-from kumeo_iac.compile import PlatformSettings, compile_program, derive_passwords, render_nats_config
+from kumeo_iac.compile import PlatformSettings, compile_program
 from kumeo_iac.compile._security import DEPLOYER_USER
 from kumeo_iac.jetstream import connect_options_from_env
 from kumeo_iac.local._nats_server import NatsServer
@@ -37,11 +38,10 @@ from kumeo_iac.runtime._binding import ConsumerMissing
 from kumeo_iac.runtime._worker import Worker
 from kumeo_iac.runtime.io import Gateway, target_consumers
 from kumeo_iac.spec import NATS, DataProcessor, FileTarget, HttpSource, Program, WorkflowSpec
-from kumeo_providers import connect, ensure_consumer, ensure_stream
+from kumeo_providers import connect
 
 pytestmark = [pytest.mark.nats, pytest.mark.timeout(90)]
 
-SEED = "test-seed-0123456789abcdef"
 SOURCE = "own.in"
 ROOT = Path(__file__).resolve().parents[2]
 PRODUCER = {"user": "producer", "password": "producer-pass-123",
@@ -59,40 +59,14 @@ def _plan(out_file: Path) -> Any:
 
 @pytest.fixture
 def secured(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Any:
-    plan = _plan(tmp_path / "delivered.jsonl")
-    passwords = derive_passwords(plan, SEED)
-    path = tmp_path / "nats.conf"
-    path.write_text(render_nats_config(plan, passwords, store_dir=None, extra_users=[PRODUCER]))
-    monkeypatch.setenv("JETSTREAM_KEY", "kumeo-test-encryption-key-0123456789")
-    server = NatsServer(config_file=path, store_dir=tmp_path / "js")
-    server.start()
-    try:
-        yield server, plan, passwords
-    finally:
-        server.cleanup()
+    with secured_server(_plan(tmp_path / "delivered.jsonl"), [PRODUCER], tmp_path, monkeypatch) as secured:
+        yield secured
 
 
 async def _deploy(url: str, plan: Any, passwords: dict[str, str], *, consumers: bool = True) -> None:
     """What the Workflow component does at `pulumi up`, as the deployer: streams, then every durable."""
-    nc = await connect(url, user=DEPLOYER_USER, password=passwords[DEPLOYER_USER])
-    try:
-        js = nc.jetstream()
-        wf = plan.workflows[0]
-        for s in wf.streams:
-            await ensure_stream(js, StreamConfig.from_response(dict(s.config)))
-        if consumers:
-            for c in [*wf.consumers, *target_consumers(wf)]:
-                await ensure_consumer(js, c.stream, ConsumerConfig.from_response(dict(c.config)))
-    finally:
-        await nc.close()
-
-
-async def _as(url: str, identity: Any, passwords: dict[str, str], errors: list[str]) -> Any:
-    async def on_error(exc: Exception) -> None:
-        errors.append(str(exc).lower())
-
-    return await connect(url, user=identity.user, password=passwords[identity.user],
-                         inbox_prefix=identity.inbox_prefix, error_cb=on_error)
+    wf = plan.workflows[0]
+    await deploy(url, plan, passwords, [*wf.consumers, *target_consumers(wf)] if consumers else [])
 
 
 async def _refused(nc: Any, errors: list[str], subject: str, body: dict[str, Any]) -> None:
@@ -101,7 +75,7 @@ async def _refused(nc: Any, errors: list[str], subject: str, body: dict[str, Any
         await nc.request(subject, json.dumps(body).encode(), timeout=1)
     want = f'publish to "{subject.lower()}"'
     for _ in range(100):
-        if any(want in e and "permissions violation" in e for e in errors):
+        if any(want in e.lower() and "permissions violation" in e.lower() for e in errors):
             return
         await asyncio.sleep(0.02)
     raise AssertionError(f"no permissions violation for {subject}: {errors}")
@@ -134,7 +108,7 @@ async def test_an_agent_cannot_recreate_or_widen_its_durable_to_read_the_whole_w
     wide = f"kumeo.{wf.slug}.>"
     config = {**consumer.config, "filter_subjects": [wide]}
     errors: list[str] = []
-    nc = await _as(server.url, b.identity, passwords, errors)
+    nc = await connect_as(server.url, b.identity, passwords, errors)
     try:
         for subject, body in (
             (f"$JS.API.CONSUMER.CREATE.{s}.{d}", {"stream_name": s, "config": config, "action": ""}),
@@ -166,7 +140,7 @@ async def test_the_gateway_cannot_widen_its_target_durable(secured):
     s, d = target.stream, target.durable
     wide = f"kumeo.{wf.slug}.>"
     errors: list[str] = []
-    nc = await _as(server.url, wf.gateway_identity, passwords, errors)
+    nc = await connect_as(server.url, wf.gateway_identity, passwords, errors)
     try:
         body = {"stream_name": s, "config": {**target.config, "filter_subject": wide}}
         await _refused(nc, errors, f"$JS.API.CONSUMER.CREATE.{s}.{d}", body)
@@ -188,7 +162,7 @@ async def test_an_agent_fetches_and_acks_its_own_durable_and_is_refused_another_
 
     # b may not pull from a's durable: the pull request is a refused publish, and nothing is delivered
     errors: list[str] = []
-    nc = await _as(server.url, b.identity, passwords, errors)
+    nc = await connect_as(server.url, b.identity, passwords, errors)
     try:
         await _refused(nc, errors, f"$JS.API.CONSUMER.MSG.NEXT.{a_consumer.stream}.{a_consumer.durable}",
                        {"batch": 1, "expires": 500_000_000})
@@ -198,7 +172,7 @@ async def test_an_agent_fetches_and_acks_its_own_durable_and_is_refused_another_
 
     # a fetches and acks on its own durable, and publishes its output for b
     errors = []
-    nc = await _as(server.url, a.identity, passwords, errors)
+    nc = await connect_as(server.url, a.identity, passwords, errors)
     try:
         js = nc.jetstream()
         sub = await js.pull_subscribe_bind(a_consumer.durable, a_consumer.stream)
@@ -213,7 +187,7 @@ async def test_an_agent_fetches_and_acks_its_own_durable_and_is_refused_another_
     assert (info.num_pending, info.num_ack_pending) == (0, 0)
 
     # and b reads exactly that from its own durable
-    nc = await _as(server.url, b.identity, passwords, errors)
+    nc = await connect_as(server.url, b.identity, passwords, errors)
     try:
         js = nc.jetstream()
         sub = await js.pull_subscribe_bind(b_consumer.durable, b_consumer.stream)
@@ -264,7 +238,7 @@ async def test_a_gateway_started_before_its_target_durable_exists_says_which(sec
     await _deploy(server.url, plan, passwords, consumers=False)
     wf = plan.workflows[0]
     (target,) = target_consumers(wf)
-    nc = await _as(server.url, wf.gateway_identity, passwords, [])
+    nc = await connect_as(server.url, wf.gateway_identity, passwords, [])
     gateway = Gateway(wf, server.store_dir.parent, http_host="127.0.0.1", http_port=0)
     try:
         with pytest.raises(ConsumerMissing) as caught:

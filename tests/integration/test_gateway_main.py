@@ -8,7 +8,6 @@ import asyncio
 import dataclasses
 import json
 import os
-import signal
 import socket
 import subprocess
 import sys
@@ -17,6 +16,8 @@ from pathlib import Path
 
 import httpx
 import pytest
+from secured_support import connect_as, deploy, secured_server
+from worker_support import reap, sigterm
 
 from kumeo_iac.compile import PlatformSettings, compile_program
 from kumeo_iac.spec import NATS, DataProcessor, HttpSource, Kafka, Program, WorkflowSpec
@@ -88,12 +89,9 @@ async def test_gateway_process_ingests_http_events_and_exits_0_on_sigterm(nats_u
         assert json.loads(msg.data) == {"amount": 42}
         assert msg.headers and msg.headers.get("Kumeo-Event-Id")
 
-        process.send_signal(signal.SIGTERM)
-        code = await asyncio.to_thread(process.wait, 20)
+        code = await sigterm(process, 20)
     finally:
-        if process.poll() is None:
-            process.kill()
-            process.wait()
+        reap(process)
         await nc.close()
     stderr = process.stderr.read().decode()
     assert code == 0, stderr
@@ -139,12 +137,9 @@ async def test_gateway_runs_from_its_deployments_own_plan_alone(nats_url):
         sub = await js.pull_subscribe(source.subject, stream=source.stream)
         (msg,) = await sub.fetch(1, timeout=5)
         assert json.loads(msg.data) == {"amount": 5}
-        process.send_signal(signal.SIGTERM)
-        code = await asyncio.to_thread(process.wait, 20)
+        code = await sigterm(process, 20)
     finally:
-        if process.poll() is None:
-            process.kill()
-            process.wait()
+        reap(process)
         await nc.close()
     assert code == 0, process.stderr.read().decode()
 
@@ -180,13 +175,7 @@ async def test_gateway_runs_as_its_own_nats_user_and_may_do_nothing_else(tmp_pat
     """Per-agent auth on: the gateway pod's identity (from the Plan) is enough to ingest over HTTP and deliver
     through its target consumer on a real server running the generated authorization config, and it is refused
     publishing on an agent's output subject."""
-    import nats
-    from nats.js.api import ConsumerConfig, StreamConfig
 
-    from kumeo_iac.compile import derive_passwords, render_nats_config
-    from kumeo_iac.compile._security import DEPLOYER_USER
-    from kumeo_iac.jetstream import ensure_consumer, ensure_stream
-    from kumeo_iac.local._nats_server import NatsServer
     from kumeo_iac.runtime.io import target_consumers
     from kumeo_iac.spec import FileTarget
 
@@ -208,67 +197,47 @@ async def test_gateway_runs_as_its_own_nats_user_and_may_do_nothing_else(tmp_pat
     assert env["NATS_PASSWORD"]["valueFrom"]["secretKeyRef"] == {"name": "secure-ingest-nats",
                                                                  "key": identity.user}
 
-    passwords = derive_passwords(plan, "test-seed-0123456789abcdef")
-    config = tmp_path / "nats.conf"
-    config.write_text(render_nats_config(plan, passwords, store_dir=None))
-    monkeypatch.setenv("JETSTREAM_KEY", "kumeo-test-encryption-key-0123456789")
-    server = NatsServer(config_file=config, store_dir=tmp_path / "js")
-    server.start()
     plan_file = tmp_path / "plan.json"
     plan_file.write_text(plan.to_json())
     process = None
-    try:
-        deployer = await nats.connect(server.url, user=DEPLOYER_USER, password=passwords[DEPLOYER_USER])
-        for stream in wf.streams:
-            await ensure_stream(deployer.jetstream(), StreamConfig.from_response(dict(stream.config)))
-        for consumer in target_consumers(wf):  # the gateway only binds to its target consumer
-            await ensure_consumer(deployer.jetstream(), consumer.stream, ConsumerConfig.from_response(
-                dict(consumer.config)))
-        await deployer.close()
+    with secured_server(plan, [], tmp_path, monkeypatch) as (server, _, passwords):
+        try:
+            # the deployer's part: the streams and the target consumer, which is all the gateway binds to
+            await deploy(server.url, plan, passwords, target_consumers(wf))
 
-        process = subprocess.Popen(  # started once; the waits below run in a thread
-            [sys.executable, "-m", "kumeo_iac.runtime.io", "--plan", str(plan_file), "--workflow", "SecureIngest",
-             "--health-port", str(health_port), "--http-host", "127.0.0.1", "--base-dir", str(tmp_path)],
-            env={**_env(), "NATS_URL": server.url, "NATS_USER": identity.user,
-                 "NATS_PASSWORD": passwords[identity.user], "NATS_INBOX_PREFIX": identity.inbox_prefix},
-            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-        await _wait_ready(f"http://127.0.0.1:{health_port}/readyz", process)
-        async with httpx.AsyncClient() as client:
-            response = await client.post(f"http://127.0.0.1:{http_port}/events", json={"amount": 7})
-            assert response.status_code == 202, response.text
+            process = subprocess.Popen(  # started once; the waits below run in a thread
+                [sys.executable, "-m", "kumeo_iac.runtime.io", "--plan", str(plan_file), "--workflow", "SecureIngest",
+                 "--health-port", str(health_port), "--http-host", "127.0.0.1", "--base-dir", str(tmp_path)],
+                env={**_env(), "NATS_URL": server.url, "NATS_USER": identity.user,
+                     "NATS_PASSWORD": passwords[identity.user], "NATS_INBOX_PREFIX": identity.inbox_prefix},
+                stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+            await _wait_ready(f"http://127.0.0.1:{health_port}/readyz", process)
+            async with httpx.AsyncClient() as client:
+                response = await client.post(f"http://127.0.0.1:{http_port}/events", json={"amount": 7})
+                assert response.status_code == 202, response.text
 
-        # an agent's result on the target subject is delivered to the file by the gateway's consumer
-        (target,) = wf.targets
-        clean = wf.agent("clean")
-        agent = await nats.connect(server.url, user=clean.identity.user, password=passwords[clean.identity.user],
-                                   inbox_prefix=clean.identity.inbox_prefix)
-        await agent.jetstream().publish(target.subject, b'{"amount": 7, "clean": true}')
-        deadline = time.monotonic() + 10
-        while time.monotonic() < deadline and not (out_file.exists() and out_file.read_text().strip()):
-            await asyncio.sleep(0.1)
-        assert json.loads(out_file.read_text().splitlines()[0]) == {"amount": 7, "clean": True}
-        await agent.close()
+            # an agent's result on the target subject is delivered to the file by the gateway's consumer
+            (target,) = wf.targets
+            clean = wf.agent("clean")
+            agent = await connect_as(server.url, clean.identity, passwords, [])
+            await agent.jetstream().publish(target.subject, b'{"amount": 7, "clean": true}')
+            deadline = time.monotonic() + 10
+            while time.monotonic() < deadline and not (out_file.exists() and out_file.read_text().strip()):
+                await asyncio.sleep(0.1)
+            assert json.loads(out_file.read_text().splitlines()[0]) == {"amount": 7, "clean": True}
+            await agent.close()
 
-        # and the gateway's identity is refused what is not its job
-        errors: list[str] = []
+            # and the gateway's identity is refused what is not its job
+            errors: list[str] = []
+            gateway = await connect_as(server.url, identity, passwords, errors)
+            await gateway.publish(clean.output_subject, b"{}")
+            await gateway.flush()
+            deadline = time.monotonic() + 3
+            while time.monotonic() < deadline and not errors:
+                await asyncio.sleep(0.05)
+            await gateway.close()
+            assert any("permissions violation" in e.lower() for e in errors), errors
 
-        async def on_error(exc: Exception) -> None:
-            errors.append(str(exc))
-
-        gateway = await nats.connect(server.url, user=identity.user, password=passwords[identity.user],
-                                     inbox_prefix=identity.inbox_prefix, error_cb=on_error)
-        await gateway.publish(clean.output_subject, b"{}")
-        await gateway.flush()
-        deadline = time.monotonic() + 3
-        while time.monotonic() < deadline and not errors:
-            await asyncio.sleep(0.05)
-        await gateway.close()
-        assert any("permissions violation" in e.lower() for e in errors), errors
-
-        process.send_signal(signal.SIGTERM)
-        assert await asyncio.to_thread(process.wait, 20) == 0
-    finally:
-        if process is not None and process.poll() is None:
-            process.kill()
-            process.wait()
-        server.cleanup()
+            assert await sigterm(process, 20) == 0
+        finally:
+            reap(process)

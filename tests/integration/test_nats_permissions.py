@@ -16,29 +16,24 @@ from pathlib import Path
 import nats
 import nats.errors
 import pytest
-from nats.js.api import ConsumerConfig, StreamConfig
+from secured_support import ENCRYPTION_KEY, connect_as, deploy, secured_server
 
 from kumeo_iac.compile import (
     PlatformSettings,
     compile_program,
-    derive_passwords,
-    render_nats_config,
 )
 from kumeo_iac.compile._security import DEPLOYER_USER, inbox_prefix
 from kumeo_iac.errors import KumeoDeployError
 from kumeo_iac.jetstream import connect_options_from_env
-from kumeo_iac.local._nats_server import NatsServer
 from kumeo_iac.runtime._worker import Worker
 from kumeo_iac.spec import NATS, DataProcessor, Program, Ref, WorkflowSpec
-from kumeo_providers import connect, ensure_consumer, ensure_stream
+from kumeo_providers import connect
 
 pytestmark = [pytest.mark.nats, pytest.mark.timeout(60)]
 
-SEED = "test-seed-0123456789abcdef"
 SOURCE = "perm.in"
 READER = {"user": "reader", "password": "reader-pass-123",
           "permissions": {"publish": {"allow": [SOURCE, "$JS.API.>"]}, "subscribe": {"allow": ["_INBOX.>"]}}}
-ENCRYPTION_KEY = "kumeo-test-encryption-key-0123456789"
 MARKER = "plaintext-marker-7f3a9c"
 
 
@@ -52,42 +47,8 @@ def _plan():
 @pytest.fixture
 def secured(tmp_path: Path, monkeypatch):
     """A nats-server running the generated config (users, encryption at rest), the Plan and the passwords."""
-    plan = _plan()
-    passwords = derive_passwords(plan, SEED)
-    config = render_nats_config(plan, passwords, store_dir=None, extra_users=[READER])
-    path = tmp_path / "nats.conf"
-    path.write_text(config)
-    monkeypatch.setenv("JETSTREAM_KEY", ENCRYPTION_KEY)  # the server resolves $JETSTREAM_KEY from its environment
-    server = NatsServer(config_file=path, store_dir=tmp_path / "js")
-    server.start()
-    try:
-        yield server, plan, passwords
-    finally:
-        server.cleanup()
-
-
-async def _deploy(url: str, plan, passwords) -> None:
-    """What the providers do at `pulumi up`, as the deployer user."""
-    nc = await connect(url, user=DEPLOYER_USER, password=passwords[DEPLOYER_USER])
-    try:
-        js = nc.jetstream()
-        wf = plan.workflows[0]
-        for s in wf.streams:
-            await ensure_stream(js, StreamConfig.from_response(dict(s.config)))
-        for c in wf.consumers:
-            await ensure_consumer(js, c.stream, ConsumerConfig.from_response(dict(c.config)))
-    finally:
-        await nc.close()
-
-
-async def _agent_connection(url: str, plan, passwords, agent_id: str, errors: list[str]):
-    identity = plan.workflows[0].agent(agent_id).identity
-
-    async def on_error(exc: Exception) -> None:
-        errors.append(str(exc))
-
-    return await connect(url, user=identity.user, password=passwords[identity.user],
-                         inbox_prefix=identity.inbox_prefix, error_cb=on_error)
+    with secured_server(_plan(), [READER], tmp_path, monkeypatch) as secured:
+        yield secured
 
 
 async def _wait_for(predicate, timeout: float = 3.0) -> bool:
@@ -120,13 +81,13 @@ async def _publish_source(url: str, payloads: list[dict]) -> None:
 
 async def test_an_agent_consumes_its_consumer_and_publishes_its_output(secured):
     server, plan, passwords = secured
-    await _deploy(server.url, plan, passwords)
+    await deploy(server.url, plan, passwords)
     await _publish_source(server.url, [{"id": 1, "note": MARKER}])
     wf = plan.workflows[0]
     a = wf.agent("a")
     (consumer,) = a.consumers
     errors: list[str] = []
-    nc = await _agent_connection(server.url, plan, passwords, "a", errors)
+    nc = await connect_as(server.url, plan.workflows[0].agent("a").identity, passwords, errors)
     try:
         js = nc.jetstream()
         info = await js.consumer_info(consumer.stream, consumer.durable)
@@ -146,12 +107,12 @@ async def test_an_agent_consumes_its_consumer_and_publishes_its_output(secured):
 
 async def test_an_agent_is_refused_another_agents_output_consumer_inbox_and_input_subject(secured):
     server, plan, passwords = secured
-    await _deploy(server.url, plan, passwords)
+    await deploy(server.url, plan, passwords)
     wf = plan.workflows[0]
     b = wf.agent("b")
     (b_consumer,) = b.consumers
     errors: list[str] = []
-    nc = await _agent_connection(server.url, plan, passwords, "a", errors)
+    nc = await connect_as(server.url, plan.workflows[0].agent("a").identity, passwords, errors)
     try:
         js = nc.jetstream()
         # nats-py reports the server's "Permissions Violation" errors to error_cb, lower-cased.
@@ -190,7 +151,7 @@ async def test_wrong_password_and_unknown_user_are_refused(secured):
 
 async def test_deployer_manages_objects_but_cannot_read_messages(secured):
     server, plan, passwords = secured
-    await _deploy(server.url, plan, passwords)
+    await deploy(server.url, plan, passwords)
     await _publish_source(server.url, [{"id": 1}])
     errors: list[str] = []
 
@@ -212,7 +173,7 @@ async def test_deployer_manages_objects_but_cannot_read_messages(secured):
 
 async def test_encryption_at_rest_round_trips_and_keeps_no_plaintext_on_disk(secured):
     server, plan, passwords = secured
-    await _deploy(server.url, plan, passwords)
+    await deploy(server.url, plan, passwords)
     await _publish_source(server.url, [{"id": i, "note": MARKER} for i in range(20)])
     server.restart()  # the data comes back only if the server can decrypt its own store
     nc = await nats.connect(server.url, user=READER["user"], password=READER["password"])
@@ -230,7 +191,7 @@ async def test_encryption_at_rest_round_trips_and_keeps_no_plaintext_on_disk(sec
 
 async def test_the_real_worker_runs_with_its_own_credentials(secured, monkeypatch):
     server, plan, passwords = secured
-    await _deploy(server.url, plan, passwords)
+    await deploy(server.url, plan, passwords)
     wf = plan.workflows[0]
     a = wf.agent("a")
     env = {"NATS_USER": a.identity.user, "NATS_PASSWORD": passwords[a.identity.user],

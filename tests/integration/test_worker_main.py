@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -19,6 +18,8 @@ from worker_support import (
     new_slug,
     publish_events,
     read_subject,
+    reap,
+    sigterm,
     source_subject,
     stream_names,
     wait_count,
@@ -51,12 +52,9 @@ async def test_sigterm_drains_in_flight_events_and_exits_0(harness, tmp_path):
     try:
         assert await wait_count(harness.js, internal, out, 8, timeout=20) >= 8
         await asyncio.sleep(0.1)  # the next batch is now in the agent's hands
-        process.send_signal(signal.SIGTERM)
-        code = await asyncio.to_thread(process.wait, 15)
+        code = await sigterm(process, 15)
     finally:
-        if process.poll() is None:
-            process.kill()
-            process.wait()
+        reap(process)
     stderr = process.stderr.read().decode()
     assert code == 0, stderr
 
@@ -139,12 +137,9 @@ async def test_a_worker_runs_from_its_deployments_own_plan_alone(harness):
             process.stderr.read1().decode() if process.poll() is not None else "no output yet"
         (msg,) = await read_subject(harness.js, target.stream, target.subject)
         assert json.loads(msg.data) == {"n": 21, "double": 42}
-        process.send_signal(signal.SIGTERM)
-        code = await asyncio.to_thread(process.wait, 15)
+        code = await sigterm(process, 15)
     finally:
-        if process.poll() is None:
-            process.kill()
-            process.wait()
+        reap(process)
     assert code == 0, process.stderr.read().decode()
 
 

@@ -9,6 +9,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import signal
+import subprocess
 import time
 import uuid
 from typing import Any
@@ -303,3 +305,16 @@ async def http_get(port: int, path: str) -> tuple[int, str]:
     writer.close()
     head, _, body = data.decode().partition("\r\n\r\n")
     return int(head.split()[1]), body
+
+
+async def sigterm(process: subprocess.Popen[Any], timeout: float) -> int:
+    """SIGTERM ``process``, as Kubernetes stops a pod; its exit code once it has exited (within ``timeout`` s)."""
+    process.send_signal(signal.SIGTERM)
+    return await asyncio.to_thread(process.wait, timeout)
+
+
+def reap(process: subprocess.Popen[Any] | None) -> None:
+    """Kill ``process`` if it still runs: a test that failed before stopping it leaves no orphan behind."""
+    if process is not None and process.poll() is None:
+        process.kill()
+        process.wait()
