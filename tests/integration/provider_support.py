@@ -7,6 +7,27 @@ import asyncio
 from typing import Any
 
 import nats
+from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy, StorageType, StreamConfig
+
+
+def orders_stream(**changes: Any) -> StreamConfig:
+    """The ORDERS stream the provider tests deploy (``orders.>``, file storage, at most 1,000 messages), with
+    ``changes``."""
+    return StreamConfig(name="ORDERS", subjects=["orders.>"], storage=StorageType.FILE, max_msgs=1000).evolve(**changes)
+
+
+def scorer_consumer(**changes: Any) -> ConsumerConfig:
+    """The ``scorer`` durable on ORDERS as a worker's consumer is configured (explicit acks, 4 deliveries with
+    backoff, ``orders.new``), with ``changes``."""
+    return ConsumerConfig(
+        durable_name="scorer",
+        ack_policy=AckPolicy.EXPLICIT,
+        deliver_policy=DeliverPolicy.ALL,
+        ack_wait=12.0,
+        max_deliver=4,
+        backoff=[12.0, 15.0, 20.0],
+        filter_subject="orders.new",
+    ).evolve(**changes)
 
 
 def as_engine_sends(value: Any) -> Any:

@@ -13,12 +13,11 @@ import pytest
 from nats.js.api import (
     AckPolicy,
     ConsumerConfig,
-    DeliverPolicy,
     KeyValueConfig,
     StorageType,
     StreamConfig,
 )
-from provider_support import as_engine_sends, checked, on_server
+from provider_support import as_engine_sends, checked, on_server, orders_stream, scorer_consumer
 
 from kumeo_iac.errors import KumeoDeployError
 from kumeo_iac.local._nats_server import free_port
@@ -49,7 +48,7 @@ def with_config(inputs: dict[str, Any], **changes: Any) -> dict[str, Any]:
 
 @pytest.fixture
 def stream_inputs(nats_url) -> dict[str, Any]:
-    config = StreamConfig(name="ORDERS", subjects=["orders.>"], storage=StorageType.FILE, max_msgs=1000, max_age=3600)
+    config = orders_stream(max_age=3600)
     return {"server_url": nats_url, "config": stream_config_to_inputs(config)}
 
 
@@ -217,16 +216,7 @@ def test_stream_create_against_a_dead_server_fails_within_the_bound_naming_it(st
 @pytest.fixture
 def consumer_inputs(nats_url, stream_inputs) -> dict[str, Any]:
     StreamProvider().create(checked(StreamProvider(), stream_inputs))
-    config = ConsumerConfig(
-        durable_name="scorer",
-        ack_policy=AckPolicy.EXPLICIT,
-        deliver_policy=DeliverPolicy.ALL,
-        ack_wait=12.0,
-        max_deliver=4,
-        backoff=[12.0, 15.0, 20.0],
-        filter_subject="orders.new",
-        max_ack_pending=100,
-    )
+    config = scorer_consumer(max_ack_pending=100)
     return {"server_url": nats_url, "stream": "ORDERS", "config": consumer_config_to_inputs(config)}
 
 

@@ -8,13 +8,13 @@ import time
 import pytest
 from nats.js.api import (
     AckPolicy,
-    ConsumerConfig,
     DeliverPolicy,
     KeyValueConfig,
     RetentionPolicy,
     StorageType,
     StreamConfig,
 )
+from provider_support import orders_stream, scorer_consumer
 
 from kumeo_iac.errors import KumeoDeployError
 from kumeo_iac.jetstream import Outcome, apply_consumer, apply_key_value, apply_stream
@@ -44,22 +44,6 @@ async def js(nats_url):
         yield nc.jetstream()
     finally:
         await nc.close()
-
-
-def orders_stream(**changes) -> StreamConfig:
-    return StreamConfig(name="ORDERS", subjects=["orders.>"], storage=StorageType.FILE, max_msgs=1000).evolve(**changes)
-
-
-def worker_consumer(**changes) -> ConsumerConfig:
-    return ConsumerConfig(
-        durable_name="scorer",
-        ack_policy=AckPolicy.EXPLICIT,
-        deliver_policy=DeliverPolicy.ALL,
-        ack_wait=12.0,
-        max_deliver=4,
-        backoff=[12.0, 15.0, 20.0],
-        filter_subject="orders.new",
-    ).evolve(**changes)
 
 
 # -- streams ----------------------------------------------------------------------------------------------------
@@ -118,7 +102,7 @@ async def test_a_stream_without_a_name_is_a_deploy_error(js):
 
 async def test_ensure_consumer_creates_a_durable_pull_consumer_then_is_idempotent(js):
     await ensure_stream(js, orders_stream())
-    _, outcome = await apply_consumer(js, "ORDERS", worker_consumer())
+    _, outcome = await apply_consumer(js, "ORDERS", scorer_consumer())
     assert outcome is Outcome.CREATED
     live = await js.consumer_info("ORDERS", "scorer")
     assert live.config.durable_name == "scorer"
@@ -128,16 +112,16 @@ async def test_ensure_consumer_creates_a_durable_pull_consumer_then_is_idempoten
     assert live.config.filter_subject == "orders.new"
     assert live.config.deliver_subject is None  # pull
 
-    _, outcome = await apply_consumer(js, "ORDERS", worker_consumer())
+    _, outcome = await apply_consumer(js, "ORDERS", scorer_consumer())
     assert outcome is Outcome.UNCHANGED
 
 
 async def test_ensure_consumer_updates_max_deliver_backoff_and_filter_in_place(js):
     await ensure_stream(js, orders_stream())
-    await ensure_consumer(js, "ORDERS", worker_consumer())
+    await ensure_consumer(js, "ORDERS", scorer_consumer())
 
     _, outcome = await apply_consumer(
-        js, "ORDERS", worker_consumer(max_deliver=6, backoff=[12.0, 30.0], filter_subject="orders.paid")
+        js, "ORDERS", scorer_consumer(max_deliver=6, backoff=[12.0, 30.0], filter_subject="orders.paid")
     )
 
     assert outcome is Outcome.UPDATED
@@ -148,19 +132,19 @@ async def test_ensure_consumer_updates_max_deliver_backoff_and_filter_in_place(j
 
 async def test_ensure_consumer_refuses_an_immutable_change_naming_the_consumer(js):
     await ensure_stream(js, orders_stream())
-    await ensure_consumer(js, "ORDERS", worker_consumer())
+    await ensure_consumer(js, "ORDERS", scorer_consumer())
     with pytest.raises(KumeoDeployError, match=r"ORDERS/scorer.*deliver policy.*replace"):
-        await ensure_consumer(js, "ORDERS", worker_consumer(deliver_policy=DeliverPolicy.NEW))
+        await ensure_consumer(js, "ORDERS", scorer_consumer(deliver_policy=DeliverPolicy.NEW))
 
 
 async def test_ensure_consumer_on_a_missing_stream_is_a_deploy_error(js):
     with pytest.raises(KumeoDeployError, match="NOPE/scorer"):
-        await ensure_consumer(js, "NOPE", worker_consumer())
+        await ensure_consumer(js, "NOPE", scorer_consumer())
 
 
 async def test_delete_consumer_and_find_consumer(js):
     await ensure_stream(js, orders_stream())
-    await ensure_consumer(js, "ORDERS", worker_consumer())
+    await ensure_consumer(js, "ORDERS", scorer_consumer())
     assert await find_consumer(js, "ORDERS", "scorer") is not None
     assert await delete_consumer(js, "ORDERS", "scorer") is True
     assert await find_consumer(js, "ORDERS", "scorer") is None
