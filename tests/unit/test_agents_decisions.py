@@ -7,41 +7,14 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from agent_helpers import make, one, started
 
-from kumeo_iac.compile import AgentPlan, RoutePlan, WorkflowPlan
+from kumeo_iac.compile import RoutePlan, WorkflowPlan
 from kumeo_iac.errors import KumeoRuntimeError, KumeoSyntaxError
 from kumeo_iac.runtime._agent import Event, EventRejected, RuntimeAgent
 from kumeo_iac.runtime.agents import _common, agent_class, create_agent
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
-WORKFLOW = WorkflowPlan("wf", "wf", "wf", "nats://localhost:4222", [], [], [], [], [], [])
-
-
-def make(
-    kind: str, settings: dict[str, Any], routes: list[RoutePlan] | None = None, base_dir: Path = Path(".")
-) -> RuntimeAgent:
-    plan = AgentPlan(
-        id="a", kind=kind, inputs={"": "in"}, input_fields={}, output_subject="kumeo.wf.a.out",
-        dead_letter_subject="kumeo.wf.dlq.a", routes=routes or [], target_subjects=[], consumers=[],
-        settings=settings, when=None, timeout_seconds=5.0, max_deliver=3, backoff_seconds=[1.0], fallback=None,
-        files=[], image="img", image_class="base", replicas=1, max_replicas=1, resources={},
-    )
-    return create_agent(plan, WORKFLOW, base_dir)
-
-
-async def started(kind: str, settings: dict[str, Any], routes: list[RoutePlan] | None = None,
-                  base_dir: Path = Path(".")) -> RuntimeAgent:
-    agent = make(kind, settings, routes, base_dir)
-    await agent.start()
-    return agent
-
-
-async def one(agent: RuntimeAgent, data: Any) -> Any:
-    emits = await agent.process(Event(id="e1", data=data))
-    assert len(emits) == 1 and emits[0].subject is None
-    return emits[0].data
-
-
 # -- Router ----------------------------------------------------------------------------------------------------------
 
 ROUTES = [
@@ -59,7 +32,7 @@ async def route(agent: RuntimeAgent, data: Any) -> str | None:
 
 
 async def test_router_first_match_default_and_config() -> None:
-    agent = await started("Router", {"workflow_config": {"thresholds": {"review": 0.5}}}, ROUTES)
+    agent = await started("Router", {"workflow_config": {"thresholds": {"review": 0.5}}}, routes=ROUTES)
     assert await route(agent, {"decision": "block", "risk_score": 0.9}) == "payments.alerts.block"
     assert await route(agent, {"decision": "review"}) == "payments.alerts.review"
     assert await route(agent, {"decision": "allow", "risk_score": 0.6}) == "payments.alerts.review"
@@ -69,13 +42,13 @@ async def test_router_first_match_default_and_config() -> None:
 
 async def test_router_default_written_first_is_still_last() -> None:
     routes = [RoutePlan(None, "d", "target:d"), RoutePlan("x > 1", "big", "target:big")]
-    agent = await started("Router", {}, routes)
+    agent = await started("Router", {}, routes=routes)
     assert await route(agent, {"x": 2}) == "big"
     assert await route(agent, {"x": 0}) == "d"
 
 
 async def test_router_no_match_no_default_rejects() -> None:
-    agent = await started("Router", {}, ROUTES[:1])
+    agent = await started("Router", {}, routes=ROUTES[:1])
     with pytest.raises(EventRejected, match=r"^Router 'a': no route matched and no default$"):
         await route(agent, {"decision": "allow"})
 
@@ -86,32 +59,32 @@ async def test_router_optional_access_and_input_root() -> None:
         RoutePlan("input.amount > 10000 && review?.decision != 'approved'", "claims.manual", "target:claims.manual"),
         RoutePlan(None, "claims.approved", "target:claims.approved"),
     ]
-    agent = await started("Router", {}, routes)
+    agent = await started("Router", {}, routes=routes)
     assert await route(agent, {"amount": 50, "review": {"decision": "rejected"}}) == "claims.rejected"
     assert await route(agent, {"amount": 50000}) == "claims.manual"
     assert await route(agent, {"amount": 50000, "review": {"decision": "approved"}}) == "claims.approved"
 
 
 async def test_router_routes_non_object_payloads_through_input() -> None:
-    agent = await started("Router", {}, [RoutePlan("len(input) > 1", "many", "x"), RoutePlan(None, "few", "y")])
+    agent = await started("Router", {}, routes=[RoutePlan("len(input) > 1", "many", "x"), RoutePlan(None, "few", "y")])
     assert await route(agent, [1, 2]) == "many"
     assert await route(agent, [1]) == "few"
 
 
 async def test_router_evaluation_error_rejects_naming_the_route() -> None:
-    agent = await started("Router", {}, [RoutePlan("amount > 10", "big", "x")])
+    agent = await started("Router", {}, routes=[RoutePlan("amount > 10", "big", "x")])
     with pytest.raises(EventRejected, match=r"route `amount > 10`: cannot compare 'ten' > 10"):
         await route(agent, {"amount": "ten"})
 
 
 async def test_router_bad_condition_fails_at_start() -> None:
     with pytest.raises(KumeoRuntimeError, match=r"Router 'a': route to target:x: invalid expression `amount = 1`"):
-        await started("Router", {}, [RoutePlan("amount = 1", "s", "target:x")])
+        await started("Router", {}, routes=[RoutePlan("amount = 1", "s", "target:x")])
 
 
 async def test_router_prefers_workflow_config_key() -> None:
     routes = [RoutePlan("x > config.limit", "big", "t"), RoutePlan(None, "small", "t")]
-    agent = await started("Router", {"config": {"limit": 100}, "workflow_config": {"limit": 1}}, routes)
+    agent = await started("Router", {"config": {"limit": 100}, "workflow_config": {"limit": 1}}, routes=routes)
     assert await route(agent, {"x": 5}) == "big"
 
 
@@ -381,7 +354,7 @@ async def test_expressions_compiled_once_per_agent(monkeypatch: pytest.MonkeyPat
 
     monkeypatch.setattr(_common, "compile_expression", counting)
     agents = [
-        await started("Router", {}, ROUTES),
+        await started("Router", {}, routes=ROUTES),
         await started("DecisionMatrix", {"rules": DECIDE_RULES}),
         await started("RuleEngine", {"rules": COVERAGE_RULES}),
         await started("DataProcessor", {"config": {"features": ["x: amount > 1"]}}),

@@ -7,36 +7,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from agent_helpers import make, one, started
 
-from kumeo_iac.compile import AgentPlan, WorkflowPlan
 from kumeo_iac.errors import KumeoRuntimeError, KumeoSyntaxError
-from kumeo_iac.runtime._agent import Event, EventRejected, RuntimeAgent
-from kumeo_iac.runtime.agents import WORKFLOW_CONFIG_KEY, create_agent
-
-WORKFLOW = WorkflowPlan("wf", "wf", "wf", "nats://localhost:4222", [], [], [], [], [], [])
-
-
-def make(kind: str, settings: dict[str, Any], base_dir: Path = Path(".")) -> RuntimeAgent:
-    plan = AgentPlan(
-        id="a", kind=kind, inputs={"": "in"}, input_fields={}, output_subject="kumeo.wf.a.out",
-        dead_letter_subject="kumeo.wf.dlq.a", routes=[], target_subjects=[], consumers=[], settings=settings,
-        when=None, timeout_seconds=5.0, max_deliver=3, backoff_seconds=[1.0], fallback=None, files=[],
-        image="img", image_class="base", replicas=1, max_replicas=1, resources={},
-    )
-    return create_agent(plan, WORKFLOW, base_dir)
-
-
-async def started(kind: str, settings: dict[str, Any], base_dir: Path = Path(".")) -> RuntimeAgent:
-    agent = make(kind, settings, base_dir)
-    await agent.start()
-    return agent
-
-
-async def one(agent: RuntimeAgent, data: Any) -> Any:
-    emits = await agent.process(Event(id="e1", data=data))
-    assert len(emits) == 1 and emits[0].subject is None
-    return emits[0].data
-
+from kumeo_iac.runtime._agent import EventRejected
+from kumeo_iac.runtime.agents import WORKFLOW_CONFIG_KEY
 
 # -- DataProcessor -------------------------------------------------------------------------------------------------
 
@@ -90,7 +65,7 @@ async def test_processor_schema_inline() -> None:
 async def test_processor_schema_file_and_file_reference(tmp_path: Path) -> None:
     (tmp_path / "tx.json").write_text(json.dumps({"type": "object", "required": ["id"]}))
     for schema in ("tx.json", {"file": "tx.json"}):
-        agent = await started("DataProcessor", processor({"schema": schema}), tmp_path)
+        agent = await started("DataProcessor", processor({"schema": schema}), base_dir=tmp_path)
         assert await one(agent, {"id": 1}) == {"id": 1}
         with pytest.raises(EventRejected, match="'id' is a required property"):
             await one(agent, {})
@@ -175,7 +150,7 @@ async def test_processor_bad_feature_expression_fails_at_start() -> None:
 
 async def test_processor_config_from_json_file(tmp_path: Path) -> None:
     (tmp_path / "proc.json").write_text(json.dumps({"required_fields": ["id"]}))
-    agent = await started("DataProcessor", {"config": {"file": "proc.json"}}, tmp_path)
+    agent = await started("DataProcessor", {"config": {"file": "proc.json"}}, base_dir=tmp_path)
     with pytest.raises(EventRejected, match="missing required field"):
         await one(agent, {})
 
@@ -311,7 +286,7 @@ def test_json_syntax_errors_in_files_have_positions(tmp_path: Path) -> None:
     import asyncio
 
     (tmp_path / "bad.json").write_text('{\n  "required_fields": [1,,]\n}')
-    agent = make("DataProcessor", {"config": "bad.json"}, tmp_path)
+    agent = make("DataProcessor", {"config": "bad.json"}, base_dir=tmp_path)
     with pytest.raises(KumeoSyntaxError) as info:
         asyncio.run(agent.start())
     assert info.value.span is not None

@@ -8,12 +8,14 @@ import shutil
 from pathlib import Path
 from typing import Any
 
+import agent_helpers
 import pytest
+from agent_helpers import agent_plan, one
 
-from kumeo_iac.compile import AgentPlan, WorkflowPlan, compile_program
+from kumeo_iac.compile import AgentPlan, compile_program
 from kumeo_iac.errors import KumeoRuntimeError
 from kumeo_iac.lang import parse
-from kumeo_iac.runtime._agent import Event, EventRejected, RuntimeAgent
+from kumeo_iac.runtime._agent import EventRejected, RuntimeAgent
 from kumeo_iac.runtime._models import (
     clear_network_cache,
     evidence_state,
@@ -28,29 +30,16 @@ pytestmark = pytest.mark.filterwarnings("ignore::FutureWarning:pgmpy")  # pgmpy'
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "fraud_detection"
 RISK = EXAMPLE / "models" / "risk.bn"
-WORKFLOW = WorkflowPlan("wf", "wf", "wf", "nats://localhost:4222", [], [], [], [], [], [])
 PARENTS = ["night", "foreign", "high_value"]
 
 
 def plan(settings: dict[str, Any], kind: str = "BayesianNetwork") -> AgentPlan:
-    return AgentPlan(
-        id="risk", kind=kind, inputs={"": "in"}, input_fields={}, output_subject="kumeo.wf.risk.out",
-        dead_letter_subject="kumeo.wf.dlq.risk", routes=[], target_subjects=[], consumers=[], settings=settings,
-        when=None, timeout_seconds=5.0, max_deliver=3, backoff_seconds=[1.0], fallback=None, files=[],
-        image="img", image_class="ml", replicas=1, max_replicas=1, resources={},
-    )
+    return agent_plan(kind, settings, agent_id="risk", image_class="ml")
 
 
 async def started(settings: dict[str, Any], base_dir: Path = EXAMPLE) -> RuntimeAgent:
-    agent = create_agent(plan(settings), WORKFLOW, base_dir)
-    await agent.start()
-    return agent
-
-
-async def answer(agent: RuntimeAgent, data: Any) -> Any:
-    emits = await agent.process(Event("e", data))
-    assert len(emits) == 1 and emits[0].subject is None
-    return emits[0].data
+    return await agent_helpers.started("BayesianNetwork", settings, base_dir=base_dir, agent_id="risk",
+                                       image_class="ml")
 
 
 @pytest.fixture(scope="module")
@@ -74,7 +63,7 @@ async def test_posteriors_equal_pgmpy_for_every_evidence_combination(engine):
     agent = await started({"network": {"file": "models/risk.bn"}, "query": "fraud"})
     for values in itertools.product(["no", "yes", None], repeat=3):
         event = {name: value for name, value in zip(PARENTS, values, strict=True) if value is not None}
-        out = await answer(agent, {"tx_id": "t1", **event})
+        out = await one(agent, {"tx_id": "t1", **event})
         expected = reference(engine, event)
         assert out["tx_id"] == "t1"
         assert out["fraud"].keys() == expected.keys()
@@ -89,18 +78,18 @@ async def test_evidence_mapping_from_event_fields_and_expressions(engine):
                      "high_value": "amount > config.high_value"},
     })
     agent.settings["workflow_config"] = {"high_value": 1000}
-    out = await answer(agent, {"amount": 4999.0, "hour": 3, "country_mismatch": 1})
+    out = await one(agent, {"amount": 4999.0, "hour": 3, "country_mismatch": 1})
     assert out["fraud"] == pytest.approx(reference(engine, {"night": "yes", "foreign": "yes", "high_value": "yes"}))
-    out = await answer(agent, {"amount": 10.0, "hour": 12, "country_mismatch": 0})
+    out = await one(agent, {"amount": 10.0, "hour": 12, "country_mismatch": 0})
     assert out["fraud"] == pytest.approx(reference(engine, {"night": "no", "foreign": "no", "high_value": "no"}))
     # A null value observes nothing: foreign stays uncertain.
-    out = await answer(agent, {"amount": 10.0, "hour": 12, "country_mismatch": None})
+    out = await one(agent, {"amount": 10.0, "hour": 12, "country_mismatch": None})
     assert out["fraud"] == pytest.approx(reference(engine, {"night": "no", "high_value": "no"}))
 
 
 async def test_default_query_is_the_networks_leaves_and_evidence_matches_field_names(engine):
     agent = await started({"network": "models/risk.bn"})
-    out = await answer(agent, {"night": True, "foreign": 0, "high_value": "YES", "other": 5})
+    out = await one(agent, {"night": True, "foreign": 0, "high_value": "YES", "other": 5})
     assert set(out) == {"night", "foreign", "high_value", "other", "fraud"}
     assert out["fraud"] == pytest.approx(reference(engine, {"night": "yes", "foreign": "no", "high_value": "yes"}))
 
@@ -108,7 +97,7 @@ async def test_default_query_is_the_networks_leaves_and_evidence_matches_field_n
 async def test_map_method_equals_pgmpy_map_query(engine):
     agent = await started({"network": "models/risk.bn", "method": "map", "query": ["fraud", "night"]})
     for evidence in ({}, {"foreign": "yes", "high_value": "yes"}, {"foreign": "yes", "high_value": "no"}):
-        out = await answer(agent, dict(evidence))
+        out = await one(agent, dict(evidence))
         expected = engine.map_query(["fraud", "night"], evidence=evidence, show_progress=False)
         assert {k: out[k] for k in ("fraud", "night")} == {str(k): str(v) for k, v in expected.items()}
 
@@ -116,7 +105,7 @@ async def test_map_method_equals_pgmpy_map_query(engine):
 async def test_an_observed_query_variable_is_certain_and_output_key_nests():
     agent = await started({"network": "models/risk.bn", "query": ["fraud", "night"], "output_key": "bn",
                            "evidence": {"night": "night"}})
-    out = await answer(agent, {"night": "yes", "id": 1})
+    out = await one(agent, {"night": "yes", "id": 1})
     assert out["id"] == 1 and out["night"] == "yes"
     assert out["bn"]["night"] == {"no": 0.0, "yes": 1.0}
     assert set(out["bn"]["fraud"]) == {"no", "yes"}
@@ -126,9 +115,9 @@ async def test_values_that_name_no_state_reject_the_event():
     agent = await started({"network": "models/risk.bn", "evidence": {"night": "night"}})
     for value in ("maybe", 2, 0.5, [1]):
         with pytest.raises(EventRejected, match=r"variable 'night' matches none of its states \(no, yes\)"):
-            await answer(agent, {"night": value})
+            await one(agent, {"night": value})
     with pytest.raises(EventRejected, match="expected a JSON object"):
-        await answer(agent, "text")
+        await one(agent, "text")
 
 
 def test_evidence_state_rules():
@@ -167,7 +156,7 @@ async def test_xmlbif_files_give_the_same_posteriors(tmp_path, engine):
 
     XMLBIFWriter(engine.model).write(str(tmp_path / "risk.xml"))
     agent = await started({"network": "risk.xml"}, tmp_path)
-    out = await answer(agent, {"night": "yes", "foreign": "yes"})
+    out = await one(agent, {"night": "yes", "foreign": "yes"})
     assert out["fraud"] == pytest.approx(reference(engine, {"night": "yes", "foreign": "yes"}), abs=1e-12)
 
 
@@ -217,9 +206,9 @@ async def test_a_context_adds_p_yes_of_its_query_variables_under_its_id(engine):
 
     agent = create_agent(policy, workflow, EXAMPLE)
     await agent.start()
-    assert (await answer(agent, enriched))["decision"] == "review"  # P(fraud) = 0.12
+    assert (await one(agent, enriched))["decision"] == "review"  # P(fraud) = 0.12
     calm = contexts.enrich({"tx_id": "t2", "night": False, "country_mismatch": 0, "is_high_value": False})
-    assert (await answer(agent, calm))["decision"] == "allow"
+    assert (await one(agent, calm))["decision"] == "allow"
 
 
 async def test_a_context_with_a_many_state_query_gives_the_distribution(tmp_path):

@@ -265,21 +265,14 @@ def test_unsupported_patterns_from_event_data_are_evaluation_errors() -> None:
 
 
 async def test_a_router_rule_with_a_hostile_pattern_neither_hangs_nor_routes() -> None:
-    from kumeo_iac.compile import AgentPlan, RoutePlan, WorkflowPlan
+    from agent_helpers import started
+
+    from kumeo_iac.compile import RoutePlan
     from kumeo_iac.runtime._agent import Event, EventRejected
-    from kumeo_iac.runtime.agents import create_agent
 
     routes = [RoutePlan("matches(s, '(a+)+$')", "matched", "x"), RoutePlan("matches(s, input.p)", "dynamic", "y"),
               RoutePlan(None, "other", "z")]
-    plan = AgentPlan(
-        id="r", kind="Router", inputs={"": "in"}, input_fields={}, output_subject="kumeo.wf.r.out",
-        dead_letter_subject="kumeo.wf.dlq.r", routes=routes, target_subjects=[], consumers=[],
-        settings={}, when=None, timeout_seconds=5.0, max_deliver=3, backoff_seconds=[1.0], fallback=None,
-        files=[], image="img", image_class="base", replicas=1, max_replicas=1, resources={},
-    )
-    workflow = WorkflowPlan("wf", "wf", "wf", "nats://localhost:4222", [], [], [], [], [], [])
-    agent = create_agent(plan, workflow, Path("."))
-    await agent.start()
+    agent = await started("Router", {}, routes=routes, agent_id="r")
     began = time.perf_counter()
     [emit] = await agent.process(Event(id="e1", data={"s": "a" * 60 + "!", "p": "b"}))
     assert emit.subject == "other" and time.perf_counter() - began < 2.0  # backtracking: centuries

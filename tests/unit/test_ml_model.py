@@ -9,33 +9,23 @@ import pickle
 from pathlib import Path
 from typing import Any
 
+import agent_helpers
 import numpy as np
 import pytest
 
-from kumeo_iac.compile import AgentPlan, WorkflowPlan
 from kumeo_iac.errors import KumeoRuntimeError
 from kumeo_iac.runtime._agent import Event, EventRejected, RuntimeAgent
-from kumeo_iac.runtime.agents import create_agent
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "fraud_detection"
 FEATURES = ["amount", "hour", "merchant_category", "country_mismatch"]
-WORKFLOW = WorkflowPlan("wf", "wf", "wf", "nats://localhost:4222", [], [], [], [], [], [])
 
 
 def make(settings: dict[str, Any], base_dir: Path = EXAMPLE) -> RuntimeAgent:
-    plan = AgentPlan(
-        id="anomaly", kind="MLModel", inputs={"": "in"}, input_fields={}, output_subject="kumeo.wf.anomaly.out",
-        dead_letter_subject="kumeo.wf.dlq.anomaly", routes=[], target_subjects=[], consumers=[],
-        settings=settings, when=None, timeout_seconds=5.0, max_deliver=3, backoff_seconds=[1.0], fallback=None,
-        files=[], image="img", image_class="ml", replicas=1, max_replicas=1, resources={},
-    )
-    return create_agent(plan, WORKFLOW, base_dir)
+    return agent_helpers.make("MLModel", settings, base_dir=base_dir, agent_id="anomaly", image_class="ml")
 
 
 async def started(settings: dict[str, Any], base_dir: Path = EXAMPLE) -> Any:
-    agent = make(settings, base_dir)
-    await agent.start()
-    return agent
+    return await agent_helpers.started("MLModel", settings, base_dir=base_dir, agent_id="anomaly", image_class="ml")
 
 
 def example_settings(**extra: Any) -> dict[str, Any]:
