@@ -145,6 +145,9 @@ class Workflow(pulumi.ComponentResource):
 
                 auth = {"user": DEPLOYER_USER, "password": pulumi.Output.secret(
                     config.nats_auth_seed.apply(lambda seed: derive_password(seed, DEPLOYER_USER)))}
+            from kumeo_providers import remember_urn
+
+            remember_urn(self, TYPE_TOKEN, resource_name, opts.parent if opts else None)  # plain-string aliases
             adopt = bool(_first(args.adopt_streams, config.adopt_streams, False))
             allow_replace = bool(_first(args.allow_stream_replacement, config.allow_stream_replacement, False))
             retain = bool(_first(args.retain_streams, config.retain_streams, False))

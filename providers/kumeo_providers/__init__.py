@@ -52,7 +52,7 @@ from kumeo_providers._types import (
 
 if TYPE_CHECKING:
     from kumeo_providers._lanes import UndrainedLanesError
-    from kumeo_providers._provider import AlreadyExistsError, ReplacementRefusedError
+    from kumeo_providers._provider import AlreadyExistsError, ReplacementRefusedError, remember_urn
     from kumeo_providers.consumer import (
         CONSUMER_REPLACE_FIELDS,
         Consumer,
@@ -81,6 +81,7 @@ if TYPE_CHECKING:
 _PULUMI_EXPORTS = {
     "AlreadyExistsError": "_provider",
     "ReplacementRefusedError": "_provider",
+    "remember_urn": "_provider",
     "UndrainedLanesError": "_lanes",
     "Stream": "stream",
     "StreamArgs": "stream",
@@ -145,6 +146,7 @@ __all__ = [
     "key_value_config_to_inputs",
     "key_value_stream_name",
     "read_audit",
+    "remember_urn",
     "stream_config_from_inputs",
     "stream_config_to_inputs",
     "with_jetstream",

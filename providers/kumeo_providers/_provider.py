@@ -27,6 +27,7 @@ import difflib
 import json
 import logging
 import ssl
+import weakref
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any, ClassVar, TypeVar, cast
 
@@ -74,7 +75,9 @@ __all__ = [
     "ReplacementRefusedError",
     "connection_props",
     "contains_unknown",
+    "control_props",
     "jetstream_options",
+    "remember_urn",
     "run_sync",
     "unwrap",
 ]
@@ -667,6 +670,14 @@ def connection_props(args: ConnectionArgs, props: dict[str, Any]) -> dict[str, A
     return props
 
 
+def control_props(args: object) -> dict[str, Any]:
+    """The control inputs (``adopt``, ``allow_replace``) ``args`` turns on. One left off is left out, for the same
+    reason as an unset connection input: the provider reads a missing one as false, and changing one alone is no
+    change, so a state that recorded ``false`` sees none."""
+    values = {key: getattr(args, key, None) for key in CONTROL_KEYS}
+    return {key: value for key, value in values.items() if value is not None and value is not False}
+
+
 class JetStreamResource(Resource):
     """What every JetStream resource outputs: where it was applied, the desired and the live configuration.
 
@@ -712,8 +723,41 @@ def legacy_type_alias(resource_name: str, parent: pulumi.Resource | None) -> pul
     Written as the URN itself rather than ``Alias(type_=…)``: the SDK turns an alias spec into several Outputs per
     resource (about a quarter of what registering a consumer costs), a URN into one. The URN is built as the engine
     builds it: the parent's qualified type, ``$``, the type, ``::``, the name; a top-level resource has no parent
-    type (the stack's is never part of a URN).
+    type (the stack's is never part of a URN). A parent whose URN is :func:`remember_urn`-ed gives a plain string;
+    any other parent an Output of its URN, which makes every child wait a turn for the parent's registration.
     """
-    if parent is None or getattr(parent, "_type", None) == "pulumi:pulumi:Stack":
+    if parent is None or _is_stack(parent):
         return f"urn:pulumi:{pulumi.get_stack()}::{pulumi.get_project()}::{LEGACY_DYNAMIC_TYPE}::{resource_name}"
-    return parent.urn.apply(lambda urn: f"{urn.rsplit('::', 1)[0]}${LEGACY_DYNAMIC_TYPE}::{resource_name}")
+    known = _URNS_KNOWN_NOW.get(parent)
+    if known is not None:
+        return _child_urn(known, LEGACY_DYNAMIC_TYPE, resource_name)
+    return parent.urn.apply(lambda urn: _child_urn(urn, LEGACY_DYNAMIC_TYPE, resource_name))
+
+
+# The URNs resources will get, known when they are constructed (see remember_urn).
+_URNS_KNOWN_NOW: weakref.WeakKeyDictionary[pulumi.Resource, str] = weakref.WeakKeyDictionary()
+
+
+def remember_urn(resource: pulumi.Resource, type_token: str, name: str, parent: pulumi.Resource | None) -> str | None:
+    """Note the URN the engine will give ``resource`` (of ``type_token``, named ``name``, under ``parent``) when it
+    is known without asking: at the top of the stack, or under a resource whose URN is noted. JetStream resources
+    created under it then alias their old type with a string, not an Output. Returns the URN, or None when the
+    parent's URN is not known here (then nothing is noted and the aliases wait for the parent's URN as before).
+    """
+    if parent is None or _is_stack(parent):
+        urn = f"urn:pulumi:{pulumi.get_stack()}::{pulumi.get_project()}::{type_token}::{name}"
+    elif parent in _URNS_KNOWN_NOW:
+        urn = _child_urn(_URNS_KNOWN_NOW[parent], type_token, name)
+    else:
+        return None
+    _URNS_KNOWN_NOW[resource] = urn
+    return urn
+
+
+def _is_stack(resource: pulumi.Resource) -> bool:
+    return getattr(resource, "_type", None) == "pulumi:pulumi:Stack"
+
+
+def _child_urn(parent_urn: str, type_token: str, name: str) -> str:
+    """A child's URN from its parent's: the parent's qualified type, ``$``, the child's type, ``::``, its name."""
+    return f"{parent_urn.rsplit('::', 1)[0]}${type_token}::{name}"

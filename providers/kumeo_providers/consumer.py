@@ -63,6 +63,7 @@ from kumeo_providers._provider import (
     announce,
     connection_props,
     contains_unknown,
+    control_props,
     jetstream_options,
     name_failures,
     run_sync,
@@ -216,7 +217,8 @@ class ConsumerArgs(ConnectionArgs):
     def to_props(self) -> dict[str, Any]:
         config = consumer_config_to_inputs(self.config) if isinstance(self.config, ConsumerConfig) else self.config
         return connection_props(
-            self, {"stream": self.stream, "stream_created": self.stream_created, "config": config, "adopt": self.adopt}
+            self, {"stream": self.stream, "stream_created": self.stream_created, "config": config,
+                   **control_props(self)}
         )
 
 

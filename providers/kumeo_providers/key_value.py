@@ -45,6 +45,7 @@ from kumeo_providers._provider import (
     JetStreamResource,
     Live,
     connection_props,
+    control_props,
     jetstream_options,
 )
 from kumeo_providers._types import JETSTREAM_MODULE
@@ -138,7 +139,7 @@ class KeyValueArgs(ConnectionArgs):
 
     def to_props(self) -> dict[str, Any]:
         config = key_value_config_to_inputs(self.config) if isinstance(self.config, KeyValueConfig) else self.config
-        return connection_props(self, {"config": config, "adopt": self.adopt, "allow_replace": self.allow_replace})
+        return connection_props(self, {"config": config, **control_props(self)})
 
 
 class KeyValue(JetStreamResource, module=JETSTREAM_MODULE, name="KeyValue"):

@@ -64,6 +64,7 @@ from kumeo_providers._provider import (
     Live,
     announce,
     connection_props,
+    control_props,
     jetstream_options,
     name_failures,
     run_sync,
@@ -185,7 +186,7 @@ class StreamArgs(ConnectionArgs):
 
     def to_props(self) -> dict[str, Any]:
         config = stream_config_to_inputs(self.config) if isinstance(self.config, StreamConfig) else self.config
-        return connection_props(self, {"config": config, "adopt": self.adopt, "allow_replace": self.allow_replace})
+        return connection_props(self, {"config": config, **control_props(self)})
 
 
 class Stream(JetStreamResource, module=JETSTREAM_MODULE, name="Stream"):
