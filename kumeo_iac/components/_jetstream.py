@@ -32,8 +32,9 @@ def consumer(
     stream: pulumi.Resource | None = None, token: pulumi.Input[str] | None = None, user: str | None = None,
     password: pulumi.Input[str] | None = None, adopt: bool = False, allow_replace: bool = False,
 ) -> pulumi.Resource:
-    """A durable consumer; given its managed ``stream``, it takes the stream's ``name`` and ``created`` Outputs, so
-    Pulumi creates it after the stream and replaces it whenever the stream is created again.
+    """A durable consumer; given its managed ``stream``, it takes the stream's ``created`` Output, so Pulumi creates
+    it after the stream and replaces it whenever the stream is created again. The stream's name is the Plan's, a
+    plain string: ``created`` already carries the dependency, and a second Output would only cost a turn.
 
     ``allow_replace`` is accepted so the component can pass the same settings to every kind; it changes nothing here
     (replacing a consumer loses no messages: the new one delivers from its deliver policy).
@@ -41,11 +42,10 @@ def consumer(
     from kumeo_providers import Consumer, ConsumerArgs
 
     del allow_replace
-    stream_name: Any = getattr(stream, "name", None) if stream is not None else None
     stream_created: Any = getattr(stream, "created", None) if stream is not None else None
     return Consumer(
         name,
-        ConsumerArgs(stream=stream_name or plan.stream, stream_created=stream_created, config=plan.config,
+        ConsumerArgs(stream=plan.stream, stream_created=stream_created, config=plan.config,
                      server_url=server_url, token=token, user=user, password=password, adopt=adopt),
         opts=opts,
     )

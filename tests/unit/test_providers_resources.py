@@ -291,7 +291,7 @@ def test_adopt_and_allow_replace_reach_the_provider_and_a_consumer_follows_its_s
         dependencies = mocks.monitor.requests["scorer"].propertyDependencies
         assert list(dependencies["stream_created"].urns) == list(dependencies["stream"].urns) != []
 
-    return pulumi.Output.all(consumer.durable, bucket.name).apply(check)
+    return pulumi.Output.all(consumer.durable, bucket.name, stream.urn).apply(check)
 
 
 @pulumi.runtime.test
@@ -306,18 +306,22 @@ def test_the_component_adapter_passes_adopt_and_allow_replace_and_ties_consumers
                                    stream=stream, adopt=True, allow_replace=True)
     bucket = _jetstream.key_value("wf-kv-b", KeyValuePlan("b", "joins", {"bucket": "b"}), URL, opts)
 
-    def check(_):
+    def check(values):
+        stream_urn = values[2]
         streams = mocks.registered("wf-stream-S")
         assert (streams.typ, streams.inputs["adopt"], streams.inputs["allow_replace"]) == (STREAM_TYPE, True, True)
         consumers = mocks.registered("wf-consumer-S-d")
         assert consumers.typ == CONSUMER_TYPE
         assert (consumers.inputs["stream"], consumers.inputs["adopt"]) == ("S", True)
         assert consumers.inputs["stream_created"] == "2025-01-31T12:00:00+00:00"  # the stream's `created` output
+        # The stream's name is the Plan's string; its `created` Output is what makes the consumer wait for it.
+        dependencies = mocks.monitor.requests["wf-consumer-S-d"].propertyDependencies
+        assert list(dependencies["stream_created"].urns) == [stream_urn]
         buckets = mocks.registered("wf-kv-b")
         assert buckets.typ == KEY_VALUE_TYPE
         assert {"adopt", "allow_replace"}.isdisjoint(buckets.inputs)
 
-    return pulumi.Output.all(consumer.durable, bucket.name).apply(check)
+    return pulumi.Output.all(consumer.durable, bucket.name, stream.urn).apply(check)
 
 
 @pulumi.runtime.test
