@@ -214,7 +214,9 @@ integration {
 A subworkflow's agents read its declared inputs as `input.NAME`. An integration's `workflow` must name a
 workflow of the file and `use` a subworkflow; the keys of `mapping.input` must be declared inputs (their values
 are references in the host workflow, or a context call) and the keys of `mapping.output` declared outputs (their
-values are targets or agents of the host workflow). An input left unmapped is a warning.
+values are targets or agents of the host workflow, or a name the host's agents read: `output: { "scores":
+risk.scores }` makes the subworkflow's agent publish under `risk.scores`, and a host agent with `input:
+risk.scores` reads it; a name no host agent reads is an error). An input left unmapped is a warning.
 """
 
 

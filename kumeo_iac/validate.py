@@ -17,6 +17,7 @@ import difflib
 import os
 import re
 from collections.abc import Iterable, Iterator
+from collections.abc import Set as AbstractSet
 from pathlib import Path
 from typing import Any
 
@@ -357,8 +358,9 @@ class _Checker:
         self._check_contexts(wf.contexts)
         agents = wf.all_agents()
         self._check_agents(agents, wf.name)
-        graph = build_graph(wf)
-        self._check_graph(graph, agents, has_sources=bool(wf.sources), owner=wf, workflow_label="workflow")
+        graph = build_graph(self._with_integrations(wf))
+        self._check_graph(graph, agents, has_sources=bool(wf.sources), owner=wf, workflow_label="workflow",
+                          inlined={new_id for new_id, _, _ in self.inlined.get(wf.name, [])})
         context_ids = [c.id for c in wf.contexts if c.id]
         ids = {a.id for a in agents if a.id}
         for agent in agents:
@@ -367,6 +369,31 @@ class _Checker:
         self._check_platform(wf, agents)
         for ctx in wf.contexts:
             self._check_context_files(ctx, [wf])
+
+    def _with_integrations(self, wf: WorkflowSpec) -> WorkflowSpec:
+        """The workflow as compile sees it, with the agents its integrations inline: a host agent may read a channel
+        an integration's output mapping names. The workflow as written when an integration cannot be inlined (its
+        errors are reported where it is written)."""
+        integrations = [i for i in self.program.integrations if str(i.workflow) == wf.name]
+        if not integrations:
+            return wf
+        from kumeo_iac.compile import expand_integrations
+
+        host = Program(workflows=[wf], subworkflows=self.program.subworkflows, integrations=integrations)
+        try:
+            return expand_integrations(host)[0]
+        except KumeoError:
+            return wf
+
+    def _read_in_host(self, wf: WorkflowSpec, channel: str) -> bool:
+        """Whether an agent of ``wf`` reads ``channel`` as an integration publishes it (an output mapping's name)."""
+        expanded = self._with_integrations(wf)
+        publisher = resolver_for(expanded).channels.get(channel.strip()) if expanded is not wf else None
+        if publisher is None:
+            return False
+        graph = build_graph(expanded)
+        return any(b.node.kind == "agent" and b.node.name == publisher.id
+                   for node in graph.nodes.values() for b in node.inputs)
 
     def _check_platform(self, wf: WorkflowSpec, agents: list[Agent]) -> None:
         """What compile refuses about names, subjects, replicas, quantities and secrets, said at its place."""
@@ -527,10 +554,11 @@ class _Checker:
                             f"nothing in workflow '{wf_name}'" + _did_you_mean(text, resolver.candidates()),
                             value_span, "unresolved-reference",
                         )
-                elif resolver.resolve_destination(text) is None:
+                elif resolver.resolve_destination(text) is None and not (
+                        wf is not None and self._read_in_host(wf, text)):
                     self.error(
                         f"output mapping '{key}' of the integration of '{sw.name}' sends to '{text}', which is no "
-                        f"target or agent of workflow '{wf_name}'"
+                        f"target or agent of workflow '{wf_name}', nor a name one of its agents reads"
                         + _did_you_mean(text, resolver.target_candidates()),
                         value_span, "unresolved-reference",
                     )
@@ -595,12 +623,17 @@ class _Checker:
     # the graph
 
     def _check_graph(self, graph: WorkflowGraph, agents: list[Agent], *, has_sources: bool,
-                     owner: WorkflowSpec | SubworkflowSpec, workflow_label: str) -> None:
+                     owner: WorkflowSpec | SubworkflowSpec, workflow_label: str,
+                     inlined: AbstractSet[str] = frozenset()) -> None:
+        """The graph's problems. The ``inlined`` agents (an integration's, in a host workflow's graph) are there for
+        what they connect; their own inputs and reach are checked in their subworkflow and integration."""
         by_kind: dict[str, list[str]] = {}
         for a in agents:
             by_kind.setdefault(a.kind_name, []).append(a.id or "")
         bad_inputs: set[str] = set()
         for u in graph.unresolved:
+            if u.agent in inlined:
+                continue
             if u.what == "input":
                 bad_inputs.add(u.agent)
                 if self._input_is_broken_expression(u.written):
@@ -669,7 +702,7 @@ class _Checker:
                     tainted.add(m)
                     todo.append(m)
         for agent_id, node in graph.nodes.items():
-            if agent_id in reachable or agent_id in tainted:
+            if agent_id in reachable or agent_id in tainted or agent_id in inlined:
                 continue
             self.warning(
                 f"agent '{agent_id}' receives no events: nothing from a source reaches its input; "

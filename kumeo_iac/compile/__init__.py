@@ -6,6 +6,7 @@ drives the Pulumi components, `kumeo render` and the runtime alike.
 
 from kumeo_iac.compile._compile import compile_program
 from kumeo_iac.compile._edge import EDGE_COMPONENT, edge_pod_plan, leaf_server_config
+from kumeo_iac.compile._integrations import expand_integrations
 from kumeo_iac.compile._kubernetes import FILES_CHECKSUM_ANNOTATION, SHARED_METRICS, apply_order, files_key, labels
 from kumeo_iac.compile._names import (
     Subjects,
@@ -64,6 +65,7 @@ __all__ = [
     "derive_passwords",
     "dns_name",
     "edge_pod_plan",
+    "expand_integrations",
     "files_key",
     "gateway_target_durable",
     "labels",

@@ -65,6 +65,18 @@ def test_scenario_plan_matches_expected(directory: Path) -> None:
 
 
 @pytest.mark.parametrize("directory", SCENARIOS, ids=[p.name for p in SCENARIOS])
+def test_scenario_passes_check(directory: Path) -> None:
+    """A scenario is a program a user could deploy: `kumeo check` finds no error in it (render, run and up refuse
+    one that has any), so check and compile agree on it. Missing files are warnings: scenarios name files they do
+    not ship."""
+    from kumeo_iac.validate import validate
+
+    program, _ = load(directory)
+    errors = [d.format() for d in validate(program, base_dir=directory) if d.is_error]
+    assert errors == []
+
+
+@pytest.mark.parametrize("directory", SCENARIOS, ids=[p.name for p in SCENARIOS])
 def test_scenario_plan_round_trips(directory: Path) -> None:
     plan = compile_scenario(directory)
     assert Plan.from_json(plan.to_json()) == plan

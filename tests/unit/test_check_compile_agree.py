@@ -247,3 +247,42 @@ def test_an_id_an_integration_inlines_is_checked_like_the_workflow_s_own() -> No
     assert errors == ["the integration of 'RiskScoring' inlines agent 'normalize' as 'risk_scoring_normalize', an id "
                       "workflow 'W' already uses; rename one of them"]
     assert failure is not None and "risk_scoring_normalize" in str(failure)
+
+
+def _risk_scoring(reader_input: str, mapped_to: str) -> Program:
+    """Payments inlines RiskScoring, whose output is mapped to ``mapped_to``; the host's ``publish`` reads
+    ``reader_input``."""
+    sub = SubworkflowSpec(name="RiskScoring", inputs=["events"], outputs=["scores"],
+                          agents=[DataProcessor(id="score", input="input.events")])
+    return Program(
+        workflows=[WorkflowSpec(name="Payments", source=NATS("payments.in"), target=NATS("payments.scored"),
+                                agents=[DataProcessor(id="ingest", input="source"),
+                                        DataProcessor(id="publish", input=reader_input,
+                                                      output_channel="target.payments.scored")])],
+        subworkflows=[sub],
+        integrations=[IntegrationSpec(workflow="Payments", use="RiskScoring",
+                                      input_mapping={"events": "ingest.output"},
+                                      output_mapping={"scores": mapped_to})])
+
+
+def test_a_host_agent_reads_the_name_an_integration_s_output_is_mapped_to_in_check_and_in_compile() -> None:
+    program = _risk_scoring("risk.scores", "risk.scores")
+    errors, failure = _agree(program)
+    assert errors == [] and failure is None
+    warnings = [d.message for d in validate(program) if not d.is_error]
+    assert warnings == []  # publish is reached: through the inlined agent
+    agents = {a.id: a for a in compile_program(program).workflows[0].agents}
+    assert agents["publish"].inputs[""] == agents["risk_scoring_score"].output_subject
+
+
+def test_an_output_mapped_to_a_name_no_host_agent_reads_is_refused() -> None:
+    # Compile would publish it where nobody reads; check refuses it as the typo it most likely is.
+    errors, _ = _agree(_risk_scoring("ingest.output", "risk.scores"))
+    assert errors == ["output mapping 'scores' of the integration of 'RiskScoring' sends to 'risk.scores', which is no "
+                      "target or agent of workflow 'Payments', nor a name one of its agents reads"]
+
+
+def test_a_host_agent_reading_a_misspelt_mapped_name_refers_to_nothing() -> None:
+    errors, _ = _agree(_risk_scoring("risk.scorse", "risk.scores"))
+    assert any(e.startswith("input 'risk.scorse' of agent 'publish' refers to nothing") for e in errors), errors
+

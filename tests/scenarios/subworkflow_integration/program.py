@@ -26,8 +26,8 @@ PROGRAM = Program(
         inputs=["events"],
         outputs=["scores"],
         agents=[
-            DataNormalizer({"method": "z-score", "fields": ["amount"]}, id="normalize", input="input.events",
-                           output="normalized"),
+            DataNormalizer({"method": "z_score", "fields": {"amount": [100.0, 25.0]}}, id="normalize",
+                           input="input.events", output="normalized"),
             MLModel("risk.onnx", id="model", input="normalized", output="scores"),
         ],
     )],
