@@ -449,6 +449,10 @@ of the central NATS: the site keeps working when its link drops, and its results
 - `profile` is `"cluster"` (the default) or `"edge"`; `leaf` is read only with `"edge"`, and then `leaf.hub` (a
   `nats-leaf://`, `tls://`, `nats://`, `ws://` or `wss://` URL, or a list of them) and `leaf.credentials_secret`
   are required. The URL holds no credentials: they come from the Secret.
+- `leaf.ca_secret` (`"name"`, key `ca.crt`, or `"name/key"`) names the Secret holding the CA certificate of a hub
+  whose TLS certificate comes from a private CA (a cert-manager CA); without it the leaf trusts the system's roots
+  only, and refuses such a hub.
+- A key of `leaf` that is none of these is an error (with the closest setting suggested).
 - `leaf.domain` (letters, digits, `_`, `-`) is the site's JetStream domain; each site needs its own.
 - An edge workflow has no partitioned agents and no `deployment.scaling` above one replica (one pod, one process),
   and takes its events and delivers its results on NATS subjects.

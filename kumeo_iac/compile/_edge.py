@@ -1,12 +1,13 @@
 """The edge profile: a whole workflow in one pod, on its own nats-server, a leaf node of the central NATS.
 
-``deployment: { profile: "edge", leaf: { hub, credentials_secret, domain, storage } }`` compiles to:
+``deployment: { profile: "edge", leaf: { hub, credentials_secret, ca_secret, domain, storage } }`` compiles to:
 
 * **On the site** (the pod): one StatefulSet ``<slug>-edge`` with one replica and two containers. ``nats`` runs
   nats-server with the ConfigMap-rendered config (:func:`leaf_server_config`): clients on 127.0.0.1 only, JetStream
   in the site's own domain with its store on the pod's volume (a ``volumeClaimTemplate``: events queued while the
   link is down survive a pod restart), and one leafnode remote to the hub authenticated by the credentials file of
-  the user's Secret, mounted read-only. ``edge`` runs ``python -m kumeo_iac.runtime.edge``: every agent of the
+  the user's Secret, mounted read-only (and, with ``ca_secret``, trusting the hub's private CA from a second Secret,
+  mounted read-only too). ``edge`` runs ``python -m kumeo_iac.runtime.edge``: every agent of the
   workflow in one process (`kumeo run`'s runner, the same workers), which creates the workflow's streams,
   consumers and KV buckets on the leaf, as `kumeo run` does. So the site keeps working when its link drops.
 * **On the hub** (the central NATS, created by the deployer): the streams of ``EdgePlan.hub_streams``, one per site,
@@ -41,6 +42,7 @@ from kumeo_iac.spec import WorkflowSpec, edge_problems, hub_urls, is_edge
 __all__ = [
     "EDGE_COMPONENT",
     "HUB_ROLE",
+    "LEAF_CA_FILE",
     "LEAF_CONFIG_FILE",
     "LEAF_CREDENTIALS_FILE",
     "LOCAL_NATS_URL",
@@ -65,7 +67,10 @@ LEAF_CONFIG_FILE: Final = f"{LEAF_CONFIG_DIR}/nats.conf"
 LEAF_CREDENTIALS_DIR: Final = "/etc/kumeo/leaf-credentials"
 LEAF_CREDENTIALS_FILE: Final = f"{LEAF_CREDENTIALS_DIR}/leaf.creds"
 LEAF_STORE_DIR: Final = "/var/lib/kumeo/leaf"
+LEAF_CA_DIR: Final = "/etc/kumeo/leaf-ca"
+LEAF_CA_FILE: Final = f"{LEAF_CA_DIR}/ca.crt"
 DEFAULT_CREDENTIALS_KEY: Final = "creds"
+DEFAULT_CA_KEY: Final = "ca.crt"
 DEFAULT_STORAGE: Final = "1Gi"
 #: The leaf's JetStream may fill this share of its volume (the rest is room for the server's own files).
 STORE_SHARE: Final = 0.9
@@ -108,11 +113,12 @@ def with_edge(plan: WorkflowPlan, wf: WorkflowSpec, settings: PlatformSettings) 
     leaf = deployment.leaf
     assert leaf is not None and leaf.credentials_secret is not None
     domain = leaf.domain or plan.slug
-    secret, _, key = leaf.credentials_secret.partition("/")
+    secret, key = _secret_ref(leaf.credentials_secret, DEFAULT_CREDENTIALS_KEY)
+    ca_secret, ca_key = _secret_ref(leaf.ca_secret, DEFAULT_CA_KEY) if leaf.ca_secret else (None, None)
     storage = str(leaf.storage or DEFAULT_STORAGE)
     hub = hub_urls(leaf.hub)
     edge = EdgePlan(
-        domain=domain, hub=hub, credentials_secret=secret, credentials_key=key or DEFAULT_CREDENTIALS_KEY,
+        domain=domain, hub=hub, credentials_secret=secret, credentials_key=key, ca_secret=ca_secret, ca_key=ca_key,
         storage=storage, storage_class=leaf.storage_class,
         # One image for the pod: the Kumeo image running the agents also carries nats-server (every image class
         # installs the `local` extra, kumeo_iac.images.IMAGE_EXTRAS), the version Kumeo's tests run.
@@ -120,8 +126,15 @@ def with_edge(plan: WorkflowPlan, wf: WorkflowSpec, settings: PlatformSettings) 
         hub_streams=hub_streams(plan, domain, settings),
         server_config=leaf_server_config(
             server_name=dns_name(plan.slug, EDGE_COMPONENT, domain), domain=domain, hub=hub,
-            credentials=LEAF_CREDENTIALS_FILE, store_dir=LEAF_STORE_DIR, max_file_store=_store_bytes(storage)))
+            credentials=LEAF_CREDENTIALS_FILE, store_dir=LEAF_STORE_DIR, max_file_store=_store_bytes(storage),
+            ca_file=LEAF_CA_FILE if ca_secret else None))
     return dataclasses.replace(plan, edge=edge)
+
+
+def _secret_ref(value: str, default_key: str) -> tuple[str, str]:
+    """``"name"`` or ``"name/key"`` (a checked ``leaf.*_secret``) as the Secret's name and key."""
+    name, _, key = value.partition("/")
+    return name, key or default_key
 
 
 def hub_streams(plan: WorkflowPlan, domain: str, settings: PlatformSettings) -> list[StreamPlan]:
@@ -148,12 +161,15 @@ def hub_streams(plan: WorkflowPlan, domain: str, settings: PlatformSettings) -> 
 
 def leaf_server_config(*, server_name: str, domain: str, hub: list[str], credentials: str | None, store_dir: str,
                        port: int = LEAF_CLIENT_PORT, monitor_port: int = LEAF_MONITOR_PORT,
-                       max_file_store: int | None = None) -> str:
+                       max_file_store: int | None = None, ca_file: str | None = None) -> str:
     """The leaf nats-server's configuration (JSON, which nats-server reads as its config format): clients on
-    loopback only, JetStream in the site's ``domain``, one remote to the hub (``credentials``: a creds file)."""
+    loopback only, JetStream in the site's ``domain``, one remote to the hub (``credentials``: a creds file;
+    ``ca_file``: the CA the hub's TLS certificate must be signed by, in place of the system's roots)."""
     remote: dict[str, Any] = {"urls": list(hub)}
     if credentials:
         remote["credentials"] = credentials
+    if ca_file:
+        remote["tls"] = {"ca_file": ca_file}
     jetstream: dict[str, Any] = {"store_dir": store_dir, "domain": domain, "max_memory_store": 64 * 1024 * 1024}
     if max_file_store:
         jetstream["max_file_store"] = max_file_store
@@ -237,6 +253,16 @@ def _stateful_set(plan: WorkflowPlan, settings: PlatformSettings, name: str, lbl
             "secretName": edge.credentials_secret, "defaultMode": 0o440,
             "items": [{"key": edge.credentials_key, "path": LEAF_CREDENTIALS_FILE.rsplit("/", 1)[1]}]}},
     ]
+    nats_mounts: list[dict[str, Any]] = [
+        {"name": "leaf-config", "mountPath": LEAF_CONFIG_DIR, "readOnly": True},
+        {"name": "leaf-credentials", "mountPath": LEAF_CREDENTIALS_DIR, "readOnly": True},
+        {"name": "leaf-store", "mountPath": LEAF_STORE_DIR},
+    ]
+    if edge.ca_secret:
+        volumes.append({"name": "leaf-ca", "secret": {
+            "secretName": edge.ca_secret, "defaultMode": 0o440,
+            "items": [{"key": edge.ca_key or DEFAULT_CA_KEY, "path": LEAF_CA_FILE.rsplit("/", 1)[1]}]}})
+        nats_mounts.append({"name": "leaf-ca", "mountPath": LEAF_CA_DIR, "readOnly": True})
     files = sorted({f for a in plan.agents for f in a.files})
     if files:
         env.append({"name": "KUMEO_FILES_DIR", "value": files_mount_path})
@@ -278,11 +304,7 @@ def _stateful_set(plan: WorkflowPlan, settings: PlatformSettings, name: str, lbl
                            "periodSeconds": 5},
         "resources": {"requests": dict(LEAF_RESOURCES["requests"]), "limits": dict(LEAF_RESOURCES["limits"])},
         "securityContext": k8s._container_security(),
-        "volumeMounts": [
-            {"name": "leaf-config", "mountPath": LEAF_CONFIG_DIR, "readOnly": True},
-            {"name": "leaf-credentials", "mountPath": LEAF_CREDENTIALS_DIR, "readOnly": True},
-            {"name": "leaf-store", "mountPath": LEAF_STORE_DIR},
-        ],
+        "volumeMounts": nats_mounts,
     }
     claim: dict[str, Any] = {"accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": edge.storage}}}
     if edge.storage_class:

@@ -149,6 +149,11 @@ class EdgePlan:
     image: str  # the leaf container's image (nats-server on its PATH): the edge pod's own, unless leaf.image
     hub_streams: list[StreamPlan]
     server_config: str  # the leaf nats-server's configuration file (in the pod's ConfigMap)
+    #: The Secret and key holding the CA certificate the hub's TLS certificate is signed by (``leaf.ca_secret``); None:
+    #: the leaf trusts the system's roots only. Left out of the JSON when None, so edge Plans without it read and
+    #: write as before.
+    ca_secret: str | None = dataclasses.field(default=None, metadata={"omit_none": True})
+    ca_key: str | None = dataclasses.field(default=None, metadata={"omit_none": True})
 
 
 @dataclasses.dataclass(frozen=True)

@@ -45,6 +45,10 @@ class Leaf(SpecNode):
         "The central NATS server's leafnode URL(s) (`\"nats-leaf://hub.example.com:7422\"`; `tls://…` for TLS).")
     credentials_secret: str | None = arg(
         "The Secret holding the leaf's NATS credentials file (`\"name\"`, key `creds`; or `\"name/key\"`).")
+    ca_secret: str | None = arg(
+        "The Secret holding the CA certificate the hub's TLS certificate is signed by (`\"name\"`, key `ca.crt`; or "
+        "`\"name/key\"`), for a hub whose certificate comes from a private CA (a cert-manager CA); without it the "
+        "leaf trusts the system's roots only.")
     domain: str | None = arg("The site's JetStream domain, unique per site (default: the workflow's slug).")
     storage: str | None = arg("Size of the volume holding the site's queued events (default `\"1Gi\"`).")
     storage_class: str | None = arg("StorageClass of that volume (default: the cluster's default class).")
@@ -68,6 +72,6 @@ class Deployment(SpecNode):
         "`\"cluster\"` (default: a pod per agent on the central NATS) or `\"edge\"` (every agent in one pod with "
         "its own NATS leaf node; needs `leaf`).")
     leaf: Leaf | None = Field(default=None, description=(
-        "With `profile: \"edge\"`: the site's leaf node (`hub`, `credentials_secret`, `domain`, `storage`; see "
-        "*Edge profile*)."))
+        "With `profile: \"edge\"`: the site's leaf node (`hub`, `credentials_secret`, `ca_secret`, `domain`, "
+        "`storage`; see *Edge profile*)."))
     extra: dict[str, Any] = Field(default_factory=dict, description="Other deployment settings, kept as written.")

@@ -13,9 +13,10 @@ from typing import TYPE_CHECKING, Any, Final
 from urllib.parse import urlsplit
 
 from kumeo_iac.spec._platform import kubernetes_quantity
+from kumeo_iac.spec._suggest import did_you_mean
 
 if TYPE_CHECKING:
-    from kumeo_iac.spec._deployment import Deployment
+    from kumeo_iac.spec._deployment import Deployment, Leaf
 
 __all__ = ["EDGE", "PROFILES", "EdgeProblem", "edge_problems", "hub_urls", "is_edge"]
 
@@ -63,6 +64,8 @@ def edge_problems(deployment: Deployment | None) -> list[EdgeProblem]:
         if leaf is not None:
             problems.append(EdgeProblem("leaf", "is only read with `profile: \"edge\"`; add it or remove `leaf`"))
         return problems
+    if leaf is not None:
+        problems += _unknown_keys(leaf)
     if leaf is None or leaf.hub is None:
         problems.append(EdgeProblem(
             "leaf" if leaf is None else "leaf.hub",
@@ -80,10 +83,10 @@ def edge_problems(deployment: Deployment | None) -> list[EdgeProblem]:
         problems.append(EdgeProblem(
             "leaf.credentials_secret", "is missing: name the Secret holding the leaf's NATS credentials file "
                                        "(`credentials_secret: \"site-leaf\"`, key `creds`)"))
-    elif not isinstance(leaf.credentials_secret, str) or not _SECRET.match(leaf.credentials_secret):
-        problems.append(EdgeProblem(
-            "leaf.credentials_secret", f"{_show(leaf.credentials_secret)} is not a Secret name (lower-case letters, "
-                                       "digits, '-' and '.'), optionally followed by /KEY"))
+    else:
+        problems += _secret_problems("leaf.credentials_secret", leaf.credentials_secret)
+    if leaf.ca_secret is not None:
+        problems += _secret_problems("leaf.ca_secret", leaf.ca_secret)
     if leaf.domain is not None and (not isinstance(leaf.domain, str) or not _DOMAIN.match(leaf.domain)):
         problems.append(EdgeProblem(
             "leaf.domain", f"{_show(leaf.domain)} is not a JetStream domain: letters, digits, '_' and '-' only"))
@@ -96,6 +99,21 @@ def edge_problems(deployment: Deployment | None) -> list[EdgeProblem]:
             "scaling", "cannot scale an edge workflow: its agents share one pod (one process, one leaf server); "
                        "remove `scaling`, or deploy with the cluster profile"))
     return problems
+
+
+def _unknown_keys(leaf: Leaf) -> list[EdgeProblem]:
+    """A key of ``leaf`` that is none of its settings (a typo would otherwise be dropped without a word)."""
+    known = [name for name in leaf.meaningful_fields() if name != "extra"]
+    return [EdgeProblem(f"leaf.{key}", f"is not a leaf setting (known: {', '.join(known)}){did_you_mean(key, known)}")
+            for key in leaf.extra]
+
+
+def _secret_problems(argument: str, value: Any) -> list[EdgeProblem]:
+    """``value`` as a Secret reference (``"name"`` or ``"name/key"``): no problem, or the one at ``argument``."""
+    if isinstance(value, str) and _SECRET.match(value):
+        return []
+    return [EdgeProblem(argument, f"{_show(value)} is not a Secret name (lower-case letters, digits, '-' and '.'), "
+                                  "optionally followed by /KEY")]
 
 
 def _url_problem(url: str) -> str | None:

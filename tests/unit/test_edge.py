@@ -77,6 +77,13 @@ def test_a_well_formed_edge_deployment_has_no_problems() -> None:
      'leaf.storage "lots" is not a Kubernetes quantity'),
     (f'profile: "edge", {LEAF}, scaling: {{ min_replicas: 1, max_replicas: 3 }}',
      "scaling cannot scale an edge workflow"),
+    ('profile: "edge", leaf: { hub: "nats-leaf://hub:7422", credentials_secret: "s", ca_secret: "Hub CA" }',
+     'leaf.ca_secret "Hub CA" is not a Secret name (lower-case letters, digits'),
+    ('profile: "edge", leaf: { hub: "nats-leaf://hub:7422", credentials_secret: "s", ca_secret: "hub-ca/" }',
+     'leaf.ca_secret "hub-ca/" is not a Secret name'),
+    ('profile: "edge", leaf: { hub: "nats-leaf://hub:7422", credentials_secret: "s", ca_secert: "hub-ca" }',
+     "leaf.ca_secert is not a leaf setting (known: hub, credentials_secret, ca_secret, domain, storage, "
+     "storage_class, image); did you mean 'ca_secret'?"),
 ])
 def test_each_mistake_is_reported_by_check_and_refused_by_compile(deploy: str, expected: str) -> None:
     found = problems(kumeo(deploy))
@@ -105,6 +112,13 @@ def test_python_and_kumeo_compile_to_the_same_plan() -> None:
     from_text = plan_of(kumeo()).workflows[0]
     assert from_python.edge == from_text.edge
     assert from_python.kubernetes == from_text.kubernetes
+
+
+def test_a_ca_secret_that_is_not_a_string_is_refused_where_it_is_written() -> None:
+    result = parse(kumeo(f'profile: "edge", {LEAF[:-2]}, ca_secret: 3 }}'), "t.kumeo")
+    (error,) = [d for d in result.diagnostics if d.is_error]
+    assert error.message == "invalid value for 'ca_secret' of leaf: expected a string, got 3"
+    assert error.span is not None and error.span.line == 8
 
 
 # -- plan ------------------------------------------------------------------------------------------------------------
@@ -145,6 +159,61 @@ def test_the_leaf_config_keeps_clients_on_loopback_in_the_sites_domain() -> None
     assert config["jetstream"]["max_file_store"] == int(2**30 * 0.9)
     assert config["leafnodes"]["remotes"] == [{"urls": ["nats-leaf://hub.example.com:7422"],
                                                "credentials": "/etc/kumeo/leaf-credentials/leaf.creds"}]
+
+
+def with_ca(secret: str = "hub-ca") -> str:
+    return kumeo(f'profile: "edge", {LEAF[:-2]}, ca_secret: "{secret}" }}')
+
+
+def test_with_a_ca_secret_the_leaf_trusts_the_hubs_ca_from_the_mounted_file() -> None:
+    wf = plan_of(with_ca()).workflows[0]
+    assert wf.edge is not None and (wf.edge.ca_secret, wf.edge.ca_key) == ("hub-ca", "ca.crt")
+    (remote,) = json.loads(wf.edge.server_config)["leafnodes"]["remotes"]
+    assert remote == {"urls": ["nats-leaf://hub.example.com:7422"],
+                      "credentials": "/etc/kumeo/leaf-credentials/leaf.creds",
+                      "tls": {"ca_file": "/etc/kumeo/leaf-ca/ca.crt"}}
+    named = plan_of(with_ca("site-leaf/hub.pem")).workflows[0].edge
+    assert named is not None and (named.ca_secret, named.ca_key) == ("site-leaf", "hub.pem")
+
+
+def test_without_a_ca_secret_the_plan_and_the_config_are_as_before() -> None:
+    wf = plan_of(kumeo()).workflows[0]
+    assert wf.edge is not None and wf.edge.ca_secret is None
+    assert "ca_secret" not in wf.edge.server_config and '"tls"' not in wf.edge.server_config
+    edge_json = json.loads(Plan([wf]).to_json())["workflows"][0]["edge"]
+    assert "ca_secret" not in edge_json and "ca_key" not in edge_json
+    # a Plan written before the fields existed loads, with no CA
+    assert Plan.from_json(Plan([wf]).to_json()).workflows[0].edge == wf.edge
+    ca = plan_of(with_ca())
+    assert Plan.from_json(ca.to_json()) == ca and Plan.from_json(ca.to_document()) == ca
+
+
+def test_the_ca_secret_is_mounted_in_the_nats_container_only() -> None:
+    (sts,) = objects(plan_of(with_ca("hub-ca/root.pem")), "StatefulSet")
+    pod = sts["spec"]["template"]["spec"]
+    nats, edge = pod["containers"]
+    (volume,) = [v for v in pod["volumes"] if v["name"] == "leaf-ca"]
+    assert volume["secret"] == {"secretName": "hub-ca", "defaultMode": 0o440,
+                                "items": [{"key": "root.pem", "path": "ca.crt"}]}
+    assert {"name": "leaf-ca", "mountPath": "/etc/kumeo/leaf-ca", "readOnly": True} in nats["volumeMounts"]
+    assert all(m["name"] != "leaf-ca" for m in edge["volumeMounts"])
+    (without,) = objects(plan_of(kumeo()), "StatefulSet")
+    assert all(v["name"] != "leaf-ca" for v in without["spec"]["template"]["spec"]["volumes"])
+
+
+def test_render_lists_the_ca_secret_to_create_from_its_file() -> None:
+    manifests = workflow_manifests(plan_of(with_ca()).workflows[0], None)
+    assert [(s.name, s.keys) for s in manifests.secrets] == [("hub-ca", ("ca.crt",)), ("site-leaf", ("creds",))]
+    assert manifests.secrets[0].create_command("site-sensors") == (
+        "kubectl -n site-sensors create secret generic hub-ca --from-file=ca.crt=./ca.crt")
+
+
+def test_adding_a_ca_secret_changes_the_leaf_config_checksum_so_the_pod_rolls() -> None:
+    def checksum(text: str) -> str:
+        (sts,) = objects(plan_of(text), "StatefulSet")
+        return str(sts["spec"]["template"]["metadata"]["annotations"]["kumeo.dev/leaf-config-checksum"])
+
+    assert checksum(kumeo()) != checksum(with_ca()) == checksum(with_ca("other-ca"))
 
 
 # -- kubernetes ------------------------------------------------------------------------------------------------------
