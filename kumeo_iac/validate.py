@@ -249,6 +249,7 @@ class _Checker:
         self.default_span = SourceSpan(program.path, 1, 1) if program.path else None
         self.expr = _expression_module()
         self._compiled: dict[str, Any] = {}
+        self._expanded: dict[str, WorkflowSpec] = {}  # host workflows with their integrations inlined, by name
 
     # diagnostics
 
@@ -358,7 +359,9 @@ class _Checker:
         self._check_contexts(wf.contexts)
         agents = wf.all_agents()
         self._check_agents(agents, wf.name)
-        graph = build_graph(self._with_integrations(wf))
+        graph = build_graph(wf)
+        if graph.unresolved:  # perhaps a name an integration's output mapping gives: check as compile sees it
+            graph = build_graph(self._with_integrations(wf))
         self._check_graph(graph, agents, has_sources=bool(wf.sources), owner=wf, workflow_label="workflow",
                           inlined={new_id for new_id, _, _ in self.inlined.get(wf.name, [])})
         context_ids = [c.id for c in wf.contexts if c.id]
@@ -377,13 +380,15 @@ class _Checker:
         integrations = [i for i in self.program.integrations if str(i.workflow) == wf.name]
         if not integrations:
             return wf
-        from kumeo_iac.compile import expand_integrations
+        if wf.name not in self._expanded:
+            from kumeo_iac.compile import expand_integrations  # only then: compile costs ~0.2 s to import
 
-        host = Program(workflows=[wf], subworkflows=self.program.subworkflows, integrations=integrations)
-        try:
-            return expand_integrations(host)[0]
-        except KumeoError:
-            return wf
+            host = Program(workflows=[wf], subworkflows=self.program.subworkflows, integrations=integrations)
+            try:
+                self._expanded[wf.name] = expand_integrations(host)[0]
+            except KumeoError:
+                self._expanded[wf.name] = wf
+        return self._expanded[wf.name]
 
     def _read_in_host(self, wf: WorkflowSpec, channel: str) -> bool:
         """Whether an agent of ``wf`` reads ``channel`` as an integration publishes it (an output mapping's name)."""

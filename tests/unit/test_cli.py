@@ -192,8 +192,12 @@ def test_check_help_starts_fast_and_imports_nothing_heavy():
     assert elapsed < 1.5, f"kumeo check --help took {elapsed:.2f} s"
 
 
-def test_check_imports_no_deployment_stack(tmp_path):
-    path = write(tmp_path, "ok.kumeo", VALID)
+@pytest.mark.parametrize("example", [None, "examples/claims_triage/claims_triage.kumeo"],
+                         ids=["plain", "with-an-integration"])
+def test_check_imports_no_deployment_stack(tmp_path, example):
+    # A file with integrations imports the compiler's inliner only when a host agent reads a name no agent of
+    # its own gives (the claims example's integration sends to a target).
+    path = write(tmp_path, "ok.kumeo", VALID) if example is None else ROOT / example
     code = (f"import sys; from kumeo_iac.cli import main; rc = main(['check', {str(path)!r}]); "
             "print('HEAVY', sorted(m for m in sys.modules if m.split('.')[0] in "
             "('pulumi', 'nats', 'onnxruntime', 'pgmpy', 'rich')))")
