@@ -391,14 +391,19 @@ class _Checker:
         return self._expanded[wf.name]
 
     def _read_in_host(self, wf: WorkflowSpec, channel: str) -> bool:
-        """Whether an agent of ``wf`` reads ``channel`` as an integration publishes it (an output mapping's name)."""
+        """Whether an agent of ``wf`` itself (not one an integration inlines) reads ``channel`` as an integration
+        publishes it (an output mapping's name). ``target.…`` names a target, never such a channel."""
+        channel = channel.strip()
+        if channel.startswith("target."):
+            return False
         expanded = self._with_integrations(wf)
-        publisher = resolver_for(expanded).channels.get(channel.strip()) if expanded is not wf else None
+        publisher = resolver_for(expanded).channels.get(channel) if expanded is not wf else None
         if publisher is None:
             return False
+        own = {a.id for a in wf.all_agents()}
         graph = build_graph(expanded)
         return any(b.node.kind == "agent" and b.node.name == publisher.id
-                   for node in graph.nodes.values() for b in node.inputs)
+                   for agent_id, node in graph.nodes.items() if agent_id in own for b in node.inputs)
 
     def _check_platform(self, wf: WorkflowSpec, agents: list[Agent]) -> None:
         """What compile refuses about names, subjects, replicas, quantities and secrets, said at its place."""

@@ -286,3 +286,19 @@ def test_a_host_agent_reading_a_misspelt_mapped_name_refers_to_nothing() -> None
     errors, _ = _agree(_risk_scoring("risk.scorse", "risk.scores"))
     assert any(e.startswith("input 'risk.scorse' of agent 'publish' refers to nothing") for e in errors), errors
 
+
+
+def test_an_output_mapped_to_a_missing_target_is_refused_even_when_the_subworkflow_reads_that_agent() -> None:
+    # Found by the property test above: the mapped agent is read inside the subworkflow, which is no host agent.
+    sub = SubworkflowSpec(name="RiskScoring", inputs=["events"], outputs=["scored"],
+                          agents=[DataProcessor(id="normalize", input="input.events", output_channel="scored"),
+                                  DataProcessor(id="score", input="normalize.output")])
+    program = Program(
+        workflows=[WorkflowSpec(name="W", source=NATS("in"), target=NATS("alerts"),
+                                agents=[DataProcessor(id="a", input="source")])],
+        subworkflows=[sub],
+        integrations=[IntegrationSpec(workflow="W", use="RiskScoring", input_mapping={"events": "source"},
+                                      output_mapping={"scored": "target.out"})])
+    errors, failure = _agree(program)
+    assert any("sends to 'target.out', which is no target or agent of workflow 'W'" in e for e in errors), errors
+    assert failure is not None
