@@ -66,14 +66,7 @@ class Site:
         assert remote["credentials"] == mounted_credentials(self.plan), "the config names the file the pod mounts"
         self.creds_file.write_text(creds)
         remote["credentials"] = str(self.creds_file)
-        assert config["jetstream"].pop("store_dir") == "/var/lib/kumeo/leaf"  # NatsServer passes its own (-sd)
-        leaf_port = free_port()
-        config.update(port=leaf_port, http_port=free_port(), server_name="site1-leaf")
-        assert differences(compiled_config, config) == REWRITTEN
-        conf = self.tmp_path / "leaf.conf"
-        conf.write_text(json.dumps(config))
-        self.leaf = NatsServer(config_file=conf, port=leaf_port, store_dir=self.tmp_path / "leaf",
-                               server_name="site1-leaf", ready_timeout_s=30)
+        self.leaf = leaf_server(self.tmp_path, compiled_config, config, REWRITTEN)
         self.leaf.start()
         return self.leaf
 
@@ -86,6 +79,20 @@ class Site:
         """How often the leaf has logged the hub refusing its credentials."""
         assert self.leaf is not None
         return self.leaf.log_path.read_text(errors="replace").count(REFUSED)
+
+
+def leaf_server(tmp_path: Path, compiled_config: dict[str, Any], config: dict[str, Any],
+                rewritten: set[str]) -> NatsServer:
+    """A leaf nats-server (not started) on ``config``: the compiled one with only the ``rewritten`` keys changed,
+    given its own ports, name and store here."""
+    assert config["jetstream"].pop("store_dir") == "/var/lib/kumeo/leaf"  # NatsServer passes its own (-sd)
+    leaf_port = free_port()
+    config.update(port=leaf_port, http_port=free_port(), server_name="site1-leaf")
+    assert differences(compiled_config, config) == rewritten
+    conf = tmp_path / "leaf.conf"
+    conf.write_text(json.dumps(config))
+    return NatsServer(config_file=conf, port=leaf_port, store_dir=tmp_path / "leaf", server_name="site1-leaf",
+                      ready_timeout_s=30)
 
 
 def differences(a: Any, b: Any, path: str = "") -> set[str]:
@@ -218,20 +225,26 @@ async def closing(stack: list[Any]) -> None:
         await nc.close()
 
 
-async def test_with_the_users_credentials_the_leaf_links_and_its_results_reach_the_hub_once(site: Site) -> None:
-    site.start_leaf(site.trust.creds())
-    with pytest.raises(KumeoError):  # the hub really takes no one without credentials
-        await connect(site.hub.url, timeout_s=5, name="anonymous")
+async def results_reach_the_hub_once(site: Site) -> None:
+    """Over a link that is up: the Plan's hub stream is created on the hub, results are published at the leaf, and
+    each reaches the hub once."""
     stack: list[Any] = []
     try:
-        await until("the hub accepted the leaf, bound to the user's account", lambda: leaf_bound(site))
         links = await open_links(site, stack)
         await create_hub_stream(site, links)
         await publish_at_leaf(links, site.plan)
         await arrives_exactly_once(links)
-        assert site.refusals() == 0
     finally:
         await closing(stack)
+
+
+async def test_with_the_users_credentials_the_leaf_links_and_its_results_reach_the_hub_once(site: Site) -> None:
+    site.start_leaf(site.trust.creds())
+    with pytest.raises(KumeoError):  # the hub really takes no one without credentials
+        await connect(site.hub.url, timeout_s=5, name="anonymous")
+    await until("the hub accepted the leaf, bound to the user's account", lambda: leaf_bound(site))
+    await results_reach_the_hub_once(site)
+    assert site.refusals() == 0
 
 
 def rogue_account_user(trust: Trust) -> str:

@@ -29,14 +29,10 @@ from test_edge_leaf import DOMAIN, WORKFLOW, container, until
 from test_edge_leaf_auth import (
     REWRITTEN,
     Site,
-    arrives_exactly_once,
-    closing,
-    create_hub_stream,
-    differences,
     leaf_bound,
+    leaf_server,
     mounted_credentials,
-    open_links,
-    publish_at_leaf,
+    results_reach_the_hub_once,
 )
 
 from kumeo_iac.compile import PlatformSettings, WorkflowPlan, compile_program
@@ -147,14 +143,7 @@ class TlsHub:
             assert remote["tls"] == {"ca_file": mounted_ca(plan)}, "the config names the CA file the pod mounts"
             remote["tls"]["ca_file"] = str(self.pki.ca_cert)
             rewritten.add(CA_FILE_KEY)
-        assert config["jetstream"].pop("store_dir") == "/var/lib/kumeo/leaf"  # NatsServer passes its own (-sd)
-        leaf_port = free_port()
-        config.update(port=leaf_port, http_port=free_port(), server_name="site1-leaf")
-        assert differences(compiled_config, config) == rewritten
-        conf = self.tmp_path / "leaf.conf"
-        conf.write_text(json.dumps(config))
-        leaf = NatsServer(config_file=conf, port=leaf_port, store_dir=self.tmp_path / "leaf",
-                          server_name="site1-leaf", ready_timeout_s=30)
+        leaf = leaf_server(self.tmp_path, compiled_config, config, rewritten)
         self.leafs.append(leaf)
         leaf.start()
         return Site(plan, self.trust, self.hub, self.hub_monitor, self.tmp_path, leaf)
@@ -186,30 +175,27 @@ def tls_hub(tmp_path: Path) -> Iterator[TlsHub]:
 async def test_with_the_hubs_ca_the_leaf_links_over_tls_and_its_results_reach_the_hub_once(
         tls_hub: TlsHub) -> None:
     site = tls_hub.site(CA_SECRET)
-    stack: list[Any] = []
-    try:
-        await until("the hub accepted the leaf over TLS, bound to the user's account", lambda: leaf_bound(site))
-        links = await open_links(site, stack)
-        await create_hub_stream(site, links)
-        await publish_at_leaf(links, site.plan)
-        await arrives_exactly_once(links)
-        assert site.leaf is not None and UNTRUSTED not in site.leaf.read_log()
-    finally:
-        await closing(stack)
+    await until("the hub accepted the leaf over TLS, bound to the user's account", lambda: leaf_bound(site))
+    await results_reach_the_hub_once(site)
+    assert site.leaf is not None and UNTRUSTED not in site.leaf.read_log()
+
+
+async def refused(leaf: NatsServer, what: str, times: int) -> None:
+    """Bounded by events, not a sleep: the leaf logs the hub's certificate as untrusted ``times`` more times (each a
+    refused attempt)."""
+    so_far = leaf.read_log().count(UNTRUSTED)
+
+    async def more() -> bool:
+        return leaf.read_log().count(UNTRUSTED) >= so_far + times
+
+    await until(what, more)
 
 
 async def test_without_the_hubs_ca_the_leaf_refuses_the_hubs_certificate_and_never_links(tls_hub: TlsHub) -> None:
     site = tls_hub.site(None)
-    leaf = site.leaf
-    assert leaf is not None
-
-    async def refusals(at_least: int) -> bool:
-        return leaf.read_log().count(UNTRUSTED) >= at_least
-
-    await until("the leaf logged the hub's certificate as untrusted", lambda: refusals(1))
-    # Bounded by events, not a sleep: two more attempts, each refused the same way, and still no link.
-    so_far = leaf.read_log().count(UNTRUSTED)
-    await until("two more refused attempts", lambda: refusals(so_far + 2))
+    assert site.leaf is not None
+    await refused(site.leaf, "the leaf logged the hub's certificate as untrusted", 1)
+    await refused(site.leaf, "two more refused attempts", 2)
     assert site.leafz()["leafs"] == []
 
 
@@ -222,14 +208,9 @@ async def test_the_leaf_reads_the_ca_file_when_it_starts_so_a_replaced_ca_needs_
     site = tls_hub.site(CA_SECRET)
     leaf = site.leaf
     assert leaf is not None
-
-    async def refusals(at_least: int) -> bool:
-        return leaf.read_log().count(UNTRUSTED) >= at_least
-
-    await until("the leaf logged the hub's certificate as untrusted", lambda: refusals(1))
+    await refused(leaf, "the leaf logged the hub's certificate as untrusted", 1)
     tls_hub.pki.ca_cert.write_bytes(right_ca)
-    so_far = leaf.read_log().count(UNTRUSTED)
-    await until("two more refused attempts with the right CA in the file", lambda: refusals(so_far + 2))
+    await refused(leaf, "two more refused attempts with the right CA in the file", 2)
     assert site.leafz()["leafs"] == []
     leaf.restart()
     await until("the restarted leaf linked over TLS", lambda: leaf_bound(site))

@@ -234,16 +234,22 @@ def test_a_zero_timeout_is_refused_by_both() -> None:
     assert failure is not None
 
 
-def test_an_id_an_integration_inlines_is_checked_like_the_workflow_s_own() -> None:
-    sub = SubworkflowSpec(name="RiskScoring", inputs=["events"], outputs=["scored"],
-                          agents=[DataProcessor(id="normalize", input="input.events", output_channel="scored")])
-    program = Program(
-        workflows=[WorkflowSpec(name="W", source=NATS("in"), target=NATS("out"),
-                                agents=[DataProcessor(id="risk_scoring_normalize", input="source")])],
-        subworkflows=[sub],
+def _w_using_risk_scoring(host_agent_id: str, *, target: str = "out", sub_reads_normalize: bool = False) -> Program:
+    """Workflow W (one agent reading its source, a target) with RiskScoring inlined: ``normalize`` (and, with
+    ``sub_reads_normalize``, ``score`` reading it) sending its output to ``target.out``."""
+    sub_agents: list[Any] = [DataProcessor(id="normalize", input="input.events", output_channel="scored")]
+    if sub_reads_normalize:
+        sub_agents.append(DataProcessor(id="score", input="normalize.output"))
+    return Program(
+        workflows=[WorkflowSpec(name="W", source=NATS("in"), target=NATS(target),
+                                agents=[DataProcessor(id=host_agent_id, input="source")])],
+        subworkflows=[SubworkflowSpec(name="RiskScoring", inputs=["events"], outputs=["scored"], agents=sub_agents)],
         integrations=[IntegrationSpec(workflow="W", use="RiskScoring", input_mapping={"events": "source"},
                                       output_mapping={"scored": "target.out"})])
-    errors, failure = _agree(program)
+
+
+def test_an_id_an_integration_inlines_is_checked_like_the_workflow_s_own() -> None:
+    errors, failure = _agree(_w_using_risk_scoring("risk_scoring_normalize"))
     assert errors == ["the integration of 'RiskScoring' inlines agent 'normalize' as 'risk_scoring_normalize', an id "
                       "workflow 'W' already uses; rename one of them"]
     assert failure is not None and "risk_scoring_normalize" in str(failure)
@@ -290,15 +296,6 @@ def test_a_host_agent_reading_a_misspelt_mapped_name_refers_to_nothing() -> None
 
 def test_an_output_mapped_to_a_missing_target_is_refused_even_when_the_subworkflow_reads_that_agent() -> None:
     # Found by the property test above: the mapped agent is read inside the subworkflow, which is no host agent.
-    sub = SubworkflowSpec(name="RiskScoring", inputs=["events"], outputs=["scored"],
-                          agents=[DataProcessor(id="normalize", input="input.events", output_channel="scored"),
-                                  DataProcessor(id="score", input="normalize.output")])
-    program = Program(
-        workflows=[WorkflowSpec(name="W", source=NATS("in"), target=NATS("alerts"),
-                                agents=[DataProcessor(id="a", input="source")])],
-        subworkflows=[sub],
-        integrations=[IntegrationSpec(workflow="W", use="RiskScoring", input_mapping={"events": "source"},
-                                      output_mapping={"scored": "target.out"})])
-    errors, failure = _agree(program)
+    errors, failure = _agree(_w_using_risk_scoring("a", target="alerts", sub_reads_normalize=True))
     assert any("sends to 'target.out', which is no target or agent of workflow 'W'" in e for e in errors), errors
     assert failure is not None
