@@ -727,7 +727,7 @@ def legacy_type_alias(resource_name: str, parent: pulumi.Resource | None) -> pul
     any other parent an Output of its URN, which makes every child wait a turn for the parent's registration.
     """
     if parent is None or _is_stack(parent):
-        return f"urn:pulumi:{pulumi.get_stack()}::{pulumi.get_project()}::{LEGACY_DYNAMIC_TYPE}::{resource_name}"
+        return _top_level_urn(LEGACY_DYNAMIC_TYPE, resource_name)
     known = _URNS_KNOWN_NOW.get(parent)
     if known is not None:
         return _child_urn(known, LEGACY_DYNAMIC_TYPE, resource_name)
@@ -745,7 +745,7 @@ def remember_urn(resource: pulumi.Resource, type_token: str, name: str, parent: 
     parent's URN is not known here (then nothing is noted and the aliases wait for the parent's URN as before).
     """
     if parent is None or _is_stack(parent):
-        urn = f"urn:pulumi:{pulumi.get_stack()}::{pulumi.get_project()}::{type_token}::{name}"
+        urn = _top_level_urn(type_token, name)
     elif parent in _URNS_KNOWN_NOW:
         urn = _child_urn(_URNS_KNOWN_NOW[parent], type_token, name)
     else:
@@ -756,6 +756,11 @@ def remember_urn(resource: pulumi.Resource, type_token: str, name: str, parent: 
 
 def _is_stack(resource: pulumi.Resource) -> bool:
     return getattr(resource, "_type", None) == "pulumi:pulumi:Stack"
+
+
+def _top_level_urn(type_token: str, name: str) -> str:
+    """The URN of a resource at the top of the stack: no parent type (the stack's is never part of a URN)."""
+    return f"urn:pulumi:{pulumi.get_stack()}::{pulumi.get_project()}::{type_token}::{name}"
 
 
 def _child_urn(parent_urn: str, type_token: str, name: str) -> str:
